@@ -1,0 +1,58 @@
+#pragma once
+// Cluster profiles: the bundled data/clusters.yaml, copied on first run to <cache_dir>/clusters.yaml (the copy
+// users edit), and the choice of a profile by hostname glob or by name. Fields are documented in
+// docs/clusters.md.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mill {
+
+struct ClusterProfile {
+  std::string name;
+  std::string hostname_pattern;  // shell glob matched against the login node's hostname
+  std::string partition;
+  std::string account;           // may be empty: no --account line
+  std::string gpu_type;          // gres label, e.g. "a100"; empty: --gres=gpu:N
+  int gpus_per_node = 0;
+  int gpus_per_task = 0;         // GPUs one array element asks for; defaults to gpus_per_node
+  std::string mem;               // SLURM --mem value, e.g. "64G"
+  int queue_limit = 0;           // cap on this user's jobs queued at once
+  int max_array_len = 0;         // the %N throttle: array elements running at once
+  // Optional fields (defaults keep old files valid).
+  int max_time_minutes = 24 * 60;     // the partition's time limit
+  int cpus_per_task = 8;
+  int max_array_size = 1001;          // the site's MaxArraySize (array indices must stay below it)
+  int signal_minutes = 5;             // SIGUSR1 this long before the time limit: finish, flush, exit 75
+  std::vector<std::string> extra_sbatch;  // extra sbatch options, e.g. "--qos=normal"
+  std::vector<std::string> setup_lines;   // shell lines run before mill (module load ...): trusted, from your file
+};
+
+struct ClusterConfig {
+  std::filesystem::path path;  // where it was read from
+  std::vector<ClusterProfile> profiles;
+};
+
+// The profiles bundled with the binary (data/clusters.yaml).
+std::string_view bundled_cluster_config();
+
+// Parses clusters.yaml text; errors name `source`, the profile and the field.
+ClusterConfig parse_cluster_config(std::string_view text, const std::filesystem::path& source);
+
+// Reads <cache_dir>/clusters.yaml, first copying the bundled file there if it does not exist yet. An existing
+// copy is never overwritten.
+ClusterConfig load_cluster_config(const std::filesystem::path& cache_dir);
+
+struct ProfileChoice {
+  const ClusterProfile* profile = nullptr;
+  std::string reason;  // e.g. hostname "jwlogin03" matches "jwlogin*"
+};
+
+// `selector` is "auto" (first profile whose hostname_pattern matches `hostname` or its short form) or a
+// profile name. No match throws mill::Error naming the hostname and the profiles.
+ProfileChoice choose_profile(const ClusterConfig& config, const std::string& selector, const std::string& hostname);
+
+// The machine's hostname; $MILL_HOSTNAME overrides it (for tests and for planning on behalf of another host).
+std::string current_hostname();
+
+}  // namespace mill

@@ -1,0 +1,41 @@
+#pragma once
+// The model spec users type: NAME_OR_PATH[key=value,...], e.g. "meta-llama/Meta-Llama-3-8B[dtype=float16]"
+// or "vllm[path=/models/llama,tensor_parallel_size=2]".
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace mill {
+
+struct ModelSpec {
+  std::string name;                                        // before the brackets
+  std::vector<std::pair<std::string, std::string>> args;  // in the order given; keys are unique
+
+  // Parses a spec; a malformed one throws mill::Error naming the spec and what is wrong. Values that contain
+  // ',' or ']' are written in double quotes: name[stop="a,b"].
+  static ModelSpec parse(std::string_view text);
+
+  std::optional<std::string> arg(std::string_view key) const;
+
+  // Which backend runs it: "vllm", "api" (also spelled "litellm") or "local" (the in-process runtime).
+  std::string backend() const;
+
+  // The spec as typed, normalised: name[k=v,...] with args in the given order, quoted where needed.
+  std::string to_string() const;
+
+  // What determines the model's numbers: the name plus every argument except those that only change how the
+  // model runs (batch size, device, concurrency, ports, timeouts...). Args are sorted, so order never matters.
+  std::string identity() const;
+};
+
+// Arguments that do not change scores and so are left out of the identity (and the job key).
+const std::vector<std::string>& execution_only_model_args();
+
+// The revision a spec evaluates: its `revision` arg, else the commit that the Hugging Face cache's refs/main
+// points to ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub), else "local" for a local
+// directory, else "unresolved". The planner and the worker call this same function, so they agree.
+std::string resolve_model_revision(const ModelSpec& spec);
+
+}  // namespace mill

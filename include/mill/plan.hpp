@@ -1,0 +1,51 @@
+#pragma once
+// The sweep planner: job matrix → result-cache check → array elements → manifest. No SLURM calls here.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mill/job.hpp"
+#include "mill/results.hpp"
+#include "mill/tasks.hpp"
+
+namespace mill {
+
+struct PlanRequest {
+  std::vector<std::string> models;          // model specs as typed
+  std::vector<std::string> tasks;           // task and benchmark names
+  std::optional<std::vector<int>> n_shots;  // absent: each task's default_n_shots
+  std::optional<int> limit;
+  std::filesystem::path output_dir;
+};
+
+struct PlannedJob {
+  Job job;
+  JobKey key;
+  ResultCheck check;  // done jobs are skipped; missing, stale and corrupt ones are (re)run
+  std::filesystem::path result;
+};
+
+struct Plan {
+  std::vector<PlannedJob> jobs;  // the whole matrix, models × tasks × n_shots in the order given
+  std::size_t count(ResultState state) const;
+  std::vector<const PlannedJob*> pending() const;  // everything not done
+};
+
+// Parses and expands the request, resolves each model's revision once and checks every job's result file.
+// Bad input (model spec, task name, n_shot) throws mill::Error before anything is checked.
+Plan build_plan(const PlanRequest& request, const TaskRegistry& registry);
+
+// Groups pending jobs into array elements: each element holds jobs of one model only (so it loads the model
+// once), at most `evals_per_element` of them, in plan order.
+std::vector<std::vector<const PlannedJob*>> group_into_elements(const Plan& plan, int evals_per_element);
+
+// The largest number of pending jobs any one model has (what an element could hold at most).
+int largest_model_share(const Plan& plan);
+
+// The manifest that workers read: one entry per array element with its model and jobs (schema in
+// docs/results.md). `settings` holds sweep-wide values (extra task paths, data dir...).
+nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& elements, const nlohmann::json& settings);
+
+}  // namespace mill

@@ -1,0 +1,35 @@
+#pragma once
+// Renders the sbatch script of one sweep's SLURM array. Every name a user chose (models, tasks, paths) reaches
+// the worker through the manifest file or as a single-quoted shell word, never as shell code.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mill/cluster.hpp"
+
+namespace mill {
+
+// One shell word that the shell reads back as exactly `value` (single quotes; ' becomes '\'').
+std::string shell_quote(std::string_view value);
+
+struct SbatchRequest {
+  const ClusterProfile* profile = nullptr;
+  std::string job_name = "mill";
+  int array_size = 0;            // elements 0..array_size-1
+  int time_minutes = 0;
+  std::filesystem::path mill_binary;
+  std::filesystem::path output_dir;
+  std::filesystem::path cache_dir;
+  std::filesystem::path sweep_dir;      // the job's working directory: manifest and logs/ live here
+  std::filesystem::path manifest;
+  std::filesystem::path venv_path;      // empty: no activation
+  // Task paths, data directory and the jobs themselves travel in the manifest, not in the script.
+};
+
+// The script text. Safe to run with `sbatch --chdir=<sweep_dir> script`.
+std::string render_sbatch_script(const SbatchRequest& request);
+
+// The sbatch command line (argv) that submits the script with the sweep directory as working directory.
+std::vector<std::string> sbatch_command(const SbatchRequest& request, const std::filesystem::path& script);
+
+}  // namespace mill

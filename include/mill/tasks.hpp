@@ -1,0 +1,44 @@
+#pragma once
+// The task registry: task definitions are YAML data (data/tasks/ compiled in, plus --extra_task_paths).
+// A file defines one task (`task: NAME`) or a benchmark group (`group: NAME` with `defaults` and a `tasks`
+// list whose entries may set `vars` substituted as ${var}). The schema is in docs/tasks.md.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace mill {
+
+enum class OutputType { logprobs, generative, perplexity };
+std::string to_string(OutputType type);
+
+struct TaskInfo {
+  std::string name;
+  std::string benchmark;  // the group it belongs to, or empty
+  OutputType output_type = OutputType::logprobs;
+  int default_n_shots = 0;
+  std::string source;           // "builtin:tasks/mmlu.yaml" or the file path it came from
+  nlohmann::json definition;    // the resolved definition: includes and defaults merged, ${vars} substituted
+  std::string fingerprint;      // content hash of the definition minus `metadata`: part of the job key
+};
+
+class TaskRegistry {
+ public:
+  // Loads the built-in tasks and every *.yaml/*.yml file under each extra path (a file or a directory).
+  // Any problem throws mill::Error naming the file, the task and the field.
+  static TaskRegistry load(const std::vector<std::filesystem::path>& extra_paths = {});
+
+  const std::vector<TaskInfo>& tasks() const { return tasks_; }
+  const TaskInfo* find(std::string_view name) const;
+  std::vector<std::string> benchmarks() const;
+
+  // Expands task and benchmark names (in order, without duplicates). An unknown name throws mill::Error
+  // suggesting the closest known names.
+  std::vector<const TaskInfo*> expand(const std::vector<std::string>& names) const;
+
+ private:
+  void add_file(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
+  std::vector<TaskInfo> tasks_;
+};
+
+}  // namespace mill

@@ -1,0 +1,36 @@
+#pragma once
+// Small string helpers shared by every module: list splitting, suggestions, one-line messages, hashing.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mill {
+
+// Splits "a,b,,c" into {"a","b","c"}: empty items and surrounding spaces are dropped.
+std::vector<std::string> split_list(std::string_view text, char separator = ',');
+
+std::string trim(std::string_view text);
+std::string join(const std::vector<std::string>& items, std::string_view separator);
+
+// Replaces control characters (newlines included) so a message always prints as one line.
+std::string one_line(std::string_view text);
+
+// Renders a value for an error message: quoted, control characters and non-UTF-8 bytes escaped.
+std::string quote_value(std::string_view value);
+
+// Up to `limit` candidates closest to `name` by edit distance (or sharing it as a substring).
+std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates,
+                                       std::size_t limit = 3);
+
+// Shell glob (`*`, `?`, `[...]`) match of a whole string, as fnmatch(3).
+bool glob_match(const std::string& pattern, const std::string& text);
+
+// 128-bit XXH3 of the bytes, as 32 lowercase hex digits. Used for job keys and fingerprints.
+std::string content_hash(std::string_view bytes);
+
+// Turns a model or task name into one safe path component: [A-Za-z0-9._-] kept, '/' becomes "__",
+// everything else is %XX-escaped, so distinct names never collide.
+std::string path_component(std::string_view name);
+
+}  // namespace mill

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian's archive and builds mill into build/.
+# Usage: scripts/setup.sh            (as root, or with sudo available)
+#        MILL_BUILD_DIR=dir MILL_SANITIZE=1 scripts/setup.sh   (an ASan+UBSan build in another directory)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev catch2 libxxhash-dev
+  libpcre2-dev libcurl4-openssl-dev libcpp-httplib-dev
+  slurm-wlm slurm-client munge
+  hyperfine
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+build_dir=${MILL_BUILD_DIR:-build}
+sanitize=OFF
+[ "${MILL_SANITIZE:-0}" = "1" ] && sanitize=ON
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMILL_SANITIZE=$sanitize >/dev/null
+cmake --build "$build_dir" --parallel "$(nproc)"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs dependencies, builds, runs every test through CTest.
+# Usage: scripts/test.sh              (normal build in build/)
+#        scripts/test.sh --sanitize   (ASan+UBSan build in build-asan/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  export MILL_BUILD_DIR=build-asan MILL_SANITIZE=1
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+build_dir=${MILL_BUILD_DIR:-build}
+scripts/setup.sh
+ctest --test-dir "$build_dir" --output-on-failure --timeout 900 -j "$(nproc)"

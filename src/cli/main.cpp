@@ -1,0 +1,130 @@
+// mill: language-model evaluation sweeps on SLURM clusters. This file wires the subcommands and turns every
+// error into one line on stderr with a documented exit code (docs/cli.md).
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fmt/format.h>
+#include <iostream>
+
+#include "commands.hpp"
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+#include "mill/version.hpp"
+
+namespace mill::cli {
+
+namespace {
+std::filesystem::path absolute_path(const std::filesystem::path& path) {
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal();
+}
+
+std::string environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value ? value : "";
+}
+}  // namespace
+
+std::filesystem::path GlobalOptions::output_dir_path() const {
+  if (!output_dir.empty()) return absolute_path(output_dir);
+  if (auto value = environment("MILL_OUTPUT_DIR"); !value.empty()) return absolute_path(value);
+  return absolute_path("mill_results");
+}
+
+std::filesystem::path GlobalOptions::cache_dir_path() const {
+  if (!cache_dir.empty()) return absolute_path(cache_dir);
+  if (auto value = environment("MILL_CACHE_DIR"); !value.empty()) return absolute_path(value);
+  if (auto value = environment("XDG_CACHE_HOME"); !value.empty()) return absolute_path(std::filesystem::path(value) / "mill");
+  if (auto value = environment("HOME"); !value.empty()) return std::filesystem::path(value) / ".cache" / "mill";
+  throw Error("cannot find a cache directory: set --cache_dir, MILL_CACHE_DIR or HOME");
+}
+
+CLI::Option* add_flag(CLI::App& app, const std::string& underscored, bool& target, const std::string& help) {
+  std::string dashed = underscored;
+  for (auto& c : dashed) {
+    if (c == '_') c = '-';
+  }
+  const auto names = dashed == underscored ? "--" + underscored : "--" + underscored + ",--" + dashed;
+  return app.add_flag(names, target, help);
+}
+
+std::vector<std::string> parse_list_option(const std::string& text) { return split_list(text); }
+
+std::vector<int> parse_int_list_option(const std::string& text, const std::string& option) {
+  std::vector<int> values;
+  for (const auto& item : split_list(text)) {
+    char* end = nullptr;
+    errno = 0;
+    const long value = std::strtol(item.c_str(), &end, 10);
+    if (*end != '\0' || errno != 0 || value < 0 || value > 1000) {
+      throw Error(fmt::format("{}: {} is not a whole number in 0..1000 (expected e.g. 0,5)", option, quote_value(item)));
+    }
+    values.push_back(static_cast<int>(value));
+  }
+  if (values.empty()) throw Error(fmt::format("{}: empty list (expected e.g. 0,5)", option));
+  return values;
+}
+
+bool stdout_is_colour_terminal() { return ::isatty(STDOUT_FILENO) && environment("NO_COLOR").empty(); }
+
+namespace {
+void configure_logging(const std::string& level_name) {
+  auto logger = spdlog::stderr_color_mt("mill");
+  logger->set_pattern("mill: %l: %v");
+  spdlog::set_default_logger(logger);
+  const auto level = spdlog::level::from_str(level_name);
+  if (level == spdlog::level::off && level_name != "off") {
+    throw Error(fmt::format("--log_level: {} is not one of trace, debug, info, warn, error, off", quote_value(level_name)));
+  }
+  spdlog::set_level(level);
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"mill: run language-model evaluation sweeps on SLURM clusters.\n\n"
+               "  mill schedule MODELS TASKS [--n_shots 0,5] [--dry_run]   plan and submit a sweep\n"
+               "  mill tasks [NAMES]                                      list the known tasks\n\n"
+               "Lists are comma-separated. Docs: docs/ in the source tree.",
+               "mill"};
+  app.set_version_flag("--version", std::string("mill ") + version());
+  app.require_subcommand(1);
+  app.fallthrough();
+  GlobalOptions global;
+  add_option(app, "output_dir", global.output_dir,
+             "Results tree shared by the planner, workers and collect (default $MILL_OUTPUT_DIR or ./mill_results)");
+  add_option(app, "cache_dir", global.cache_dir,
+             "Where clusters.yaml lives (default $MILL_CACHE_DIR, $XDG_CACHE_HOME/mill or ~/.cache/mill)");
+  add_option(app, "log_level", global.log_level, "trace, debug, info, warn (default), error or off");
+  register_schedule_command(app, global);
+  register_tasks_command(app, global);
+  app.parse_complete_callback([&] { configure_logging(global.log_level); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "mill: error: " << one_line(e.what()) << " (see mill --help)\n";
+    return static_cast<int>(ExitCode::usage);
+  }
+  return 0;
+}
+}  // namespace
+}  // namespace mill::cli
+
+int main(int argc, char** argv) {
+  try {
+    return mill::cli::run(argc, argv);
+  } catch (const mill::Error& e) {
+    std::cerr << "mill: error: " << e.what() << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "mill: internal error: " << mill::one_line(e.what()) << "\n";
+    return static_cast<int>(mill::ExitCode::internal);
+  }
+}

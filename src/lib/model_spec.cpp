@@ -1,0 +1,156 @@
+#include "mill/model_spec.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fmt/format.h>
+
+#include "mill/atomic_file.hpp"
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+bool valid_key(std::string_view key) {
+  return !key.empty() && std::all_of(key.begin(), key.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+bool needs_quotes(std::string_view value) {
+  return value.find_first_of(",]\"[= ") != std::string_view::npos || value.empty();
+}
+
+std::string render_value(std::string_view value) {
+  if (!needs_quotes(value)) return std::string(value);
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+}  // namespace
+
+ModelSpec ModelSpec::parse(std::string_view text) {
+  auto fail = [&](const std::string& what) -> ModelSpec {
+    throw Error(fmt::format("invalid model spec {}: {} (expected NAME_OR_PATH or NAME_OR_PATH[key=value,...])",
+                            quote_value(text), what));
+  };
+  ModelSpec spec;
+  const auto open = text.find('[');
+  spec.name = trim(text.substr(0, open));
+  if (spec.name.empty()) return fail("the model name is empty");
+  if (spec.name.find(']') != std::string::npos) return fail("']' without '['");
+  if (spec.name.find_first_of("\n\r") != std::string::npos) return fail("the name contains a line break");
+  if (open == std::string_view::npos) return spec;
+  if (text.back() != ']') return fail("it must end with ']'");
+  const auto body = text.substr(open + 1, text.size() - open - 2);
+  std::size_t i = 0;
+  while (i < body.size()) {
+    const auto equals = body.find('=', i);
+    if (equals == std::string_view::npos) return fail(fmt::format("argument {} has no '='", quote_value(body.substr(i))));
+    const auto key = trim(body.substr(i, equals - i));
+    if (!valid_key(key)) return fail(fmt::format("argument name {} is not a valid key", quote_value(key)));
+    if (spec.arg(key)) return fail(fmt::format("argument {} is given twice", key));
+    i = equals + 1;
+    while (i < body.size() && body[i] == ' ') ++i;
+    std::string value;
+    if (i < body.size() && body[i] == '"') {
+      ++i;
+      bool closed = false;
+      while (i < body.size()) {
+        if (body[i] == '\\' && i + 1 < body.size()) {
+          value += body[i + 1];
+          i += 2;
+        } else if (body[i] == '"') {
+          closed = true;
+          ++i;
+          break;
+        } else {
+          value += body[i++];
+        }
+      }
+      if (!closed) return fail(fmt::format("the quoted value of {} is not closed", key));
+      while (i < body.size() && body[i] == ' ') ++i;
+      if (i < body.size() && body[i] != ',') return fail(fmt::format("unexpected text after the quoted value of {}", key));
+    } else {
+      const auto comma = body.find(',', i);
+      const auto end = comma == std::string_view::npos ? body.size() : comma;
+      value = trim(body.substr(i, end - i));
+      if (value.find_first_of("[]\"") != std::string::npos) {
+        return fail(fmt::format("the value of {} contains '[', ']' or '\"'; put it in double quotes", key));
+      }
+      i = end;
+    }
+    spec.args.emplace_back(key, value);
+    if (i < body.size()) ++i;  // the comma
+  }
+  return spec;
+}
+
+std::optional<std::string> ModelSpec::arg(std::string_view key) const {
+  for (const auto& [k, v] : args) {
+    if (k == key) return v;
+  }
+  return std::nullopt;
+}
+
+std::string ModelSpec::backend() const {
+  if (name == "vllm") return "vllm";
+  if (name == "api" || name == "litellm") return "api";
+  return "local";
+}
+
+std::string ModelSpec::to_string() const {
+  if (args.empty()) return name;
+  std::vector<std::string> parts;
+  for (const auto& [k, v] : args) parts.push_back(k + "=" + render_value(v));
+  return name + "[" + join(parts, ",") + "]";
+}
+
+const std::vector<std::string>& execution_only_model_args() {
+  static const std::vector<std::string> keys = {
+      "batch_size", "device",  "concurrency", "num_concurrent", "port", "timeout", "max_retries",
+      "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "startup_timeout", "api_key_env"};
+  return keys;
+}
+
+std::string ModelSpec::identity() const {
+  std::vector<std::pair<std::string, std::string>> kept;
+  const auto& skip = execution_only_model_args();
+  for (const auto& arg : args) {
+    if (std::find(skip.begin(), skip.end(), arg.first) == skip.end()) kept.push_back(arg);
+  }
+  std::sort(kept.begin(), kept.end());
+  ModelSpec normalised{name, kept};
+  return normalised.to_string();
+}
+
+std::string resolve_model_revision(const ModelSpec& spec) {
+  if (auto revision = spec.arg("revision")) return *revision;
+  const std::string model = spec.arg("path").value_or(spec.arg("model").value_or(spec.name));
+  std::error_code ec;
+  if (std::filesystem::is_directory(model, ec)) return "local";
+  if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return "unresolved";
+  std::filesystem::path hub;
+  if (const char* cache = std::getenv("HF_HUB_CACHE"); cache && *cache) {
+    hub = cache;
+  } else if (const char* home = std::getenv("HF_HOME"); home && *home) {
+    hub = std::filesystem::path(home) / "hub";
+  } else if (const char* user_home = std::getenv("HOME"); user_home && *user_home) {
+    hub = std::filesystem::path(user_home) / ".cache" / "huggingface" / "hub";
+  } else {
+    return "unresolved";
+  }
+  std::string folder = "models--" + model;
+  for (std::size_t at = folder.find('/'); at != std::string::npos; at = folder.find('/', at)) folder.replace(at, 1, "--");
+  try {
+    if (auto ref = read_file_if_exists(hub / folder / "refs" / "main")) return trim(*ref);
+  } catch (const Error&) {
+  }
+  return "unresolved";
+}
+
+}  // namespace mill

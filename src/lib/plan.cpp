@@ -1,0 +1,100 @@
+#include "mill/plan.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <map>
+
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+std::size_t Plan::count(ResultState state) const {
+  return static_cast<std::size_t>(
+      std::count_if(jobs.begin(), jobs.end(), [&](const PlannedJob& job) { return job.check.state == state; }));
+}
+
+std::vector<const PlannedJob*> Plan::pending() const {
+  std::vector<const PlannedJob*> out;
+  for (const auto& job : jobs) {
+    if (job.check.state != ResultState::done) out.push_back(&job);
+  }
+  return out;
+}
+
+Plan build_plan(const PlanRequest& request, const TaskRegistry& registry) {
+  if (request.models.empty()) throw Error("no model given (expected a comma-separated list of model specs)");
+  if (request.tasks.empty()) throw Error("no task given (expected a comma-separated list of task or benchmark names)");
+  std::vector<ModelSpec> models;
+  for (const auto& text : request.models) {
+    auto spec = ModelSpec::parse(text);
+    const bool duplicate = std::any_of(models.begin(), models.end(),
+                                       [&](const ModelSpec& other) { return other.identity() == spec.identity(); });
+    if (!duplicate) models.push_back(std::move(spec));
+  }
+  const auto tasks = registry.expand(request.tasks);
+  std::vector<int> shots;  // --n_shots without repeats, in the order given
+  if (request.n_shots) {
+    for (int n : *request.n_shots) {
+      if (n < 0 || n > 1000) throw Error(fmt::format("--n_shots: {} is not a number of examples in 0..1000", n));
+      if (std::find(shots.begin(), shots.end(), n) == shots.end()) shots.push_back(n);
+    }
+  }
+  if (request.limit && *request.limit <= 0) throw Error(fmt::format("--limit: {} is not a positive integer", *request.limit));
+
+  Plan plan;
+  for (const auto& model : models) {
+    const auto revision = resolve_model_revision(model);
+    for (const auto* task : tasks) {
+      for (int n_shot : request.n_shots ? shots : std::vector<int>{task->default_n_shots}) {
+        PlannedJob planned;
+        planned.job = Job{model, task, n_shot, request.limit};
+        planned.key = make_job_key(planned.job, revision);
+        planned.result = result_path(request.output_dir, planned.job);
+        planned.check = check_result(planned.result, planned.key);
+        plan.jobs.push_back(std::move(planned));
+      }
+    }
+  }
+  return plan;
+}
+
+std::vector<std::vector<const PlannedJob*>> group_into_elements(const Plan& plan, int evals_per_element) {
+  std::vector<std::vector<const PlannedJob*>> elements;
+  std::map<std::string, std::size_t> open_element;  // model identity → index of its element being filled
+  for (const auto* job : plan.pending()) {
+    const auto model = job->job.model.identity();
+    auto it = open_element.find(model);
+    if (it == open_element.end() || elements[it->second].size() >= static_cast<std::size_t>(evals_per_element)) {
+      elements.emplace_back();
+      open_element[model] = elements.size() - 1;
+      it = open_element.find(model);
+    }
+    elements[it->second].push_back(job);
+  }
+  return elements;
+}
+
+int largest_model_share(const Plan& plan) {
+  std::map<std::string, int> counts;
+  int largest = 0;
+  for (const auto* job : plan.pending()) largest = std::max(largest, ++counts[job->job.model.identity()]);
+  return largest;
+}
+
+nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& elements, const nlohmann::json& settings) {
+  nlohmann::json manifest = {{"schema", "mill.manifest/1"}, {"settings", settings}, {"elements", nlohmann::json::array()}};
+  for (const auto& element : elements) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const auto* job : element) {
+      jobs.push_back({{"task", job->job.task->name},
+                      {"n_shot", job->job.n_shot},
+                      {"limit", job->job.limit ? nlohmann::json(*job->job.limit) : nlohmann::json()},
+                      {"key", job->key.digest}});
+    }
+    manifest["elements"].push_back({{"model", element.front()->job.model.to_string()}, {"jobs", jobs}});
+  }
+  return manifest;
+}
+
+}  // namespace mill

@@ -1,0 +1,73 @@
+#include "mill/results.hpp"
+
+#include <fmt/format.h>
+
+#include "mill/atomic_file.hpp"
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+std::string to_string(ResultState state) {
+  switch (state) {
+    case ResultState::done: return "done";
+    case ResultState::missing: return "missing";
+    case ResultState::stale: return "stale";
+    case ResultState::corrupt: return "corrupt";
+  }
+  return "?";
+}
+
+std::string result_document_problem(const nlohmann::json& document) {
+  if (!document.is_object()) return "not a JSON object";
+  if (document.value("schema", "") != kResultSchema) {
+    return fmt::format("field `schema` is not {}", quote_value(kResultSchema));
+  }
+  if (!document.contains("key") || !document["key"].is_string()) return "field `key` is missing";
+  if (!document.contains("key_inputs") || !document["key_inputs"].is_object()) return "field `key_inputs` is missing";
+  if (!document.contains("task") || !document["task"].is_string()) return "field `task` is missing";
+  if (!document.contains("model") || !document["model"].is_string()) return "field `model` is missing";
+  if (!document.contains("n_shot") || !document["n_shot"].is_number_integer()) return "field `n_shot` is missing";
+  if (!document.contains("n_samples") || !document["n_samples"].is_number_integer() ||
+      document["n_samples"].get<long long>() < 0) {
+    return "field `n_samples` is missing or negative";
+  }
+  if (!document.contains("metrics") || !document["metrics"].is_object() || document["metrics"].empty()) {
+    return "field `metrics` is missing or empty";
+  }
+  for (const auto& [name, metric] : document["metrics"].items()) {
+    if (!metric.is_object() || !metric.contains("value") || !(metric["value"].is_number() || metric["value"].is_null())) {
+      return fmt::format("metric {} has no numeric `value`", name);
+    }
+  }
+  return {};
+}
+
+ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected) {
+  std::optional<std::string> content;
+  try {
+    content = read_file_if_exists(path);
+  } catch (const Error& e) {
+    return {ResultState::corrupt, e.what()};
+  }
+  if (!content) return {ResultState::missing, {}};
+  nlohmann::json document = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) return {ResultState::corrupt, "not valid JSON (truncated or damaged)"};
+  if (auto problem = result_document_problem(document); !problem.empty()) return {ResultState::corrupt, problem};
+  if (document["key"] != expected.digest) {
+    const auto fields = differing_key_inputs(expected.inputs, document["key_inputs"]);
+    return {ResultState::stale,
+            fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ")};
+  }
+  return {ResultState::done, {}};
+}
+
+void write_result(const std::filesystem::path& path, const nlohmann::json& document) {
+  if (auto problem = result_document_problem(document); !problem.empty()) {
+    throw Error(fmt::format("internal error: refusing to write an invalid result to {}: {}", path.string(), problem),
+                ExitCode::internal);
+  }
+  write_file_atomically(path, document.dump(2) + "\n");
+}
+
+}  // namespace mill

@@ -1,0 +1,90 @@
+#include "mill/walltime.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <vector>
+
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+bool all_digits(std::string_view text) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos && text.size() <= 6;
+}
+}  // namespace
+
+int parse_slurm_time(std::string_view text) {
+  int days = 0;
+  std::string_view rest = text;
+  const auto dash = text.find('-');
+  if (dash != std::string_view::npos) {
+    if (!all_digits(text.substr(0, dash))) return -1;
+    days = std::stoi(std::string(text.substr(0, dash)));
+    rest = text.substr(dash + 1);
+  }
+  std::vector<int> parts;
+  for (const auto& piece : split_list(rest, ':')) {
+    if (!all_digits(piece)) return -1;
+    parts.push_back(std::stoi(piece));
+  }
+  if (parts.empty() || parts.size() > 3 || std::count(rest.begin(), rest.end(), ':') + 1 != static_cast<long>(parts.size())) {
+    return -1;
+  }
+  long seconds = 0;
+  if (dash != std::string_view::npos) {
+    // D-H, D-H:M, D-H:M:S
+    const int multipliers[] = {3600, 60, 1};
+    for (std::size_t i = 0; i < parts.size(); ++i) seconds += static_cast<long>(parts[i]) * multipliers[i];
+  } else if (parts.size() == 1) {
+    seconds = static_cast<long>(parts[0]) * 60;  // M
+  } else if (parts.size() == 2) {
+    seconds = static_cast<long>(parts[0]) * 60 + parts[1];  // M:S
+  } else {
+    seconds = static_cast<long>(parts[0]) * 3600 + parts[1] * 60L + parts[2];  // H:M:S
+  }
+  seconds += days * 86400L;
+  if (seconds > 365L * 86400) return -1;
+  return static_cast<int>((seconds + 59) / 60);
+}
+
+std::string format_slurm_time(int minutes) {
+  const int days = minutes / (24 * 60);
+  const int hours = (minutes / 60) % 24;
+  const int mins = minutes % 60;
+  if (days > 0) return fmt::format("{}-{:02}:{:02}:00", days, hours, mins);
+  return fmt::format("{:02}:{:02}:00", hours, mins);
+}
+
+Walltime compute_walltime(int evals_per_element, double minutes_per_eval, int max_minutes) {
+  auto limit_for = [&](int evals) {
+    return static_cast<int>(std::ceil(evals * minutes_per_eval * kWalltimeMargin)) + kStartupMinutes;
+  };
+  Walltime walltime;
+  walltime.evals_per_element = std::max(1, evals_per_element);
+  const int requested = walltime.evals_per_element;
+  while (walltime.evals_per_element > 1 && limit_for(walltime.evals_per_element) > max_minutes) {
+    --walltime.evals_per_element;
+  }
+  const int wanted = limit_for(walltime.evals_per_element);
+  walltime.minutes = std::min(wanted, max_minutes);
+  walltime.clamped = wanted > max_minutes;
+  walltime.explanation = fmt::format("{} eval(s) per element × {} min × {} margin + {} min start-up = {} min",
+                                     walltime.evals_per_element, minutes_per_eval, kWalltimeMargin, kStartupMinutes,
+                                     wanted);
+  if (walltime.evals_per_element < requested) {
+    walltime.explanation += fmt::format(" (lowered from {} evals per element to fit the partition's {})", requested,
+                                        format_slurm_time(max_minutes));
+  }
+  if (walltime.clamped) {
+    walltime.explanation += fmt::format(
+        "; clamped to the partition maximum {}: one eval may not finish, but progress is journaled and the next "
+        "`mill schedule` resumes it",
+        format_slurm_time(max_minutes));
+  }
+  walltime.explanation += fmt::format(" → --time={}", format_slurm_time(walltime.minutes));
+  return walltime;
+}
+
+}  // namespace mill

@@ -1,0 +1,43 @@
+#pragma once
+// Helpers shared by the tests: temporary directories, running the real mill binary, reading files.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace mill::test {
+
+// A fresh directory under $TMPDIR, removed when the object goes out of scope.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a program with the given argv (no shell), extra environment variables set, and stdin from /dev/null.
+RunResult run_program(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+                      const std::filesystem::path& cwd = {});
+
+// Runs the built mill binary.
+RunResult run_mill(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+
+std::string read_text(const std::filesystem::path& path);
+void write_text(const std::filesystem::path& path, const std::string& text);
+
+// ../shared/<relative> when present; empty path otherwise (tests then SKIP cleanly).
+std::filesystem::path shared_path(const std::string& relative);
+
+}  // namespace mill::test
