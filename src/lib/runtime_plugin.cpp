@@ -1,0 +1,43 @@
+#include "mill/runtime_plugin.hpp"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <fmt/format.h>
+
+#include "mill/error.hpp"
+
+namespace mill {
+
+std::filesystem::path runtime_plugin_path() {
+  if (const char* path = std::getenv("MILL_RUNTIME_PLUGIN"); path && *path) return path;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path(".") : exe.parent_path()) / "libmill_runtime.so";
+}
+
+std::unique_ptr<ModelBackend> load_runtime_backend(const ModelSpec& spec) {
+  static void* handle = nullptr;
+  const auto path = runtime_plugin_path();
+  if (!handle) {
+    handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      const char* reason = ::dlerror();
+      throw Error(fmt::format("the in-process model runtime is not available: cannot load {} ({}); build the "
+                              "mill_runtime target or set MILL_RUNTIME_PLUGIN",
+                              path.string(), reason ? reason : "unknown reason"),
+                  ExitCode::eval_failed);
+    }
+  }
+  auto create = reinterpret_cast<CreateRuntimeBackendFn>(::dlsym(handle, kRuntimeBackendSymbol));
+  if (!create) {
+    throw Error(fmt::format("{} is not a mill runtime plugin (no {} symbol)", path.string(), kRuntimeBackendSymbol),
+                ExitCode::eval_failed);
+  }
+  std::string error;
+  std::unique_ptr<ModelBackend> backend(create(&spec, &error));
+  if (!backend) throw Error(error.empty() ? "the model runtime could not load " + spec.name : error, ExitCode::eval_failed);
+  return backend;
+}
+
+}  // namespace mill
