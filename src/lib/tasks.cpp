@@ -211,14 +211,14 @@ void TaskRegistry::add_file(std::string_view text, const std::string& source, co
       throw Error(fmt::format("{}: field `group` must be a name (letters, digits, '_', '-', '.')", source));
     }
     const auto group = document["group"].get<std::string>();
-    const auto defaults = document.value("defaults", nlohmann::json::object());
+    const auto defaults = resolve_includes(document.value("defaults", nlohmann::json::object()), source);
     if (!document.contains("tasks") || !document["tasks"].is_array() || document["tasks"].empty()) {
       throw Error(fmt::format("{}: group {} needs a non-empty `tasks` list", source, group));
     }
     for (const auto& entry : document["tasks"]) {
       if (!entry.is_object()) throw Error(fmt::format("{}: every entry of `tasks` must be a mapping", source));
       auto definition = defaults;
-      merge_into(definition, entry);
+      merge_into(definition, resolve_includes(entry, source));
       definition["benchmark"] = group;
       tasks_.push_back(make_task(std::move(definition), source));
     }

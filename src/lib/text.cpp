@@ -113,7 +113,7 @@ std::vector<std::string> closest_names(std::string_view name, const std::vector<
     auto distance = edit_distance(name, candidate);
     // A candidate that contains the name (or vice versa) is a strong hint even when long.
     if (!name.empty() && (candidate.find(name) != std::string::npos || name.find(candidate) != std::string::npos)) {
-      distance = std::min<std::size_t>(distance, 1);
+      distance = std::min(distance, std::max<std::size_t>(2, name.size() / 3));
     }
     const std::size_t allowed = std::max<std::size_t>(2, name.size() / 3);
     if (distance <= allowed) scored.emplace_back(distance, candidate);
@@ -153,7 +153,8 @@ std::string path_component(std::string_view name) {
     }
   }
   // "." and ".." are not usable as directory names; a leading dot would hide the directory.
-  if (out.empty() || out[0] == '.') out = "%2E" + (out.empty() ? std::string() : out.substr(1));
+  if (out.empty()) return "%";  // never produced otherwise: every other '%' is followed by two hex digits
+  if (out[0] == '.') out = "%2E" + out.substr(1);
   return out;
 }
 

@@ -1,0 +1,62 @@
+#include <catch2/catch.hpp>
+
+#include "mill/error.hpp"
+#include "mill/model_spec.hpp"
+#include "support.hpp"
+
+using namespace mill;
+
+TEST_CASE("model specs parse names and arguments") {
+  const auto plain = ModelSpec::parse("meta-llama/Meta-Llama-3-8B-Instruct");
+  CHECK(plain.name == "meta-llama/Meta-Llama-3-8B-Instruct");
+  CHECK(plain.args.empty());
+  CHECK(plain.backend() == "local");
+
+  const auto spec = ModelSpec::parse("org/name[dtype=float16, batch_size=8,stop=\"a,]b\"]");
+  CHECK(spec.name == "org/name");
+  CHECK(spec.arg("dtype") == "float16");
+  CHECK(spec.arg("batch_size") == "8");
+  CHECK(spec.arg("stop") == "a,]b");
+  CHECK_FALSE(spec.arg("device"));
+  // Round trip through the normalised form.
+  CHECK(ModelSpec::parse(spec.to_string()).args == spec.args);
+
+  CHECK(ModelSpec::parse("vllm[path=/m/llama,tensor_parallel_size=2]").backend() == "vllm");
+  CHECK(ModelSpec::parse("litellm[model=gpt-4o]").backend() == "api");
+}
+
+TEST_CASE("malformed model specs are one-line errors naming the spec") {
+  for (const std::string bad : {"", "[dtype=x]", "org/name[dtype]", "org/name[dtype=x", "org/name[=x]",
+                                "org/name[a=1,a=2]", "org/name[a=\"x]", "a\nb"}) {
+    INFO(bad);
+    try {
+      ModelSpec::parse(bad);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      CHECK(message.find("invalid model spec") != std::string::npos);
+      CHECK(message.find('\n') == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("identity ignores execution-only arguments and argument order") {
+  const auto a = ModelSpec::parse("m[dtype=float16,batch_size=8,device=cuda]");
+  const auto b = ModelSpec::parse("m[device=cpu,dtype=float16]");
+  const auto c = ModelSpec::parse("m[dtype=bfloat16]");
+  CHECK(a.identity() == b.identity());
+  CHECK(a.identity() != c.identity());
+  CHECK(a.identity() == "m[dtype=float16]");
+}
+
+TEST_CASE("the model revision comes from the arg, the HF cache's refs/main, or is marked") {
+  test::TempDir home;
+  const auto hub = home / "hub";
+  test::write_text(hub / "models--org--name" / "refs" / "main", "0123abcd\n");
+  setenv("HF_HUB_CACHE", hub.c_str(), 1);
+  CHECK(resolve_model_revision(ModelSpec::parse("org/name")) == "0123abcd");
+  CHECK(resolve_model_revision(ModelSpec::parse("org/name[revision=v2]")) == "v2");
+  CHECK(resolve_model_revision(ModelSpec::parse("org/other")) == "unresolved");
+  CHECK(resolve_model_revision(ModelSpec::parse(home.path().string())) == "local");
+  unsetenv("HF_HUB_CACHE");
+}

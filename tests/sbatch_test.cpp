@@ -1,0 +1,71 @@
+#include <catch2/catch.hpp>
+
+#include "mill/cluster.hpp"
+#include "mill/sbatch.hpp"
+#include "support.hpp"
+
+using namespace mill;
+using Catch::Matchers::Contains;
+
+TEST_CASE("shell_quote round-trips hostile strings through a real shell without executing them") {
+  test::TempDir dir;
+  const auto canary = dir / "canary";
+  const std::vector<std::string> values = {
+      "plain", "with space", "it's", "$(touch " + canary.string() + ")", "`touch " + canary.string() + "`",
+      "a\nb", "\"double\"", "back\\slash", "semi;colon && true", "$HOME", "*", std::string("non-utf8 \xff\xfe"), ""};
+  for (const auto& value : values) {
+    INFO(value);
+    const auto result = test::run_program({"bash", "-c", "printf '%s' " + shell_quote(value)});
+    CHECK(result.exit_code == 0);
+    CHECK(result.out == value);
+  }
+  CHECK_FALSE(std::filesystem::exists(canary));
+}
+
+TEST_CASE("the array script carries the profile's resources and only quoted user paths") {
+  ClusterProfile profile;
+  profile.name = "p";
+  profile.partition = "gpu";
+  profile.account = "proj";
+  profile.gpu_type = "a100";
+  profile.gpus_per_task = 2;
+  profile.mem = "64G";
+  profile.max_array_len = 5;
+  profile.cpus_per_task = 12;
+  profile.signal_minutes = 7;
+  profile.extra_sbatch = {"--qos=high"};
+  profile.setup_lines = {"module load cuda"};
+  SbatchRequest request;
+  request.profile = &profile;
+  request.array_size = 30;
+  request.time_minutes = 105;
+  request.mill_binary = "/opt/mill bin/mill";
+  request.output_dir = "/scratch/it's results";
+  request.cache_dir = "/home/u/.cache/mill";
+  request.sweep_dir = "/scratch/it's results/sweeps/s1";
+  request.manifest = "/scratch/it's results/sweeps/s1/manifest.json";
+  request.venv_path = "/home/u/venv $(x)";
+  const auto script = render_sbatch_script(request);
+  CHECK_THAT(script, Contains("#SBATCH --partition=gpu\n") && Contains("#SBATCH --account=proj\n") &&
+                         Contains("#SBATCH --array=0-29%5\n") && Contains("#SBATCH --time=01:45:00\n") &&
+                         Contains("#SBATCH --gres=gpu:a100:2\n") && Contains("#SBATCH --mem=64G\n") &&
+                         Contains("#SBATCH --cpus-per-task=12\n") && Contains("#SBATCH --signal=B:USR1@420\n") &&
+                         Contains("#SBATCH --qos=high\n") && Contains("module load cuda\n") &&
+                         Contains("source '/home/u/venv $(x)/bin/activate'\n") &&
+                         Contains("exec '/opt/mill bin/mill' --output_dir '/scratch/it'\\''s results'") &&
+                         Contains("--element \"$SLURM_ARRAY_TASK_ID\""));
+  // User paths never appear in #SBATCH directives (sbatch would split them).
+  std::istringstream lines(script);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("#SBATCH", 0) == 0) CHECK(line.find("results") == std::string::npos);
+  }
+  const auto command = sbatch_command(request, request.sweep_dir / "job.sbatch");
+  CHECK(command[0] == "sbatch");
+  CHECK(command[2] == "--chdir=/scratch/it's results/sweeps/s1");
+
+  profile.gpus_per_task = 0;
+  CHECK(render_sbatch_script(request).find("--gres") == std::string::npos);
+  profile.gpus_per_task = 1;
+  profile.gpu_type = "";
+  CHECK_THAT(render_sbatch_script(request), Contains("#SBATCH --gres=gpu:1\n"));
+}

@@ -1,0 +1,49 @@
+#include <catch2/catch.hpp>
+
+#include "mill/walltime.hpp"
+
+using namespace mill;
+
+TEST_CASE("SLURM time strings parse to minutes") {
+  CHECK(parse_slurm_time("90") == 90);
+  CHECK(parse_slurm_time("90:30") == 91);  // seconds round up
+  CHECK(parse_slurm_time("24:00:00") == 1440);
+  CHECK(parse_slurm_time("1-12") == 36 * 60);
+  CHECK(parse_slurm_time("2-00:30") == 2 * 1440 + 30);
+  CHECK(parse_slurm_time("1-00:00:01") == 1441);
+  for (const char* bad : {"", "abc", "1:2:3:4", "-5", "1-", "12:", "1.5"}) {
+    INFO(bad);
+    CHECK(parse_slurm_time(bad) == -1);
+  }
+}
+
+TEST_CASE("minutes format as SLURM times") {
+  CHECK(format_slurm_time(55) == "00:55:00");
+  CHECK(format_slurm_time(1440) == "1-00:00:00");
+  CHECK(format_slurm_time(1441 + 60) == "1-01:01:00");
+  CHECK(parse_slurm_time(format_slurm_time(2 * 1440 + 7)) == 2 * 1440 + 7);
+}
+
+TEST_CASE("walltime is evals × minutes × margin plus start-up") {
+  const auto w = compute_walltime(8, 10.0, 24 * 60);
+  CHECK(w.evals_per_element == 8);
+  CHECK(w.minutes == 8 * 10 * 5 / 4 + kStartupMinutes);  // 105
+  CHECK_FALSE(w.clamped);
+  CHECK(w.explanation.find("--time=01:45:00") != std::string::npos);
+  // Fractional minutes round up.
+  CHECK(compute_walltime(3, 1.1, 600).minutes == 5 + 5);  // ceil(4.125) + 5
+}
+
+TEST_CASE("evals per element are lowered to fit the partition, then the limit is clamped") {
+  const auto lowered = compute_walltime(8, 10.0, 60);  // one eval costs 12.5 min → 4 fit in 55
+  CHECK(lowered.evals_per_element == 4);
+  CHECK(lowered.minutes == 55);
+  CHECK_FALSE(lowered.clamped);
+  CHECK(lowered.explanation.find("lowered from 8") != std::string::npos);
+
+  const auto clamped = compute_walltime(5, 600.0, 120);  // even one eval does not fit
+  CHECK(clamped.evals_per_element == 1);
+  CHECK(clamped.minutes == 120);
+  CHECK(clamped.clamped);
+  CHECK(clamped.explanation.find("clamped") != std::string::npos);
+}
