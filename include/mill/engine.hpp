@@ -1,0 +1,79 @@
+#pragma once
+// The evaluation engine: turns one job (model × task × n_shot) into requests, sends them to a backend in batches,
+// scores the responses, journals every sample and writes the final result (schemas in docs/results.md).
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mill/job.hpp"
+#include "mill/model.hpp"
+#include "mill/tasks.hpp"
+
+namespace mill {
+
+// One evaluated document and what is asked about it.
+struct Sample {
+  long long doc_id = 0;  // 0-based index in the evaluation split after the task's filter
+  nlohmann::json doc;
+  std::string context;                     // logprobs and generative
+  std::vector<std::string> continuations;  // logprobs: one per option
+  int gold = -1;                           // index of the correct option, where there are options
+  std::string target;                      // generative: the expected answer (e.g. "C")
+  std::string text;                        // perplexity: the text scored
+};
+
+struct PreparedTask {
+  std::vector<Sample> samples;
+  nlohmann::json data;  // {"eval": {"split","origin","fingerprint","documents"}, "fewshot": {...}}
+};
+
+// Loads the task's data and builds every sample's prompt. Few-shot examples are the first n_shot documents of
+// the few-shot split (skipping the document itself when it is the evaluation split). `limit` keeps the first N.
+PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> limit,
+                          const std::optional<std::filesystem::path>& data_dir);
+
+// The request kind a task needs, in words ("log-likelihood", "generation", "rolling log-likelihood").
+std::string request_kind(OutputType type);
+// Throws mill::Error (usage) when the backend cannot serve the task's request kind.
+void require_capability(const BackendCapabilities& capabilities, const TaskInfo& task, const std::string& model);
+
+// The metrics a task reports, the primary (the default for collect) first.
+std::vector<std::string> task_metrics(const TaskInfo& task);
+
+struct EvalProgress {
+  std::size_t done_samples = 0;
+  std::size_t total_samples = 0;
+};
+
+struct EvalSettings {
+  std::filesystem::path output_dir;
+  std::optional<std::filesystem::path> data_dir;
+  std::size_t docs_per_batch = 32;
+  // Set from a signal handler (SIGUSR1/SIGTERM): the current batch finishes and is journaled, then run_job returns
+  // `preempted`.
+  const std::atomic<bool>* stop = nullptr;
+  std::function<void(const EvalProgress&)> on_progress;  // after every batch (and once before the first)
+};
+
+enum class JobState { completed, preempted };
+
+struct JobOutcome {
+  JobState state = JobState::completed;
+  std::filesystem::path result_path;
+  nlohmann::json result;      // the final result document (completed only)
+  std::size_t resumed = 0;    // samples taken from an earlier run's journal
+  std::size_t evaluated = 0;  // samples evaluated by this call
+  std::size_t total = 0;
+};
+
+// Runs one job end to end. Failures throw mill::Error; what was journaled stays for the next attempt.
+JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, const EvalSettings& settings);
+
+// Aggregates per-sample scores (journal entries, in doc_id order) into {"metric": {"value","stderr","n"}}.
+nlohmann::json aggregate_scores(const std::vector<std::string>& metrics, const std::vector<nlohmann::json>& entries);
+
+}  // namespace mill

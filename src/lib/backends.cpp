@@ -1,0 +1,21 @@
+// make_backend(): the one place that maps a model spec to the backend that runs it (declared in model.hpp).
+#include <fmt/format.h>
+
+#include "mill/demo_backend.hpp"
+#include "mill/error.hpp"
+#include "mill/model.hpp"
+#include "mill/runtime_plugin.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+std::unique_ptr<ModelBackend> make_backend(const ModelSpec& spec) {
+  if (spec.name == "mill-demo") return std::make_unique<DemoBackend>(spec);
+  const auto backend = spec.backend();
+  if (backend == "local") return load_runtime_backend(spec);
+  throw Error(fmt::format("model spec {}: the {} backend is not available in this build of mill",
+                          quote_value(spec.to_string()), backend),
+              ExitCode::eval_failed);
+}
+
+}  // namespace mill

@@ -1,0 +1,233 @@
+#include "mill/dataset.hpp"
+
+#include <cstdlib>
+#include <fmt/format.h>
+
+#include "mill/atomic_file.hpp"
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+std::optional<std::filesystem::path> resolve_data_dir(const std::optional<std::filesystem::path>& flag) {
+  if (flag && !flag->empty()) return *flag;
+  if (const char* value = std::getenv("MILL_DATA_DIR"); value && *value) return std::filesystem::path(value);
+  return std::nullopt;
+}
+
+std::vector<std::vector<std::string>> parse_csv(std::string_view text, const std::string& source) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false;
+  bool field_started = false;
+  std::size_t line = 1;
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 byte-order mark
+  auto end_field = [&] {
+    row.push_back(std::move(field));
+    field.clear();
+    field_started = false;
+  };
+  auto end_row = [&] {
+    end_field();
+    if (!(row.size() == 1 && row[0].empty())) rows.push_back(std::move(row));  // blank lines are skipped
+    row.clear();
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"') {
+        if (i + 1 < text.size() && text[i + 1] == '"') {
+          field += '"';
+          ++i;
+        } else {
+          quoted = false;
+        }
+      } else {
+        if (c == '\n') ++line;
+        field += c;
+      }
+    } else if (c == '"' && !field_started) {
+      quoted = true;
+      field_started = true;
+    } else if (c == ',') {
+      end_field();
+    } else if (c == '\n' || c == '\r') {
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+      end_row();
+      ++line;
+    } else {
+      field += c;
+      field_started = true;
+    }
+  }
+  if (quoted) throw Error(fmt::format("{}: a quoted CSV field is not closed (opened before line {})", source, line));
+  if (field_started || !field.empty() || !row.empty()) end_row();
+  return rows;
+}
+
+std::vector<nlohmann::json> parse_mmlu_csv(std::string_view text, const std::string& source) {
+  auto rows = parse_csv(text, source);
+  std::vector<nlohmann::json> documents;
+  bool header = !rows.empty() && !rows[0].empty() && rows[0][0] == "question";
+  if (header) {
+    const std::vector<std::string> expected = {"question", "choice0", "choice1", "choice2", "choice3", "answer"};
+    if (rows[0] != expected) {
+      throw Error(fmt::format("{}: MMLU CSV header is {}; expected {} (or no header with an answer letter)", source,
+                              quote_value(join(rows[0], ",")), join(expected, ",")));
+    }
+  }
+  for (std::size_t r = header ? 1 : 0; r < rows.size(); ++r) {
+    const auto& row = rows[r];
+    const auto where = fmt::format("{}: row {}", source, r + 1);
+    if (row.size() != 6) {
+      throw Error(fmt::format("{} has {} fields; MMLU rows have 6 (question, 4 choices, answer)", where, row.size()));
+    }
+    const auto answer_text = trim(row[5]);
+    int answer = -1;
+    if (answer_text.size() == 1 && answer_text[0] >= 'A' && answer_text[0] <= 'D') {
+      answer = answer_text[0] - 'A';
+    } else if (answer_text.size() == 1 && answer_text[0] >= '0' && answer_text[0] <= '3') {
+      answer = answer_text[0] - '0';
+    } else {
+      throw Error(fmt::format("{}: answer {} is neither a letter A-D nor an index 0-3", where, quote_value(answer_text)));
+    }
+    documents.push_back({{"question", row[0]}, {"choices", {row[1], row[2], row[3], row[4]}}, {"answer", answer}});
+  }
+  return documents;
+}
+
+namespace {
+
+std::vector<nlohmann::json> parse_generic_csv(std::string_view text, const std::string& source) {
+  auto rows = parse_csv(text, source);
+  std::vector<nlohmann::json> documents;
+  if (rows.empty()) return documents;
+  const auto& header = rows[0];
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    if (rows[r].size() != header.size()) {
+      throw Error(fmt::format("{}: row {} has {} fields but the header has {}", source, r + 1, rows[r].size(),
+                              header.size()));
+    }
+    nlohmann::json document = nlohmann::json::object();
+    for (std::size_t c = 0; c < header.size(); ++c) document[header[c]] = rows[r][c];
+    documents.push_back(std::move(document));
+  }
+  return documents;
+}
+
+std::vector<nlohmann::json> parse_json_documents(const std::string& text, const std::string& source) {
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) throw Error(fmt::format("{}: not valid JSON", source));
+  if (!parsed.is_array()) throw Error(fmt::format("{}: expected a JSON array of objects", source));
+  std::vector<nlohmann::json> documents;
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    if (!parsed[i].is_object()) throw Error(fmt::format("{}: element {} is not an object", source, i));
+    documents.push_back(std::move(parsed[i]));
+  }
+  return documents;
+}
+
+std::vector<nlohmann::json> parse_jsonl_documents(const std::string& text, const std::string& source) {
+  std::vector<nlohmann::json> documents;
+  std::size_t start = 0;
+  std::size_t line = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    ++line;
+    const auto content = trim(std::string_view(text).substr(start, end - start));
+    start = end + 1;
+    if (content.empty()) continue;
+    auto parsed = nlohmann::json::parse(content, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object()) {
+      throw Error(fmt::format("{}: line {} is not a JSON object", source, line));
+    }
+    documents.push_back(std::move(parsed));
+  }
+  return documents;
+}
+
+std::string scalar_text(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
+
+}  // namespace
+
+SplitData load_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir) {
+  const auto& definition = task.definition;
+  const auto where = fmt::format("task {} ({})", task.name, task.source);
+  if (!definition.contains("dataset") || !definition["dataset"].is_object()) {
+    throw Error(fmt::format("{}: field `dataset` is missing (see docs/tasks.md)", where));
+  }
+  const auto& dataset = definition["dataset"];
+  const auto format = dataset.value("format", std::string());
+  SplitData data;
+  if (format == "inline") {
+    const auto documents = dataset.value("documents", nlohmann::json::object());
+    if (!documents.is_object() || !documents.contains(split) || !documents[split].is_array()) {
+      throw Error(fmt::format("{}: field `dataset.documents.{}` is missing (inline documents are keyed by split)", where,
+                              split));
+    }
+    for (const auto& document : documents[split]) {
+      if (!document.is_object()) throw Error(fmt::format("{}: every entry of dataset.documents.{} must be a mapping", where, split));
+      data.documents.push_back(document);
+    }
+    data.origin = "inline";
+    data.fingerprint = content_hash(documents[split].dump());
+  } else if (format == "csv" || format == "json" || format == "jsonl") {
+    const auto pattern = dataset.value("path", std::string());
+    if (pattern.empty()) throw Error(fmt::format("{}: field `dataset.path` is missing", where));
+    std::string relative = pattern;
+    for (std::size_t at; (at = relative.find("{split}")) != std::string::npos;) relative.replace(at, 7, split);
+    if (!data_dir) {
+      throw Error(fmt::format("{} reads {} but no data directory is set: pass --data_dir DIR or set MILL_DATA_DIR "
+                              "(docs/eval.md)",
+                              where, quote_value(relative)));
+    }
+    const auto path = std::filesystem::path(relative).is_absolute() ? std::filesystem::path(relative) : *data_dir / relative;
+    auto content = read_file_if_exists(path);
+    if (!content) {
+      throw Error(fmt::format("{}: data file for split {} not found: looked for {} (dataset.path {}) under data "
+                              "directory {}",
+                              where, quote_value(split), path.string(), quote_value(pattern), data_dir->string()));
+    }
+    const auto source = path.string();
+    if (format == "csv") {
+      const auto layout = dataset.value("layout", std::string());
+      if (layout == "mmlu") {
+        data.documents = parse_mmlu_csv(*content, source);
+      } else if (layout.empty() || layout == "header") {
+        data.documents = parse_generic_csv(*content, source);
+      } else {
+        throw Error(fmt::format("{}: field `dataset.layout`: {} is not one of mmlu, header", where, quote_value(layout)));
+      }
+    } else if (format == "json") {
+      data.documents = parse_json_documents(*content, source);
+    } else {
+      data.documents = parse_jsonl_documents(*content, source);
+    }
+    data.origin = source;
+    data.fingerprint = content_hash(*content);
+  } else {
+    throw Error(fmt::format("{}: field `dataset.format`: {} is not one of csv, json, jsonl, inline", where,
+                            format.empty() ? std::string("missing") : quote_value(format)));
+  }
+  if (dataset.contains("filter")) {
+    const auto& filter = dataset["filter"];
+    if (!filter.is_object()) throw Error(fmt::format("{}: field `dataset.filter` must map field names to values", where));
+    std::vector<nlohmann::json> kept;
+    for (auto& document : data.documents) {
+      bool keep = true;
+      for (const auto& [field, value] : filter.items()) {
+        if (!document.contains(field) || scalar_text(document[field]) != scalar_text(value)) {
+          keep = false;
+          break;
+        }
+      }
+      if (keep) kept.push_back(std::move(document));
+    }
+    data.documents = std::move(kept);
+  }
+  return data;
+}
+
+}  // namespace mill

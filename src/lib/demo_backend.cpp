@@ -1,0 +1,151 @@
+#include "mill/demo_backend.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fmt/format.h>
+#include <thread>
+
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+long long integer_arg(const ModelSpec& spec, const char* name, long long fallback, long long low, long long high) {
+  const auto value = spec.arg(name);
+  if (!value) return fallback;
+  char* end = nullptr;
+  const long long parsed = std::strtoll(value->c_str(), &end, 10);
+  if (value->empty() || *end != '\0' || parsed < low || parsed > high) {
+    throw Error(fmt::format("model spec {}: {}={} is not a whole number in {}..{}", quote_value(spec.to_string()), name,
+                            quote_value(*value), low, high));
+  }
+  return parsed;
+}
+
+}  // namespace
+
+DemoBackend::DemoBackend(const ModelSpec& spec) {
+  for (const auto& [key, value] : spec.args) {
+    if (key != "seed" && key != "batch_size" && key != "delay_ms") {
+      throw Error(fmt::format("model spec {}: mill-demo has no argument {} (valid: seed, batch_size, delay_ms)",
+                              quote_value(spec.to_string()), quote_value(key)));
+    }
+  }
+  seed_ = static_cast<unsigned long long>(integer_arg(spec, "seed", 0, 0, 1LL << 62));
+  batch_size_ = static_cast<int>(integer_arg(spec, "batch_size", 16, 1, 1 << 20));
+  delay_ms_ = static_cast<int>(integer_arg(spec, "delay_ms", 0, 0, 60000));
+
+  // Logits: uniform noise in [-3, 3) plus a preference for printable ASCII and newlines, so that greedy text looks
+  // like text rather than control bytes. Then a log-softmax per row.
+  table_.assign(static_cast<std::size_t>(kVocab) * kVocab, 0.0);
+  argmax_.assign(kVocab, 0);
+  for (int previous = 0; previous < kVocab; ++previous) {
+    double* row = &table_[static_cast<std::size_t>(previous) * kVocab];
+    double largest = -1e300;
+    for (int next = 0; next < kVocab; ++next) {
+      const auto bits = mix(seed_ * 0x100000001B3ull ^ mix(static_cast<std::uint64_t>(previous) * 1000 + next));
+      double logit = (static_cast<double>(bits >> 11) / 9007199254740992.0) * 6.0 - 3.0;
+      if ((next >= 32 && next < 127) || next == '\n') logit += 4.0;
+      row[next] = logit;
+      if (logit > largest) {
+        largest = logit;
+        argmax_[static_cast<std::size_t>(previous)] = next;
+      }
+    }
+    double sum = 0;
+    for (int next = 0; next < kVocab; ++next) sum += std::exp(row[next] - largest);
+    const double log_sum = largest + std::log(sum);
+    for (int next = 0; next < kVocab; ++next) row[next] -= log_sum;
+  }
+}
+
+nlohmann::json DemoBackend::provenance() const {
+  return {{"backend", "mill-demo"},
+          {"device", "cpu"},
+          {"dtype", "float64"},
+          {"batch_size", batch_size_},
+          {"seed", seed_},
+          {"note", "deterministic byte-bigram demo model with pseudo-random weights; its scores are meaningless"}};
+}
+
+void DemoBackend::pause() const {
+  if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+}
+
+std::vector<LoglikelihoodResult> DemoBackend::loglikelihood(const std::vector<LoglikelihoodRequest>& requests) {
+  pause();
+  std::vector<LoglikelihoodResult> results;
+  results.reserve(requests.size());
+  for (const auto& request : requests) {
+    LoglikelihoodResult result;
+    result.greedy = true;
+    int previous = request.context.empty() ? kBos : static_cast<unsigned char>(request.context.back());
+    for (unsigned char byte : request.continuation) {
+      result.logprob += logprob(previous, byte);
+      if (greedy_next(previous) != byte) result.greedy = false;
+      previous = byte;
+      ++result.n_tokens;
+    }
+    results.push_back(result);
+  }
+  return results;
+}
+
+std::vector<RollingResult> DemoBackend::loglikelihood_rolling(const std::vector<RollingRequest>& requests) {
+  pause();
+  std::vector<RollingResult> results;
+  for (const auto& request : requests) {
+    RollingResult result;
+    int previous = kBos;
+    for (unsigned char byte : request.text) {
+      result.logprob += logprob(previous, byte);
+      previous = byte;
+      ++result.n_tokens;
+    }
+    results.push_back(result);
+  }
+  return results;
+}
+
+std::vector<GenerationResult> DemoBackend::generate(const std::vector<GenerationRequest>& requests) {
+  pause();
+  std::vector<GenerationResult> results;
+  for (const auto& request : requests) {
+    GenerationResult result;
+    int previous = request.context.empty() ? kBos : static_cast<unsigned char>(request.context.back());
+    bool stopped = false;
+    while (!stopped && result.n_tokens < request.max_new_tokens) {
+      const int next = greedy_next(previous);
+      ++result.n_tokens;
+      if (next == kEos) {
+        stopped = true;
+        break;
+      }
+      result.text += static_cast<char>(next);
+      previous = next;
+      for (const auto& stop : request.stop) {
+        if (!stop.empty() && result.text.size() >= stop.size() &&
+            result.text.compare(result.text.size() - stop.size(), stop.size(), stop) == 0) {
+          result.text.resize(result.text.size() - stop.size());
+          stopped = true;
+          break;
+        }
+      }
+    }
+    result.hit_token_limit = !stopped;
+    results.push_back(result);
+  }
+  return results;
+}
+
+}  // namespace mill

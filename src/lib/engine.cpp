@@ -1,0 +1,475 @@
+#include "mill/engine.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <fmt/format.h>
+
+#include "mill/dataset.hpp"
+#include "mill/error.hpp"
+#include "mill/journal.hpp"
+#include "mill/metrics.hpp"
+#include "mill/prompt.hpp"
+#include "mill/results.hpp"
+#include "mill/text.hpp"
+#include "mill/version.hpp"
+
+namespace mill {
+
+namespace {
+
+std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})", task.name, task.source); }
+
+// Python's len() of a str: code points, which is what lm-evaluation-harness divides by for acc_norm.
+std::size_t code_points(const std::string& text) {
+  std::size_t count = 0;
+  for (unsigned char c : text) count += (c & 0xC0) != 0x80;
+  return count;
+}
+
+struct GenerationSettings {
+  std::vector<std::string> stop;
+  int max_new_tokens = 256;
+};
+
+GenerationSettings generation_settings(const TaskInfo& task) {
+  GenerationSettings settings;
+  const auto where = task_where(task);
+  const auto generation = task.definition.value("generation", nlohmann::json::object());
+  if (!generation.is_object()) throw Error(fmt::format("{}: field `generation` must be a mapping", where));
+  if (generation.contains("stop")) {
+    if (!generation["stop"].is_array()) throw Error(fmt::format("{}: field `generation.stop` must be a list", where));
+    for (const auto& stop : generation["stop"]) {
+      if (!stop.is_string()) throw Error(fmt::format("{}: field `generation.stop` must be a list of strings", where));
+      settings.stop.push_back(stop.get<std::string>());
+    }
+  }
+  const auto tokens = generation.value("max_new_tokens", nlohmann::json(256));
+  if (!tokens.is_number_integer() || tokens.get<long long>() < 1) {
+    throw Error(fmt::format("{}: field `generation.max_new_tokens`: {} is not a positive integer", where, tokens.dump()));
+  }
+  settings.max_new_tokens = tokens.get<int>();
+  const auto temperature = generation.value("temperature", nlohmann::json(0));
+  if (!temperature.is_number() || temperature.get<double>() != 0) {
+    throw Error(fmt::format("{}: field `generation.temperature`: {} is not supported (mill decodes greedily: 0)", where,
+                            temperature.dump()));
+  }
+  return settings;
+}
+
+std::vector<std::string> extraction_patterns(const TaskInfo& task) {
+  const auto where = task_where(task);
+  const auto extraction = task.definition.value("answer_extraction", nlohmann::json::object());
+  std::vector<std::string> patterns;
+  if (extraction.contains("patterns")) {
+    if (!extraction["patterns"].is_array()) {
+      throw Error(fmt::format("{}: field `answer_extraction.patterns` must be a list of regexes", where));
+    }
+    for (const auto& pattern : extraction["patterns"]) {
+      if (!pattern.is_string()) throw Error(fmt::format("{}: field `answer_extraction.patterns` must hold strings", where));
+      patterns.push_back(pattern.get<std::string>());
+    }
+  }
+  return patterns;
+}
+
+bool has_options(const TaskInfo& task) {
+  const auto prompt = task.definition.value("prompt", nlohmann::json::object());
+  return task.output_type == OutputType::logprobs || !task.definition.contains("target");
+}
+
+std::string iso_time(std::chrono::system_clock::time_point when) {
+  const auto seconds = std::chrono::system_clock::to_time_t(when);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return buffer;
+}
+
+nlohmann::json env_or_null(const char* name) {
+  const char* value = std::getenv(name);
+  return value && *value ? nlohmann::json(value) : nlohmann::json();
+}
+
+std::string hostname() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
+  return buffer;
+}
+
+double perplexity_of(double mean_nll) { return std::exp(mean_nll); }
+double bits_of(double nats_per_byte) { return nats_per_byte / std::log(2.0); }
+
+}  // namespace
+
+std::string request_kind(OutputType type) {
+  switch (type) {
+    case OutputType::logprobs: return "log-likelihood";
+    case OutputType::generative: return "generation";
+    case OutputType::perplexity: return "rolling log-likelihood";
+  }
+  return "?";
+}
+
+void require_capability(const BackendCapabilities& capabilities, const TaskInfo& task, const std::string& model) {
+  const bool ok = (task.output_type == OutputType::logprobs && capabilities.loglikelihood) ||
+                  (task.output_type == OutputType::generative && capabilities.generation) ||
+                  (task.output_type == OutputType::perplexity && capabilities.rolling);
+  if (ok) return;
+  std::vector<std::string> can;
+  if (capabilities.loglikelihood) can.push_back("log-likelihood (logprobs tasks)");
+  if (capabilities.generation) can.push_back("generation (generative tasks)");
+  if (capabilities.rolling) can.push_back("rolling log-likelihood (perplexity tasks)");
+  throw Error(fmt::format("model {} cannot run task {}: it needs {} ({} task) but this backend supports only {}", model,
+                          task.name, request_kind(task.output_type), to_string(task.output_type),
+                          can.empty() ? std::string("nothing") : join(can, ", ")));
+}
+
+std::vector<std::string> task_metrics(const TaskInfo& task) {
+  std::vector<std::string> available;
+  switch (task.output_type) {
+    case OutputType::logprobs: {
+      available = {"acc"};
+      if (PromptBuilder(task).continuation_is_text()) available.push_back("acc_norm");
+      available.push_back("greedy_acc");
+      break;
+    }
+    case OutputType::generative: available = {"exact_match", "unparsed_rate", "hit_token_limit_rate"}; break;
+    case OutputType::perplexity: available = {"perplexity", "bits_per_byte"}; break;
+  }
+  if (!task.definition.contains("metrics")) return available;
+  const auto& wanted = task.definition["metrics"];
+  std::vector<std::string> chosen;
+  for (const auto& item : wanted.is_array() ? wanted : nlohmann::json::array({wanted})) {
+    const auto name = item.is_string() ? item.get<std::string>() : item.dump();
+    if (std::find(available.begin(), available.end(), name) == available.end()) {
+      throw Error(fmt::format("{}: field `metrics`: {} is not available for a {} task (available: {})", task_where(task),
+                              quote_value(name), to_string(task.output_type), join(available, ", ")));
+    }
+    chosen.push_back(name);
+  }
+  if (chosen.empty()) throw Error(fmt::format("{}: field `metrics` is empty", task_where(task)));
+  return chosen;
+}
+
+PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> limit,
+                          const std::optional<std::filesystem::path>& data_dir) {
+  const auto where = task_where(task);
+  const auto eval_split = task.definition.value("eval_split", std::string("test"));
+  const auto fewshot_split = task.definition.value("fewshot_split", std::string());
+  PromptBuilder prompt(task);
+  PreparedTask prepared;
+  auto eval = load_split(task, eval_split, data_dir);
+  prepared.data["eval"] = {{"split", eval_split},
+                           {"origin", eval.origin},
+                           {"fingerprint", eval.fingerprint},
+                           {"documents", eval.documents.size()}};
+  if (eval.documents.empty()) {
+    throw Error(fmt::format("{}: split {} has no documents in {} (check dataset.filter)", where, quote_value(eval_split),
+                            eval.origin));
+  }
+  SplitData shots_data;
+  const SplitData* shots = &eval;
+  if (n_shot > 0 && task.output_type != OutputType::perplexity) {
+    if (fewshot_split.empty()) {
+      throw Error(fmt::format("{}: --n_shots {} needs few-shot examples but the task has no `fewshot_split`", where, n_shot));
+    }
+    if (fewshot_split != eval_split) {
+      shots_data = load_split(task, fewshot_split, data_dir);
+      shots = &shots_data;
+    }
+    prepared.data["fewshot"] = {{"split", fewshot_split},
+                                {"origin", shots->origin},
+                                {"fingerprint", shots->fingerprint},
+                                {"documents", shots->documents.size()}};
+    const std::size_t available = shots->documents.size() - (shots == &eval ? 1 : 0);
+    if (static_cast<std::size_t>(n_shot) > available) {
+      throw Error(fmt::format("{}: --n_shots {} is more than the {} few-shot example(s) in split {}", where, n_shot,
+                              available, quote_value(fewshot_split)));
+    }
+  }
+  std::size_t count = eval.documents.size();
+  if (limit && static_cast<std::size_t>(*limit) < count) count = static_cast<std::size_t>(*limit);
+  const bool options = has_options(task);
+  for (std::size_t i = 0; i < count; ++i) {
+    Sample sample;
+    sample.doc_id = static_cast<long long>(i);
+    sample.doc = eval.documents[i];
+    if (task.output_type == OutputType::perplexity) {
+      sample.text = prompt.text(sample.doc);
+    } else {
+      std::vector<const nlohmann::json*> examples;
+      for (std::size_t k = 0; examples.size() < static_cast<std::size_t>(n_shot) && k < shots->documents.size(); ++k) {
+        if (shots == &eval && k == i) continue;
+        examples.push_back(&shots->documents[k]);
+      }
+      sample.context = prompt.context(examples, sample.doc);
+      if (options) sample.gold = prompt.answer_index(sample.doc);
+      if (task.output_type == OutputType::logprobs) {
+        sample.continuations = prompt.continuations(sample.doc);
+      } else {
+        sample.target = task.definition.contains("target")
+                            ? prompt.render(task.definition["target"].get<std::string>(), sample.doc, "target")
+                            : prompt.answer_label(sample.doc);
+      }
+    }
+    prepared.samples.push_back(std::move(sample));
+  }
+  return prepared;
+}
+
+nlohmann::json aggregate_scores(const std::vector<std::string>& metrics, const std::vector<nlohmann::json>& entries) {
+  nlohmann::json out = nlohmann::json::object();
+  auto column = [&](const std::string& name) {
+    std::vector<double> values;
+    values.reserve(entries.size());
+    for (const auto& entry : entries) values.push_back(entry.at("scores").at(name).get<double>());
+    return values;
+  };
+  auto number_or_null = [](double value) { return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(); };
+  for (const auto& metric : metrics) {
+    if (metric == "perplexity" || metric == "bits_per_byte") {
+      const auto nll = column("nll");
+      const auto denominator = column(metric == "perplexity" ? "tokens" : "bytes");
+      double top = 0;
+      double bottom = 0;
+      for (std::size_t i = 0; i < nll.size(); ++i) {
+        top += nll[i];
+        bottom += denominator[i];
+      }
+      const auto transform = metric == "perplexity" ? &perplexity_of : &bits_of;
+      const double value = bottom > 0 ? transform(top / bottom) : std::nan("");
+      out[metric] = {{"value", number_or_null(value)},
+                     {"stderr", number_or_null(bootstrap_stderr_of_ratio(nll, denominator, transform))},
+                     {"n", entries.size()}};
+    } else {
+      const auto values = column(metric);
+      out[metric] = {{"value", number_or_null(mean(values))},
+                     {"stderr", number_or_null(bootstrap_stderr_of_mean(values))},
+                     {"n", entries.size()}};
+    }
+  }
+  return out;
+}
+
+JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, const EvalSettings& settings) {
+  const auto& task = *job.task;
+  const auto started = std::chrono::system_clock::now();
+  const auto steady_start = std::chrono::steady_clock::now();
+  const auto model_name = job.model.to_string();
+  require_capability(backend.capabilities(), task, model_name);
+  const auto metrics = task_metrics(task);
+  const auto prepared = prepare_task(task, job.n_shot, job.limit, settings.data_dir);
+  PromptBuilder prompt(task);
+  const bool text_continuations = prompt.continuation_is_text();
+  GenerationSettings generation;
+  std::optional<AnswerExtractor> extractor;
+  if (task.output_type == OutputType::generative) {
+    generation = generation_settings(task);
+    const auto patterns = extraction_patterns(task);
+    extractor.emplace(patterns);
+  }
+
+  JobOutcome outcome;
+  outcome.result_path = result_path(settings.output_dir, job);
+  outcome.total = prepared.samples.size();
+  Journal journal(journal_path(settings.output_dir, job), key.digest);
+  if (!journal.note().empty()) spdlog::warn("{}", journal.note());
+  // Entries for documents beyond this run's samples cannot exist with the same key (the key holds the limit).
+  std::vector<const Sample*> pending;
+  for (const auto& sample : prepared.samples) {
+    if (!journal.has(sample.doc_id)) pending.push_back(&sample);
+  }
+  outcome.resumed = prepared.samples.size() - pending.size();
+  if (outcome.resumed > 0) {
+    spdlog::info("{}: resuming, {} of {} samples already in the journal", task.name, outcome.resumed, outcome.total);
+  }
+  std::size_t done = outcome.resumed;
+  long long tokens_this_run = 0;
+  if (settings.on_progress) settings.on_progress({done, outcome.total});
+
+  const std::size_t per_batch = std::max<std::size_t>(1, settings.docs_per_batch);
+  for (std::size_t start = 0; start < pending.size(); start += per_batch) {
+    if (settings.stop && settings.stop->load()) {
+      outcome.state = JobState::preempted;
+      return outcome;
+    }
+    const auto end = std::min(pending.size(), start + per_batch);
+    std::vector<nlohmann::json> entries;
+    if (task.output_type == OutputType::logprobs) {
+      std::vector<LoglikelihoodRequest> requests;
+      for (std::size_t s = start; s < end; ++s) {
+        for (const auto& continuation : pending[s]->continuations) requests.push_back({pending[s]->context, continuation});
+      }
+      const auto results = backend.loglikelihood(requests);
+      if (results.size() != requests.size()) {
+        throw Error(fmt::format("backend returned {} log-likelihoods for {} requests", results.size(), requests.size()),
+                    ExitCode::eval_failed);
+      }
+      std::size_t r = 0;
+      for (std::size_t s = start; s < end; ++s) {
+        const auto& sample = *pending[s];
+        std::vector<double> logprobs;
+        std::vector<std::size_t> lengths;
+        std::vector<bool> greedy;
+        long long tokens = 0;
+        auto response = nlohmann::json::object({{"logprobs", nlohmann::json::array()},
+                                                {"greedy", nlohmann::json::array()},
+                                                {"n_tokens", nlohmann::json::array()}});
+        for (const auto& continuation : sample.continuations) {
+          const auto& result = results[r++];
+          logprobs.push_back(result.logprob);
+          lengths.push_back(code_points(continuation));
+          greedy.push_back(result.greedy);
+          tokens += result.n_tokens;
+          response["logprobs"].push_back(result.logprob);
+          response["greedy"].push_back(result.greedy);
+          response["n_tokens"].push_back(result.n_tokens);
+        }
+        const auto score = score_choices(logprobs, lengths, greedy, sample.gold);
+        nlohmann::json scores = {{"acc", score.correct ? 1.0 : 0.0}, {"greedy_acc", score.greedy_correct ? 1.0 : 0.0}};
+        if (text_continuations) scores["acc_norm"] = score.correct_norm ? 1.0 : 0.0;
+        nlohmann::json entry = {{"doc_id", sample.doc_id},
+                                {"scores", scores},
+                                {"target", sample.gold},
+                                {"target_text", sample.continuations[static_cast<std::size_t>(sample.gold)]},
+                                {"prediction", score.predicted},
+                                {"request", {{"context", sample.context}, {"continuations", sample.continuations}}},
+                                {"response", response},
+                                {"n_tokens", tokens}};
+        if (text_continuations) entry["prediction_norm"] = score.predicted_norm;
+        tokens_this_run += tokens;
+        entries.push_back(std::move(entry));
+      }
+    } else if (task.output_type == OutputType::generative) {
+      std::vector<GenerationRequest> requests;
+      for (std::size_t s = start; s < end; ++s) requests.push_back({pending[s]->context, generation.stop, generation.max_new_tokens});
+      const auto results = backend.generate(requests);
+      if (results.size() != requests.size()) {
+        throw Error(fmt::format("backend returned {} generations for {} requests", results.size(), requests.size()),
+                    ExitCode::eval_failed);
+      }
+      for (std::size_t s = start; s < end; ++s) {
+        const auto& sample = *pending[s];
+        const auto& result = results[s - start];
+        const auto match = extractor->extract(result.text);
+        const bool correct = match && trim(match->answer) == sample.target;
+        nlohmann::json entry = {
+            {"doc_id", sample.doc_id},
+            {"scores",
+             {{"exact_match", correct ? 1.0 : 0.0},
+              {"unparsed_rate", match ? 0.0 : 1.0},
+              {"hit_token_limit_rate", result.hit_token_limit ? 1.0 : 0.0}}},
+            {"target", sample.target},
+            {"prediction", match ? nlohmann::json(match->answer) : nlohmann::json()},
+            {"extracted_by", match ? nlohmann::json(match->pattern) : nlohmann::json()},
+            {"request",
+             {{"context", sample.context}, {"stop", generation.stop}, {"max_new_tokens", generation.max_new_tokens}}},
+            {"response", {{"text", result.text}, {"hit_token_limit", result.hit_token_limit}, {"n_tokens", result.n_tokens}}},
+            {"n_tokens", result.n_tokens}};
+        tokens_this_run += result.n_tokens;
+        entries.push_back(std::move(entry));
+      }
+    } else {
+      std::vector<RollingRequest> requests;
+      for (std::size_t s = start; s < end; ++s) requests.push_back({pending[s]->text});
+      const auto results = backend.loglikelihood_rolling(requests);
+      if (results.size() != requests.size()) {
+        throw Error(fmt::format("backend returned {} rolling log-likelihoods for {} requests", results.size(),
+                                requests.size()),
+                    ExitCode::eval_failed);
+      }
+      for (std::size_t s = start; s < end; ++s) {
+        const auto& sample = *pending[s];
+        const auto& result = results[s - start];
+        const double nll = -result.logprob;
+        nlohmann::json entry = {
+            {"doc_id", sample.doc_id},
+            {"scores",
+             {{"nll", nll},
+              {"tokens", result.n_tokens},
+              {"bytes", sample.text.size()},
+              {"perplexity", result.n_tokens > 0 ? std::exp(nll / result.n_tokens) : 0.0}}},
+            {"request", {{"text", sample.text}}},
+            {"response", {{"logprob", result.logprob}, {"n_tokens", result.n_tokens}}},
+            {"n_tokens", result.n_tokens}};
+        tokens_this_run += result.n_tokens;
+        entries.push_back(std::move(entry));
+      }
+    }
+    journal.append(entries);
+    done += end - start;
+    outcome.evaluated += end - start;
+    if (settings.on_progress) settings.on_progress({done, outcome.total});
+  }
+
+  // Every number comes from the journal, so a resumed run and an uninterrupted one agree exactly.
+  std::vector<nlohmann::json> ordered;
+  ordered.reserve(prepared.samples.size());
+  long long tokens_total = 0;
+  std::size_t unparsed = 0;
+  std::size_t hit_limit = 0;
+  for (const auto& sample : prepared.samples) {
+    const auto& entry = journal.entries().at(sample.doc_id);
+    tokens_total += entry.value("n_tokens", 0LL);
+    if (task.output_type == OutputType::generative) {
+      unparsed += entry["scores"].value("unparsed_rate", 0.0) > 0;
+      hit_limit += entry["scores"].value("hit_token_limit_rate", 0.0) > 0;
+    }
+    ordered.push_back(entry);
+  }
+  const auto finished = std::chrono::system_clock::now();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - steady_start).count();
+  const auto backend_facts = backend.provenance();
+  nlohmann::json counts = {{"samples", ordered.size()}, {"resumed", outcome.resumed}, {"evaluated", outcome.evaluated}};
+  if (task.output_type == OutputType::generative) {
+    counts["unparsed"] = unparsed;
+    counts["hit_token_limit"] = hit_limit;
+  }
+  nlohmann::json result = {
+      {"schema", kResultSchema},
+      {"key", key.digest},
+      {"key_inputs", key.inputs},
+      {"task", task.name},
+      {"benchmark", task.benchmark.empty() ? nlohmann::json() : nlohmann::json(task.benchmark)},
+      {"model", job.model.identity()},
+      {"model_spec", model_name},
+      {"n_shot", job.n_shot},
+      {"limit", job.limit ? nlohmann::json(*job.limit) : nlohmann::json()},
+      {"output_type", to_string(task.output_type)},
+      {"n_samples", ordered.size()},
+      {"primary_metric", metrics.front()},
+      {"metrics", aggregate_scores(metrics, ordered)},
+      {"counts", counts},
+      {"data", prepared.data},
+      {"journal", journal.path().filename().string()},
+      {"provenance",
+       {{"mill_version", version()},
+        {"scoring_version", kScoringVersion},
+        {"host", hostname()},
+        {"device", backend_facts.value("device", nlohmann::json())},
+        {"dtype", backend_facts.value("dtype", nlohmann::json())},
+        {"batch_size", backend_facts.value("batch_size", nlohmann::json())},
+        {"backend", backend_facts},
+        {"slurm",
+         {{"job_id", env_or_null("SLURM_JOB_ID")},
+          {"array_job_id", env_or_null("SLURM_ARRAY_JOB_ID")},
+          {"array_task_id", env_or_null("SLURM_ARRAY_TASK_ID")}}},
+        {"started_at", iso_time(started)},
+        {"finished_at", iso_time(finished)},
+        {"wall_seconds", wall},
+        {"tokens", {{"total", tokens_total}, {"this_run", tokens_this_run}}},
+        {"bootstrap", {{"resamples", kBootstrapResamples}, {"seed", kBootstrapSeed}}}}},
+  };
+  write_result(outcome.result_path, result);
+  outcome.result = std::move(result);
+  outcome.state = JobState::completed;
+  return outcome;
+}
+
+}  // namespace mill
