@@ -10,7 +10,7 @@ packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev catch2 libxxhash-dev
   libpcre2-dev libcurl4-openssl-dev libcpp-httplib-dev
   slurm-wlm slurm-client munge
-  hyperfine
+  hyperfine clang libclang-rt-14-dev
 )
 missing=()
 for package in "${packages[@]}"; do

@@ -28,6 +28,9 @@ class TaskRegistry {
   // Any problem throws mill::Error naming the file, the task and the field.
   static TaskRegistry load(const std::vector<std::filesystem::path>& extra_paths = {});
 
+  // Only the tasks of one YAML text (no built-ins, no duplicate checks); for tests and fuzzing.
+  static TaskRegistry from_text(std::string_view yaml, const std::string& source);
+
   const std::vector<TaskInfo>& tasks() const { return tasks_; }
   const TaskInfo* find(std::string_view name) const;
   std::vector<std::string> benchmarks() const;

@@ -266,6 +266,12 @@ TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_
   return registry;
 }
 
+TaskRegistry TaskRegistry::from_text(std::string_view yaml, const std::string& source) {
+  TaskRegistry registry;
+  registry.add_file(yaml, source, {});
+  return registry;
+}
+
 const TaskInfo* TaskRegistry::find(std::string_view name) const {
   for (const auto& task : tasks_) {
     if (task.name == name) return &task;
