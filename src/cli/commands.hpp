@@ -39,5 +39,6 @@ bool stdout_is_colour_terminal();
 
 void register_schedule_command(CLI::App& app, const GlobalOptions& global);
 void register_tasks_command(CLI::App& app, const GlobalOptions& global);
+void register_eval_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace mill::cli

@@ -1,0 +1,48 @@
+#pragma once
+// Running evaluation jobs for one model with one backend (the model is loaded once): `mill eval MODEL TASKS` and
+// the array worker `mill eval --manifest FILE --element I`, which `mill schedule --local` also calls in-process.
+// Worker files (heartbeats, status) and exit codes are described in docs/eval.md.
+#include <atomic>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mill/tasks.hpp"
+
+namespace mill {
+
+struct WorkerOptions {
+  std::filesystem::path output_dir;
+  std::optional<std::filesystem::path> data_dir;  // wins over the manifest's settings.data_dir and $MILL_DATA_DIR
+  std::size_t docs_per_batch = 32;                // documents per backend call and per journal flush
+  // Stop request (finish the batch, flush, write status, exit 75). Null: SIGUSR1/SIGTERM handlers are installed.
+  const std::atomic<bool>* stop = nullptr;
+  bool progress = true;  // progress lines on stderr
+};
+
+// Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).
+const std::atomic<bool>& install_stop_signal_handlers();
+
+struct EvalJobRequest {
+  std::string task;
+  int n_shot = 0;
+  std::optional<int> limit;
+  std::string expected_key;  // from a manifest; empty when there is none
+};
+
+// Runs the jobs one after another with one backend; jobs whose result is already done are skipped. Prints one
+// result line per job on stdout. Returns the exit code: 0 all done, 4 some job failed (the others are still
+// attempted), 75 stopped by a signal. When `element` is set, heartbeats and the final status file are written
+// under `sweep_dir` (docs/eval.md).
+struct ElementFiles {
+  std::filesystem::path sweep_dir;
+  int element = 0;
+};
+int run_eval_jobs(const std::string& model_spec, const std::vector<EvalJobRequest>& jobs, const TaskRegistry& registry,
+                  const WorkerOptions& options, const std::optional<ElementFiles>& files = std::nullopt);
+
+// Worker mode: reads the manifest (plan.hpp make_manifest) and runs the jobs of element `element`.
+int run_manifest_element(const std::filesystem::path& manifest, int element, const WorkerOptions& options);
+
+}  // namespace mill

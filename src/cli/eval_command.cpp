@@ -1,0 +1,100 @@
+// `mill eval MODEL_SPEC TASKS`: evaluate one model on tasks here, one job after another with one backend; and the
+// array worker `mill eval --manifest FILE --element I`. Progress goes to stderr, one result line per job to stdout.
+#include <fmt/format.h>
+
+#include <iostream>
+#include <optional>
+
+#include "commands.hpp"
+#include "mill/error.hpp"
+#include "mill/tasks.hpp"
+#include "mill/text.hpp"
+#include "mill/worker.hpp"
+
+namespace mill::cli {
+
+namespace {
+
+struct EvalOptions {
+  std::string model;
+  std::string tasks;
+  std::string n_shots;
+  int limit = 0;
+  std::string extra_task_paths;
+  std::string data_dir;
+  std::string manifest;
+  int element = -1;
+  int docs_per_batch = 32;
+  bool quiet = false;
+};
+
+void finish(int code) {
+  if (code == static_cast<int>(ExitCode::eval_failed)) {
+    throw Error("some jobs failed (see the messages above); the others completed", ExitCode::eval_failed);
+  }
+  if (code == static_cast<int>(ExitCode::preempted)) {
+    throw Error("stopped by a signal after flushing the journal; run the same command again to resume",
+                ExitCode::preempted);
+  }
+}
+
+void run_eval(const EvalOptions& options, const GlobalOptions& global) {
+  WorkerOptions worker;
+  worker.output_dir = global.output_dir_path();
+  if (!options.data_dir.empty()) worker.data_dir = std::filesystem::absolute(options.data_dir);
+  if (options.docs_per_batch < 1) throw Error("--docs_per_batch must be at least 1");
+  worker.docs_per_batch = static_cast<std::size_t>(options.docs_per_batch);
+  worker.progress = !options.quiet;
+  install_stop_signal_handlers();
+
+  if (!options.manifest.empty()) {
+    if (!options.model.empty() || !options.tasks.empty()) {
+      throw Error("--manifest runs the jobs the manifest lists: give no MODEL_SPEC or TASKS with it");
+    }
+    if (options.element < 0) throw Error("--manifest needs --element I (the array index, 0-based)");
+    finish(run_manifest_element(std::filesystem::absolute(options.manifest), options.element, worker));
+    return;
+  }
+  if (options.model.empty() || options.tasks.empty()) {
+    throw Error("mill eval needs MODEL_SPEC and TASKS (e.g. mill eval mill-demo demo), or --manifest FILE --element I");
+  }
+  std::vector<std::filesystem::path> extra_paths;
+  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.emplace_back(path);
+  const auto registry = TaskRegistry::load(extra_paths);
+  const auto tasks = registry.expand(parse_list_option(options.tasks));
+  std::optional<std::vector<int>> shots;
+  if (!options.n_shots.empty()) shots = parse_int_list_option(options.n_shots, "--n_shots");
+  if (options.limit < 0) throw Error(fmt::format("--limit {} is negative (expected a positive number)", options.limit));
+  std::vector<EvalJobRequest> requests;
+  for (const auto* task : tasks) {
+    for (int n : shots ? *shots : std::vector<int>{task->default_n_shots}) {
+      EvalJobRequest request{task->name, n, std::nullopt, {}};
+      if (options.limit > 0) request.limit = options.limit;
+      requests.push_back(request);
+    }
+  }
+  finish(run_eval_jobs(options.model, requests, registry, worker));
+}
+
+}  // namespace
+
+void register_eval_command(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<EvalOptions>();
+  auto* command = app.add_subcommand(
+      "eval", "Evaluate one model on tasks here (or run one array element of a sweep with --manifest/--element)");
+  command->add_option("model_spec", options->model,
+                      "NAME_OR_PATH[key=value,...], e.g. mill-demo or \"org/model[dtype=float16]\"");
+  command->add_option("tasks", options->tasks, "Comma-separated task and benchmark names (mill tasks lists them)");
+  add_option(*command, "n_shots", options->n_shots, "Few-shot counts, e.g. 0 or 0,5 (default: each task's own)");
+  add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests)");
+  add_option(*command, "extra_task_paths", options->extra_task_paths, "Directories or files of extra task YAMLs");
+  add_option(*command, "data_dir", options->data_dir, "Where task data files live (default $MILL_DATA_DIR)");
+  add_option(*command, "manifest", options->manifest, "Worker mode: a sweep's manifest.json");
+  add_option(*command, "element", options->element, "Worker mode: which array element of the manifest to run");
+  add_option(*command, "docs_per_batch", options->docs_per_batch,
+             "Documents per backend call and per journal flush (default 32)");
+  add_flag(*command, "quiet", options->quiet, "No progress lines on stderr");
+  command->callback([options, &global] { run_eval(*options, global); });
+}
+
+}  // namespace mill::cli

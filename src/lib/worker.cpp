@@ -1,0 +1,295 @@
+#include "mill/worker.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fmt/format.h>
+#include <iostream>
+
+#include "mill/atomic_file.hpp"
+#include "mill/dataset.hpp"
+#include "mill/engine.hpp"
+#include "mill/error.hpp"
+#include "mill/job.hpp"
+#include "mill/model.hpp"
+#include "mill/results.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+
+extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
+  return buffer;
+}
+
+std::string format_metric(const nlohmann::json& metric) {
+  if (!metric.is_object() || !metric.contains("value") || metric["value"].is_null()) return "n/a";
+  auto text = fmt::format("{:.4f}", metric["value"].get<double>());
+  if (metric.contains("stderr") && metric["stderr"].is_number()) text += fmt::format(" ± {:.4f}", metric["stderr"].get<double>());
+  return text;
+}
+
+// One line per job on stdout: model, task, n_shot, state, primary metric, samples, result file.
+std::string result_line(const std::string& model, const std::string& task, int n_shot, const std::string& state,
+                        const nlohmann::json& result, const std::filesystem::path& path) {
+  if (result.is_object() && result.contains("metrics")) {
+    const auto primary = result.value("primary_metric", result["metrics"].begin().key());
+    return fmt::format("{}\t{}\t{}-shot\t{}\t{}={}\tn={}\t{}", model, task, n_shot, state, primary,
+                       format_metric(result["metrics"][primary]), result.value("n_samples", 0), path.string());
+  }
+  return fmt::format("{}\t{}\t{}-shot\t{}", model, task, n_shot, state);
+}
+
+struct JobStatus {
+  std::string task;
+  int n_shot = 0;
+  std::string state = "pending";  // pending, running, done, skipped, failed, preempted
+  std::string message;
+};
+
+}  // namespace
+
+const std::atomic<bool>& install_stop_signal_handlers() {
+  static bool installed = false;
+  if (!installed) {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGUSR1, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+    installed = true;
+  }
+  return g_stop_requested;
+}
+
+int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobRequest>& requests, const TaskRegistry& registry,
+                  const WorkerOptions& options, const std::optional<ElementFiles>& files) {
+  const std::atomic<bool>& stop = options.stop ? *options.stop : install_stop_signal_handlers();
+  std::vector<JobStatus> statuses;
+  for (const auto& request : requests) statuses.push_back({request.task, request.n_shot});
+
+  auto write_status = [&](const std::string& state, int exit_code, const std::string& message) {
+    if (!files) return;
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const auto& status : statuses) {
+      nlohmann::json job = {{"task", status.task}, {"n_shot", status.n_shot}, {"state", status.state}};
+      if (!status.message.empty()) job["message"] = status.message;
+      jobs.push_back(job);
+    }
+    const nlohmann::json document = {{"element", files->element}, {"state", state},   {"exit_code", exit_code},
+                                     {"message", message},        {"finished_at", unix_now()}, {"jobs", jobs},
+                                     {"pid", ::getpid()},         {"host", host_name()}};
+    try {
+      write_file_atomically(files->sweep_dir / "status" / fmt::format("element-{}.json", files->element),
+                            document.dump(2) + "\n");
+    } catch (const Error& e) {
+      spdlog::error("cannot write the status file: {}", e.what());
+    }
+  };
+
+  double last_heartbeat = 0;
+  auto heartbeat = [&](std::size_t job_index, const EvalProgress& progress, bool force) {
+    if (!files) return;
+    const double now = unix_now();
+    if (!force && now - last_heartbeat < 2.0) return;
+    last_heartbeat = now;
+    const nlohmann::json document = {{"element", files->element},
+                                     {"pid", ::getpid()},
+                                     {"host", host_name()},
+                                     {"state", "running"},
+                                     {"job_index", job_index},
+                                     {"jobs_total", requests.size()},
+                                     {"task", requests[job_index].task},
+                                     {"n_shot", requests[job_index].n_shot},
+                                     {"done_samples", progress.done_samples},
+                                     {"total_samples", progress.total_samples},
+                                     {"updated_at", now}};
+    try {
+      write_file_atomically(files->sweep_dir / "heartbeats" / fmt::format("element-{}.json", files->element),
+                            document.dump() + "\n");
+    } catch (const Error& e) {
+      spdlog::warn("cannot write the heartbeat: {}", e.what());
+    }
+  };
+
+  // Everything that can be checked before the model loads is checked first: spec, task names, data directory.
+  ModelSpec spec;
+  std::vector<Job> jobs;
+  std::vector<JobKey> keys;
+  std::unique_ptr<ModelBackend> backend;
+  const auto data_dir = resolve_data_dir(options.data_dir);
+  try {
+    spec = ModelSpec::parse(model_text);
+    const auto revision = resolve_model_revision(spec);
+    for (const auto& request : requests) {
+      const auto* task = registry.find(request.task);
+      if (!task) registry.expand({request.task});  // throws with suggestions
+      Job job{spec, task, request.n_shot, request.limit};
+      auto key = make_job_key(job, revision);
+      if (!request.expected_key.empty() && request.expected_key != key.digest) {
+        spdlog::warn("{} {}-shot: the job key computed now ({}) differs from the manifest's ({}); using the current "
+                     "one (the task definition, model revision or mill's scorer changed since planning)",
+                     request.task, request.n_shot, key.digest, request.expected_key);
+        std::cerr << fmt::format("mill: {} {}-shot: job key changed since planning ({} -> {}); using the current key\n",
+                                 request.task, request.n_shot, request.expected_key, key.digest);
+      }
+      jobs.push_back(job);
+      keys.push_back(std::move(key));
+    }
+    backend = make_backend(spec);
+  } catch (const Error& e) {
+    for (auto& status : statuses) {
+      status.state = "failed";
+      status.message = e.what();
+    }
+    write_status("failed", static_cast<int>(ExitCode::eval_failed), e.what());
+    throw;
+  }
+
+  // A task the backend cannot serve fails before any work, with a clear message; the other jobs still run.
+  bool any_failed = false;
+  std::vector<bool> runnable(jobs.size(), true);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    try {
+      require_capability(backend->capabilities(), *jobs[i].task, spec.to_string());
+    } catch (const Error& e) {
+      std::cerr << "mill: error: " << e.what() << "\n";
+      statuses[i].state = "failed";
+      statuses[i].message = e.what();
+      runnable[i] = false;
+      any_failed = true;
+    }
+  }
+
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (!runnable[i]) continue;
+    const auto& job = jobs[i];
+    const auto path = result_path(options.output_dir, job);
+    if (check_result(path, keys[i]).state == ResultState::done) {
+      statuses[i].state = "skipped";
+      nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path) << std::endl;
+      continue;
+    }
+    if (stop.load()) {
+      statuses[i].state = "preempted";
+      write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
+      return static_cast<int>(ExitCode::preempted);
+    }
+    statuses[i].state = "running";
+    EvalSettings settings;
+    settings.output_dir = options.output_dir;
+    settings.data_dir = data_dir;
+    settings.docs_per_batch = options.docs_per_batch;
+    settings.stop = &stop;
+    double last_progress = 0;
+    settings.on_progress = [&, i](const EvalProgress& progress) {
+      heartbeat(i, progress, progress.done_samples == 0);
+      const double now = unix_now();
+      if (options.progress && (now - last_progress >= 2.0 || progress.done_samples == progress.total_samples)) {
+        last_progress = now;
+        std::cerr << fmt::format("mill: {} {}-shot: {}/{} samples\n", job.task->name, job.n_shot, progress.done_samples,
+                                 progress.total_samples);
+      }
+    };
+    try {
+      const auto outcome = run_job(*backend, job, keys[i], settings);
+      if (outcome.state == JobState::preempted) {
+        statuses[i].state = "preempted";
+        std::cerr << fmt::format("mill: stopped by a signal during {} {}-shot after {}/{} samples; the journal is "
+                                 "flushed and a rerun resumes\n",
+                                 job.task->name, job.n_shot, outcome.resumed + outcome.evaluated, outcome.total);
+        std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "preempted", {}, path) << std::endl;
+        write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal; rerun to resume");
+        return static_cast<int>(ExitCode::preempted);
+      }
+      statuses[i].state = "done";
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
+                << std::endl;
+    } catch (const Error& e) {
+      any_failed = true;
+      statuses[i].state = "failed";
+      statuses[i].message = e.what();
+      std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << e.what() << "\n";
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+    } catch (const std::exception& e) {
+      any_failed = true;
+      statuses[i].state = "failed";
+      statuses[i].message = one_line(e.what());
+      std::cerr << "mill: internal error: " << job.task->name << " " << job.n_shot << "-shot: " << one_line(e.what()) << "\n";
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+    }
+  }
+  const int code = static_cast<int>(any_failed ? ExitCode::eval_failed : ExitCode::ok);
+  write_status(any_failed ? "failed" : "completed", code,
+               any_failed ? "some jobs failed; see jobs[].message" : "all jobs done");
+  return code;
+}
+
+int run_manifest_element(const std::filesystem::path& manifest_path, int element, const WorkerOptions& options) {
+  const auto text = read_file(manifest_path, "manifest");
+  const auto manifest = nlohmann::json::parse(text, nullptr, false);
+  const auto where = manifest_path.string();
+  if (manifest.is_discarded() || !manifest.is_object()) throw Error(fmt::format("{}: not a JSON manifest", where));
+  if (manifest.value("schema", "") != "mill.manifest/1") {
+    throw Error(fmt::format("{}: field `schema` is not \"mill.manifest/1\"", where));
+  }
+  if (!manifest.contains("elements") || !manifest["elements"].is_array()) {
+    throw Error(fmt::format("{}: field `elements` is missing", where));
+  }
+  const auto& elements = manifest["elements"];
+  if (element < 0 || static_cast<std::size_t>(element) >= elements.size()) {
+    throw Error(fmt::format("--element {} is outside the manifest's elements 0..{} ({})", element,
+                            static_cast<long long>(elements.size()) - 1, where));
+  }
+  const auto& entry = elements[static_cast<std::size_t>(element)];
+  const auto settings = manifest.value("settings", nlohmann::json::object());
+  std::vector<std::filesystem::path> extra_paths;
+  for (const auto& path : settings.value("extra_task_paths", nlohmann::json::array())) {
+    if (path.is_string()) extra_paths.emplace_back(path.get<std::string>());
+  }
+  WorkerOptions effective = options;
+  if (!effective.data_dir && settings.contains("data_dir") && settings["data_dir"].is_string()) {
+    effective.data_dir = settings["data_dir"].get<std::string>();
+  }
+  if (!entry.is_object() || !entry.contains("model") || !entry["model"].is_string() || !entry.contains("jobs") ||
+      !entry["jobs"].is_array()) {
+    throw Error(fmt::format("{}: element {} has no `model` and `jobs`", where, element));
+  }
+  std::vector<EvalJobRequest> requests;
+  for (const auto& job : entry["jobs"]) {
+    EvalJobRequest request;
+    request.task = job.value("task", std::string());
+    request.n_shot = job.value("n_shot", 0);
+    if (job.contains("limit") && job["limit"].is_number_integer()) request.limit = job["limit"].get<int>();
+    request.expected_key = job.value("key", std::string());
+    requests.push_back(std::move(request));
+  }
+  const ElementFiles files{manifest_path.parent_path(), element};
+  TaskRegistry registry;
+  try {
+    registry = TaskRegistry::load(extra_paths);
+  } catch (const Error& e) {
+    const nlohmann::json status = {{"element", element}, {"state", "failed"}, {"exit_code", static_cast<int>(e.code())},
+                                   {"message", e.what()}, {"finished_at", unix_now()}, {"jobs", nlohmann::json::array()}};
+    write_file_atomically(files.sweep_dir / "status" / fmt::format("element-{}.json", element), status.dump(2) + "\n");
+    throw;
+  }
+  return run_eval_jobs(entry["model"].get<std::string>(), requests, registry, effective, files);
+}
+
+}  // namespace mill
