@@ -81,7 +81,8 @@ void Journal::append(const std::vector<nlohmann::json>& batch) {
     entry["key"] = key_;
     text += entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
-    entries_[entry["doc_id"].get<long long>()] = std::move(entry);
+    const auto doc_id = entry["doc_id"].get<long long>();
+    entries_[doc_id] = std::move(entry);
   }
   if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0 ||
       ::fsync(::fileno(file_)) != 0) {
