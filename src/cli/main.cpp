@@ -100,6 +100,7 @@ int run(int argc, char** argv) {
   register_schedule_command(app, global);
   register_tasks_command(app, global);
   register_eval_command(app, global);
+  register_demo_model_command(app, global);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });
   try {
     app.parse(argc, argv);

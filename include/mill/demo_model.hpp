@@ -1,0 +1,32 @@
+#pragma once
+// A deterministic tiny checkpoint in the real Hugging Face file formats (config.json, model.safetensors or
+// shards with an index, tokenizer.json with a byte-level BPE vocabulary trained here on built-in text,
+// tokenizer_config.json). Weights are fixed pseudo-random numbers from a seed, so the same options always give
+// the same bytes. It serves the README's main command, the tests and the benchmarks, without any download.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mill {
+
+struct DemoModelOptions {
+  std::string architecture = "llama";  // llama (Llama-3 style rope scaling), qwen2 (qkv bias, tied), gpt2, gpt_neox
+  std::string dtype = "float32";       // float32, bfloat16 or float16: how the weights are stored
+  int shards = 1;                      // > 1 writes model-0000i-of-0000n.safetensors + model.safetensors.index.json
+  std::uint64_t seed = 20241;
+  int hidden_size = 64;
+  int layers = 2;
+  int heads = 4;
+  int kv_heads = 2;  // llama/qwen2 only (grouped-query attention)
+  int intermediate_size = 128;
+  int bpe_merges = 256;  // vocabulary = 256 bytes + merges + <|endoftext|>
+};
+
+const std::vector<std::string>& demo_model_architectures();
+
+// Writes the checkpoint into `folder` (created if needed; existing files of the same names are replaced).
+// Bad options throw mill::Error naming the option and the valid values.
+void write_demo_model(const std::filesystem::path& folder, const DemoModelOptions& options);
+
+}  // namespace mill

@@ -1,0 +1,257 @@
+// The in-process backend: a Hugging Face checkpoint run with libtorch, exported as the plugin entry point that
+// src/lib/runtime_plugin.cpp loads for `mill eval`. Text goes through mill's tokenizer; everything below the
+// token level is runtime.cpp.
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint.hpp"
+#include "mill/error.hpp"
+#include "mill/model.hpp"
+#include "mill/runtime_plugin.hpp"
+#include "mill/text.hpp"
+#include "mill/tokenizer.hpp"
+#include "runtime.hpp"
+#include "transformer.hpp"
+
+namespace mill::runtime {
+
+namespace {
+
+const std::vector<std::string>& known_args() {
+  static const std::vector<std::string> keys = {"dtype", "device", "batch_size", "max_context_length", "use_chat_template",
+                                                "revision", "path", "share_prefixes", "generation_cache"};
+  return keys;
+}
+
+bool parse_bool(const std::string& key, const std::string& value) {
+  const auto v = trim(value);
+  if (v == "true" || v == "True" || v == "1" || v == "yes") return true;
+  if (v == "false" || v == "False" || v == "0" || v == "no") return false;
+  throw Error(fmt::format("model arg {}={}: expected true or false", key, quote_value(value)));
+}
+
+std::int64_t parse_positive(const std::string& key, const std::string& value) {
+  char* end = nullptr;
+  errno = 0;
+  const long long number = std::strtoll(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || errno != 0 || number <= 0 || number > (1LL << 40)) {
+    throw Error(fmt::format("model arg {}={}: expected a whole number > 0", key, quote_value(value)));
+  }
+  return number;
+}
+
+at::ScalarType parse_dtype(const std::string& value) {
+  if (value == "bfloat16" || value == "bf16") return at::kBFloat16;
+  if (value == "float16" || value == "fp16" || value == "half") return at::kHalf;
+  if (value == "float32" || value == "fp32" || value == "float") return at::kFloat;
+  throw Error(fmt::format("model arg dtype={}: expected bfloat16, float16 or float32", quote_value(value)));
+}
+
+std::string dtype_name(at::ScalarType type) {
+  if (type == at::kBFloat16) return "bfloat16";
+  if (type == at::kHalf) return "float16";
+  return "float32";
+}
+
+// Turns libtorch's multi-line exceptions into mill's one-line errors.
+template <typename F>
+auto guarded(const char* what, F&& body) {
+  try {
+    return body();
+  } catch (const c10::OutOfMemoryError& e) {
+    throw Error(fmt::format("model runtime ran out of memory during {}: {} (set a smaller batch_size or max_context_length)",
+                            what, one_line(e.what_without_backtrace())),
+                ExitCode::eval_failed);
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("model runtime failed during {}: {}", what, one_line(e.what_without_backtrace())),
+                ExitCode::eval_failed);
+  }
+}
+
+class RuntimeBackend final : public ModelBackend {
+ public:
+  explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
+    for (const auto& [key, value] : spec.args) {
+      if (std::find(known_args().begin(), known_args().end(), key) == known_args().end()) {
+        throw Error(fmt::format("model arg {} is not known to the in-process runtime (known: {})", quote_value(key),
+                                join(known_args(), ", ")));
+      }
+    }
+    const auto started = std::chrono::steady_clock::now();
+    dtype_ = parse_dtype(spec.arg("dtype").value_or("bfloat16"));
+    const auto device = spec.arg("device").value_or("auto");
+    if (device == "auto") {
+      device_ = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
+    } else if (device == "cpu") {
+      device_ = at::Device(at::kCPU);
+    } else if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+      if (!at::hasCUDA()) {
+        throw Error(fmt::format("model arg device={}: this libtorch build or machine has no CUDA (use device=cpu or auto)", device));
+      }
+      device_ = at::Device(device);
+    } else {
+      throw Error(fmt::format("model arg device={}: expected auto, cpu, cuda or cuda:N", quote_value(device)));
+    }
+    RuntimeSettings settings;
+    if (auto value = spec.arg("batch_size"); value && *value != "auto") settings.batch_size = parse_positive("batch_size", *value);
+    if (auto value = spec.arg("max_context_length")) settings.max_context_length = parse_positive("max_context_length", *value);
+    if (auto value = spec.arg("share_prefixes")) settings.share_prefixes = parse_bool("share_prefixes", *value);
+    if (auto value = spec.arg("generation_cache")) settings.generation_cache = parse_bool("generation_cache", *value);
+    if (auto value = spec.arg("use_chat_template")) use_chat_template_ = parse_bool("use_chat_template", *value);
+
+    location_ = locate_checkpoint(spec);
+    const auto config = read_config(location_.folder);
+    tokenizer_ = Tokenizer::load(location_.folder);
+    WeightStore weights(location_.folder);
+    weights_dtype_ = weights.dtype_summary();
+    auto model = guarded("loading the weights", [&] {
+      return std::make_unique<Transformer>(config, weights, at::TensorOptions().dtype(dtype_).device(device_));
+    });
+    parameters_ = model->parameter_count();
+    if (auto eos = tokenizer_->eos_id()) settings.eos_ids.push_back(*eos);
+    runtime_ = std::make_unique<Runtime>(std::move(model), settings);
+    const auto prefix = tokenizer_->bos_id() ? tokenizer_->bos_id() : tokenizer_->eos_id();
+    if (!prefix) throw Error(fmt::format("{}: the tokenizer has neither a BOS nor an EOS token", location_.folder.string()));
+    prefix_token_ = *prefix;
+    load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("loaded {} ({}, {} parameters) on {} as {} in {:.1f} s", location_.folder.string(), config.architecture,
+                 parameters_, device_.str(), dtype_name(dtype_), load_seconds_);
+  }
+
+  BackendCapabilities capabilities() const override { return {true, true, true}; }
+
+  nlohmann::json provenance() const override {
+    const auto& counters = runtime_->counters();
+    const auto& settings = runtime_->settings();
+    return {{"backend", "local"},
+            {"runtime", "libtorch"},
+            {"model_path", location_.folder.string()},
+            {"revision", location_.revision},
+            {"architecture", runtime_->model().config().architecture},
+            {"parameters", parameters_},
+            {"weights_dtype", weights_dtype_},
+            {"device", device_.str()},
+            {"dtype", dtype_name(dtype_)},
+            {"batch_size", settings.batch_size > 0 ? nlohmann::json(settings.batch_size) : nlohmann::json("auto")},
+            {"max_context_length", runtime_->max_length()},
+            {"use_chat_template", use_chat_template_},
+            {"threads", at::get_num_threads()},
+            {"load_seconds", load_seconds_},
+            {"forward_tokens", counters.forward_tokens},
+            {"padded_tokens", counters.padded_tokens},
+            {"forwards", counters.forwards},
+            {"prefix_tokens_reused", counters.prefix_tokens_reused}};
+  }
+
+  std::vector<LoglikelihoodResult> loglikelihood(const std::vector<LoglikelihoodRequest>& requests) override {
+    std::vector<ScoreRequest> scored;
+    scored.reserve(requests.size());
+    for (const auto& request : requests) {
+      ContextContinuationTokens pair;
+      if (use_chat_template_) {
+        const auto context = tokenizer_->apply_chat_template({{"user", request.context}}, true);
+        pair = encode_pair(*tokenizer_, context, request.continuation, false);
+      } else {
+        pair = encode_pair(*tokenizer_, request.context, request.continuation, true);
+      }
+      ScoreRequest item;
+      item.context.assign(pair.context.begin(), pair.context.end());
+      // An empty context is scored after the BOS (else EOS) token, as the reference harness does.
+      if (item.context.empty()) item.context.push_back(prefix_token_);
+      item.continuation.assign(pair.continuation.begin(), pair.continuation.end());
+      scored.push_back(std::move(item));
+    }
+    const auto scores = guarded("log-likelihood scoring", [&] { return runtime_->score(scored); });
+    std::vector<LoglikelihoodResult> results;
+    for (const auto& score : scores) results.push_back({score.logprob, score.greedy, score.n_tokens});
+    return results;
+  }
+
+  std::vector<RollingResult> loglikelihood_rolling(const std::vector<RollingRequest>& requests) override {
+    std::vector<Tokens> texts;
+    for (const auto& request : requests) {
+      const auto ids = tokenizer_->encode(request.text, false);
+      texts.emplace_back(ids.begin(), ids.end());
+    }
+    const auto scores = guarded("rolling log-likelihood", [&] { return runtime_->score_rolling(texts, prefix_token_); });
+    std::vector<RollingResult> results;
+    for (const auto& score : scores) results.push_back({score.logprob, score.n_tokens});
+    return results;
+  }
+
+  std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests) override {
+    std::vector<GenerateRequest> items;
+    for (const auto& request : requests) {
+      const auto context = use_chat_template_ ? tokenizer_->apply_chat_template({{"user", request.context}}, true) : request.context;
+      const auto ids = tokenizer_->encode(context, !use_chat_template_);
+      GenerateRequest item;
+      item.context.assign(ids.begin(), ids.end());
+      if (item.context.empty()) item.context.push_back(prefix_token_);
+      item.max_new_tokens = request.max_new_tokens;
+      items.push_back(std::move(item));
+    }
+    // Stop sequences are checked on the decoded text after every token, so a stop string split across tokens
+    // is still found.
+    auto stop = [&](std::size_t r, const Tokens& generated) {
+      if (requests[r].stop.empty()) return false;
+      const auto text = decode(generated);
+      return std::any_of(requests[r].stop.begin(), requests[r].stop.end(),
+                         [&](const std::string& s) { return !s.empty() && text.find(s) != std::string::npos; });
+    };
+    const auto generations = guarded("generation", [&] { return runtime_->generate(items, stop); });
+    std::vector<GenerationResult> results;
+    for (std::size_t r = 0; r < generations.size(); ++r) {
+      GenerationResult result;
+      result.text = decode(generations[r].tokens);
+      std::size_t cut = std::string::npos;
+      for (const auto& s : requests[r].stop) {
+        if (!s.empty()) cut = std::min(cut, result.text.find(s));
+      }
+      if (cut != std::string::npos) result.text.resize(cut);
+      result.hit_token_limit = generations[r].hit_token_limit && cut == std::string::npos;
+      result.n_tokens = static_cast<int>(generations[r].tokens.size());
+      results.push_back(std::move(result));
+    }
+    return results;
+  }
+
+ private:
+  std::string decode(const Tokens& tokens) const {
+    std::vector<TokenId> ids(tokens.begin(), tokens.end());
+    return tokenizer_->decode(ids, true);
+  }
+
+  ModelSpec spec_;
+  CheckpointLocation location_;
+  at::ScalarType dtype_ = at::kBFloat16;
+  at::Device device_ = at::Device(at::kCPU);
+  bool use_chat_template_ = false;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Runtime> runtime_;
+  std::string weights_dtype_;
+  std::int64_t parameters_ = 0;
+  std::int64_t prefix_token_ = 0;
+  double load_seconds_ = 0;
+};
+
+}  // namespace
+
+}  // namespace mill::runtime
+
+extern "C" __attribute__((visibility("default"))) mill::ModelBackend* mill_runtime_create_backend(const mill::ModelSpec* spec,
+                                                                                                 std::string* error) {
+  try {
+    return new mill::runtime::RuntimeBackend(*spec);
+  } catch (const std::exception& e) {
+    if (error) *error = mill::one_line(e.what());
+    return nullptr;
+  } catch (...) {
+    if (error) *error = "the model runtime failed with an unknown error";
+    return nullptr;
+  }
+}

@@ -1,0 +1,65 @@
+#pragma once
+// The decoder-only transformer in the three weight layouts mill reads (Llama family, GPT-2, GPT-NeoX), mapped
+// at load time onto one canonical layer: fused q/k/v and (for gated MLPs) fused gate/up projections, so each
+// layer is a handful of matrix products whatever the architecture.
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "checkpoint.hpp"
+
+namespace mill::runtime {
+
+// Keys and values of earlier tokens, preallocated for `capacity` positions: [batch, kv_heads, capacity, head_dim]
+// per layer; the first `length` positions are filled.
+struct KVCache {
+  std::vector<at::Tensor> keys;
+  std::vector<at::Tensor> values;
+  std::int64_t length = 0;
+  std::int64_t capacity() const { return keys.empty() ? 0 : keys.front().size(2); }
+  std::int64_t batch() const { return keys.empty() ? 0 : keys.front().size(0); }
+  // Keeps only the given batch rows (after some sequences finished).
+  void select_rows(const at::Tensor& rows);
+};
+
+class Transformer {
+ public:
+  Transformer(const TransformerConfig& config, const WeightStore& weights, const at::TensorOptions& options);
+
+  const TransformerConfig& config() const { return config_; }
+  const at::TensorOptions& options() const { return options_; }
+
+  KVCache make_cache(std::int64_t batch, std::int64_t capacity) const;
+
+  // Runs `tokens` [B, T] (int64) at `positions` [B, T] (int64). `mask` [B, 1, T, S] (bool, true = may attend)
+  // covers the S = cache.length + T keys: the cached ones first, then these tokens. With a cache, the new keys
+  // and values are written into it at cache.length (which then advances by T); without one, only these tokens
+  // attend to each other. Returns the final-norm hidden states [B, T, hidden].
+  at::Tensor forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& mask, KVCache* cache) const;
+
+  // Log-probabilities (float32, log-softmax over the vocabulary) for hidden states [N, hidden].
+  at::Tensor log_probs(const at::Tensor& hidden) const;
+
+  std::int64_t parameter_count() const;
+
+ private:
+  struct Layer {
+    at::Tensor norm1_weight, norm1_bias, norm2_weight, norm2_bias;
+    at::Tensor qkv_weight, qkv_bias;  // [(heads + 2 kv_heads) * head_dim, hidden]
+    at::Tensor out_weight, out_bias;
+    at::Tensor up_weight, up_bias;  // gated: gate and up stacked, [2 * intermediate, hidden]
+    at::Tensor down_weight, down_bias;
+  };
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  at::Tensor attention(const Layer& layer, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                       const at::Tensor& mask, KVCache* cache, std::size_t index) const;
+  at::Tensor mlp(const Layer& layer, const at::Tensor& x) const;
+
+  TransformerConfig config_;
+  at::TensorOptions options_;
+  at::Tensor embedding_, position_embedding_, final_norm_weight_, final_norm_bias_, lm_head_;
+  at::Tensor inv_freq_;  // float32 [rotary_dim / 2]
+  std::vector<Layer> layers_;
+};
+
+}  // namespace mill::runtime
