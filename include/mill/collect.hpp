@@ -1,0 +1,156 @@
+#pragma once
+// The collector: scans <output_dir>/results for final result files, turns them into aggregate rows (per task
+// and per benchmark rollup), and checks the results tree against what was asked for (missing / stale /
+// corrupt) with the `mill schedule` commands that resubmit exactly the gaps. aggregate.csv is documented in
+// docs/results.md, the statistics in docs/collect.md.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "mill/results.hpp"
+#include "mill/tasks.hpp"
+
+namespace mill {
+
+struct CollectedMetric {
+  std::string name;
+  double value = 0;
+  std::optional<double> standard_error;
+  std::string stderr_method;  // what the result says produced it ("bootstrap", ...); "result" when it does not say
+  long long n = 0;            // samples behind this metric (the metric's own `n`, else the result's n_samples)
+};
+
+// The parts of one valid result file that collect uses.
+struct CollectedResult {
+  std::filesystem::path path;
+  std::string model;           // the model identity (what determines the numbers), e.g. "org/name[dtype=float16]"
+  std::string task;
+  std::string benchmark;       // from the result, else the task registry; empty for a stand-alone task
+  std::string output_type;     // "logprobs", "generative", "perplexity" or empty when unknown
+  std::string primary_metric;  // from the result when it names one
+  int n_shot = 0;
+  std::optional<int> limit;
+  long long n_samples = 0;
+  std::string key;
+  nlohmann::json key_inputs;
+  std::vector<CollectedMetric> metrics;
+};
+
+struct SkippedFile {
+  std::filesystem::path path;
+  std::string reason;
+};
+
+struct ResultScan {
+  std::vector<CollectedResult> results;  // sorted by path
+  std::vector<SkippedFile> skipped;      // corrupt, partial or unreadable files; sorted by path
+  std::size_t bytes = 0;                 // bytes read
+};
+
+// Parses one result file's bytes. Returns nullopt and sets `problem` when it is not a valid final result.
+std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
+                                                      const TaskRegistry& registry, std::string& problem);
+
+// Reads every <output_dir>/results/<model>/<task>/*.json (journals and temporary files are not results) on
+// `threads` threads (0: one per core, at most 8). Never throws for a bad file: it lands in `skipped`.
+ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegistry& registry, unsigned threads = 0);
+
+// Which results to look at. Empty sets mean "all".
+struct CollectFilter {
+  std::set<std::string> model_identities;
+  std::set<std::string> tasks;
+  std::set<int> n_shots;
+  std::string metric;
+  bool accepts(const CollectedResult& result) const;
+};
+
+inline constexpr const char* kAggregationTask = "task";
+inline constexpr const char* kAggregationMicro = "micro_sample_weighted";
+inline constexpr const char* kAggregationMacro = "macro_subject_mean";
+
+// One line of aggregate.csv.
+struct AggregateRow {
+  std::string model;
+  std::string task;       // the task, or the benchmark name on rollup rows
+  std::string benchmark;  // the benchmark the task belongs to (equal to `task` on rollup rows)
+  int n_shot = 0;
+  std::optional<int> limit;
+  std::string metric;
+  std::string aggregation;  // kAggregationTask, kAggregationMicro or kAggregationMacro
+  double value = 0;
+  std::optional<double> standard_error;
+  std::string stderr_method;
+  long long n_samples = 0;
+  int n_tasks = 1;           // subject tasks averaged (1 on task rows)
+  int n_tasks_expected = 1;  // subject tasks the benchmark has: a rollup with fewer is partial
+  std::string key;           // the job key (task rows only)
+  std::string output_type;
+  bool primary = false;      // the metric the report shows for this task
+};
+
+// Task rows for every accepted result and metric, then a micro and a macro rollup row per model × benchmark ×
+// n_shot × limit × metric. Rows come sorted (model, n_shot, limit, benchmark, task rows before rollups, task,
+// metric, aggregation).
+std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
+                                            const TaskRegistry& registry);
+
+// The metric a report shows for a result: --metric, else the result's primary_metric, else acc, exact_match,
+// else the first one.
+std::string primary_metric_of(const CollectedResult& result, const std::string& requested);
+
+// aggregate.csv's text (RFC 4180, header line first).
+std::string aggregate_csv(const std::vector<AggregateRow>& rows);
+
+// ---- --check ----
+
+struct CheckEntry {
+  std::string model;  // the spec to resubmit
+  std::string task;
+  int n_shot = 0;
+  std::optional<int> limit;
+  ResultState state = ResultState::missing;
+  std::string reason;
+  std::filesystem::path result;
+};
+
+struct CheckRequest {
+  std::filesystem::path output_dir;
+  std::vector<std::string> models;  // as typed; empty: take the expected set from sweeps and results
+  std::vector<std::string> tasks;   // as typed (benchmarks expand)
+  std::optional<std::vector<int>> n_shots;
+  std::vector<std::string> extra_task_paths;  // passed on in the resubmit commands
+};
+
+struct CheckReport {
+  std::size_t expected = 0;
+  std::size_t done = 0;
+  std::vector<CheckEntry> missing, stale, corrupt;
+  std::vector<std::string> warnings;  // manifests or results that name tasks mill no longer knows, ...
+  std::vector<std::string> resubmit_commands;
+  bool complete() const { return missing.empty() && stale.empty() && corrupt.empty(); }
+};
+
+// What should exist: the cross product of models × tasks × n_shots when both models and tasks are given;
+// otherwise every job the sweeps under <output_dir>/sweeps/*/manifest.json planned plus every result found,
+// narrowed by whatever of models/tasks/n_shots was given. Keys are recomputed now, so a result computed with
+// other inputs is stale.
+CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const TaskRegistry& registry);
+
+// `mill schedule` command lines that rerun exactly `pending` (each line is an exact models × tasks × n_shots
+// product; a full benchmark is written by its name). Arguments are shell-quoted.
+std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>& pending,
+                                           const std::filesystem::path& output_dir,
+                                           const std::vector<std::string>& extra_task_paths,
+                                           const TaskRegistry& registry);
+
+// A word for a POSIX shell that reads back as `word`: left bare when every character is safe (readable commands),
+// else single-quoted (sbatch.hpp's shell_quote always quotes).
+std::string shell_word(std::string_view word);
+
+// Splits a comma-separated list of model specs, keeping commas inside [...] and "..." (name[a=1,b=2]).
+std::vector<std::string> split_model_list(std::string_view text);
+
+}  // namespace mill

@@ -1,0 +1,454 @@
+// mill collect: rollup statistics, paired comparison, the missing/stale check, damaged files, exit codes.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fmt/format.h>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "mill/collect.hpp"
+#include "mill/compare.hpp"
+#include "mill/error.hpp"
+#include "mill/job.hpp"
+#include "mill/report.hpp"
+#include "mill/results.hpp"
+#include "mill/rollup.hpp"
+#include "mill/text.hpp"
+#include "support.hpp"
+
+using namespace mill;
+using Catch::Matchers::Contains;
+
+namespace {
+
+struct MetricSpec {
+  std::string name;
+  double value;
+  std::optional<double> stderr_value;
+};
+
+// Writes a valid result for `spec` × `task` × `n_shot` whose key is what mill computes now (revision comes from the
+// spec's revision= arg, so it does not depend on the machine's Hugging Face cache).
+std::filesystem::path write_test_result(const std::filesystem::path& out, const std::string& spec_text,
+                                        const TaskRegistry& registry, const std::string& task, int n_shot,
+                                        long long n_samples, const std::vector<MetricSpec>& metrics,
+                                        bool stale = false) {
+  const auto spec = ModelSpec::parse(spec_text);
+  Job job{spec, registry.find(task), n_shot, std::nullopt};
+  REQUIRE(job.task);
+  auto key = make_job_key(job, resolve_model_revision(spec));
+  if (stale) {
+    key.inputs["scoring_version"] = -1;  // as if an older scorer had computed it
+    key.digest = content_hash(key.inputs.dump());
+  }
+  nlohmann::json document = {{"schema", kResultSchema}, {"key", key.digest},   {"key_inputs", key.inputs},
+                             {"model", spec.to_string()}, {"task", task},      {"n_shot", n_shot},
+                             {"n_samples", n_samples},    {"metrics", nlohmann::json::object()}};
+  for (const auto& metric : metrics) {
+    document["metrics"][metric.name] = {{"value", metric.value},
+                                        {"stderr", metric.stderr_value ? nlohmann::json(*metric.stderr_value) : nlohmann::json()}};
+  }
+  const auto path = result_path(out, job);
+  write_result(path, document);
+  return path;
+}
+
+// A journal whose doc i scores scores[i] on `metric`, written with the result's key.
+void write_test_journal(const std::filesystem::path& result, const std::string& metric, const std::vector<double>& scores) {
+  const auto document = nlohmann::json::parse(test::read_text(result));
+  std::string text;
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    text += nlohmann::json({{"doc_id", i}, {"key", document["key"]}, {"scores", {{metric, scores[i]}}}}).dump() + "\n";
+  }
+  test::write_text(journal_for_result(result), text);
+}
+
+std::vector<double> ones_then_zeros(std::size_t ones, std::size_t total) {
+  std::vector<double> v(total, 0.0);
+  for (std::size_t i = 0; i < ones && i < total; ++i) v[i] = 1.0;
+  return v;
+}
+
+const AggregateRow* find_row(const std::vector<AggregateRow>& rows, const std::string& task, const std::string& metric,
+                             const std::string& aggregation) {
+  for (const auto& row : rows) {
+    if (row.task == task && row.metric == metric && row.aggregation == aggregation) return &row;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("micro and macro rollups and their standard errors match hand computation") {
+  // Subject A: 100 questions, 90% ± 3; subject B: 300 questions, 50% ± 2.
+  const std::vector<StratumEstimate> subjects = {{0.9, 0.03, 100}, {0.5, 0.02, 300}};
+  const auto micro = micro_average(subjects);
+  const auto macro = macro_average(subjects);
+  // micro = (0.9·100 + 0.5·300) / 400; SE = sqrt(0.25²·0.03² + 0.75²·0.02²)
+  CHECK(micro.value == Approx(0.6));
+  REQUIRE(micro.standard_error);
+  CHECK(*micro.standard_error == Approx(std::sqrt(0.0625 * 0.0009 + 0.5625 * 0.0004)));
+  CHECK(*micro.standard_error == Approx(0.0167705).epsilon(1e-5));
+  CHECK(micro.n == 400);
+  // macro = (0.9 + 0.5) / 2; SE = sqrt(0.03² + 0.02²) / 2
+  CHECK(macro.value == Approx(0.7));
+  REQUIRE(macro.standard_error);
+  CHECK(*macro.standard_error == Approx(0.0180278).epsilon(1e-5));
+  CHECK(macro.n_tasks == 2);
+
+  // A subject without a standard error makes the rollup's unknown rather than silently too small.
+  CHECK_FALSE(micro_average({{0.9, 0.03, 100}, {0.5, std::nullopt, 300}}).standard_error);
+  CHECK(binomial_stderr(0.5, 101) == Approx(0.05));
+}
+
+TEST_CASE("the stratified bootstrap agrees with the closed form on large samples") {
+  // Three subjects of different sizes and accuracies, as 0/1 scores.
+  const std::vector<std::pair<std::size_t, double>> shape = {{2000, 0.3}, {5000, 0.6}, {1000, 0.85}};
+  std::vector<std::vector<double>> scores;
+  std::vector<StratumEstimate> closed;
+  for (const auto& [n, p] : shape) {
+    const auto ones = static_cast<std::size_t>(std::lround(p * static_cast<double>(n)));
+    scores.push_back(ones_then_zeros(ones, n));
+    // The bootstrap's plug-in variance is p(1-p)/n.
+    closed.push_back({p, std::sqrt(p * (1 - p) / static_cast<double>(n)), static_cast<long long>(n)});
+  }
+  const auto boot = stratified_bootstrap(scores, 2000);
+  const auto micro = micro_average(closed);
+  const auto macro = macro_average(closed);
+  CHECK(boot.micro_stderr == Approx(*micro.standard_error).epsilon(0.06));
+  CHECK(boot.macro_stderr == Approx(*macro.standard_error).epsilon(0.06));
+  // Pooling ignores the strata: the naive SE of the pooled mean is larger than the stratified one here.
+  const double pooled = micro.value;
+  CHECK(std::sqrt(pooled * (1 - pooled) / 8000.0) > *micro.standard_error);
+  // Fixed seed: the same draws every time.
+  CHECK(stratified_bootstrap(scores, 200).micro_replicates == stratified_bootstrap(scores, 200).micro_replicates);
+}
+
+TEST_CASE("McNemar's exact test matches the binomial tail by hand") {
+  CHECK(mcnemar_test(0, 6).p_value == Approx(2.0 / 64));
+  CHECK(mcnemar_test(1, 5).p_value == Approx(2.0 * 7 / 64));
+  CHECK(mcnemar_test(3, 3).p_value == Approx(1.0));
+  CHECK(mcnemar_test(0, 0).p_value == Approx(1.0));
+  // Large counts stay finite: 520 vs 480 is not significant, 600 vs 400 is.
+  CHECK(mcnemar_test(520, 480).p_value > 0.05);
+  CHECK(mcnemar_test(600, 400).p_value < 1e-6);
+}
+
+TEST_CASE("paired comparison finds a known difference and calls a null one not significant") {
+  // Task 1: B right on docs 0..99; A right on the same plus docs 100..139 → A − B = +0.2, 40 discordant, all for A.
+  PairedScores better{"t1", ones_then_zeros(140, 200), ones_then_zeros(100, 200)};
+  const auto d1 = compare_paired(better);
+  CHECK(d1.difference == Approx(0.2));
+  REQUIRE(d1.mcnemar);
+  CHECK(d1.mcnemar->a_only == 40);
+  CHECK(d1.mcnemar->b_only == 0);
+  CHECK(d1.significant);
+  CHECK(d1.ci_low > 0);
+  CHECK(d1.stderr_bootstrap == Approx(std::sqrt(0.2 * 0.8 / 200)).epsilon(0.1));
+
+  // Task 2: the same accuracy (50%) reached on different documents: 3 discordant each way → not significant.
+  auto a2 = ones_then_zeros(100, 200);
+  auto b2 = ones_then_zeros(100, 200);
+  for (int i : {0, 1, 2}) a2[static_cast<std::size_t>(i)] = 0, a2[static_cast<std::size_t>(150 + i)] = 1;
+  PairedScores same{"t2", a2, b2};
+  const auto d2 = compare_paired(same);
+  CHECK(d2.difference == Approx(0.0));
+  CHECK(d2.mcnemar->a_only == 3);
+  CHECK(d2.mcnemar->b_only == 3);
+  CHECK_FALSE(d2.significant);
+  CHECK(significance_text(d2).rfind("not significant", 0) == 0);
+
+  // The benchmark: micro pools the 400 pairs (+40 of 400 = +0.1), macro averages the two tasks (+0.2 + 0) / 2.
+  const auto rollup = compare_benchmark({better, same});
+  REQUIRE(rollup.size() == 2);
+  CHECK(rollup[0].aggregation == "micro_sample_weighted");
+  CHECK(rollup[0].difference == Approx(0.1));
+  CHECK(rollup[0].mcnemar->a_only == 43);
+  CHECK(rollup[0].mcnemar->b_only == 3);
+  CHECK(rollup[0].significant);
+  CHECK(rollup[1].aggregation == "macro_subject_mean");
+  CHECK(rollup[1].difference == Approx(0.1));
+  CHECK(rollup[1].significant);
+
+  // Continuous scores use the bootstrap: a constant shift of +0.01 on noisy scores is found, zero shift is not.
+  std::vector<double> base(500), shifted(500);
+  SeededRng rng(7);
+  for (std::size_t i = 0; i < base.size(); ++i) {
+    base[i] = static_cast<double>(rng.below(1000)) / 1000.0;
+    shifted[i] = base[i] + 0.01;
+  }
+  const auto continuous = compare_paired({"t3", shifted, base});
+  CHECK_FALSE(continuous.mcnemar);
+  CHECK(continuous.difference == Approx(0.01));
+  CHECK(continuous.significant);
+  CHECK_FALSE(compare_paired({"t4", base, base}).significant);
+}
+
+TEST_CASE("collect aggregates result files into task and rollup rows") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  write_test_result(out.path(), model, registry, "mmlu_astronomy", 5, 300, {{"acc", 0.5, 0.02}});
+  const auto scan = scan_results(out.path(), registry, 2);
+  REQUIRE(scan.results.size() == 2);
+  CHECK(scan.skipped.empty());
+  const auto rows = aggregate_results(scan.results, {}, registry);
+  REQUIRE(rows.size() == 4);  // two tasks, micro, macro
+  const auto* anatomy = find_row(rows, "mmlu_anatomy", "acc", kAggregationTask);
+  REQUIRE(anatomy);
+  CHECK(anatomy->value == Approx(0.9));
+  CHECK(anatomy->n_samples == 100);
+  CHECK(anatomy->key.size() == 32);
+  CHECK(anatomy->benchmark == "mmlu");
+  const auto* micro = find_row(rows, "mmlu", "acc", kAggregationMicro);
+  const auto* macro = find_row(rows, "mmlu", "acc", kAggregationMacro);
+  REQUIRE(micro);
+  REQUIRE(macro);
+  CHECK(micro->value == Approx(0.6));
+  CHECK(*micro->standard_error == Approx(0.0167705).epsilon(1e-5));
+  CHECK(macro->value == Approx(0.7));
+  CHECK(*macro->standard_error == Approx(0.0180278).epsilon(1e-5));
+  CHECK(micro->n_tasks == 2);
+  CHECK(micro->n_tasks_expected == 57);  // partial: 2 of MMLU's 57 subjects
+  CHECK(micro->n_samples == 400);
+
+  const auto csv = aggregate_csv(rows);
+  CHECK_THAT(csv, Contains("model,task,benchmark,n_shot,limit,metric,aggregation,value,stderr"));
+  CHECK_THAT(csv, !Contains("\"org/model[revision=r1]\""));  // no comma: not quoted
+  CHECK_THAT(csv, Contains(",mmlu,mmlu,5,,acc,micro_sample_weighted,0.6,"));
+  CHECK_THAT(csv, Contains(",mmlu,mmlu,5,,acc,macro_subject_mean,0.7,"));
+
+  // A spec with a comma is quoted in the CSV.
+  std::vector<AggregateRow> odd = {rows.front()};
+  odd.front().model = "org/m[a=1,b=\"x\"]";
+  CHECK_THAT(aggregate_csv(odd), Contains("\"org/m[a=1,b=\"\"x\"\"]\","));
+
+  // --metric narrows the rows; filters by task and n_shot work.
+  CollectFilter only_anatomy;
+  only_anatomy.tasks = {"mmlu_anatomy"};
+  CHECK(aggregate_results(scan.results, only_anatomy, registry).size() == 3);
+  CollectFilter other_shots;
+  other_shots.n_shots = {0};
+  CHECK(aggregate_results(scan.results, other_shots, registry).empty());
+}
+
+TEST_CASE("generative rates are reported as metrics with their own rollups") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  write_test_result(out.path(), "org/gen[revision=r]", registry, "mmlu_pro_law", 0, 200,
+                    {{"exact_match", 0.4, 0.035}, {"unparsed_rate", 0.05, 0.015}, {"truncated_rate", 0.02, 0.01}});
+  const auto scan = scan_results(out.path(), registry);
+  const auto rows = aggregate_results(scan.results, {}, registry);
+  CHECK(find_row(rows, "mmlu_pro_law", "unparsed_rate", kAggregationTask));
+  CHECK(find_row(rows, "mmlu_pro", "truncated_rate", kAggregationMicro));
+  const auto* primary = find_row(rows, "mmlu_pro_law", "exact_match", kAggregationTask);
+  REQUIRE(primary);
+  CHECK(primary->primary);
+  CHECK(primary->output_type == "generative");
+  ReportInput input{out.path(), &rows, &scan, nullptr, nullptr, "now"};
+  const auto md = render_report_markdown(input);
+  CHECK_THAT(md, Contains("unparsed and truncated"));
+  CHECK_THAT(md, Contains("| unparsed_rate | 5.0 |"));
+}
+
+TEST_CASE("damaged result files are skipped with a warning naming them and never counted") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  const auto good = write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  const auto truncated = write_test_result(out.path(), model, registry, "mmlu_astronomy", 5, 300, {{"acc", 0.1, 0.02}});
+  const auto text = test::read_text(truncated);
+  test::write_text(truncated, text.substr(0, text.size() / 2));
+  const auto empty = good.parent_path().parent_path() / "mmlu_virology" / "5shot.json";
+  test::write_text(empty, "");
+  const auto wrong_schema = good.parent_path().parent_path() / "mmlu_nutrition" / "5shot.json";
+  test::write_text(wrong_schema, R"({"schema": "something/else", "metrics": {"acc": {"value": 1}}})");
+  const auto wrong_types = good.parent_path().parent_path() / "mmlu_marketing" / "5shot.json";
+  auto bad = nlohmann::json::parse(test::read_text(good));
+  bad["metrics"]["acc"]["stderr"] = "high";  // wrong type where a number belongs: the stderr is not trusted
+  bad["key_inputs"]["limit"] = "ten";
+  bad["task"] = "mmlu_marketing";
+  test::write_text(wrong_types, bad.dump());
+  // A leftover temporary file from a crashed writer and a journal are not results at all.
+  test::write_text(good.string() + ".tmp.123.abcd", "{");
+  test::write_text(journal_for_result(good), "{\"doc_id\": 0}\n");
+
+  const auto scan = scan_results(out.path(), registry);
+  CHECK(scan.results.size() == 2);  // good and wrong_types (which still has a numeric value)
+  REQUIRE(scan.skipped.size() == 3);
+  std::set<std::string> skipped;
+  for (const auto& s : scan.skipped) skipped.insert(s.path.string());
+  CHECK(skipped.count(truncated.string()));
+  CHECK(skipped.count(empty.string()));
+  CHECK(skipped.count(wrong_schema.string()));
+
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--no-check"});
+  CHECK(run.exit_code == 0);
+  CHECK_THAT(run.err, Contains(truncated.string()));
+  CHECK_THAT(run.err, Contains("skipping"));
+  CHECK_THAT(run.err, Contains(empty.string()));
+  const auto csv = test::read_text(out / "aggregate.csv");
+  CHECK_THAT(csv, Contains("mmlu_anatomy"));
+  CHECK_THAT(csv, !Contains("mmlu_astronomy"));
+  CHECK_THAT(csv, !Contains("mmlu_virology"));
+  // The rollup counts only the two valid subjects.
+  CHECK_THAT(csv, Contains(",mmlu,mmlu,5,,acc,micro_sample_weighted,0.9,"));
+
+  // With --check (the default) the damaged ones are reported as corrupt and the exit status says so.
+  const auto checked = test::run_mill({"--output_dir", out.path().string(), "collect"});
+  CHECK(checked.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(checked.out, Contains("corrupt (3)"));
+}
+
+TEST_CASE("collect --check lists missing and stale separately and prints the exact resubmit command") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  write_test_result(out.path(), model, registry, "mmlu_astronomy", 5, 100, {{"acc", 0.5, 0.05}}, /*stale=*/true);
+
+  auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--models", model, "--tasks",
+                             "mmlu_anatomy,mmlu_astronomy,mmlu_virology", "--n_shots", "5"});
+  CHECK(run.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(run.out, Contains("3 expected, 1 done, 1 missing, 1 stale, 0 corrupt"));
+  CHECK_THAT(run.out, Contains("missing (1):\n  org/model[revision=r1]  mmlu_virology  5-shot\n"));
+  CHECK_THAT(run.out, Contains("mmlu_astronomy  5-shot  (computed with a different scoring_version)"));
+  const auto expected_command = fmt::format("mill --output_dir {} schedule 'org/model[revision=r1]' "
+                                            "mmlu_astronomy,mmlu_virology --n_shots 5",
+                                            shell_word(out.path().string()));
+  CHECK_THAT(run.out, Contains(expected_command));
+  CHECK_THAT(run.err, Contains("1 missing, 1 stale"));
+
+  // Everything present and current: exit 0.
+  run = test::run_mill({"--output_dir", out.path().string(), "collect", "--models", model, "--tasks", "mmlu_anatomy",
+                        "--n_shots", "5"});
+  CHECK(run.exit_code == 0);
+  CHECK_THAT(run.out, Contains("1 expected, 1 done, 0 missing, 0 stale"));
+
+  // --no-check never fails for gaps.
+  run = test::run_mill({"--output_dir", out.path().string(), "--log_level", "off", "collect", "--no_check"});
+  CHECK(run.exit_code == 0);
+  CHECK_THAT(run.out, !Contains("check:"));
+}
+
+TEST_CASE("without --models/--tasks the expected set is what the sweeps planned plus what exists") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  write_test_result(out.path(), model, registry, "mmlu_astronomy", 0, 100, {{"acc", 0.5, 0.05}}, /*stale=*/true);
+  // The sweep planned anatomy and virology at 5 shots with an execution-only argument (kept when resubmitting).
+  const nlohmann::json manifest = {
+      {"schema", "mill.manifest/1"},
+      {"elements",
+       {{{"model", "org/model[revision=r1,batch_size=8]"},
+         {"jobs", {{{"task", "mmlu_anatomy"}, {"n_shot", 5}, {"limit", nullptr}},
+                   {{"task", "mmlu_virology"}, {"n_shot", 5}, {"limit", nullptr}}}}}}}};
+  test::write_text(out / "sweeps" / "20240101-000000" / "manifest.json", manifest.dump());
+
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect"});
+  CHECK(run.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(run.out, Contains("3 expected, 1 done, 1 missing, 1 stale"));
+  CHECK_THAT(run.out, Contains("org/model[revision=r1,batch_size=8]  mmlu_virology  5-shot"));
+  CHECK_THAT(run.out, Contains("schedule 'org/model[revision=r1,batch_size=8]' mmlu_virology --n_shots 5"));
+  CHECK_THAT(run.out, Contains("schedule 'org/model[revision=r1]' mmlu_astronomy --n_shots 0"));
+
+  // Narrowed by --n_shots: only the 0-shot stale one is left.
+  const auto narrowed = test::run_mill({"--output_dir", out.path().string(), "collect", "--n-shots", "0"});
+  CHECK(narrowed.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(narrowed.out, Contains("1 expected, 0 done, 0 missing, 1 stale"));
+}
+
+TEST_CASE("resubmit commands are exact products, name whole benchmarks, and survive the shell") {
+  const auto registry = TaskRegistry::load();
+  std::vector<CheckEntry> entries;
+  // Model A misses all of MMLU at 0 and 5 shots; model B (a hostile name) misses one task at 5 shots.
+  for (const auto& task : registry.tasks()) {
+    if (task.benchmark != "mmlu") continue;
+    for (int n : {0, 5}) entries.push_back({"org/a", task.name, n, std::nullopt, ResultState::missing, "", {}});
+  }
+  const std::string hostile = "org/b[stop=\"x,y\",note=it's $(touch pwned)]";
+  entries.push_back({hostile, "mmlu_pro_law", 5, std::nullopt, ResultState::stale, "", {}});
+  std::vector<const CheckEntry*> pending;
+  for (const auto& e : entries) pending.push_back(&e);
+  const auto commands = resubmit_commands(pending, "/data/my results", {}, registry);
+  REQUIRE(commands.size() == 2);
+  CHECK(commands[0] == "mill --output_dir '/data/my results' schedule org/a mmlu --n_shots 0,5");
+  // Run the command line through a real shell with `mill` replaced by printf: every word arrives intact.
+  test::TempDir cwd;
+  const auto echoed = test::run_program({"/bin/sh", "-c", "mill() { printf '%s\\n' \"$@\"; }; " + commands[1]}, {}, cwd.path());
+  CHECK(echoed.exit_code == 0);
+  CHECK(echoed.out == "--output_dir\n/data/my results\nschedule\n" + hostile + "\nmmlu_pro_law\n--n_shots\n5\n");
+  CHECK_FALSE(std::filesystem::exists(cwd / "pwned"));
+  CHECK(split_model_list("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
+}
+
+TEST_CASE("collect --compare reads the journals and says when a difference is not significant") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string a = "org/a[revision=r]", b = "org/b[revision=r]";
+  // anatomy: A +40 documents (significant); astronomy: same accuracy on different documents (not significant).
+  write_test_journal(write_test_result(out.path(), a, registry, "mmlu_anatomy", 5, 200, {{"acc", 0.7, 0.03}}), "acc",
+                     ones_then_zeros(140, 200));
+  write_test_journal(write_test_result(out.path(), b, registry, "mmlu_anatomy", 5, 200, {{"acc", 0.5, 0.03}}), "acc",
+                     ones_then_zeros(100, 200));
+  auto a2 = ones_then_zeros(100, 200);
+  for (std::size_t i : {0, 1, 2}) a2[i] = 0, a2[150 + i] = 1;
+  write_test_journal(write_test_result(out.path(), a, registry, "mmlu_astronomy", 5, 200, {{"acc", 0.5, 0.03}}), "acc",
+                     a2);
+  write_test_journal(write_test_result(out.path(), b, registry, "mmlu_astronomy", 5, 200, {{"acc", 0.5, 0.03}}), "acc",
+                     ones_then_zeros(100, 200));
+
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--no-check", "--compare", a, b});
+  REQUIRE(run.exit_code == 0);
+  const auto line_of = [&](const std::string& start, const std::string& aggregation) {
+    std::istringstream lines(run.out);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.rfind(start, 0) == 0 && line.find(aggregation) != std::string::npos) return line;
+    }
+    return std::string();
+  };
+  CHECK_THAT(line_of("mmlu_anatomy", "task"), Contains("+20.0") && Contains("significant (p=") &&
+                                                  !Contains("not significant") && Contains("McNemar"));
+  CHECK_THAT(line_of("mmlu_astronomy", "task"), Contains("+0.0") && Contains("not significant"));
+  CHECK_THAT(line_of("mmlu ", "micro_sample_weighted"), Contains("+10.0") && Contains("400"));
+  CHECK_THAT(line_of("mmlu ", "macro_subject_mean"), Contains("+10.0"));
+  CHECK_THAT(test::read_text(out / "report.md"), Contains("## Comparison") && Contains("not significant"));
+
+  // Unknown model: a clear usage error.
+  const auto unknown = test::run_mill({"--output_dir", out.path().string(), "collect", "--compare", a, "org/c"});
+  CHECK(unknown.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(unknown.err, Contains("org/c"));
+}
+
+TEST_CASE("collect writes a report and a heatmap, and refuses bad input with one line") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  write_test_result(out.path(), "org/a[revision=r]", registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  write_test_result(out.path(), "org/<b>&c[revision=r]", registry, "mmlu_anatomy", 5, 100, {{"acc", 0.4, 0.05}});
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--no-check"});
+  REQUIRE(run.exit_code == 0);
+  const auto md = test::read_text(out / "report.md");
+  CHECK_THAT(md, Contains("micro (sample-weighted)") && Contains("macro (subject mean)") && Contains("heatmap.svg"));
+  CHECK_THAT(md, Contains("90.0 ± 3.0"));
+  const auto svg = test::read_text(out / "heatmap.svg");
+  CHECK(svg.rfind("<svg ", 0) == 0);
+  CHECK_THAT(svg, Contains("mmlu_anatomy") && Contains("org/&lt;b&gt;&amp;c") && Contains("</svg>"));
+  CHECK_THAT(svg, !Contains("<b>"));
+
+  const auto bad_metric = test::run_mill({"--output_dir", out.path().string(), "collect", "--metric", "bleu"});
+  CHECK(bad_metric.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(bad_metric.err, Contains("bleu") && Contains("acc"));
+
+  test::TempDir empty;
+  const auto nothing = test::run_mill({"--output_dir", (empty / "none").string(), "collect"});
+  CHECK(nothing.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(nothing.err, Contains("no results under"));
+
+  const auto bad_task = test::run_mill({"--output_dir", out.path().string(), "collect", "--tasks", "mmlu_anatomyy"});
+  CHECK(bad_task.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(bad_task.err, Contains("mmlu_anatomy"));
+}
