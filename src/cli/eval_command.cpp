@@ -7,6 +7,7 @@
 
 #include "commands.hpp"
 #include "mill/error.hpp"
+#include "mill/requeue.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 #include "mill/worker.hpp"
@@ -52,7 +53,11 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
       throw Error("--manifest runs the jobs the manifest lists: give no MODEL_SPEC or TASKS with it");
     }
     if (options.element < 0) throw Error("--manifest needs --element I (the array index, 0-based)");
-    finish(run_manifest_element(std::filesystem::absolute(options.manifest), options.element, worker));
+    const auto manifest = std::filesystem::absolute(options.manifest);
+    const ElementProgress progress(manifest, options.element, worker.output_dir);  // for the bounded requeue
+    const int code = run_manifest_element(manifest, options.element, worker);
+    if (code == static_cast<int>(ExitCode::preempted)) requeue_stopped_element(progress);
+    finish(code);
     return;
   }
   if (options.model.empty() || options.tasks.empty()) {

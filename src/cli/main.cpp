@@ -99,6 +99,7 @@ int run(int argc, char** argv) {
   add_option(app, "log_level", global.log_level, "trace, debug, info, warn (default), error or off");
   register_schedule_command(app, global);
   register_tasks_command(app, global);
+  register_status_command(app, global);
   register_collect_command(app, global);
   register_eval_command(app, global);
   register_demo_model_command(app, global);

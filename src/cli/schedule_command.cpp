@@ -1,19 +1,30 @@
-// `mill schedule MODELS TASKS`: plan a sweep, skip what is done, pick the cluster profile, compute the time
-// limit and render the sbatch array script. --dry_run prints all of it and submits nothing.
+// `mill schedule MODELS TASKS`: plan a sweep, skip what is done (and what earlier sweeps still have in the
+// queue), pick the cluster profile, compute the time limit, and submit a throttled SLURM array within the
+// profile's queue_limit. --dry_run prints all of it and submits nothing; --local runs every job here.
 #include <unistd.h>
 
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <set>
 
 #include "commands.hpp"
+#include "mill/atomic_file.hpp"
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
 #include "mill/plan.hpp"
+#include "mill/requeue.hpp"
 #include "mill/sbatch.hpp"
+#include "mill/slurm.hpp"
+#include "mill/submit.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 #include "mill/walltime.hpp"
+#include "mill/worker.hpp"
 
 namespace mill::cli {
 
@@ -29,6 +40,8 @@ struct ScheduleOptions {
   bool json = false;
   std::string venv_path;
   std::string extra_task_paths;
+  std::string data_dir;
+  int max_requeues = kDefaultMaxRequeues;
   double minutes_per_eval = 10.0;
   int evals_per_element = 8;
   int limit = 0;
@@ -38,6 +51,78 @@ std::filesystem::path mill_executable() {
   std::error_code ec;
   auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::filesystem::path("mill") : path;
+}
+
+std::optional<std::filesystem::path> sweep_data_dir(const ScheduleOptions& options) {
+  if (!options.data_dir.empty()) return std::filesystem::absolute(options.data_dir);
+  if (const char* value = std::getenv("MILL_DATA_DIR"); value && *value) return std::filesystem::absolute(value);
+  return std::nullopt;
+}
+
+// argv of this process, recorded in submission.json so a sweep says how it was made.
+std::vector<std::string> own_command_line() {
+  std::vector<std::string> argv;
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string arg;
+  while (std::getline(in, arg, '\0')) argv.push_back(arg);
+  return argv;
+}
+
+struct LocalOutcome {
+  nlohmann::json record;
+  std::string message;
+  int exit_code = 0;
+};
+
+// --local: one sweep directory like a submitted one, every element run here in turn by the worker code.
+LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elements, nlohmann::json settings,
+                         const std::filesystem::path& output_dir, const std::filesystem::path& cache_dir) {
+  (void)cache_dir;
+  const auto sweep = create_sweep(output_dir);
+  settings["sweep_id"] = sweep.dir.filename().string();
+  write_file_atomically(sweep.manifest(), make_manifest(elements, settings).dump(2) + "\n");
+  int jobs = 0;
+  for (const auto& element : elements) jobs += static_cast<int>(element.size());
+  write_local_submission(sweep, static_cast<int>(elements.size()), jobs, own_command_line());
+
+  WorkerOptions worker;
+  worker.output_dir = output_dir;
+  LocalOutcome outcome;
+  int failed = 0, ran = 0;
+  std::string first_failure;
+  for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
+    int code = 0;
+    try {
+      code = run_manifest_element(sweep.manifest(), index, worker);
+    } catch (const Error& e) {
+      // The worker wrote the element's status file; the next elements still run.
+      std::cerr << "mill: error: element " << index << ": " << e.what() << "\n";
+      code = static_cast<int>(ExitCode::eval_failed);
+      if (first_failure.empty()) first_failure = e.what();
+    }
+    ++ran;
+    if (code == static_cast<int>(ExitCode::preempted)) {
+      outcome.exit_code = code;
+      break;
+    }
+    if (code != 0) {
+      ++failed;
+      if (first_failure.empty()) first_failure = fmt::format("element {} exited with {}", index, code);
+    }
+  }
+  if (outcome.exit_code == 0 && failed > 0) outcome.exit_code = static_cast<int>(ExitCode::eval_failed);
+  outcome.record = {{"sweep_id", sweep.dir.filename().string()}, {"sweep_dir", sweep.dir.string()},
+                    {"mode", "local"}, {"elements", elements.size()}, {"jobs", jobs}, {"elements_run", ran},
+                    {"elements_failed", failed}};
+  if (outcome.exit_code == static_cast<int>(ExitCode::preempted)) {
+    outcome.record["failed_message"] = "stopped by a signal; run the same mill schedule --local again to resume";
+  } else if (failed > 0) {
+    outcome.record["failed_message"] = fmt::format("{} of {} element(s) failed ({}); status files in {}", failed,
+                                                   elements.size(), first_failure, (sweep.dir / "status").string());
+  }
+  outcome.message = fmt::format("--local: ran {} of {} element(s) with {} job(s) here; sweep {}", ran, elements.size(),
+                                jobs, sweep.dir.filename().string());
+  return outcome;
 }
 
 std::string colour_status(ResultState state, bool colour) {
@@ -107,14 +192,38 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
 
   const auto plan = build_plan(request, registry);
   const auto pending = plan.pending();
-  const int largest_share = largest_model_share(plan);
+  const bool submitting = !options.dry_run && !options.local && !pending.empty();
+
+  // Jobs that an earlier sweep still has in the queue are not submitted twice. Only a real submission asks
+  // squeue, so --dry_run stays fast and works away from the cluster.
+  std::vector<QueueEntry> queue;
+  std::map<std::string, InFlightJob> in_flight;
+  if (submitting) {
+    std::string error;
+    auto answer = query_user_queue(&error);
+    if (!answer) {
+      throw Error(fmt::format("cannot read the queue ({}); nothing submitted", error), ExitCode::submit_failed);
+    }
+    queue = std::move(*answer);
+    in_flight = jobs_in_flight(request.output_dir, queue);
+  }
+  Plan to_run;  // pending jobs not in flight, in plan order
+  for (const auto* job : pending) {
+    if (!in_flight.count(job->key.digest)) to_run.jobs.push_back(*job);
+  }
+  const int largest_share = largest_model_share(to_run);
   const auto walltime = compute_walltime(std::min(options.evals_per_element, std::max(1, largest_share)),
                                          options.minutes_per_eval, profile.max_time_minutes);
-  const auto elements = group_into_elements(plan, walltime.evals_per_element);
+  const auto elements = group_into_elements(to_run, walltime.evals_per_element);
+  const auto budget = submit_budget(profile, static_cast<int>(queue.size()), static_cast<int>(elements.size()));
+  const auto submit_count = options.dry_run || options.local ? elements.size() : static_cast<std::size_t>(budget.elements);
+  const std::vector<std::vector<const PlannedJob*>> to_submit(elements.begin(), elements.begin() + submit_count);
+  std::size_t deferred_jobs = 0;
+  for (auto it = elements.begin() + submit_count; it != elements.end(); ++it) deferred_jobs += it->size();
 
   SbatchRequest sbatch;
   sbatch.profile = &profile;
-  sbatch.array_size = static_cast<int>(elements.size());
+  sbatch.array_size = static_cast<int>(to_submit.size());
   sbatch.time_minutes = walltime.minutes;
   sbatch.mill_binary = mill_executable();
   sbatch.output_dir = request.output_dir;
@@ -122,7 +231,11 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   sbatch.sweep_dir = request.output_dir / "sweeps" / "<sweep-id>";
   sbatch.manifest = sbatch.sweep_dir / "manifest.json";
   if (!options.venv_path.empty()) sbatch.venv_path = std::filesystem::absolute(options.venv_path);
-  const auto script = elements.empty() ? std::string() : render_sbatch_script(sbatch);
+  const auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
+
+  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()}, {"max_requeues", options.max_requeues}};
+  for (const auto& path : extra_paths) settings["extra_task_paths"].push_back(path.string());
+  if (const auto data_dir = sweep_data_dir(options)) settings["data_dir"] = data_dir->string();
 
   const auto summary = fmt::format(
       "{} job(s) = {} model(s) × {} task(s) × n_shots; {} to run ({} missing, {} stale, {} corrupt), {} done (skipped)",
@@ -130,12 +243,61 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
       plan.count(ResultState::done));
 
+  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
+  if (!in_flight.empty()) {
+    std::set<std::string> arrays;
+    for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);
+    std::size_t count = 0;
+    for (const auto* job : pending) count += in_flight.count(job->key.digest);
+    messages.push_back(fmt::format("{} job(s) already queued or running in earlier sweeps (array job(s) {}): not submitted again",
+                                   count, join(std::vector<std::string>(arrays.begin(), arrays.end()), ", ")));
+  }
+
+  nlohmann::json submission = nullptr;
+  int exit_code = 0;
+  if (options.local && !to_submit.empty() && !options.dry_run) {
+    const auto outcome = run_locally(to_submit, settings, request.output_dir, global.cache_dir_path());
+    submission = outcome.record;
+    messages.push_back(outcome.message);
+    exit_code = outcome.exit_code;
+  } else if (submitting && to_submit.empty() && !elements.empty()) {
+    messages.push_back(fmt::format("nothing submitted: {}; run mill schedule again when your queue has room (it "
+                                   "submits only what is still missing)",
+                                   budget.limited_by));
+  } else if (submitting && !to_submit.empty()) {
+    SubmitRequest submit;
+    submit.elements = to_submit;
+    submit.profile = &profile;
+    submit.time_minutes = walltime.minutes;
+    submit.mill_binary = sbatch.mill_binary;
+    submit.output_dir = request.output_dir;
+    submit.cache_dir = sbatch.cache_dir;
+    submit.venv_path = sbatch.venv_path;
+    submit.settings = settings;
+    submit.command_line = own_command_line();
+    const auto result = submit_sweep(submit);
+    submission = {{"sweep_id", result.sweep_id},       {"sweep_dir", result.sweep.dir.string()},
+                  {"array_job_id", result.array_job_id}, {"elements", result.elements},
+                  {"jobs", result.jobs},                 {"deferred_elements", elements.size() - to_submit.size()},
+                  {"deferred_jobs", deferred_jobs}};
+    messages.push_back(fmt::format("submitted array job {}: {} element(s) with {} job(s), at most {} running at once; "
+                                   "sweep {} (logs in {}); follow it with `mill status`",
+                                   result.array_job_id, result.elements, result.jobs, profile.max_array_len,
+                                   result.sweep_id, result.sweep.logs().string()));
+    if (to_submit.size() < elements.size()) {
+      messages.push_back(fmt::format("not submitted yet: {} element(s) with {} job(s), because of the {}; run the same "
+                                     "mill schedule again once the queue drains (it submits only what is still missing)",
+                                     elements.size() - to_submit.size(), deferred_jobs, budget.limited_by));
+    }
+  }
+
   if (options.json) {
     nlohmann::json out = {{"summary", summary},
                           {"jobs", nlohmann::json::array()},
                           {"counts",
                            {{"total", plan.jobs.size()},
                             {"pending", pending.size()},
+                            {"in_flight", pending.size() - to_run.jobs.size()},
                             {"done", plan.count(ResultState::done)},
                             {"missing", plan.count(ResultState::missing)},
                             {"stale", plan.count(ResultState::stale)},
@@ -147,15 +309,24 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                                           {"slurm", format_slurm_time(walltime.minutes)},
                                           {"explanation", walltime.explanation}}},
                           {"script", script},
-                          {"submitted", false}};
-    for (const auto& job : plan.jobs) out["jobs"].push_back(job_json(job));
+                          {"submitted", !submission.is_null() && !options.local},
+                          {"submission", submission},
+                          {"messages", messages}};
+    for (const auto& job : plan.jobs) {
+      auto entry = job_json(job);
+      if (const auto it = in_flight.find(job.key.digest); it != in_flight.end() && job.check.state != ResultState::done) {
+        entry["in_flight"] = {{"sweep_id", it->second.sweep_id}, {"array_job_id", it->second.array_job_id},
+                              {"element", it->second.element}, {"state", it->second.state}};
+      }
+      out["jobs"].push_back(entry);
+    }
     std::cout << out.dump(2) << "\n";
   } else {
     const bool colour = stdout_is_colour_terminal();
     if (options.dry_run) print_job_table(plan, colour);
     std::cout << "\n" << summary << "\n";
     std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
-    if (!elements.empty()) {
+    if (!elements.empty() && !options.local) {
       std::cout << fmt::format("array: {} element(s), up to {} eval(s) of one model each, at most {} running (%{})\n",
                                elements.size(), walltime.evals_per_element, profile.max_array_len, profile.max_array_len);
       std::cout << "time limit: " << walltime.explanation << "\n";
@@ -165,12 +336,19 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                 << ") ---\n"
                 << script << "--- end of script ---\n";
     }
+    for (const auto& message : messages) std::cout << message << "\n";
+    if (pending.empty()) {
+      std::cout << "nothing to do: every job is done\n";
+    } else if (options.dry_run) {
+      std::cout << "dry run: nothing submitted\n";
+    } else if (to_run.jobs.empty()) {
+      std::cout << "nothing to submit: every job that is not done is already queued or running\n";
+    }
   }
-  if (options.dry_run || pending.empty()) {
-    if (!options.json) std::cout << (pending.empty() ? "nothing to do: every job is done\n" : "dry run: nothing submitted\n");
-    return;
+  if (exit_code != 0) {
+    throw Error(fmt::format("--local: {}", submission.value("failed_message", std::string("a job failed"))),
+                static_cast<ExitCode>(exit_code));
   }
-  throw Error("submitting to SLURM is not available in this build yet; use --dry_run", ExitCode::submit_failed);
 }
 
 }  // namespace
@@ -191,6 +369,11 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_flag(*command, "json", options->json, "Print the plan as JSON (jobs with status and reason, profile, time, script)");
   add_option(*command, "venv_path", options->venv_path, "Virtual environment the workers activate before mill eval");
   add_option(*command, "extra_task_paths", options->extra_task_paths, "Comma-separated directories of extra task YAML files");
+  add_option(*command, "data_dir", options->data_dir,
+             "Directory the workers read task data from (default $MILL_DATA_DIR, else each task's own location)");
+  add_option(*command, "max_requeues", options->max_requeues,
+             "Times an element stopped by the pre-walltime signal may requeue itself, if it made progress (default 3)")
+      ->capture_default_str();
   add_option(*command, "minutes_per_eval", options->minutes_per_eval,
              "Expected minutes per eval; the time limit is evals × this × 1.25 + 5 (default 10)")
       ->capture_default_str();

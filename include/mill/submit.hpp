@@ -1,0 +1,88 @@
+#pragma once
+// Submitting a planned sweep: the sweep directory (<output_dir>/sweeps/<id>/ with manifest.json, job.sbatch,
+// logs/, submission.json, and the workers' heartbeats/ and status/), the jobs already in flight from earlier
+// sweeps, the queue_limit / MaxArraySize budget, and the sbatch call. Layout and behaviour: docs/schedule.md.
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "mill/cluster.hpp"
+#include "mill/plan.hpp"
+#include "mill/slurm.hpp"
+
+namespace mill {
+
+inline constexpr const char* kSubmissionSchema = "mill.submission/1";
+
+// Where one sweep's files live.
+struct SweepPaths {
+  std::filesystem::path dir;
+  std::filesystem::path manifest() const { return dir / "manifest.json"; }
+  std::filesystem::path script() const { return dir / "job.sbatch"; }
+  std::filesystem::path submission() const { return dir / "submission.json"; }
+  std::filesystem::path logs() const { return dir / "logs"; }
+  std::filesystem::path heartbeat(int element) const;  // heartbeats/element-<I>.json, written by the worker
+  std::filesystem::path status(int element) const;     // status/element-<I>.json, written by the worker at the end
+};
+
+std::filesystem::path sweeps_root(const std::filesystem::path& output_dir);
+
+// A new, empty sweep directory <output_dir>/sweeps/<UTC timestamp>-<6 hex> (created, with logs/). The id sorts
+// by time.
+SweepPaths create_sweep(const std::filesystem::path& output_dir);
+
+// Every sweep directory under <output_dir>/sweeps, oldest first.
+std::vector<SweepPaths> list_sweeps(const std::filesystem::path& output_dir);
+
+// A job of an earlier sweep that SLURM still has (pending, running or requeued).
+struct InFlightJob {
+  std::string sweep_id;
+  std::string array_job_id;
+  int element = 0;
+  std::string state;  // squeue's state of the element
+};
+
+// Job key digest → where it is in flight, for the elements of earlier sweeps that appear in `queue` (this
+// user's squeue). Sweeps whose array is not in the queue are not read further.
+std::map<std::string, InFlightJob> jobs_in_flight(const std::filesystem::path& output_dir,
+                                                  const std::vector<QueueEntry>& queue);
+
+// How many array elements may be submitted now: queue_limit minus this user's queued jobs, at most the site's
+// MaxArraySize (array indices 0..N-1 must stay below it). Never negative.
+struct SubmitBudget {
+  int elements = 0;
+  std::string limited_by;  // "" when the whole sweep fits, else which limit binds and the numbers behind it
+};
+SubmitBudget submit_budget(const ClusterProfile& profile, int queued_by_user, int wanted_elements);
+
+struct SubmitRequest {
+  std::vector<std::vector<const PlannedJob*>> elements;  // to submit, in order (already cut to the budget)
+  const ClusterProfile* profile = nullptr;
+  int time_minutes = 0;
+  std::filesystem::path mill_binary;
+  std::filesystem::path output_dir;
+  std::filesystem::path cache_dir;
+  std::filesystem::path venv_path;  // empty: no activation
+  nlohmann::json settings;          // manifest settings (extra_task_paths, data_dir, max_requeues, ...)
+  std::vector<std::string> command_line;  // the `mill schedule` command, recorded in submission.json
+};
+
+struct SubmitResult {
+  SweepPaths sweep;
+  std::string sweep_id;
+  std::string array_job_id;
+  int elements = 0;
+  int jobs = 0;
+};
+
+// Creates the sweep directory, writes manifest.json and job.sbatch, runs sbatch (no shell), parses the job id
+// and writes submission.json. If sbatch fails, the sweep directory is removed and mill::Error
+// (ExitCode::submit_failed) carries sbatch's message.
+SubmitResult submit_sweep(const SubmitRequest& request);
+
+// The record written for a sweep run with --local (no SLURM).
+void write_local_submission(const SweepPaths& sweep, int elements, int jobs, const std::vector<std::string>& command_line);
+
+}  // namespace mill

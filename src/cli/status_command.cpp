@@ -1,0 +1,113 @@
+// `mill status [SWEEP_ID...]`: what each sweep in --output_dir has queued, running (with progress from the
+// workers' heartbeats), finished and failed, from the sweep files first and squeue/scontrol where available.
+#include <fmt/color.h>
+#include <fmt/format.h>
+#include <iostream>
+
+#include "commands.hpp"
+#include "mill/sweep_status.hpp"
+#include "mill/text.hpp"
+
+namespace mill::cli {
+
+namespace {
+
+struct StatusCommandOptions {
+  std::vector<std::string> sweeps;
+  bool json = false;
+  bool all = false;
+  bool no_slurm = false;
+};
+
+std::string coloured(ElementState state, bool colour) {
+  const auto text = to_string(state);
+  if (!colour) return text;
+  switch (state) {
+    case ElementState::completed: return fmt::format(fg(fmt::color::green), "{}", text);
+    case ElementState::running: return fmt::format(fg(fmt::color::cyan), "{}", text);
+    case ElementState::queued: return fmt::format(fg(fmt::color::yellow), "{}", text);
+    default: return fmt::format(fg(fmt::color::red) | fmt::emphasis::bold, "{}", text);
+  }
+}
+
+void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
+  std::string where = sweep.mode == "slurm" ? fmt::format("array job {}", sweep.array_job_id.empty() ? "?" : sweep.array_job_id)
+                                            : sweep.mode;
+  if (!sweep.profile.empty()) where += ", profile " + sweep.profile;
+  if (!sweep.submitted_at.empty()) where += ", submitted " + sweep.submitted_at;
+  std::cout << fmt::format("sweep {} ({}{})\n", sweep.id, where,
+                           sweep.mode == "slurm" && !sweep.asked_slurm ? "; squeue did not answer: from files only" : "");
+  const auto counts = sweep.counts();
+  std::vector<std::string> parts;
+  for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,
+                           ElementState::preempted, ElementState::unknown}) {
+    const auto it = counts.find(state);
+    if (it != counts.end()) parts.push_back(fmt::format("{} {}", it->second, to_string(state)));
+  }
+  std::cout << fmt::format("  {} element(s): {}\n", sweep.elements.size(), parts.empty() ? "none" : join(parts, ", "));
+  std::size_t model_width = 5;
+  for (const auto& element : sweep.elements) model_width = std::max(model_width, one_line(element.model).size());
+  bool header = false;
+  for (const auto& element : sweep.elements) {
+    if (!show_all && element.state == ElementState::completed) continue;
+    if (!header) {
+      std::cout << fmt::format("  {:>7}  {:<9}  {:<{}}  {:>4}  {}\n", "element", "state", "model", model_width, "jobs", "detail");
+      header = true;
+    }
+    const auto state = to_string(element.state);
+    std::cout << fmt::format("  {:>7}  ", element.element) << coloured(element.state, colour)
+              << std::string(9 - std::min<std::size_t>(9, state.size()), ' ')
+              << fmt::format("  {:<{}}  {:>4}  {}\n", one_line(element.model), model_width, element.jobs, one_line(element.detail));
+  }
+}
+
+void run_status(const StatusCommandOptions& options, const GlobalOptions& global) {
+  const auto output_dir = global.output_dir_path();
+  StatusOptions status_options;
+  status_options.ask_slurm = !options.no_slurm;
+  status_options.sweeps = options.sweeps;
+  const auto sweeps = read_sweep_statuses(output_dir, status_options);
+  if (options.json) {
+    std::cout << to_json(sweeps).dump(2) << "\n";
+    return;
+  }
+  if (sweeps.empty()) {
+    std::cout << fmt::format("no sweeps under {}{}\n", (output_dir / "sweeps").string(),
+                             options.sweeps.empty() ? "" : " with the given id(s)");
+    return;
+  }
+  const bool colour = stdout_is_colour_terminal();
+  for (const auto& sweep : sweeps) {
+    print_sweep(sweep, options.all, colour);
+    std::cout << "\n";
+  }
+  std::map<ElementState, int> totals;
+  for (const auto& sweep : sweeps) {
+    for (const auto& [state, count] : sweep.counts()) totals[state] += count;
+  }
+  std::cout << fmt::format("{} sweep(s): {} queued, {} running, {} completed, {} failed, {} preempted, {} unknown\n",
+                           sweeps.size(), totals[ElementState::queued], totals[ElementState::running],
+                           totals[ElementState::completed], totals[ElementState::failed],
+                           totals[ElementState::preempted], totals[ElementState::unknown]);
+  if (totals[ElementState::failed] + totals[ElementState::preempted] > 0) {
+    std::cout << "failed and preempted jobs are resubmitted by running the same `mill schedule` again; logs are in "
+                 "<sweep>/logs/\n";
+  }
+}
+
+}  // namespace
+
+void register_status_command(CLI::App& app, const GlobalOptions& global) {
+  auto options = std::make_shared<StatusCommandOptions>();
+  auto* command = app.add_subcommand(
+      "status",
+      "Show what the sweeps in --output_dir have queued, running (with progress), completed and failed "
+      "(see docs/status.md).");
+  command->add_option("sweeps", options->sweeps, "Sweep ids to show (default: all, oldest first)");
+  add_flag(*command, "json", options->json, "Print the status as JSON (schema in docs/status.md)");
+  add_flag(*command, "all", options->all, "List completed elements too");
+  add_flag(*command, "no_slurm", options->no_slurm, "Do not ask squeue/scontrol; report from the files only");
+  command->callback([options, &global] { run_status(*options, global); });
+}
+
+}  // namespace mill::cli

@@ -1,0 +1,213 @@
+#include "mill/submit.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <fmt/format.h>
+#include <random>
+#include <set>
+#include <spdlog/spdlog.h>
+
+#include "mill/atomic_file.hpp"
+#include "mill/error.hpp"
+#include "mill/sbatch.hpp"
+#include "mill/text.hpp"
+#include "mill/version.hpp"
+
+namespace mill {
+
+namespace fs = std::filesystem;
+
+std::filesystem::path SweepPaths::heartbeat(int element) const {
+  return dir / "heartbeats" / fmt::format("element-{}.json", element);
+}
+
+std::filesystem::path SweepPaths::status(int element) const {
+  return dir / "status" / fmt::format("element-{}.json", element);
+}
+
+std::filesystem::path sweeps_root(const std::filesystem::path& output_dir) { return output_dir / "sweeps"; }
+
+namespace {
+
+std::string utc_timestamp(const char* format) {
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  ::gmtime_r(&now, &utc);
+  char buffer[64];
+  std::strftime(buffer, sizeof buffer, format, &utc);
+  return buffer;
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  return ::gethostname(buffer, sizeof buffer - 1) == 0 ? buffer : "";
+}
+
+std::optional<nlohmann::json> read_json_if_exists(const fs::path& path) {
+  std::optional<std::string> text;
+  try {
+    text = read_file_if_exists(path);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if (!text) return std::nullopt;
+  auto document = nlohmann::json::parse(*text, nullptr, false);
+  if (document.is_discarded() || !document.is_object()) return std::nullopt;
+  return document;
+}
+
+}  // namespace
+
+SweepPaths create_sweep(const std::filesystem::path& output_dir) {
+  std::random_device random;
+  const auto root = sweeps_root(output_dir);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) throw Error(fmt::format("cannot create {}: {}", root.string(), ec.message()));
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const auto id = fmt::format("{}-{:06x}", utc_timestamp("%Y%m%dT%H%M%SZ"), random() & 0xffffff);
+    const auto dir = root / id;
+    // create_directory reports false when it already exists: the id is then taken, try another.
+    if (fs::create_directory(dir, ec)) {
+      fs::create_directories(dir / "logs", ec);
+      if (ec) throw Error(fmt::format("cannot create {}: {}", (dir / "logs").string(), ec.message()));
+      return SweepPaths{dir};
+    }
+    if (ec) throw Error(fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+  }
+  throw Error(fmt::format("cannot create a new sweep directory under {}", root.string()), ExitCode::internal);
+}
+
+std::vector<SweepPaths> list_sweeps(const std::filesystem::path& output_dir) {
+  std::vector<SweepPaths> sweeps;
+  std::error_code ec;
+  for (fs::directory_iterator it(sweeps_root(output_dir), ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec)) sweeps.push_back(SweepPaths{it->path()});
+  }
+  std::sort(sweeps.begin(), sweeps.end(), [](const SweepPaths& a, const SweepPaths& b) { return a.dir < b.dir; });
+  return sweeps;
+}
+
+std::map<std::string, InFlightJob> jobs_in_flight(const std::filesystem::path& output_dir,
+                                                  const std::vector<QueueEntry>& queue) {
+  std::map<std::string, std::vector<const QueueEntry*>> queued_by_array;
+  for (const auto& entry : queue) queued_by_array[entry.array_job_id].push_back(&entry);
+  std::map<std::string, InFlightJob> in_flight;
+  if (queued_by_array.empty()) return in_flight;
+  for (const auto& sweep : list_sweeps(output_dir)) {
+    const auto submission = read_json_if_exists(sweep.submission());
+    if (!submission || !submission->contains("array_job_id") || !(*submission)["array_job_id"].is_string()) continue;
+    const auto array_id = (*submission)["array_job_id"].get<std::string>();
+    const auto queued = queued_by_array.find(array_id);
+    if (queued == queued_by_array.end()) continue;
+    const auto manifest = read_json_if_exists(sweep.manifest());
+    if (!manifest || !manifest->contains("elements") || !(*manifest)["elements"].is_array()) continue;
+    const auto& elements = (*manifest)["elements"];
+    for (const auto* entry : queued->second) {
+      if (entry->array_task_id < 0 || entry->array_task_id >= static_cast<int>(elements.size())) continue;
+      for (const auto& job : elements[entry->array_task_id].value("jobs", nlohmann::json::array())) {
+        if (!job.contains("key") || !job["key"].is_string()) continue;
+        in_flight[job["key"].get<std::string>()] =
+            InFlightJob{sweep.dir.filename().string(), array_id, entry->array_task_id, entry->state};
+      }
+    }
+  }
+  return in_flight;
+}
+
+SubmitBudget submit_budget(const ClusterProfile& profile, int queued_by_user, int wanted_elements) {
+  SubmitBudget budget;
+  const int queue_room = std::max(0, profile.queue_limit - queued_by_user);
+  budget.elements = std::min({wanted_elements, queue_room, profile.max_array_size});
+  if (budget.elements >= wanted_elements) return budget;
+  if (queue_room <= profile.max_array_size) {
+    budget.limited_by = fmt::format("queue_limit {} of profile {}: {} of your jobs are queued already, room for {}",
+                                    profile.queue_limit, profile.name, queued_by_user, queue_room);
+  } else {
+    budget.limited_by = fmt::format("max_array_size {} of profile {} (the site's MaxArraySize)", profile.max_array_size,
+                                    profile.name);
+  }
+  return budget;
+}
+
+SubmitResult submit_sweep(const SubmitRequest& request) {
+  if (request.elements.empty()) throw Error("internal error: nothing to submit", ExitCode::internal);
+  SubmitResult result;
+  result.sweep = create_sweep(request.output_dir);
+  result.sweep_id = result.sweep.dir.filename().string();
+  result.elements = static_cast<int>(request.elements.size());
+  for (const auto& element : request.elements) result.jobs += static_cast<int>(element.size());
+
+  auto settings = request.settings;
+  settings["sweep_id"] = result.sweep_id;
+  const auto manifest = make_manifest(request.elements, settings);
+
+  SbatchRequest sbatch;
+  sbatch.profile = request.profile;
+  sbatch.array_size = result.elements;
+  sbatch.time_minutes = request.time_minutes;
+  sbatch.mill_binary = request.mill_binary;
+  sbatch.output_dir = request.output_dir;
+  sbatch.cache_dir = request.cache_dir;
+  sbatch.sweep_dir = result.sweep.dir;
+  sbatch.manifest = result.sweep.manifest();
+  sbatch.venv_path = request.venv_path;
+  const auto argv = sbatch_command(sbatch, result.sweep.script());
+  try {
+    write_file_atomically(result.sweep.manifest(), manifest.dump(2) + "\n");
+    write_file_atomically(result.sweep.script(), render_sbatch_script(sbatch));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(result.sweep.dir, ec);
+    throw;
+  }
+
+  spdlog::info("running {}", join(argv, " "));
+  const auto output = run_program_captured(argv);
+  result.array_job_id = output.exit_code == 0 ? parse_sbatch_job_id(output.out) : "";
+  if (result.array_job_id.empty()) {
+    std::error_code ec;
+    fs::remove_all(result.sweep.dir, ec);
+    const auto detail = !output.started ? output.err
+                        : output.exit_code != 0
+                            ? fmt::format("exit {}: {}", output.exit_code, one_line(trim(output.err)))
+                            : fmt::format("no job id in its output {}", quote_value(trim(output.out)));
+    throw Error(fmt::format("sbatch did not accept the array ({}); nothing was submitted", detail),
+                ExitCode::submit_failed);
+  }
+
+  nlohmann::json record = {{"schema", kSubmissionSchema},
+                           {"sweep_id", result.sweep_id},
+                           {"mode", "slurm"},
+                           {"array_job_id", result.array_job_id},
+                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                           {"host", host_name()},
+                           {"mill_version", version()},
+                           {"profile", request.profile->name},
+                           {"elements", result.elements},
+                           {"jobs", result.jobs},
+                           {"time_limit_minutes", request.time_minutes},
+                           {"max_array_len", request.profile->max_array_len},
+                           {"sbatch", argv},
+                           {"command", request.command_line}};
+  write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
+  return result;
+}
+
+void write_local_submission(const SweepPaths& sweep, int elements, int jobs, const std::vector<std::string>& command_line) {
+  nlohmann::json record = {{"schema", kSubmissionSchema},
+                           {"sweep_id", sweep.dir.filename().string()},
+                           {"mode", "local"},
+                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                           {"host", host_name()},
+                           {"mill_version", version()},
+                           {"elements", elements},
+                           {"jobs", jobs},
+                           {"command", command_line}};
+  write_file_atomically(sweep.submission(), record.dump(2) + "\n");
+}
+
+}  // namespace mill

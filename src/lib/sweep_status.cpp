@@ -1,0 +1,262 @@
+#include "mill/sweep_status.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <fmt/format.h>
+
+#include "mill/atomic_file.hpp"
+#include "mill/error.hpp"
+#include "mill/slurm.hpp"
+#include "mill/submit.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+std::string to_string(ElementState state) {
+  switch (state) {
+    case ElementState::queued: return "queued";
+    case ElementState::running: return "running";
+    case ElementState::completed: return "completed";
+    case ElementState::failed: return "failed";
+    case ElementState::preempted: return "preempted";
+    case ElementState::unknown: return "unknown";
+  }
+  return "?";
+}
+
+std::map<ElementState, int> SweepStatus::counts() const {
+  std::map<ElementState, int> counts;
+  for (const auto& element : elements) ++counts[element.state];
+  return counts;
+}
+
+bool SweepStatus::finished() const {
+  return std::none_of(elements.begin(), elements.end(), [](const ElementStatus& element) {
+    return element.state == ElementState::queued || element.state == ElementState::running ||
+           element.state == ElementState::unknown;
+  });
+}
+
+long long parse_timestamp(const nlohmann::json& value) {
+  if (value.is_number()) return static_cast<long long>(value.get<double>());
+  if (!value.is_string()) return -1;
+  const auto text = value.get<std::string>();
+  std::tm utc{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
+  if (!end) return -1;
+  return static_cast<long long>(::timegm(&utc));
+}
+
+namespace {
+
+nlohmann::json read_json_or_null(const std::filesystem::path& path) {
+  try {
+    const auto text = read_file_if_exists(path);
+    if (!text) return nullptr;
+    auto document = nlohmann::json::parse(*text, nullptr, false);
+    return document.is_object() ? document : nlohmann::json();
+  } catch (const Error&) {
+    return nullptr;
+  }
+}
+
+long long field_integer(const nlohmann::json& document, const char* name, long long fallback = -1) {
+  if (!document.is_object() || !document.contains(name) || !document[name].is_number()) return fallback;
+  return document[name].get<long long>();
+}
+
+std::string field_string(const nlohmann::json& document, const char* name) {
+  if (!document.is_object() || !document.contains(name) || !document[name].is_string()) return {};
+  return document[name].get<std::string>();
+}
+
+std::string progress_text(const nlohmann::json& heartbeat, long long now) {
+  std::vector<std::string> parts;
+  const auto job_index = field_integer(heartbeat, "job_index");
+  const auto jobs_total = field_integer(heartbeat, "jobs_total");
+  if (job_index >= 0 && jobs_total > 0) {
+    // job_index is 0-based in the heartbeat; people count from 1.
+    parts.push_back(fmt::format("job {}/{}", job_index + 1, jobs_total));
+  }
+  const auto task = field_string(heartbeat, "task");
+  const auto n_shot = field_integer(heartbeat, "n_shot");
+  if (!task.empty()) parts.push_back(n_shot >= 0 ? fmt::format("{} {}-shot", task, n_shot) : task);
+  const auto done = field_integer(heartbeat, "done_samples");
+  const auto total = field_integer(heartbeat, "total_samples");
+  if (done >= 0 && total > 0) {
+    parts.push_back(fmt::format("{}/{} samples ({:.0f}%)", done, total, 100.0 * static_cast<double>(done) / static_cast<double>(total)));
+  }
+  const auto updated = parse_timestamp(heartbeat.is_object() && heartbeat.contains("updated_at") ? heartbeat["updated_at"] : nlohmann::json());
+  if (updated >= 0) parts.push_back(fmt::format("heartbeat {} s ago", std::max(0LL, now - updated)));
+  const auto host = field_string(heartbeat, "host");
+  if (!host.empty()) parts.push_back("on " + host);
+  return join(parts, ", ");
+}
+
+bool is_pending(const std::string& state) {
+  return state == "PENDING" || state == "REQUEUED" || state == "REQUEUE_HOLD" || state == "REQUEUE_FED" ||
+         state == "RESV_DEL_HOLD" || state == "SPECIAL_EXIT";
+}
+
+}  // namespace
+
+ElementStatus combine_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
+                                     bool asked_slurm, const std::optional<std::string>& queue_state,
+                                     const std::string& queue_reason, const std::string& final_state, long long now) {
+  ElementStatus out;
+  out.element = element;
+  out.done_samples = field_integer(heartbeat, "done_samples");
+  out.total_samples = field_integer(heartbeat, "total_samples");
+  const auto file_state = field_string(status_file, "state");
+  const auto message = one_line(field_string(status_file, "message"));
+
+  // SLURM's queue wins while it still has the element: a requeued element has an old "preempted" file.
+  if (asked_slurm && queue_state) {
+    out.slurm_state = *queue_state;
+    if (is_pending(*queue_state)) {
+      out.state = ElementState::queued;
+      out.detail = file_state == "preempted" ? "requeued after the pre-walltime stop" : "";
+      if (!queue_reason.empty() && queue_reason != "None") {
+        out.detail += (out.detail.empty() ? "" : "; ") + std::string("pending: ") + queue_reason;
+      }
+    } else {
+      out.state = ElementState::running;
+      out.detail = heartbeat.is_object() ? progress_text(heartbeat, now) : "starting (no heartbeat yet)";
+    }
+    return out;
+  }
+  if (!file_state.empty()) {
+    const auto exit_code = field_integer(status_file, "exit_code");
+    if (file_state == "completed") {
+      out.state = ElementState::completed;
+      const auto jobs = status_file.contains("jobs") && status_file["jobs"].is_array() ? status_file["jobs"].size() : 0;
+      out.detail = jobs > 0 ? fmt::format("{} job(s) finished", jobs) : message;
+    } else if (file_state == "preempted") {
+      out.state = ElementState::preempted;
+      out.detail = "stopped before the time limit and not requeued; the next mill schedule resubmits what is missing" +
+                   (message.empty() ? std::string() : " (" + message + ")");
+    } else {
+      out.state = ElementState::failed;
+      out.detail = fmt::format("exit {}{}", exit_code, message.empty() ? "" : ": " + message);
+    }
+    return out;
+  }
+  if (asked_slurm) {
+    // Not in the queue and no status file: the element ended without the worker writing its result (time
+    // limit, cancelled, out of memory, killed, or the script failed before mill started).
+    out.state = ElementState::failed;
+    out.slurm_state = final_state;
+    out.detail = fmt::format("ended without a status file{}{}",
+                             final_state.empty() ? "" : " (SLURM: " + final_state + ")",
+                             heartbeat.is_object() ? "; last heartbeat: " + progress_text(heartbeat, now) : "");
+    return out;
+  }
+  if (heartbeat.is_object()) {
+    const auto updated = parse_timestamp(heartbeat.contains("updated_at") ? heartbeat["updated_at"] : nlohmann::json());
+    const bool fresh = updated >= 0 && now - updated <= kStaleHeartbeatSeconds;
+    out.state = fresh ? ElementState::running : ElementState::unknown;
+    out.detail = progress_text(heartbeat, now) + (fresh ? "" : " (stale; SLURM not asked)");
+    return out;
+  }
+  out.state = ElementState::unknown;
+  out.detail = "no status or heartbeat file yet; SLURM not asked";
+  return out;
+}
+
+std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options) {
+  std::vector<SweepStatus> sweeps;
+  const long long now = static_cast<long long>(std::time(nullptr));
+  for (const auto& paths : list_sweeps(output_dir)) {
+    SweepStatus sweep;
+    sweep.id = paths.dir.filename().string();
+    if (!options.sweeps.empty() &&
+        std::find(options.sweeps.begin(), options.sweeps.end(), sweep.id) == options.sweeps.end()) {
+      continue;
+    }
+    sweep.dir = paths.dir;
+    const auto submission = read_json_or_null(paths.submission());
+    const auto manifest = read_json_or_null(paths.manifest());
+    sweep.mode = field_string(submission, "mode");
+    sweep.array_job_id = field_string(submission, "array_job_id");
+    sweep.submitted_at = field_string(submission, "submitted_at");
+    sweep.profile = field_string(submission, "profile");
+    if (sweep.mode.empty()) sweep.mode = submission.is_null() ? "unsubmitted" : "slurm";
+
+    std::map<int, QueueEntry> queued;
+    std::map<int, std::string> final_states;
+    if (options.ask_slurm && sweep.mode == "slurm" && !sweep.array_job_id.empty()) {
+      if (const auto entries = query_array_queue(sweep.array_job_id)) {
+        sweep.asked_slurm = true;
+        for (const auto& entry : *entries) {
+          if (entry.array_job_id == sweep.array_job_id && entry.array_task_id >= 0) queued[entry.array_task_id] = entry;
+        }
+      }
+    }
+    const nlohmann::json elements =
+        manifest.is_object() && manifest.contains("elements") && manifest["elements"].is_array() ? manifest["elements"]
+                                                                                                  : nlohmann::json::array();
+    bool fetched_final_states = false;
+    for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
+      const auto status_file = read_json_or_null(paths.status(index));
+      const auto heartbeat = read_json_or_null(paths.heartbeat(index));
+      const auto in_queue = queued.find(index);
+      std::optional<std::string> queue_state;
+      std::string queue_reason;
+      if (in_queue != queued.end()) {
+        queue_state = in_queue->second.state;
+        queue_reason = in_queue->second.reason;
+      }
+      if (sweep.asked_slurm && !queue_state && status_file.is_null() && !fetched_final_states) {
+        // Only elements that vanished without a status file need scontrol's memory of how they ended.
+        final_states = query_array_final_states(sweep.array_job_id);
+        fetched_final_states = true;
+      }
+      const auto final_state = final_states.count(index) ? final_states[index] : std::string();
+      auto status = combine_element_status(index, status_file, heartbeat, sweep.asked_slurm, queue_state, queue_reason,
+                                           final_state, now);
+      status.model = field_string(elements[index], "model");
+      status.jobs = elements[index].contains("jobs") && elements[index]["jobs"].is_array()
+                        ? static_cast<int>(elements[index]["jobs"].size())
+                        : 0;
+      sweep.elements.push_back(std::move(status));
+    }
+    sweeps.push_back(std::move(sweep));
+  }
+  return sweeps;
+}
+
+nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
+  nlohmann::json out = {{"schema", "mill.status/1"}, {"sweeps", nlohmann::json::array()}};
+  for (const auto& sweep : sweeps) {
+    nlohmann::json counts = nlohmann::json::object();
+    for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,
+                             ElementState::preempted, ElementState::unknown}) {
+      counts[to_string(state)] = 0;
+    }
+    for (const auto& [state, count] : sweep.counts()) counts[to_string(state)] = count;
+    nlohmann::json elements = nlohmann::json::array();
+    for (const auto& element : sweep.elements) {
+      elements.push_back({{"element", element.element},
+                          {"model", element.model},
+                          {"jobs", element.jobs},
+                          {"state", to_string(element.state)},
+                          {"detail", element.detail},
+                          {"slurm_state", element.slurm_state},
+                          {"done_samples", element.done_samples},
+                          {"total_samples", element.total_samples}});
+    }
+    out["sweeps"].push_back({{"id", sweep.id},
+                             {"dir", sweep.dir.string()},
+                             {"mode", sweep.mode},
+                             {"array_job_id", sweep.array_job_id},
+                             {"submitted_at", sweep.submitted_at},
+                             {"profile", sweep.profile},
+                             {"asked_slurm", sweep.asked_slurm},
+                             {"finished", sweep.finished()},
+                             {"counts", counts},
+                             {"elements", elements}});
+  }
+  return out;
+}
+
+}  // namespace mill
