@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <map>
@@ -280,6 +281,23 @@ TEST_CASE("SentencePiece-style tokenizer.json built from tokenizer.model agrees 
         ++checked;
       }
       CHECK(checked >= 15);
+
+      // And the Hugging Face tokenizers library on this very file, special tokens and decoding included.
+      const std::string variant = legacy ? "llama2-json-legacy" : "llama2-json-metaspace";
+      std::size_t compared = 0;
+      for (const auto& row : read_jsonl(data_dir / "tokenizer" / "hf-reference-encodings.jsonl")) {
+        if (row.at("variant") != variant) continue;
+        const std::string text = row.at("text");
+        INFO("Hugging Face reference, text: " << text);
+        const auto ids = tokenizer->encode(text, false);
+        CHECK(ids == ids_of(row.at("ids")));
+        const auto ids_special = tokenizer->encode(text, true);
+        CHECK(ids_special == ids_of(row.at("ids_special")));
+        CHECK(tokenizer->decode(ids) == row.at("decoded").get<std::string>());
+        CHECK(tokenizer->decode(ids_special, true) == row.at("decoded_skip").get<std::string>());
+        ++compared;
+      }
+      CHECK(compared > 50);
     }
   }
 }
@@ -487,4 +505,15 @@ TEST_CASE("Tokenizer::apply_chat_template uses tokenizer_config.json", "[tokeniz
   const auto with_bos = Tokenizer::load(dir.path());
   CHECK(with_bos->encode("Hi", true).front() == 50256);
   CHECK_THROWS_WITH(with_bos->apply_chat_template({{"user", "Hi"}}, true), Catch::Contains("no chat_template"));
+}
+
+// Not run by default: writes the SentencePiece-style tokenizer.json files that tests build, so that the
+// reference generator (tests/data/tokenizer/generate_references.py) can encode with exactly these files.
+TEST_CASE("write the tokenizer.json files built from tokenizer.model", "[.][tokenizer-dump]") {
+  const auto model = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
+  const char* target = std::getenv("MILL_TOKENIZER_DUMP_DIR");
+  REQUIRE(!model.empty());
+  REQUIRE(target != nullptr);
+  write_json(fs::path(target) / "llama2-json-legacy.json", tokenizer_json_from_sentencepiece(model, true));
+  write_json(fs::path(target) / "llama2-json-metaspace.json", tokenizer_json_from_sentencepiece(model, false));
 }

@@ -32,29 +32,37 @@ for name, v in variants.items():
         log("variant ok", name)
     except Exception:
         log("variant failed", name, traceback.format_exc())
-try:
-    from transformers import LlamaTokenizerFast, LlamaTokenizer
-    import shutil
-    folder = "/tmp/llama2"; os.makedirs(folder, exist_ok=True)
-    shutil.copy(os.path.join(here, "llama2.model"), os.path.join(folder, "tokenizer.model"))
-    for legacy in [True, False]:
-        try:
-            fast = LlamaTokenizerFast(vocab_file=os.path.join(folder, "tokenizer.model"), legacy=legacy, from_slow=True)
-            name = "llama2-" + ("legacy" if legacy else "metaspace")
-            path = os.path.join(out, name + ".json")
-            fast._tokenizer.save(path)
-            emit(name, fast._tokenizer)
-            log("variant ok", name)
-        except Exception:
-            log("llama conversion failed", legacy, traceback.format_exc())
+# SentencePiece-style tokenizer.json files as tests/tokenizer_test.cpp builds them from tokenizer.model
+# (written by its hidden [tokenizer-dump] test case).
+for name in ["llama2-json-legacy", "llama2-json-metaspace"]:
+    path = os.path.join(here, name + ".json")
+    if not os.path.exists(path): continue
     try:
-        import sentencepiece as spm
-        sp = spm.SentencePieceProcessor(model_file=os.path.join(folder, "tokenizer.model"))
-        for t in texts:
-            refs.write(json.dumps({"variant": "llama2-spm", "text": t, "ids": sp.encode(t), "decoded": sp.decode(sp.encode(t))}, ensure_ascii=False) + "\n")
-        log("variant ok llama2-spm")
+        emit(name, Tokenizer.from_file(path)); log("variant ok", name)
     except Exception:
-        log("spm failed", traceback.format_exc())
+        log("variant failed", name, traceback.format_exc())
+# Diagnostic: does transformers' own converter produce the same vocabulary and merges?
+try:
+    from transformers.convert_slow_tokenizer import LlamaConverter
+    class Original:
+        vocab_file = os.path.join(here, "llama2.model"); legacy = True; add_prefix_space = None
+        def __getattr__(self, name): return None
+    converted = json.loads(LlamaConverter(Original()).converted().to_str())
+    mine = json.load(open(os.path.join(here, "llama2-json-legacy.json")))
+    theirs_merges = [m if isinstance(m, list) else m.split(" ") for m in converted["model"]["merges"]]
+    log("converter vocab equal:", converted["model"]["vocab"] == mine["model"]["vocab"],
+        "merges equal:", theirs_merges == mine["model"]["merges"], len(theirs_merges), len(mine["model"]["merges"]))
+    log("converter normalizer", json.dumps(converted.get("normalizer")), "pre", json.dumps(converted.get("pre_tokenizer")))
+    emit("llama2-transformers-converter", Tokenizer.from_str(json.dumps(converted)))
+    log("variant ok llama2-transformers-converter")
 except Exception:
-    log("transformers failed", traceback.format_exc())
+    log("converter failed", traceback.format_exc())
+try:
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(here, "llama2.model"))
+    for t in texts:
+        refs.write(json.dumps({"variant": "llama2-spm", "text": t, "ids": sp.encode(t), "decoded": sp.decode(sp.encode(t))}, ensure_ascii=False) + "\n")
+    log("variant ok llama2-spm")
+except Exception:
+    log("spm failed", traceback.format_exc())
 refs.close()
