@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <queue>
 #include <set>
+#include <mutex>
+#include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
 
@@ -989,7 +991,7 @@ class JsonTokenizer final : public Tokenizer {
         words.clear();
         words.push_back({normalized.substr(piece.begin, piece.end - piece.begin), raw.begin == 0 && piece.begin == 0});
         if (pre_tokenizer_) pre_tokenizer_->split(words);
-        for (const auto& word : words) model_.encode_word(word.text, ids);
+        for (const auto& word : words) encode_word_cached(word.text, ids);
       }
     }
     if (add_special_tokens) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
@@ -1157,6 +1159,31 @@ class JsonTokenizer final : public Tokenizer {
   std::set<TokenId> special_ids_;
   std::vector<TokenId> prefix_, suffix_;
   std::optional<TokenId> bos_id_, eos_id_;
+
+  // Words repeat a lot in text, and BPE on a word is the expensive step: remember recent results.
+  void encode_word_cached(const std::string& word, std::vector<TokenId>& ids) const {
+    if (word.size() > max_cached_word_bytes) {
+      model_.encode_word(word, ids);
+      return;
+    }
+    {
+      std::shared_lock lock(cache_mutex_);
+      const auto found = cache_.find(word);
+      if (found != cache_.end()) {
+        ids.insert(ids.end(), found->second.begin(), found->second.end());
+        return;
+      }
+    }
+    const std::size_t before = ids.size();
+    model_.encode_word(word, ids);
+    std::unique_lock lock(cache_mutex_);
+    if (cache_.size() >= max_cached_words) cache_.clear();
+    cache_.emplace(word, std::vector<TokenId>(ids.begin() + static_cast<std::ptrdiff_t>(before), ids.end()));
+  }
+  static constexpr std::size_t max_cached_words = 100000;
+  static constexpr std::size_t max_cached_word_bytes = 256;
+  mutable std::shared_mutex cache_mutex_;
+  mutable std::unordered_map<std::string, std::vector<TokenId>, StringHash, std::equal_to<>> cache_;
 };
 
 }  // namespace
