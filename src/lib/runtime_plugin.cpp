@@ -20,6 +20,15 @@ std::unique_ptr<ModelBackend> load_runtime_backend(const ModelSpec& spec) {
   static void* handle = nullptr;
   const auto path = runtime_plugin_path();
   if (!handle) {
+    // Debian's libtorch needs libprotobuf, and libsentencepiece (loaded with mill_core) exports its own
+    // protobuf-lite under the same symbol names: loaded normally, libprotobuf would bind to those and crash in
+    // its initialisation. Loading it first with RTLD_DEEPBIND makes it bind to itself. (Sanitizer runtimes refuse
+    // the flag; pip's CUDA libtorch carries protobuf privately and needs none of this.)
+#if !defined(__SANITIZE_ADDRESS__)
+    for (const char* protobuf : {"libprotobuf.so.32", "libprotobuf.so.23"}) {
+      if (::dlopen(protobuf, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)) break;
+    }
+#endif
     handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       const char* reason = ::dlerror();

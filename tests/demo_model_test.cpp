@@ -1,0 +1,77 @@
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "mill/demo_model.hpp"
+#include "mill/error.hpp"
+#include "mill/safetensors.hpp"
+#include "mill/tokenizer.hpp"
+#include "support.hpp"
+
+using namespace mill;
+using mill::test::read_text;
+using mill::test::run_mill;
+using mill::test::TempDir;
+
+TEST_CASE("mill demo-model writes the same checkpoint every time, in real formats") {
+  TempDir dir;
+  const auto first = run_mill({"demo-model", (dir / "a").string()});
+  REQUIRE(first.exit_code == 0);
+  REQUIRE(run_mill({"demo-model", (dir / "b").string()}).exit_code == 0);
+  for (const auto* file : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}) {
+    CHECK(read_text(dir / "a" / file) == read_text(dir / "b" / file));
+  }
+  const auto config = nlohmann::json::parse(read_text(dir / "a" / "config.json"));
+  CHECK(config["architectures"][0] == "LlamaForCausalLM");
+  const auto weights = read_text(dir / "a" / "model.safetensors");
+  const auto header = safetensors::parse_header(reinterpret_cast<const std::byte*>(weights.data()), weights.size(), "model");
+  const auto* embedding = header.find("model.embed_tokens.weight");
+  REQUIRE(embedding);
+  CHECK(embedding->shape == std::vector<std::int64_t>{config["vocab_size"].get<std::int64_t>(), 64});
+
+  // Another seed gives other weights; the tokenizer does not depend on it.
+  REQUIRE(run_mill({"demo-model", (dir / "c").string(), "--seed", "7"}).exit_code == 0);
+  CHECK(read_text(dir / "c" / "model.safetensors") != weights);
+  CHECK(read_text(dir / "c" / "tokenizer.json") == read_text(dir / "a" / "tokenizer.json"));
+
+  const auto bad = run_mill({"demo-model", (dir / "d").string(), "--architecture", "bert"});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, Catch::Contains("llama, qwen2, gpt2, gpt_neox"));
+}
+
+TEST_CASE("the demo tokenizer is a byte-level BPE that mill's tokenizer reads back exactly") {
+  TempDir dir;
+  write_demo_model(dir.path(), {});
+  const auto tokenizer = Tokenizer::load(dir.path());
+  const std::string text = "Question: Which option is best?\nAnswer: A. The mill turns 42 stones — ünïcode too.";
+  const auto ids = tokenizer->encode(text, false);
+  CHECK(tokenizer->decode(ids) == text);
+  // Merges were learned: common words take fewer tokens than bytes.
+  CHECK(ids.size() < text.size() / 2);
+  CHECK(tokenizer->eos_id().has_value());
+  const auto config = nlohmann::json::parse(read_text(dir / "config.json"));
+  CHECK(tokenizer->vocab_size() == config["vocab_size"].get<std::size_t>());
+  CHECK(tokenizer->vocab_size() > 256 + 100);
+}
+
+TEST_CASE("demo checkpoints can be sharded and stored in half precision") {
+  TempDir dir;
+  DemoModelOptions options;
+  options.architecture = "gpt_neox";
+  options.dtype = "bfloat16";
+  options.shards = 3;
+  write_demo_model(dir.path(), options);
+  const auto index = nlohmann::json::parse(read_text(dir / "model.safetensors.index.json"));
+  std::set<std::string> files;
+  for (const auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+  CHECK(files.size() == 3);
+  for (const auto& file : files) {
+    const auto bytes = read_text(dir / file);
+    const auto header = safetensors::parse_header(reinterpret_cast<const std::byte*>(bytes.data()), bytes.size(), file);
+    for (const auto& tensor : header.tensors) CHECK(tensor.dtype == safetensors::DType::BF16);
+  }
+  options.hidden_size = 10;
+  options.heads = 4;
+  CHECK_THROWS_AS(write_demo_model(dir / "bad", options), Error);
+}
