@@ -298,7 +298,10 @@ TEST_CASE("Worker mode: manifest element, heartbeats, status, skipping done jobs
        {{{"model", "mill-demo"},
          {"jobs", {{{"task", "demo"}, {"n_shot", 0}, {"limit", 8}, {"key", "stale-key"}},
                    {{"task", "demo"}, {"n_shot", 1}, {"limit", 8}, {"key", ""}}}}},
-        {{"model", "mill-demo[delay_ms=200]"}, {"jobs", {{{"task", "demo"}, {"n_shot", 0}, {"key", ""}}}}}}}};
+        {{"model", "mill-demo[delay_ms=200]"}, {"jobs", {{{"task", "demo"}, {"n_shot", 0}, {"key", ""}}}}},
+        {{"model", "mill-demo"},
+         {"jobs", {{{"task", "no_such_task"}, {"n_shot", 0}, {"key", ""}},
+                   {{"task", "demo"}, {"n_shot", 0}, {"limit", 4}, {"key", ""}}}}}}}};
   write_text(sweep / "manifest.json", manifest.dump(2));
 
   const auto run = run_mill({"--output_dir", out.path().string(), "eval", "--manifest", (sweep / "manifest.json").string(),
@@ -355,6 +358,18 @@ TEST_CASE("Worker mode: manifest element, heartbeats, status, skipping done jobs
   CHECK(partial > 0);
   CHECK(partial < 52);
   CHECK(partial % 4 == 0);  // whole batches only
+
+  // A job that cannot run fails alone: the element's other jobs still run; exit 4.
+  const auto mixed = run_mill({"--output_dir", out.path().string(), "eval", "--manifest",
+                               (sweep / "manifest.json").string(), "--element", "2"});
+  CHECK(mixed.exit_code == 4);
+  CHECK_THAT(mixed.err, Catch::Contains("no_such_task"));
+  const auto mixed_status = nlohmann::json::parse(read_text(sweep / "status/element-2.json"));
+  CHECK(mixed_status["state"] == "failed");
+  CHECK(mixed_status["exit_code"] == 4);
+  CHECK(mixed_status["jobs"][0]["state"] == "failed");
+  CHECK(mixed_status["jobs"][1]["state"] == "done");
+  CHECK(std::filesystem::exists(out / "results/mill-demo/demo/0shot-limit4.json"));
 
   const auto bad = run_mill({"--output_dir", out.path().string(), "eval", "--manifest", (sweep / "manifest.json").string(),
                              "--element", "7"});

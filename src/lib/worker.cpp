@@ -6,6 +6,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
 
@@ -130,14 +131,34 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   ModelSpec spec;
   std::vector<Job> jobs;
   std::vector<JobKey> keys;
+  std::vector<bool> runnable(requests.size(), true);
+  bool any_failed = false;
   std::unique_ptr<ModelBackend> backend;
   const auto data_dir = resolve_data_dir(options.data_dir);
   try {
     spec = ModelSpec::parse(model_text);
     const auto revision = resolve_model_revision(spec);
-    for (const auto& request : requests) {
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const auto& request = requests[i];
       const auto* task = registry.find(request.task);
-      if (!task) registry.expand({request.task});  // throws with suggestions
+      if (!task) {
+        // A task that vanished since planning (renamed, or its extra path is gone) fails alone.
+        std::string message;
+        try {
+          registry.expand({request.task});
+          message = fmt::format("unknown task {}", quote_value(request.task));
+        } catch (const Error& e) {
+          message = e.what();
+        }
+        std::cerr << "mill: error: " << message << "\n";
+        statuses[i].state = "failed";
+        statuses[i].message = message;
+        runnable[i] = false;
+        any_failed = true;
+        jobs.push_back(Job{spec, nullptr, request.n_shot, request.limit});
+        keys.emplace_back();
+        continue;
+      }
       Job job{spec, task, request.n_shot, request.limit};
       auto key = make_job_key(job, revision);
       if (!request.expected_key.empty() && request.expected_key != key.digest) {
@@ -150,6 +171,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       jobs.push_back(job);
       keys.push_back(std::move(key));
     }
+    // The api/vllm backends keep their request journal and server logs beside the results unless
+    // MILL_REMOTE_DIR says otherwise (docs/backends.md).
+    ::setenv("MILL_REMOTE_DIR", (options.output_dir / "remote").c_str(), 0);
     backend = make_backend(spec);
   } catch (const Error& e) {
     for (auto& status : statuses) {
@@ -161,9 +185,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   }
 
   // A task the backend cannot serve fails before any work, with a clear message; the other jobs still run.
-  bool any_failed = false;
-  std::vector<bool> runnable(jobs.size(), true);
   for (std::size_t i = 0; i < jobs.size(); ++i) {
+    if (!runnable[i]) continue;
     try {
       require_capability(backend->capabilities(), *jobs[i].task, spec.to_string());
     } catch (const Error& e) {
