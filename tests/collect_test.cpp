@@ -80,7 +80,7 @@ const AggregateRow* find_row(const std::vector<AggregateRow>& rows, const std::s
 
 }  // namespace
 
-TEST_CASE("micro and macro rollups and their standard errors match hand computation") {
+TEST_CASE("micro and macro rollups and their standard errors match hand computation", "[collect]") {
   // Subject A: 100 questions, 90% ± 3; subject B: 300 questions, 50% ± 2.
   const std::vector<StratumEstimate> subjects = {{0.9, 0.03, 100}, {0.5, 0.02, 300}};
   const auto micro = micro_average(subjects);
@@ -102,7 +102,7 @@ TEST_CASE("micro and macro rollups and their standard errors match hand computat
   CHECK(binomial_stderr(0.5, 101) == Approx(0.05));
 }
 
-TEST_CASE("the stratified bootstrap agrees with the closed form on large samples") {
+TEST_CASE("the stratified bootstrap agrees with the closed form on large samples", "[collect]") {
   // Three subjects of different sizes and accuracies, as 0/1 scores.
   const std::vector<std::pair<std::size_t, double>> shape = {{2000, 0.3}, {5000, 0.6}, {1000, 0.85}};
   std::vector<std::vector<double>> scores;
@@ -125,7 +125,7 @@ TEST_CASE("the stratified bootstrap agrees with the closed form on large samples
   CHECK(stratified_bootstrap(scores, 200).micro_replicates == stratified_bootstrap(scores, 200).micro_replicates);
 }
 
-TEST_CASE("McNemar's exact test matches the binomial tail by hand") {
+TEST_CASE("McNemar's exact test matches the binomial tail by hand", "[collect]") {
   CHECK(mcnemar_test(0, 6).p_value == Approx(2.0 / 64));
   CHECK(mcnemar_test(1, 5).p_value == Approx(2.0 * 7 / 64));
   CHECK(mcnemar_test(3, 3).p_value == Approx(1.0));
@@ -135,7 +135,7 @@ TEST_CASE("McNemar's exact test matches the binomial tail by hand") {
   CHECK(mcnemar_test(600, 400).p_value < 1e-6);
 }
 
-TEST_CASE("paired comparison finds a known difference and calls a null one not significant") {
+TEST_CASE("paired comparison finds a known difference and calls a null one not significant", "[collect]") {
   // Task 1: B right on docs 0..99; A right on the same plus docs 100..139 → A − B = +0.2, 40 discordant, all for A.
   PairedScores better{"t1", ones_then_zeros(140, 200), ones_then_zeros(100, 200)};
   const auto d1 = compare_paired(better);
@@ -185,7 +185,7 @@ TEST_CASE("paired comparison finds a known difference and calls a null one not s
   CHECK_FALSE(compare_paired({"t4", base, base}).significant);
 }
 
-TEST_CASE("collect aggregates result files into task and rollup rows") {
+TEST_CASE("collect aggregates result files into task and rollup rows", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string model = "org/model[revision=r1]";
@@ -234,26 +234,26 @@ TEST_CASE("collect aggregates result files into task and rollup rows") {
   CHECK(aggregate_results(scan.results, other_shots, registry).empty());
 }
 
-TEST_CASE("generative rates are reported as metrics with their own rollups") {
+TEST_CASE("generative rates are reported as metrics with their own rollups", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   write_test_result(out.path(), "org/gen[revision=r]", registry, "mmlu_pro_law", 0, 200,
-                    {{"exact_match", 0.4, 0.035}, {"unparsed_rate", 0.05, 0.015}, {"truncated_rate", 0.02, 0.01}});
+                    {{"exact_match", 0.4, 0.035}, {"unparsed_rate", 0.05, 0.015}, {"hit_token_limit_rate", 0.02, 0.01}});
   const auto scan = scan_results(out.path(), registry);
   const auto rows = aggregate_results(scan.results, {}, registry);
   CHECK(find_row(rows, "mmlu_pro_law", "unparsed_rate", kAggregationTask));
-  CHECK(find_row(rows, "mmlu_pro", "truncated_rate", kAggregationMicro));
+  CHECK(find_row(rows, "mmlu_pro", "hit_token_limit_rate", kAggregationMicro));
   const auto* primary = find_row(rows, "mmlu_pro_law", "exact_match", kAggregationTask);
   REQUIRE(primary);
   CHECK(primary->primary);
   CHECK(primary->output_type == "generative");
   ReportInput input{out.path(), &rows, &scan, nullptr, nullptr, "now"};
   const auto md = render_report_markdown(input);
-  CHECK_THAT(md, Contains("unparsed and truncated"));
+  CHECK_THAT(md, Contains("unparsed answers and answers cut off"));
   CHECK_THAT(md, Contains("| unparsed_rate | 5.0 |"));
 }
 
-TEST_CASE("damaged result files are skipped with a warning naming them and never counted") {
+TEST_CASE("damaged result files are skipped with a warning naming them and never counted", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string model = "org/model[revision=r1]";
@@ -302,7 +302,7 @@ TEST_CASE("damaged result files are skipped with a warning naming them and never
   CHECK_THAT(checked.out, Contains("corrupt (3)"));
 }
 
-TEST_CASE("collect --check lists missing and stale separately and prints the exact resubmit command") {
+TEST_CASE("collect --check lists missing and stale separately and prints the exact resubmit command", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string model = "org/model[revision=r1]";
@@ -321,6 +321,19 @@ TEST_CASE("collect --check lists missing and stale separately and prints the exa
   CHECK_THAT(run.out, Contains(expected_command));
   CHECK_THAT(run.err, Contains("1 missing, 1 stale"));
 
+  // The stale result is still aggregated (a copied tree without the model cache would otherwise lose every
+  // number) but marked, with the reason.
+  const auto scan = scan_results(out.path(), registry);
+  const auto stale = find_stale_results(scan, registry);
+  REQUIRE(stale.size() == 1);
+  CHECK_THAT(stale.begin()->first, Contains("mmlu_astronomy"));
+  CHECK_THAT(stale.begin()->second, Contains("scoring_version"));
+  const auto rows = aggregate_results(scan.results, {}, registry, &stale);
+  CHECK(find_row(rows, "mmlu_astronomy", "acc", kAggregationTask)->stale == 1);
+  CHECK(find_row(rows, "mmlu_anatomy", "acc", kAggregationTask)->stale == 0);
+  CHECK(find_row(rows, "mmlu", "acc", kAggregationMicro)->stale == 1);
+  CHECK_THAT(test::read_text(out / "report.md"), Contains("(stale)"));
+
   // Everything present and current: exit 0.
   run = test::run_mill({"--output_dir", out.path().string(), "collect", "--models", model, "--tasks", "mmlu_anatomy",
                         "--n_shots", "5"});
@@ -333,7 +346,7 @@ TEST_CASE("collect --check lists missing and stale separately and prints the exa
   CHECK_THAT(run.out, !Contains("check:"));
 }
 
-TEST_CASE("without --models/--tasks the expected set is what the sweeps planned plus what exists") {
+TEST_CASE("without --models/--tasks the expected set is what the sweeps planned plus what exists", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string model = "org/model[revision=r1]";
@@ -361,7 +374,7 @@ TEST_CASE("without --models/--tasks the expected set is what the sweeps planned 
   CHECK_THAT(narrowed.out, Contains("1 expected, 0 done, 0 missing, 1 stale"));
 }
 
-TEST_CASE("resubmit commands are exact products, name whole benchmarks, and survive the shell") {
+TEST_CASE("resubmit commands are exact products, name whole benchmarks, and survive the shell", "[collect]") {
   const auto registry = TaskRegistry::load();
   std::vector<CheckEntry> entries;
   // Model A misses all of MMLU at 0 and 5 shots; model B (a hostile name) misses one task at 5 shots.
@@ -385,7 +398,7 @@ TEST_CASE("resubmit commands are exact products, name whole benchmarks, and surv
   CHECK(split_model_list("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
 }
 
-TEST_CASE("collect --compare reads the journals and says when a difference is not significant") {
+TEST_CASE("collect --compare reads the journals and says when a difference is not significant", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string a = "org/a[revision=r]", b = "org/b[revision=r]";
@@ -424,7 +437,7 @@ TEST_CASE("collect --compare reads the journals and says when a difference is no
   CHECK_THAT(unknown.err, Contains("org/c"));
 }
 
-TEST_CASE("collect writes a report and a heatmap, and refuses bad input with one line") {
+TEST_CASE("collect writes a report and a heatmap, and refuses bad input with one line", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   write_test_result(out.path(), "org/a[revision=r]", registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});

@@ -4,6 +4,7 @@
 // corrupt) with the `mill schedule` commands that resubmit exactly the gaps. aggregate.csv is documented in
 // docs/results.md, the statistics in docs/collect.md.
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -89,13 +90,21 @@ struct AggregateRow {
   std::string key;           // the job key (task rows only)
   std::string output_type;
   bool primary = false;      // the metric the report shows for this task
+  int stale = 0;             // 1 when the result's key is not the one mill expects now; on rollups: stale subjects
 };
+
+// The results whose key differs from the key mill computes now for the same model, task, n_shot and limit (a
+// new model revision, task definition or scoring version): path → reason. Results of unknown tasks are not judged.
+std::map<std::string, std::string> find_stale_results(const ResultScan& scan, const TaskRegistry& registry);
 
 // Task rows for every accepted result and metric, then a micro and a macro rollup row per model × benchmark ×
 // n_shot × limit × metric. Rows come sorted (model, n_shot, limit, benchmark, task rows before rollups, task,
 // metric, aggregation).
+// `stale` (from find_stale_results) marks rows; stale results are still aggregated, since a results tree copied to
+// a machine without the Hugging Face cache would otherwise lose every number.
 std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
-                                            const TaskRegistry& registry);
+                                            const TaskRegistry& registry,
+                                            const std::map<std::string, std::string>* stale = nullptr);
 
 // The metric a report shows for a result: --metric, else the result's primary_metric, else acc, exact_match,
 // else the first one.

@@ -112,12 +112,16 @@ void print_comparison(const Comparison& comparison) {
                            one_line(comparison.model_a), one_line(comparison.model_b));
   std::size_t task_width = 4;
   for (const auto& row : comparison.rows) task_width = std::max(task_width, row.task.size());
-  std::cout << fmt::format("{:<{}}  {:<10}  {:<21}  {:>7}  {:>7}  {:>7}  {:>7}  {:<18}  {}\n", "task", task_width, "shots",
-                           "aggregation", "pairs", "A", "B", "A − B", "", "95% interval", "verdict");
+  std::size_t metric_width = 6;
+  for (const auto& row : comparison.rows) metric_width = std::max(metric_width, row.metric.size());
+  // "A − B" is padded by hand: fmt pads by code points, but the minus sign is three bytes.
+  std::cout << fmt::format("{:<{}}  {:<10}  {:<{}}  {:<21}  {:>7}  {:>7}  {:>7}  {:>7}  {:<18}  {}\n", "task", task_width,
+                           "shots", "metric", metric_width, "aggregation", "pairs", "A", "B", "A − B", "95% interval",
+                           "verdict");
   for (const auto& row : comparison.rows) {
     const auto& d = row.difference;
-    std::cout << fmt::format("{:<{}}  {:<10}  {:<21}  {:>7}  {:>7}  {:>7}  {:>+7.1f}  {:<18}  {}\n", row.task, task_width,
-                             shots(row.n_shot, row.limit), d.aggregation, d.n_pairs,
+    std::cout << fmt::format("{:<{}}  {:<10}  {:<{}}  {:<21}  {:>7}  {:>7}  {:>7}  {:>+7.1f}  {:<18}  {}\n", row.task,
+                             task_width, shots(row.n_shot, row.limit), row.metric, metric_width, d.aggregation, d.n_pairs,
                              percent(row.metric, d.mean_a, std::nullopt), percent(row.metric, d.mean_b, std::nullopt),
                              100 * d.difference, fmt::format("[{:+.1f}, {:+.1f}]", 100 * d.ci_low, 100 * d.ci_high),
                              significance_text(d));
@@ -200,7 +204,9 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
     }
   }
 
-  const auto rows = aggregate_results(scan.results, filter, registry);
+  // Cheap (keys are recomputed in memory), so done even with --no-check: stale numbers are marked wherever shown.
+  const auto stale = find_stale_results(scan, registry);
+  const auto rows = aggregate_results(scan.results, filter, registry, &stale);
   write_file_atomically(output_dir / "aggregate.csv", aggregate_csv(rows));
 
   std::optional<Comparison> comparison;
@@ -237,6 +243,11 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   std::cout << fmt::format("collected {} result(s), {} skipped: {} rows in {}; report in {}\n", scan.results.size(),
                            scan.skipped.size(), rows.size(), (output_dir / "aggregate.csv").string(),
                            (output_dir / "report.md").string());
+  if (!stale.empty()) {
+    std::cout << fmt::format("{} result(s) are stale (computed with other key inputs): aggregated, marked stale in "
+                             "aggregate.csv and the report\n",
+                             stale.size());
+  }
   print_rollups(rows);
   if (comparison) print_comparison(*comparison);
   if (check) {

@@ -103,7 +103,8 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.n_samples = document["n_samples"].get<long long>();
   result.key = document["key"].get<std::string>();
   result.key_inputs = std::move(document["key_inputs"]);
-  const auto identity = string_field(result.key_inputs, "model");
+  auto identity = string_field(result.key_inputs, "model");
+  if (identity.empty()) identity = string_field(document, "model_identity");
   result.model = identity.empty() ? model_identity_of(document["model"].get<std::string>()) : identity;
   if (const auto it = result.key_inputs.find("limit"); it != result.key_inputs.end() && it->is_number_integer()) {
     result.limit = it->get<int>();
@@ -114,7 +115,12 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.output_type = string_field(document, "output_type");
   if (result.output_type.empty() && task) result.output_type = to_string(task->output_type);
   result.primary_metric = string_field(document, "primary_metric");
-  const auto document_method = string_field(document, "stderr_method");
+  auto document_method = string_field(document, "stderr_method");
+  // The engine records how its standard errors were made under provenance.bootstrap (resamples, seed).
+  if (document_method.empty() && document.contains("provenance") && document["provenance"].is_object() &&
+      document["provenance"].contains("bootstrap")) {
+    document_method = "bootstrap";
+  }
 
   for (auto& [name, metric] : document["metrics"].items()) {
     const auto value = number_or_null(metric, "value");
@@ -232,19 +238,47 @@ int benchmark_size(const TaskRegistry& registry, const std::string& benchmark, i
 
 }  // namespace
 
+std::map<std::string, std::string> find_stale_results(const ResultScan& scan, const TaskRegistry& registry) {
+  std::map<std::string, std::string> stale;
+  std::map<std::string, std::optional<std::pair<ModelSpec, std::string>>> models;  // identity → spec, revision
+  for (const auto& result : scan.results) {
+    const auto* task = registry.find(result.task);
+    if (!task) continue;
+    auto [it, inserted] = models.try_emplace(result.model);
+    if (inserted) {
+      try {
+        auto spec = ModelSpec::parse(result.model);
+        auto revision = resolve_model_revision(spec);
+        it->second.emplace(std::move(spec), std::move(revision));
+      } catch (const Error&) {
+        // Not a spec mill can parse: no key to compare with.
+      }
+    }
+    if (!it->second) continue;
+    const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
+    if (key.digest == result.key) continue;
+    const auto fields = differing_key_inputs(key.inputs, result.key_inputs);
+    stale[result.path.string()] = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
+  }
+  return stale;
+}
+
 std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
-                                            const TaskRegistry& registry) {
+                                            const TaskRegistry& registry,
+                                            const std::map<std::string, std::string>* stale) {
   std::vector<AggregateRow> rows;
   struct Group {
     std::vector<StratumEstimate> subjects;
     std::set<std::string> methods;
     std::string output_type;
     bool primary = false;
+    int stale = 0;
   };
   std::map<RollupKey, Group> groups;
   for (const auto& result : results) {
     if (!filter.accepts(result)) continue;
     const auto primary = primary_metric_of(result, filter.metric);
+    const int is_stale = stale && stale->count(result.path.string()) ? 1 : 0;
     for (const auto& metric : result.metrics) {
       if (!filter.metric.empty() && metric.name != filter.metric) continue;
       AggregateRow row;
@@ -262,6 +296,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       row.key = result.key;
       row.output_type = result.output_type;
       row.primary = metric.name == primary;
+      row.stale = is_stale;
       rows.push_back(row);
       if (result.benchmark.empty()) continue;
       auto& group = groups[{result.model, result.n_shot, limit_order(result.limit), result.benchmark, metric.name}];
@@ -269,6 +304,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       if (metric.standard_error) group.methods.insert(metric.stderr_method);
       if (group.output_type.empty()) group.output_type = result.output_type;
       group.primary = group.primary || row.primary;
+      group.stale += is_stale;
     }
   }
   for (const auto& [key, group] : groups) {
@@ -295,6 +331,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       row.n_tasks_expected = expected;
       row.output_type = group.output_type;
       row.primary = group.primary;
+      row.stale = group.stale;
       rows.push_back(row);
     }
   }
@@ -302,7 +339,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
     const bool rollup = row.aggregation != kAggregationTask;
     const auto& group = row.benchmark.empty() ? row.task : row.benchmark;
     return std::make_tuple(std::cref(row.model), row.n_shot, limit_order(row.limit), std::cref(group), rollup,
-                           std::cref(row.task), std::cref(row.metric), std::cref(row.aggregation));
+                           std::cref(row.task), std::cref(row.metric), row.aggregation == kAggregationMacro);
   };
   std::sort(rows.begin(), rows.end(), [&](const AggregateRow& a, const AggregateRow& b) { return order(a) < order(b); });
   return rows;
@@ -331,7 +368,7 @@ std::string csv_number(double value) {
 std::string aggregate_csv(const std::vector<AggregateRow>& rows) {
   std::string out =
       "model,task,benchmark,n_shot,limit,metric,aggregation,value,stderr,stderr_method,n_samples,n_tasks,"
-      "n_tasks_expected,output_type,primary,key\n";
+      "n_tasks_expected,output_type,primary,stale,key\n";
   out.reserve(out.size() + rows.size() * 160);
   for (const auto& row : rows) {
     out += csv_field(row.model);
@@ -352,6 +389,8 @@ std::string aggregate_csv(const std::vector<AggregateRow>& rows) {
     out += fmt::format(",{},{},{},", row.n_samples, row.n_tasks, row.n_tasks_expected);
     out += csv_field(row.output_type);
     out += row.primary ? ",1," : ",0,";
+    out += std::to_string(row.stale);
+    out += ',';
     out += row.key;
     out += '\n';
   }

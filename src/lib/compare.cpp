@@ -92,7 +92,9 @@ void summarise_replicates(std::vector<double> replicates, PairedDifference& out)
   const auto at_or_below = std::upper_bound(replicates.begin(), replicates.end(), 0.0) - replicates.begin();
   const auto at_or_above = replicates.end() - std::lower_bound(replicates.begin(), replicates.end(), 0.0);
   const double count = static_cast<double>(replicates.size());
-  out.p_bootstrap = std::min(1.0, 2 * std::min(at_or_below / count, at_or_above / count));
+  // The +1s keep the p-value honest when no replicate crosses zero: it is below 1/B, never exactly 0.
+  const double tail = static_cast<double>(std::min(at_or_below, at_or_above));
+  out.p_bootstrap = std::min(1.0, 2 * (tail + 1) / (count + 1));
 }
 
 void decide(PairedDifference& out) {
@@ -267,7 +269,7 @@ Comparison compare_models(const ResultScan& scan, const std::string& model_a, co
   const auto order = [](const ComparisonRow& row) {
     const bool rollup = row.difference.aggregation != "task";
     return std::make_tuple(row.n_shot, row.limit.value_or(-1), row.benchmark.empty() ? row.task : row.benchmark,
-                           rollup, row.task, row.difference.aggregation);
+                           rollup, row.task, row.metric, row.difference.aggregation == "macro_subject_mean");
   };
   std::stable_sort(out.rows.begin(), out.rows.end(),
                    [&](const ComparisonRow& x, const ComparisonRow& y) { return order(x) < order(y); });

@@ -13,7 +13,7 @@
 namespace mill {
 
 bool is_fraction_metric(const std::string& name) {
-  for (const char* raw : {"perplexity", "bits_per", "bytes", "tokens", "length", "seconds", "count"}) {
+  for (const char* raw : {"perplexity", "nll", "bits_per", "bytes", "tokens", "length", "seconds", "count"}) {
     if (name.find(raw) != std::string::npos) return false;
   }
   return true;
@@ -102,7 +102,10 @@ std::vector<TableRow> primary_table(const std::vector<AggregateRow>& rows, std::
     if (row->aggregation == kAggregationMacro) label = row->task + " · macro (subject mean)";
     auto [it, inserted] = index.try_emplace(label, table.size());
     if (inserted) table.push_back({label, row->aggregation != kAggregationTask, {}});
-    table[it->second].cells[column_of(*row)] = row;
+    // A benchmark whose subjects name different primary metrics gets several primary rollups; show the one
+    // that covers the most subjects.
+    auto& cell = table[it->second].cells[column_of(*row)];
+    if (!cell || row->n_tasks > cell->n_tasks) cell = row;
     column_set.insert(column_of(*row));
   }
   columns.assign(column_set.begin(), column_set.end());
@@ -135,7 +138,7 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
                                  static_cast<int>(longest_column * char_w * 0.77),
                              560);
   const int grid_bottom = header + static_cast<int>(table.size()) * cell_h;
-  const int height = grid_bottom + 90;
+  const int height = grid_bottom + 120;
 
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" "
@@ -155,7 +158,7 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
     svg += fmt::format("<text x=\"{}\" y=\"{}\" transform=\"rotate(-40 {} {})\">{}</text>\n", x, header - 8, x,
                        header - 8, xml_escape(label));
   }
-  bool any_partial = false;
+  bool any_partial = false, any_stale = false;
   for (std::size_t r = 0; r < table.size(); ++r) {
     const auto& row = table[r];
     const int y = header + static_cast<int>(r) * cell_h;
@@ -177,14 +180,16 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
       const double t = fraction ? cell.value : 0.5;
       const auto fill = fraction ? heat_colour(t) : std::string("#bbbbbb");
       const auto ink = fraction && t < 0.62 ? "white" : "black";
-      std::string tooltip = fmt::format("{} · {} · {} = {}", cell.model, shots_label(cell.n_shot, cell.limit), cell.metric,
-                                        format_with_error(cell.metric, cell.value, cell.standard_error));
+      std::string tooltip = fmt::format("{} · {} · {} = {}{}", cell.model, shots_label(cell.n_shot, cell.limit),
+                                        cell.metric, format_with_error(cell.metric, cell.value, cell.standard_error),
+                                        cell.stale > 0 ? " (stale)" : "");
       svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" stroke=\"white\">"
                          "<title>{}</title></rect>\n",
                          x, y, cell_w, cell_h, fill, xml_escape(tooltip));
-      svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\"{}>{}</text>\n", x + cell_w / 2,
+      any_stale = any_stale || cell.stale > 0;
+      svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{}\"{}>{}{}</text>\n", x + cell_w / 2,
                          y + cell_h / 2 + 4, ink, row.rollup ? " font-weight=\"bold\"" : "",
-                         format_value(cell.metric, cell.value));
+                         format_value(cell.metric, cell.value), cell.stale > 0 ? "†" : "");
     }
   }
   // Legend: the colour scale, fixed at 0–100% so pictures from different runs compare.
@@ -196,9 +201,13 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
   }
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">0%</text>\n", left - 6, legend_y + 11);
   svg += fmt::format("<text x=\"{}\" y=\"{}\">100%</text>\n", left + legend_w + 6, legend_y + 11);
-  std::string note = "micro = every question counts once; macro = every subject counts once";
-  if (any_partial) note += "; * = partial rollup (not every subject has a result)";
-  svg += fmt::format("<text x=\"12\" y=\"{}\" fill=\"#555\">{}</text>\n", legend_y + 36, xml_escape(note));
+  std::vector<std::string> notes = {"micro = every question counts once; macro = every subject counts once"};
+  if (any_partial) notes.push_back("* = partial rollup (not every subject has a result)");
+  if (any_stale) notes.push_back("† = stale (computed with other key inputs; see report.md)");
+  for (std::size_t i = 0; i < notes.size(); ++i) {
+    svg += fmt::format("<text x=\"12\" y=\"{}\" fill=\"#555\">{}</text>\n", legend_y + 36 + 16 * static_cast<int>(i),
+                       xml_escape(notes[i]));
+  }
   svg += "</svg>\n";
   return svg;
 }
@@ -235,7 +244,9 @@ std::string render_report_markdown(const ReportInput& input) {
                         shots_label(any->n_shot, any->limit), md_cell(any->benchmark), md_cell(any->metric),
                         pair.first ? format_with_error(any->metric, pair.first->value, pair.first->standard_error) : "–",
                         pair.second ? format_with_error(any->metric, pair.second->value, pair.second->standard_error) : "–",
-                        any->n_tasks, any->n_tasks < any->n_tasks_expected ? fmt::format(" of {} (partial)", any->n_tasks_expected) : "",
+                        any->n_tasks,
+                        (any->n_tasks < any->n_tasks_expected ? fmt::format(" of {} (partial)", any->n_tasks_expected) : "") +
+                            (any->stale > 0 ? fmt::format(", {} stale", any->stale) : ""),
                         any->n_samples);
     }
     md += "\n";
@@ -258,7 +269,8 @@ std::string render_report_markdown(const ReportInput& input) {
         const auto it = row.cells.find(column);
         md += " " + (it == row.cells.end() ? std::string("–")
                                            : format_with_error(it->second->metric, it->second->value,
-                                                               it->second->standard_error)) +
+                                                               it->second->standard_error) +
+                                                 (it->second->stale ? " (stale)" : "")) +
               " |";
       }
       md += "\n";
@@ -270,12 +282,13 @@ std::string render_report_markdown(const ReportInput& input) {
   std::vector<const AggregateRow*> health;
   for (const auto& row : rows) {
     if (row.aggregation == kAggregationTask &&
-        (row.metric.find("unparsed") != std::string::npos || row.metric.find("truncat") != std::string::npos)) {
+        (row.metric.find("unparsed") != std::string::npos || row.metric.find("truncat") != std::string::npos ||
+         row.metric.find("hit_token_limit") != std::string::npos)) {
       health.push_back(&row);
     }
   }
   if (!health.empty()) {
-    md += "## Generative tasks: unparsed and truncated answers\n\n| model | shots | task | metric | rate | samples |\n"
+    md += "## Generative tasks: unparsed answers and answers cut off at the token limit\n\n| model | shots | task | metric | rate | samples |\n"
           "| --- | --- | --- | --- | ---: | ---: |\n";
     for (const auto* row : health) {
       md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", md_cell(row->model), shots_label(row->n_shot, row->limit),
