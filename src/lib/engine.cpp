@@ -77,8 +77,8 @@ std::vector<std::string> extraction_patterns(const TaskInfo& task) {
   return patterns;
 }
 
+// Multiple-choice tasks have options and a gold index; free-form generative tasks give a `target` template instead.
 bool has_options(const TaskInfo& task) {
-  const auto prompt = task.definition.value("prompt", nlohmann::json::object());
   return task.output_type == OutputType::logprobs || !task.definition.contains("target");
 }
 
