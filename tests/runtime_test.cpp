@@ -39,8 +39,15 @@ bool plugin_available() {
     return;                                                                   \
   }
 
+// MILL_TEST_DEVICE=cuda runs the same invariants on a GPU.
+std::string test_device() {
+  const char* device = std::getenv("MILL_TEST_DEVICE");
+  return device && *device ? device : "cpu";
+}
+
 std::unique_ptr<ModelBackend> load(const std::filesystem::path& folder, const std::string& args) {
-  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=cpu" + (args.empty() ? "" : "," + args) + "]"));
+  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=" + test_device() +
+                                               (args.empty() ? "" : "," + args) + "]"));
 }
 
 // A few-shot prompt in MMLU's shape: a shared header and examples, then one question.
@@ -214,7 +221,7 @@ TEST_CASE("runtime: GPT-2, GPT-NeoX and Qwen2 checkpoints load, sharded and in h
   write_demo_model(dir.path(), {});
   const auto requests = mmlu_requests(1);
   const auto exact = load(dir.path(), "")->loglikelihood(requests);
-  const auto bf16 = load_runtime_backend(ModelSpec::parse(dir.path().string() + "[dtype=bfloat16,device=cpu]"))->loglikelihood(requests);
+  const auto bf16 = load_runtime_backend(ModelSpec::parse(dir.path().string() + "[dtype=bfloat16,device=" + test_device() + "]"))->loglikelihood(requests);
   for (std::size_t i = 0; i < requests.size(); ++i) CHECK(bf16[i].logprob == Approx(exact[i].logprob).margin(0.2));
 }
 
@@ -407,9 +414,9 @@ TEST_CASE("runtime: models are found in the Hugging Face cache layout through re
   const std::string saved = previous ? previous : "";
   ::setenv("HF_HOME", home.path().c_str(), 1);
   ::unsetenv("HF_HUB_CACHE");
-  auto backend = load_runtime_backend(ModelSpec::parse("mill/demo[dtype=float32,device=cpu]"));
+  auto backend = load_runtime_backend(ModelSpec::parse("mill/demo[dtype=float32]"));
   const auto provenance = backend->provenance();
-  auto pinned = load_runtime_backend(ModelSpec::parse("mill/demo[dtype=float32,device=cpu,revision=older]"));
+  auto pinned = load_runtime_backend(ModelSpec::parse("mill/demo[dtype=float32,revision=older]"));
   if (previous) {
     ::setenv("HF_HOME", saved.c_str(), 1);
   } else {
