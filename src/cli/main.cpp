@@ -103,6 +103,7 @@ int run(int argc, char** argv) {
   register_collect_command(app, global);
   register_eval_command(app, global);
   register_demo_model_command(app, global);
+  register_serve_command(app, global);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });
   try {
     app.parse(argc, argv);

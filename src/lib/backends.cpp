@@ -4,6 +4,7 @@
 #include "mill/demo_backend.hpp"
 #include "mill/error.hpp"
 #include "mill/model.hpp"
+#include "mill/remote_plugin.hpp"
 #include "mill/runtime_plugin.hpp"
 #include "mill/text.hpp"
 
@@ -13,6 +14,7 @@ std::unique_ptr<ModelBackend> make_backend(const ModelSpec& spec) {
   if (spec.name == "mill-demo") return std::make_unique<DemoBackend>(spec);
   const auto backend = spec.backend();
   if (backend == "local") return load_runtime_backend(spec);
+  if (backend == "api" || backend == "vllm") return load_remote_backend(spec);
   throw Error(fmt::format("model spec {}: the {} backend is not available in this build of mill",
                           quote_value(spec.to_string()), backend),
               ExitCode::eval_failed);

@@ -1,0 +1,78 @@
+#pragma once
+// `mill serve`: any ModelBackend behind the OpenAI-compatible protocol on loopback (docs/backends.md):
+//   GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions.
+// Greedy decoding only (temperature 0). Concurrent HTTP requests are gathered into batches for the backend.
+//
+// Prompt log-probabilities (echo + logprobs). A ModelBackend scores text, not tokens, so the server returns the
+// echoed prompt as text *segments* in the fields OpenAI uses for tokens (tokens, token_logprobs, top_logprobs,
+// text_offset), plus mill_token_counts (how many model tokens each segment holds):
+//   - the request field mill_context_chars = C splits the prompt after C characters (the context):
+//     segment 1 = the context, unscored (null), as OpenAI leaves a prompt's first token (absent when C = 0);
+//     segment 2 = the rest, scored as loglikelihood(context, rest); its top_logprobs entry holds the greedy
+//     continuation of the same token count and its log-probability (so "greedy" = the segment is its own top-1);
+//   - without mill_context_chars: one segment, the whole prompt, scored as loglikelihood_rolling(prompt);
+//   - generated text (max_tokens > 0) is one more segment scored as loglikelihood(prompt, text).
+// A client that sums the logprobs of the segments after the context gets exactly the backend's numbers.
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <variant>
+
+#include "mill/model.hpp"
+#include "mill/remote_plugin.hpp"
+
+namespace mill {
+
+// The protocol without the sockets: handlers that take a request body and give a status and a JSON answer. The
+// tests put it behind their own (misbehaving) HTTP servers.
+class OpenAiService {
+ public:
+  OpenAiService(ModelBackend& backend, std::string model_name, int max_batch = 64);
+  ~OpenAiService();
+  OpenAiService(const OpenAiService&) = delete;
+  OpenAiService& operator=(const OpenAiService&) = delete;
+
+  struct Reply {
+    int status = 200;
+    nlohmann::json body;
+  };
+  Reply completions(const std::string& body);
+  Reply chat_completions(const std::string& body);
+  Reply models() const;
+  Reply health() const;
+
+  const std::string& model_name() const { return model_name_; }
+  std::size_t backend_calls() const { return backend_calls_.load(); }
+
+  // Backend calls, batched across concurrent HTTP requests (one backend call at a time).
+  std::vector<LoglikelihoodResult> loglikelihood(std::vector<LoglikelihoodRequest> requests);
+  std::vector<RollingResult> rolling(std::vector<RollingRequest> requests);
+  std::vector<GenerationResult> generate(std::vector<GenerationRequest> requests);
+
+ private:
+  struct Work;
+  void batch_loop();
+  Reply complete(const nlohmann::json& request, const std::vector<std::string>& prompts, bool chat);
+
+  ModelBackend& backend_;
+  std::string model_name_;
+  int max_batch_;
+  std::atomic<std::size_t> backend_calls_{0};
+  std::atomic<long long> next_id_{0};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Work>> queue_;
+  bool closing_ = false;
+  std::thread worker_;
+};
+
+// Listens on options.host:options.port (0: a free port) until SIGINT or SIGTERM (or `*stop`), then returns.
+// Binding failures throw mill::Error.
+void run_openai_server(ModelBackend& backend, const ServeOptions& options, const std::atomic<bool>* stop = nullptr);
+
+}  // namespace mill

@@ -1,0 +1,385 @@
+#include "mill/api_backend.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fmt/format.h>
+#include <thread>
+
+#include "mill/error.hpp"
+#include "mill/openai_protocol.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+
+const std::vector<std::string> kApiArgs = {"model",   "base_url",    "api_key_env", "concurrency", "num_concurrent",
+                                           "timeout", "max_retries", "endpoint",    "revision"};
+
+double number_arg(const ModelSpec& spec, const std::string& name, double fallback, double low, double high) {
+  const auto value = spec.arg(name);
+  if (!value) return fallback;
+  char* end = nullptr;
+  const double parsed = std::strtod(value->c_str(), &end);
+  if (value->empty() || *end != '\0' || !(parsed >= low && parsed <= high)) {
+    throw Error(fmt::format("model spec {}: {}={} is not a number in {}..{}", quote_value(spec.to_string()), name,
+                            quote_value(*value), low, high));
+  }
+  return parsed;
+}
+
+std::string text_or_empty(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : ""; }
+
+}  // namespace
+
+ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
+  for (const auto& [key, value] : spec.args) {
+    if (std::find(kApiArgs.begin(), kApiArgs.end(), key) == kApiArgs.end()) {
+      throw Error(fmt::format("model spec {}: the api backend has no argument {} (valid: {})",
+                              quote_value(spec.to_string()), quote_value(key), join(kApiArgs, ", ")));
+    }
+  }
+  ApiBackendConfig config;
+  if (auto base = spec.arg("base_url")) config.base_url = *base;
+  config.base_url = normalize_base_url(config.base_url);
+  config.model = spec.arg("model").value_or("");
+  config.api_key_env = spec.arg("api_key_env").value_or("OPENAI_API_KEY");
+  if (config.api_key_env.empty()) throw Error(fmt::format("model spec {}: api_key_env is empty", quote_value(spec.to_string())));
+  if (const char* key = std::getenv(config.api_key_env.c_str())) config.api_key = key;
+  config.endpoint = spec.arg("endpoint").value_or("completions");
+  if (config.endpoint != "completions" && config.endpoint != "chat") {
+    throw Error(fmt::format("model spec {}: endpoint={} is not completions or chat", quote_value(spec.to_string()),
+                            quote_value(config.endpoint)));
+  }
+  const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
+  config.concurrency = static_cast<int>(number_arg(spec, concurrency_name, 8, 1, 1024));
+  config.retry.timeout_s = number_arg(spec, "timeout", config.retry.timeout_s, 0.1, 86400);
+  config.retry.max_retries = static_cast<int>(number_arg(spec, "max_retries", config.retry.max_retries, 0, 100));
+  config.journal_dir = remote_state_dir() / "requests";
+  config.journal_scope = spec.identity();
+  return config;
+}
+
+std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& response, std::size_t context_chars,
+                                                         std::size_t prompt_chars, bool need_greedy,
+                                                         bool allow_unscored) {
+  if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
+      response["choices"].empty()) {
+    return std::string("no choices in the answer");
+  }
+  const auto& choice = response["choices"][0];
+  if (!choice.is_object() || !choice.contains("logprobs") || !choice["logprobs"].is_object()) {
+    return std::string("the answer has no logprobs (does the server support echo with logprobs?)");
+  }
+  const auto& logprobs = choice["logprobs"];
+  const auto& tokens = logprobs.value("tokens", nlohmann::json());
+  const auto& token_logprobs = logprobs.value("token_logprobs", nlohmann::json());
+  const auto& offsets = logprobs.value("text_offset", nlohmann::json());
+  if (!tokens.is_array() || !token_logprobs.is_array() || !offsets.is_array() || tokens.size() != token_logprobs.size() ||
+      tokens.size() != offsets.size()) {
+    return std::string("logprobs.tokens, token_logprobs and text_offset are missing or differ in length");
+  }
+  for (const auto& offset : offsets) {
+    if (!offset.is_number()) return std::string("text_offset holds something other than numbers");
+  }
+  const auto& top = logprobs.value("top_logprobs", nlohmann::json());
+  const auto& counts = logprobs.value("mill_token_counts", nlohmann::json());
+  const std::size_t n = tokens.size();
+  // Tokens generated after the prompt (max_tokens=1 for servers that need it) come last; usage says how many.
+  std::size_t generated = 0;
+  if (response.contains("usage") && response["usage"].is_object() && response["choices"].size() == 1 &&
+      response["usage"].value("completion_tokens", nlohmann::json()).is_number_unsigned()) {
+    generated = std::min<std::size_t>(n, response["usage"]["completion_tokens"].get<std::size_t>());
+  } else {
+    while (generated < n && offsets[n - 1 - generated].get<double>() >= static_cast<double>(prompt_chars) && n - generated > 1) {
+      ++generated;
+    }
+  }
+  const std::size_t prompt_tokens = n - generated;
+  EchoScore score;
+  bool any = false;
+  for (std::size_t i = 0; i < prompt_tokens; ++i) {
+    const double end = i + 1 < prompt_tokens ? offsets[i + 1].get<double>() : static_cast<double>(prompt_chars);
+    // A token belongs to the continuation when its text ends after the context, so a token that straddles the
+    // boundary counts as the continuation's (it contains continuation text).
+    if (end <= static_cast<double>(context_chars)) continue;
+    if (!token_logprobs[i].is_number()) {
+      if (allow_unscored) continue;
+      return fmt::format("the server left prompt token {} unscored (an empty context on a model without a BOS token?)", i);
+    }
+    any = true;
+    score.logprob += token_logprobs[i].get<double>();
+    score.n_tokens += counts.is_array() && i < counts.size() && counts[i].is_number_integer() ? counts[i].get<int>() : 1;
+    if (need_greedy) {
+      if (!top.is_array() || i >= top.size() || !top[i].is_object() || top[i].empty()) {
+        return fmt::format("top_logprobs[{}] is missing (send logprobs >= 1)", i);
+      }
+      const auto best = std::max_element(top[i].begin(), top[i].end(), [](const auto& a, const auto& b) {
+        return (a.is_number() ? a.template get<double>() : -1e300) < (b.is_number() ? b.template get<double>() : -1e300);
+      });
+      if (best.key() != text_or_empty(tokens[i])) score.greedy = false;
+    }
+  }
+  if (!any && !allow_unscored) return std::string("the echoed prompt has no continuation tokens");
+  return score;
+}
+
+std::string cut_at_stop(std::string text, const std::vector<std::string>& stop, bool* cut) {
+  std::size_t earliest = std::string::npos;
+  for (const auto& sequence : stop) {
+    if (sequence.empty()) continue;
+    earliest = std::min(earliest, text.find(sequence));
+  }
+  if (cut) *cut = earliest != std::string::npos;
+  if (earliest != std::string::npos) text.resize(earliest);
+  return text;
+}
+
+ApiBackend::ApiBackend(ApiBackendConfig config)
+    : config_(std::move(config)),
+      client_(config_.retry, config_.concurrency, config_.api_key),
+      journal_(config_.journal_dir, config_.journal_scope) {
+  config_.base_url = normalize_base_url(config_.base_url);
+  if (journal_.size() > 0) {
+    spdlog::info("request journal: {} answers from earlier runs of {}", journal_.size(), config_.journal_scope);
+  }
+}
+
+const ApiBackend::ServerInfo& ApiBackend::server() const {
+  std::call_once(probe_once_, [this] {
+    const auto url = config_.base_url + "/models";
+    std::pair<long, std::string> answer{0, ""};
+    // The server may still be busy (or briefly restarting): a few tries before concluding anything.
+    for (int attempt = 0; attempt <= std::min(config_.retry.max_retries, 3); ++attempt) {
+      answer = client_.get_once(url, std::min(30.0, config_.retry.timeout_s));
+      if (answer.first != 0 && answer.first < 500) break;
+      std::this_thread::sleep_for(std::chrono::duration<double>(retry_delay_s(config_.retry, attempt + 1, std::nullopt)));
+    }
+    const auto parsed = nlohmann::json::parse(answer.second, nullptr, false);
+    if (answer.first == 200 && parsed.is_object() && parsed.contains("data") && parsed["data"].is_array() &&
+        !parsed["data"].empty() && parsed["data"][0].is_object()) {
+      server_.first_model = text_or_empty(parsed["data"][0].value("id", nlohmann::json()));
+      server_.kind = text_or_empty(parsed["data"][0].value("owned_by", nlohmann::json()));
+    } else {
+      server_.probe_error = redact_secret(
+          answer.first == 0 ? fmt::format("GET {}: {}", redact_url(url), one_line(answer.second))
+                            : fmt::format("GET {}: HTTP {}: {}", redact_url(url), answer.first, error_message_of(answer.second)),
+          config_.api_key);
+      spdlog::info("{}", server_.probe_error);
+    }
+  });
+  return server_;
+}
+
+const std::string& ApiBackend::model_name() const {
+  if (model_.empty()) {
+    model_ = config_.model;
+    if (model_.empty()) {
+      const auto& info = server();
+      if (info.first_model.empty()) {
+        throw Error(fmt::format("{} backend at {}: no model= given and the server lists none ({})", config_.backend_name,
+                                redact_url(config_.base_url), info.probe_error.empty() ? "empty list" : info.probe_error),
+                    ExitCode::eval_failed);
+      }
+      model_ = info.first_model;
+    }
+  }
+  return model_;
+}
+
+BackendCapabilities ApiBackend::capabilities() const {
+  bool scores = false;
+  if (config_.scores_prompts) {
+    scores = *config_.scores_prompts;
+  } else {
+    const auto& kind = server().kind;
+    scores = kind == "mill" || kind == "vllm";
+  }
+  return {scores, scores, true};
+}
+
+nlohmann::json ApiBackend::provenance() const {
+  nlohmann::json facts = {{"backend", config_.backend_name},
+                          {"base_url", redact_url(config_.base_url)},
+                          {"model", model_.empty() ? config_.model : model_},
+                          {"endpoint", config_.endpoint},
+                          {"concurrency", config_.concurrency},
+                          {"server", server_.kind},
+                          {"requests_sent", client_.stats().attempts},
+                          {"requests_retried", client_.stats().retries},
+                          {"answers_from_journal", journal_hits_}};
+  if (!config_.api_key.empty()) facts["api_key_env"] = config_.api_key_env;
+  return facts;
+}
+
+std::vector<nlohmann::json> ApiBackend::exchange(const std::vector<nlohmann::json>& logical, const std::string& path,
+                                                 const std::function<nlohmann::json(std::size_t)>& body,
+                                                 const Parse& parse) {
+  std::vector<nlohmann::json> answers(logical.size());
+  std::vector<std::string> keys(logical.size());
+  std::vector<std::size_t> to_send;
+  for (std::size_t i = 0; i < logical.size(); ++i) {
+    keys[i] = journal_.key(logical[i]);
+    if (const auto* known = journal_.find(keys[i])) {
+      answers[i] = *known;
+      ++journal_hits_;
+    } else {
+      to_send.push_back(i);
+    }
+  }
+  if (to_send.empty()) return answers;
+  std::vector<HttpRequest> http;
+  http.reserve(to_send.size());
+  const auto url = config_.base_url + path;
+  for (auto i : to_send) http.push_back({"POST", url, body(i).dump()});
+  try {
+    client_.run(http, [&](std::size_t k, const std::string& text) -> std::optional<std::string> {
+      const auto response = nlohmann::json::parse(text, nullptr, false);
+      if (response.is_discarded()) return "the body is not valid JSON: " + error_message_of(text);
+      const auto i = to_send[k];
+      auto parsed = parse(i, response);
+      if (auto* reason = std::get_if<std::string>(&parsed)) return *reason;
+      answers[i] = std::get<nlohmann::json>(std::move(parsed));
+      journal_.record(keys[i], answers[i]);
+      return std::nullopt;
+    });
+  } catch (const Error& e) {
+    std::string message = e.what();
+    if (config_.api_key.empty() && message.find("HTTP 401") != std::string::npos) {
+      message += fmt::format(" (no API key: set the environment variable {})", config_.api_key_env);
+    }
+    throw Error(fmt::format("{} backend: {}", config_.backend_name, message), e.code());
+  }
+  return answers;
+}
+
+std::vector<LoglikelihoodResult> ApiBackend::loglikelihood(const std::vector<LoglikelihoodRequest>& requests) {
+  if (!capabilities().loglikelihood) {
+    throw Error(fmt::format("{} backend at {}: the server does not score prompts (echo with logprobs); only generative "
+                            "tasks can use it",
+                            config_.backend_name, redact_url(config_.base_url)),
+                ExitCode::eval_failed);
+  }
+  const bool mill_server = server().kind == "mill";
+  std::vector<nlohmann::json> logical;
+  for (const auto& request : requests) {
+    logical.push_back({{"kind", "loglikelihood"}, {"context", request.context}, {"continuation", request.continuation}});
+  }
+  auto body = [&](std::size_t i) {
+    const auto& request = requests[i];
+    nlohmann::json payload = {{"model", model_name()},   {"prompt", request.context + request.continuation},
+                              {"echo", true},            {"logprobs", 1},
+                              {"temperature", 0},        {"max_tokens", mill_server ? 0 : 1}};
+    // mill serve scores text spans rather than tokens; this tells it where the continuation starts.
+    if (mill_server) payload["mill_context_chars"] = utf8_length(request.context);
+    return payload;
+  };
+  auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
+    const auto& request = requests[i];
+    auto score = score_echoed_prompt(response, utf8_length(request.context),
+                                     utf8_length(request.context) + utf8_length(request.continuation), true, false);
+    if (auto* reason = std::get_if<std::string>(&score)) return *reason;
+    const auto& value = std::get<EchoScore>(score);
+    return nlohmann::json{{"logprob", value.logprob}, {"greedy", value.greedy}, {"n_tokens", value.n_tokens}};
+  };
+  const auto answers = exchange(logical, "/completions", body, parse);
+  std::vector<LoglikelihoodResult> results;
+  for (const auto& answer : answers) {
+    results.push_back({answer.at("logprob").get<double>(), answer.at("greedy").get<bool>(), answer.at("n_tokens").get<int>()});
+  }
+  return results;
+}
+
+std::vector<RollingResult> ApiBackend::loglikelihood_rolling(const std::vector<RollingRequest>& requests) {
+  if (!capabilities().rolling) {
+    throw Error(fmt::format("{} backend at {}: the server does not score prompts (echo with logprobs)",
+                            config_.backend_name, redact_url(config_.base_url)),
+                ExitCode::eval_failed);
+  }
+  // Without mill_context_chars, mill serve scores the whole prompt (loglikelihood_rolling).
+  const bool mill_server = server().kind == "mill";
+  std::vector<nlohmann::json> logical;
+  for (const auto& request : requests) logical.push_back({{"kind", "rolling"}, {"text", request.text}});
+  auto body = [&](std::size_t i) {
+    nlohmann::json payload = {{"model", model_name()}, {"prompt", requests[i].text}, {"echo", true},
+                              {"logprobs", 0},         {"temperature", 0},          {"max_tokens", mill_server ? 0 : 1}};
+    return payload;
+  };
+  auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
+    auto score = score_echoed_prompt(response, 0, utf8_length(requests[i].text), false, true);
+    if (auto* reason = std::get_if<std::string>(&score)) return *reason;
+    const auto& value = std::get<EchoScore>(score);
+    return nlohmann::json{{"logprob", value.logprob}, {"n_tokens", value.n_tokens}};
+  };
+  const auto answers = exchange(logical, "/completions", body, parse);
+  std::vector<RollingResult> results;
+  for (const auto& answer : answers) results.push_back({answer.at("logprob").get<double>(), answer.at("n_tokens").get<int>()});
+  return results;
+}
+
+std::vector<GenerationResult> ApiBackend::generate(const std::vector<GenerationRequest>& requests) {
+  const bool chat = config_.endpoint == "chat";
+  std::vector<nlohmann::json> logical;
+  for (const auto& request : requests) {
+    logical.push_back({{"kind", "generation"},
+                       {"endpoint", config_.endpoint},
+                       {"context", request.context},
+                       {"stop", request.stop},
+                       {"max_new_tokens", request.max_new_tokens}});
+  }
+  // Hosted APIs accept at most 4 stop sequences; the rest are applied here (cut_at_stop) after the answer.
+  const auto& kind = config_.scores_prompts ? std::string("vllm") : server().kind;
+  const std::size_t stop_limit = kind == "mill" || kind == "vllm" ? std::string::npos : 4;
+  auto body = [&](std::size_t i) {
+    const auto& request = requests[i];
+    nlohmann::json payload = {{"model", model_name()}, {"max_tokens", request.max_new_tokens}, {"temperature", 0}};
+    if (chat) {
+      payload["messages"] = nlohmann::json::array({{{"role", "user"}, {"content", request.context}}});
+    } else {
+      payload["prompt"] = request.context;
+    }
+    std::vector<std::string> stop;
+    for (const auto& sequence : request.stop) {
+      if (!sequence.empty() && stop.size() < stop_limit) stop.push_back(sequence);
+    }
+    if (!stop.empty()) payload["stop"] = stop;
+    return payload;
+  };
+  auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
+    if (!response.is_object() || !response.contains("choices") || !response["choices"].is_array() ||
+        response["choices"].empty() || !response["choices"][0].is_object()) {
+      return std::string("no choices in the answer");
+    }
+    const auto& choice = response["choices"][0];
+    std::string text;
+    if (chat) {
+      if (!choice.contains("message") || !choice["message"].is_object()) return std::string("choices[0].message is missing");
+      const auto& content = choice["message"].value("content", nlohmann::json());
+      if (!content.is_string() && !content.is_null()) return std::string("choices[0].message.content is not text");
+      text = text_or_empty(content);
+    } else {
+      if (!choice.contains("text") || !choice["text"].is_string()) return std::string("choices[0].text is missing");
+      text = choice["text"].get<std::string>();
+    }
+    bool cut = false;
+    text = cut_at_stop(std::move(text), requests[i].stop, &cut);
+    const bool length = !cut && text_or_empty(choice.value("finish_reason", nlohmann::json())) == "length";
+    int n_tokens = 0;
+    if (response.contains("usage") && response["usage"].is_object() &&
+        response["usage"].value("completion_tokens", nlohmann::json()).is_number_integer()) {
+      n_tokens = response["usage"]["completion_tokens"].get<int>();
+    }
+    return nlohmann::json{{"text", text}, {"hit_token_limit", length}, {"n_tokens", n_tokens}};
+  };
+  const auto answers = exchange(logical, chat ? "/chat/completions" : "/completions", body, parse);
+  std::vector<GenerationResult> results;
+  for (const auto& answer : answers) {
+    results.push_back({answer.at("text").get<std::string>(), answer.at("hit_token_limit").get<bool>(),
+                       answer.at("n_tokens").get<int>()});
+  }
+  return results;
+}
+
+}  // namespace mill

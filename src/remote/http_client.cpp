@@ -1,0 +1,265 @@
+#include "mill/http_client.hpp"
+
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <deque>
+#include <fmt/format.h>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "mill/error.hpp"
+#include "mill/openai_protocol.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void init_curl_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::size_t append_body(char* data, std::size_t size, std::size_t count, void* target) {
+  static_cast<std::string*>(target)->append(data, size * count);
+  return size * count;
+}
+
+std::size_t read_retry_after(char* data, std::size_t size, std::size_t count, void* target) {
+  const std::string_view line(data, size * count);
+  constexpr std::string_view name = "retry-after:";
+  if (line.size() > name.size()) {
+    bool match = true;
+    for (std::size_t i = 0; i < name.size() && match; ++i) match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
+    if (match) *static_cast<std::optional<double>*>(target) = parse_retry_after(trim(line.substr(name.size())));
+  }
+  return size * count;
+}
+
+bool retryable_transport_error(CURLcode code) {
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool retryable_status(long status) { return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500; }
+
+struct Transfer {
+  std::size_t index = 0;
+  int attempt = 0;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string body;
+  std::optional<double> retry_after;
+  char error[CURL_ERROR_SIZE] = {};
+  ~Transfer() {
+    if (easy) curl_easy_cleanup(easy);
+    if (headers) curl_slist_free_all(headers);
+  }
+};
+
+struct Waiting {
+  std::size_t index = 0;
+  int attempt = 0;
+  Clock::time_point ready;
+};
+
+}  // namespace
+
+std::optional<double> parse_retry_after(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double seconds = std::strtod(value.c_str(), &end);
+  if (end && *end == '\0' && seconds >= 0 && std::isfinite(seconds)) return seconds;
+  std::tm when{};
+  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &when)) {
+    const auto at = timegm(&when);
+    const auto now = std::time(nullptr);
+    return at > now ? static_cast<double>(at - now) : 0.0;
+  }
+  return std::nullopt;
+}
+
+double retry_delay_s(const RetryPolicy& policy, int attempt, std::optional<double> retry_after_s) {
+  thread_local std::mt19937 random{std::random_device{}()};
+  const double backoff = std::min(policy.max_delay_s, policy.base_delay_s * std::pow(2.0, std::max(0, attempt - 1)));
+  const double jittered = backoff * std::uniform_real_distribution<double>(0.8, 1.2)(random);
+  if (retry_after_s) return std::max(jittered, std::min(*retry_after_s, policy.max_retry_after_s));
+  return jittered;
+}
+
+HttpClient::HttpClient(RetryPolicy policy, int concurrency, std::string bearer_token)
+    : policy_(policy), concurrency_(std::max(1, concurrency)), bearer_token_(std::move(bearer_token)) {
+  init_curl_once();
+}
+
+std::pair<long, std::string> HttpClient::get_once(const std::string& url, double timeout_s) const {
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy(curl_easy_init(), curl_easy_cleanup);
+  std::string body;
+  curl_slist* headers = nullptr;
+  if (!bearer_token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_token_).c_str());
+  curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(easy.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
+  curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &body);
+  if (headers) curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
+  const auto code = curl_easy_perform(easy.get());
+  long status = 0;
+  if (code == CURLE_OK) curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &status);
+  if (headers) curl_slist_free_all(headers);
+  return {status, code == CURLE_OK ? body : std::string(curl_easy_strerror(code))};
+}
+
+void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& accept) {
+  if (requests.empty()) return;
+  std::unique_ptr<CURLM, decltype(&curl_multi_cleanup)> multi(curl_multi_init(), curl_multi_cleanup);
+  std::deque<Waiting> queue;
+  for (std::size_t i = 0; i < requests.size(); ++i) queue.push_back({i, 0, Clock::now()});
+  std::map<CURL*, std::unique_ptr<Transfer>> active;
+  std::optional<std::string> fatal;
+
+  auto describe = [&](std::size_t index) {
+    return fmt::format("{} {}", requests[index].method, redact_url(requests[index].url));
+  };
+
+  auto start = [&](const Waiting& waiting) {
+    const auto& request = requests[waiting.index];
+    auto transfer = std::make_unique<Transfer>();
+    transfer->index = waiting.index;
+    transfer->attempt = waiting.attempt;
+    transfer->easy = curl_easy_init();
+    CURL* easy = transfer->easy;
+    transfer->headers = curl_slist_append(transfer->headers, "Content-Type: application/json");
+    transfer->headers = curl_slist_append(transfer->headers, "Expect:");  // no 100-continue round trip
+    if (!bearer_token_.empty()) {
+      transfer->headers = curl_slist_append(transfer->headers, ("Authorization: Bearer " + bearer_token_).c_str());
+    }
+    curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(policy_.timeout_s * 1000));
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(policy_.connect_timeout_s * 1000));
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, append_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer->body);
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_retry_after);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer->retry_after);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
+    if (request.method == "POST") {
+      curl_easy_setopt(easy, CURLOPT_POST, 1L);
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.c_str());
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+    }
+    curl_multi_add_handle(multi.get(), easy);
+    ++stats_.attempts;
+    if (waiting.attempt > 0) ++stats_.retries;
+    active.emplace(easy, std::move(transfer));
+  };
+
+  auto finish = [&](Transfer& transfer, CURLcode code) {
+    long status = 0;
+    curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &status);
+    std::string reason;
+    bool retryable = false;
+    if (code != CURLE_OK) {
+      reason = code == CURLE_OPERATION_TIMEDOUT
+                   ? fmt::format("no complete answer within the timeout of {} s", policy_.timeout_s)
+                   : fmt::format("{} ({})", curl_easy_strerror(code), one_line(transfer.error));
+      retryable = retryable_transport_error(code);
+    } else if (status >= 200 && status < 300) {
+      std::optional<std::string> unusable;
+      try {
+        unusable = accept(transfer.index, transfer.body);
+      } catch (const std::exception& e) {
+        unusable = one_line(e.what());
+      }
+      if (!unusable) return;
+      reason = "unusable answer: " + *unusable;
+      retryable = true;
+    } else {
+      reason = fmt::format("HTTP {}: {}", status, error_message_of(transfer.body));
+      retryable = retryable_status(status);
+    }
+    reason = redact_secret(reason, bearer_token_);
+    const int next_attempt = transfer.attempt + 1;
+    if (retryable && next_attempt <= policy_.max_retries) {
+      const double delay = retry_delay_s(policy_, next_attempt, status == 429 || status == 503 ? transfer.retry_after
+                                                                                             : std::nullopt);
+      spdlog::info("{}: {}; retry {}/{} in {:.2f} s", describe(transfer.index), reason, next_attempt,
+                   policy_.max_retries, delay);
+      queue.push_back({transfer.index, next_attempt,
+                       Clock::now() + std::chrono::microseconds(static_cast<long long>(delay * 1e6))});
+      return;
+    }
+    if (!fatal) {
+      fatal = fmt::format("{} failed{}: {}", describe(transfer.index),
+                          transfer.attempt > 0 ? fmt::format(" after {} attempts", transfer.attempt + 1) : "",
+                          reason);
+      if (retryable) *fatal += " (raise max_retries or timeout in the model spec if the server is just slow)";
+    }
+  };
+
+  while (true) {
+    const auto now = Clock::now();
+    std::optional<Clock::time_point> next_ready;
+    if (!fatal) {
+      for (auto it = queue.begin(); it != queue.end() && static_cast<int>(active.size()) < concurrency_;) {
+        if (it->ready <= now) {
+          start(*it);
+          it = queue.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (const auto& waiting : queue) {
+        if (!next_ready || waiting.ready < *next_ready) next_ready = waiting.ready;
+      }
+    }
+    if (active.empty()) {
+      if (fatal || queue.empty()) break;
+      std::this_thread::sleep_until(*next_ready);
+      continue;
+    }
+    int running = 0;
+    curl_multi_perform(multi.get(), &running);
+    int left = 0;
+    while (CURLMsg* message = curl_multi_info_read(multi.get(), &left)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      CURL* easy = message->easy_handle;
+      const CURLcode code = message->data.result;
+      curl_multi_remove_handle(multi.get(), easy);
+      auto node = active.extract(easy);
+      finish(*node.mapped(), code);
+    }
+    int wait_ms = 1000;
+    if (next_ready && static_cast<int>(active.size()) < concurrency_) {
+      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(*next_ready - Clock::now()).count();
+      wait_ms = static_cast<int>(std::clamp<long long>(until, 0, 1000));
+    }
+    if (!active.empty()) curl_multi_poll(multi.get(), nullptr, 0, wait_ms, nullptr);
+  }
+  if (fatal) throw Error(*fatal, ExitCode::eval_failed);
+}
+
+}  // namespace mill
