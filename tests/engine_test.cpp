@@ -194,6 +194,28 @@ TEST_CASE("Generative and perplexity tasks run on mill-demo with their own metri
   CHECK(perplexity["metrics"]["perplexity"]["value"].get<double>() == Approx(expected));
 }
 
+TEST_CASE("Task definitions: a misspelt field or a bad regex is named with the task and its file") {
+  TempDir tasks;
+  write_text(tasks / "typo.yaml", "task: typo\noutput_type: logprobs\npromt: {template: \"{q}\"}\n"
+                                   "dataset: {format: inline, documents: {test: [{q: x, choices: [a], answer: 0}]}}\n");
+  write_text(tasks / "regex.yaml", "task: badregex\noutput_type: generative\nanswer_extraction: {patterns: ['(unclosed']}\n"
+                                   "dataset: {format: inline, documents: {test: [{q: x, choices: [a], answer: 0}]}}\n");
+  const auto registry = TaskRegistry::load({tasks.path()});
+  CHECK_THROWS_WITH(check_task_definition(*registry.find("typo")),
+                    Catch::Contains("task typo") && Catch::Contains("typo.yaml") && Catch::Contains("`promt`") &&
+                        Catch::Contains("did you mean prompt"));
+  CHECK_THROWS_WITH(check_task_definition(*registry.find("badregex")), Catch::Contains("(unclosed"));
+  const auto builtin = TaskRegistry::load();
+  for (const auto& task : builtin.tasks()) CHECK_NOTHROW(check_task_definition(task));
+
+  TempDir out;
+  const auto run = run_mill({"--output_dir", out.path().string(), "eval", "mill-demo", "typo,demo", "--limit", "3",
+                             "--extra_task_paths", tasks.path().string()});
+  CHECK(run.exit_code == 4);
+  CHECK_THAT(run.err, Catch::Contains("did you mean prompt"));
+  CHECK_THAT(run.out, Catch::Contains("demo\t0-shot\tdone"));
+}
+
 TEST_CASE("A backend that cannot serve the task's request kind fails before any work") {
   TempDir out;
   const auto registry = TaskRegistry::load();

@@ -31,6 +31,10 @@ struct PreparedTask {
   nlohmann::json data;  // {"eval": {"split","origin","fingerprint","documents"}, "fewshot": {...}}
 };
 
+// Checks the engine's fields of a task definition (docs/tasks.md): an unknown field (a typo such as `promt`) or a
+// bad value throws mill::Error naming the task, its file and the field, with the closest valid names.
+void check_task_definition(const TaskInfo& task);
+
 // Loads the task's data and builds every sample's prompt. Few-shot examples are the first n_shot documents of
 // the few-shot split (skipping the document itself when it is the evaluation split). `limit` keeps the first N.
 PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> limit,

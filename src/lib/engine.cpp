@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -107,6 +108,54 @@ double bits_of(double nats_per_byte) { return nats_per_byte / std::log(2.0); }
 
 }  // namespace
 
+void check_task_definition(const TaskInfo& task) {
+  const auto where = task_where(task);
+  auto check_keys = [&](const nlohmann::json& object, const std::string& prefix, const std::vector<std::string>& known) {
+    if (!object.is_object()) throw Error(fmt::format("{}: field `{}` must be a mapping", where, prefix.substr(0, prefix.size() - 1)));
+    for (const auto& item : object.items()) {
+      if (std::find(known.begin(), known.end(), item.key()) != known.end()) continue;
+      const auto suggestions = closest_names(item.key(), known);
+      throw Error(fmt::format("{}: unknown field `{}{}`{} (docs/tasks.md lists the fields)", where, prefix, item.key(),
+                              suggestions.empty() ? std::string() : "; did you mean " + join(suggestions, ", ") + "?"));
+    }
+  };
+  const auto& definition = task.definition;
+  check_keys(definition, "",
+             {"task", "benchmark", "metadata", "output_type", "default_n_shots", "dataset", "eval_split", "fewshot_split",
+              "fewshot_sampler", "prompt", "answer_field", "target", "text_field", "metrics", "generation",
+              "answer_extraction"});
+  if (definition.contains("dataset")) {
+    check_keys(definition["dataset"], "dataset.", {"format", "path", "layout", "documents", "filter", "revision"});
+  }
+  if (definition.contains("prompt")) {
+    check_keys(definition["prompt"], "prompt.",
+               {"description", "template", "options_field", "drop_options", "labels", "option_template", "query_suffix",
+                "target_delimiter", "fewshot_delimiter", "fewshot_target", "fewshot_replace", "continuation"});
+  }
+  if (definition.contains("generation")) {
+    check_keys(definition["generation"], "generation.", {"stop", "max_new_tokens", "temperature"});
+  }
+  if (definition.contains("answer_extraction")) check_keys(definition["answer_extraction"], "answer_extraction.", {"patterns"});
+  const auto sampler = definition.value("fewshot_sampler", nlohmann::json("first_n"));
+  if (sampler != "first_n") {
+    throw Error(fmt::format("{}: field `fewshot_sampler`: {} is not supported (only first_n)", where, sampler.dump()));
+  }
+  for (const char* field : {"eval_split", "fewshot_split", "answer_field", "target", "text_field"}) {
+    if (definition.contains(field) && !definition[field].is_string()) {
+      throw Error(fmt::format("{}: field `{}` must be a string", where, field));
+    }
+  }
+  PromptBuilder prompt(task);  // checks the prompt fields' types
+  task_metrics(task);
+  if (task.output_type == OutputType::generative) {
+    generation_settings(task);
+    if (extraction_patterns(task).empty()) {
+      throw Error(fmt::format("{}: a generative task needs `answer_extraction.patterns` (ordered regexes)", where));
+    }
+    AnswerExtractor check(extraction_patterns(task));  // compiles them: a bad regex is named here
+  }
+}
+
 std::string request_kind(OutputType type) {
   switch (type) {
     case OutputType::logprobs: return "log-likelihood";
@@ -159,6 +208,7 @@ std::vector<std::string> task_metrics(const TaskInfo& task) {
 
 PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> limit,
                           const std::optional<std::filesystem::path>& data_dir) {
+  check_task_definition(task);
   const auto where = task_where(task);
   const auto eval_split = task.definition.value("eval_split", std::string("test"));
   const auto fewshot_split = task.definition.value("fewshot_split", std::string());

@@ -159,6 +159,15 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         keys.emplace_back();
         continue;
       }
+      try {
+        check_task_definition(*task);  // a malformed task fails alone, before the model loads
+      } catch (const Error& e) {
+        std::cerr << "mill: error: " << e.what() << "\n";
+        statuses[i].state = "failed";
+        statuses[i].message = e.what();
+        runnable[i] = false;
+        any_failed = true;
+      }
       Job job{spec, task, request.n_shot, request.limit};
       auto key = make_job_key(job, revision);
       if (!request.expected_key.empty() && request.expected_key != key.digest) {
