@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mill/sentencepiece_conversion.hpp"
 #include "mill/tokenizer.hpp"
 
 namespace fs = std::filesystem;
@@ -97,6 +98,16 @@ int main(int argc, char** argv) {
   fmt::print("| Llama-2 | mill tokenizer.model (libsentencepiece + special-token split) | {:.2f} | {} |\n", mill_spm_speed,
              mill_spm_tokens);
 
+  fs::create_directories(scratch);
+  std::ofstream(scratch / "tokenizer.json")
+      << mill::sentencepiece_to_tokenizer_json(llama2 / "tokenizer.model", mill::SentencePieceJsonStyle::prepend_normalizer);
+  const auto sentencepiece_json = mill::Tokenizer::load(scratch);
+  fs::remove_all(scratch);
+  auto [spm_json_speed, spm_json_tokens] =
+      measure(lines, repetitions, [&](const std::string& line) { return sentencepiece_json->encode(line, false).size(); });
+  fmt::print("| Llama-2 | mill tokenizer.json (SentencePiece-style BPE, converted from the .model) | {:.2f} | {} |\n",
+             spm_json_speed, spm_json_tokens);
+
   sentencepiece::SentencePieceProcessor processor;
   if (!processor.Load((llama2 / "tokenizer.model").string()).ok()) return 1;
   std::vector<int> ids;
@@ -106,6 +117,7 @@ int main(int argc, char** argv) {
     return ids.size();
   });
   fmt::print("| Llama-2 | libsentencepiece alone (yardstick) | {:.2f} | {} |\n", spm_speed, spm_tokens);
-  fmt::print("\nratio GPT-2 byte-level BPE / libsentencepiece: {:.2f}\n", gpt2_speed / spm_speed);
+  fmt::print("\nratios to libsentencepiece: GPT-2 byte-level {:.2f}, SentencePiece-style tokenizer.json {:.2f}\n",
+             gpt2_speed / spm_speed, spm_json_speed / spm_speed);
   return 0;
 }

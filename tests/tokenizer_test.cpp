@@ -13,6 +13,7 @@
 
 #include "mill/chat_template.hpp"
 #include "mill/error.hpp"
+#include "mill/sentencepiece_conversion.hpp"
 #include "mill/tokenizer.hpp"
 #include "support.hpp"
 
@@ -53,74 +54,10 @@ json make_variant(const json& base, const json& patch) {
 
 std::vector<TokenId> ids_of(const json& node) { return node.get<std::vector<TokenId>>(); }
 
-// A SentencePiece-style tokenizer.json made from a tokenizer.model the way transformers' converter makes
-// one: the pieces become the vocabulary and every split of a piece into two pieces becomes a merge, ranked
-// by the merged piece's score. `legacy_normalizer` picks the older Prepend+Replace normalizer form (what most
-// Llama-2 and Mistral tokenizer.json files hold) over the Metaspace pre-tokenizer form.
+// A SentencePiece-style tokenizer.json made from a tokenizer.model by mill::sentencepiece_to_tokenizer_json.
 json tokenizer_json_from_sentencepiece(const fs::path& model_file, bool legacy_normalizer) {
-  sentencepiece::SentencePieceProcessor processor;
-  REQUIRE(processor.Load(model_file.string()).ok());
-  const int size = processor.GetPieceSize();
-  json vocab = json::object();
-  std::map<std::string, int> ids;
-  for (int id = 0; id < size; ++id) {
-    vocab[processor.IdToPiece(id)] = id;
-    ids[processor.IdToPiece(id)] = id;
-  }
-  struct Merge {
-    std::string left, right;
-    float score;
-    int left_id, right_id;
-  };
-  std::vector<Merge> merges;
-  for (int id = 0; id < size; ++id) {
-    const std::string piece = processor.IdToPiece(id);
-    std::vector<Merge> local;
-    for (std::size_t cut = 1; cut < piece.size(); ++cut) {
-      if ((static_cast<unsigned char>(piece[cut]) & 0xC0) == 0x80) continue;  // split between characters only
-      const auto left = ids.find(piece.substr(0, cut)), right = ids.find(piece.substr(cut));
-      if (left != ids.end() && right != ids.end())
-        local.push_back({left->first, right->first, processor.GetScore(id), left->second, right->second});
-    }
-    std::sort(local.begin(), local.end(), [](const Merge& a, const Merge& b) {
-      return std::make_pair(a.left_id, a.right_id) < std::make_pair(b.left_id, b.right_id);
-    });
-    merges.insert(merges.end(), local.begin(), local.end());
-  }
-  std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) { return a.score > b.score; });
-  json merge_list = json::array();
-  for (const auto& m : merges) merge_list.push_back(json::array({m.left, m.right}));
-
-  json added = json::array();
-  for (int id : {0, 1, 2})
-    added.push_back({{"id", id}, {"content", processor.IdToPiece(id)}, {"single_word", false}, {"lstrip", false},
-                     {"rstrip", false}, {"normalized", false}, {"special", true}});
-  const std::string space_symbol = "\xE2\x96\x81";
-  json root = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", added}};
-  if (legacy_normalizer) {
-    root["normalizer"] = {{"type", "Sequence"},
-                          {"normalizers", json::array({{{"type", "Prepend"}, {"prepend", space_symbol}},
-                                                       {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space_symbol}}})}};
-    root["pre_tokenizer"] = nullptr;
-  } else {
-    root["normalizer"] = nullptr;
-    root["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", space_symbol}, {"prepend_scheme", "first"}, {"split", false}};
-  }
-  root["post_processor"] = {
-      {"type", "TemplateProcessing"},
-      {"single", json::array({{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-      {"pair", json::array({{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-      {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
-  root["decoder"] = {{"type", "Sequence"},
-                     {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", space_symbol}}}, {"content", " "}},
-                                               {{"type", "ByteFallback"}},
-                                               {{"type", "Fuse"}},
-                                               {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
-  root["model"] = {{"type", "BPE"},          {"dropout", nullptr},  {"unk_token", "<unk>"},
-                   {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
-                   {"fuse_unk", true},       {"byte_fallback", true}, {"ignore_merges", false},
-                   {"vocab", vocab},         {"merges", merge_list}};
-  return root;
+  return json::parse(mill::sentencepiece_to_tokenizer_json(
+      model_file, legacy_normalizer ? mill::SentencePieceJsonStyle::prepend_normalizer : mill::SentencePieceJsonStyle::metaspace));
 }
 
 void write_json(const fs::path& file, const json& value) { mill::test::write_text(file, value.dump()); }
@@ -300,6 +237,39 @@ TEST_CASE("SentencePiece-style tokenizer.json built from tokenizer.model agrees 
       CHECK(compared > 50);
     }
   }
+}
+
+TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on every MMLU test line", "[tokenizer]") {
+  const auto model = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
+  const auto mmlu = mill::test::shared_path("data/mmlu/test");
+  if (model.empty() || mmlu.empty()) {
+    WARN("../shared/models/llama2-tokenizer or ../shared/data/mmlu is absent; skipped");
+    return;
+  }
+  mill::test::TempDir dir;
+  write_json(dir / "tokenizer.json", tokenizer_json_from_sentencepiece(model, true));
+  const auto tokenizer = Tokenizer::load(dir / "tokenizer.json");
+  sentencepiece::SentencePieceProcessor processor;
+  REQUIRE(processor.Load(model.string()).ok());
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(mmlu)) files.push_back(entry.path());
+  std::size_t lines = 0, mismatches = 0;
+  std::vector<int> expected;
+  for (const auto& file : files) {
+    std::istringstream in(mill::test::read_text(file));
+    std::string line;
+    while (std::getline(in, line)) {
+      expected.clear();
+      REQUIRE(processor.Encode(line, &expected).ok());
+      const auto ids = tokenizer->encode(line, false);
+      if (!std::equal(ids.begin(), ids.end(), expected.begin(), expected.end())) {
+        if (++mismatches <= 3) FAIL_CHECK("differs from libsentencepiece on: " << line);
+      }
+      ++lines;
+    }
+  }
+  CHECK(lines > 10000);
+  CHECK(mismatches == 0);
 }
 
 TEST_CASE("decode(encode(x)) gives x back for the lossless tokenizers", "[tokenizer]") {

@@ -6,6 +6,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <array>
 #include <fmt/format.h>
 
 #include "mill/error.hpp"
@@ -26,6 +27,7 @@ class SentencePieceTokenizer final : public Tokenizer {
         if (!piece.empty()) specials_.push_back({piece, id});
       }
     }
+    for (const auto& special : specials_) starts_special_[static_cast<unsigned char>(special.first[0])] = true;
     // Longest first, so that matching at a position takes the longest special piece.
     std::sort(specials_.begin(), specials_.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     auto lookup = [&](const std::optional<std::string>& piece, int fallback) -> std::optional<TokenId> {
@@ -117,6 +119,7 @@ class SentencePieceTokenizer final : public Tokenizer {
 
  private:
   const std::pair<std::string, TokenId>* match_special(std::string_view text, std::size_t pos) const {
+    if (!starts_special_[static_cast<unsigned char>(text[pos])]) return nullptr;
     for (const auto& special : specials_)
       if (text.compare(pos, special.first.size(), special.first) == 0) return &special;
     return nullptr;
@@ -125,6 +128,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   TokenizerConfig config_;
   sentencepiece::SentencePieceProcessor processor_;
   std::vector<std::pair<std::string, TokenId>> specials_;
+  std::array<bool, 256> starts_special_{};
   std::vector<TokenId> prefix_, suffix_;
   std::optional<TokenId> bos_id_, eos_id_;
 };
