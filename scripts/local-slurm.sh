@@ -173,15 +173,16 @@ NodeName=$node Name=gpu File=$(IFS=,; echo "${devices[*]}")
 EOF
   # slurmd reads cgroup.conf only with cgroup plugins; none here.
 
+  # The daemons must not inherit the lock's descriptor (9), or the lock would be held as long as they run.
   munged --force --socket="$dir/munge/munge.socket" --pid-file="$dir/run/munged.pid" \
-    --seed-file="$dir/munge/munged.seed" --log-file="$dir/log/munged.log" --key-file=/etc/munge/munge.key
+    --seed-file="$dir/munge/munged.seed" --log-file="$dir/log/munged.log" --key-file=/etc/munge/munge.key 9>&-
   export SLURM_CONF="$dir/slurm.conf"
-  slurmctld -f "$SLURM_CONF"
+  slurmctld -f "$SLURM_CONF" 9>&-
   for _ in $(seq 1 100); do
     scontrol ping >/dev/null 2>&1 && break
     sleep 0.1
   done
-  slurmd -f "$SLURM_CONF"
+  slurmd -f "$SLURM_CONF" 9>&-
   # Wait for the node to register, resume it, then wait until it is idle.
   local state=""
   for _ in $(seq 1 300); do
@@ -210,12 +211,12 @@ case "${1:-}" in
     fi
     # One start at a time per record (tests may race to start the same cluster).
     exec 9>"$record.lock"
-    flock 9
+    flock -w 120 9 || { say "timed out waiting for $record.lock"; exit 1; }
     start_cluster
     ;;
   stop)
     exec 9>"$record.lock"
-    flock 9
+    flock -w 120 9 || { say "timed out waiting for $record.lock"; exit 1; }
     stop_cluster
     ;;
   status)

@@ -28,7 +28,7 @@ TEST_CASE("timestamps are read as ISO 8601 UTC or Unix seconds") {
   CHECK(parse_timestamp(nullptr) == -1);
 }
 
-TEST_CASE("the queue wins while SLURM has the element; then the status file; then the heartbeat") {
+TEST_CASE("the queue wins while SLURM has the element, then the status file, then the heartbeat") {
   const nlohmann::json none;
   // Pending in the queue, even with a status file from before a requeue.
   auto status = combine_element_status(0, {{"state", "preempted"}}, none, true, std::string("PENDING"), "BeginTime", "", kNow);

@@ -168,6 +168,12 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   if (options.evals_per_element < 1) {
     throw Error(fmt::format("--evals_per_element: {} is not a positive integer", options.evals_per_element));
   }
+  if (options.max_requeues < 0) {
+    throw Error(fmt::format("--max_requeues: {} is negative (expected 0 or more)", options.max_requeues));
+  }
+  if (!options.data_dir.empty() && !std::filesystem::is_directory(options.data_dir)) {
+    throw Error(fmt::format("--data_dir: {} is not a directory", quote_value(options.data_dir)));
+  }
   if (!options.venv_path.empty() && !std::filesystem::exists(std::filesystem::path(options.venv_path) / "bin" / "activate")) {
     throw Error(fmt::format("--venv_path: {} has no bin/activate (expected a virtual environment directory)",
                             quote_value(options.venv_path)));
@@ -325,7 +331,11 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     const bool colour = stdout_is_colour_terminal();
     if (options.dry_run) print_job_table(plan, colour);
     std::cout << "\n" << summary << "\n";
-    std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
+    if (options.local) {
+      std::cout << "--local: no SLURM; every job runs here, one element after another\n";
+    } else {
+      std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
+    }
     if (!elements.empty() && !options.local) {
       std::cout << fmt::format("array: {} element(s), up to {} eval(s) of one model each, at most {} running (%{})\n",
                                elements.size(), walltime.evals_per_element, profile.max_array_len, profile.max_array_len);

@@ -137,7 +137,18 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
                    (message.empty() ? std::string() : " (" + message + ")");
     } else {
       out.state = ElementState::failed;
-      out.detail = fmt::format("exit {}{}", exit_code, message.empty() ? "" : ": " + message);
+      // The worker's summary points at jobs[]; the first failed job's own message says what went wrong.
+      std::string job_message;
+      if (status_file.contains("jobs") && status_file["jobs"].is_array()) {
+        for (const auto& job : status_file["jobs"]) {
+          if (field_string(job, "state") != "failed" || field_string(job, "message").empty()) continue;
+          job_message = fmt::format("{} {}-shot: {}", field_string(job, "task"), field_integer(job, "n_shot", 0),
+                                    one_line(field_string(job, "message")));
+          break;
+        }
+      }
+      out.detail = fmt::format("exit {}{}{}", exit_code, message.empty() ? "" : ": " + message,
+                               job_message.empty() ? "" : "; " + job_message);
     }
     return out;
   }

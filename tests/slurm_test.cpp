@@ -1,0 +1,409 @@
+// Against a real single-node SLURM cluster (scripts/local-slurm.sh): hostile paths in a real array script, the
+// %max_array_len throttle observed with squeue, and `mill schedule` end to end with the real worker (mill-demo ×
+// demo): submit, no double submission, nothing missing afterwards, and a failed job resubmitted alone.
+// CTest starts the cluster once for all [slurm] tests (tests/CMakeLists.txt); run alone, the first test starts it
+// and the process stops it at exit. Without the SLURM binaries these tests warn and pass.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "mill/cluster.hpp"
+#include "mill/sbatch.hpp"
+#include "mill/slurm.hpp"
+#include "support.hpp"
+
+using namespace mill;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+bool installed(const std::string& name) {
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  path += ":/usr/sbin:/sbin";
+  std::stringstream dirs(path);
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (!dir.empty() && ::access((fs::path(dir) / name).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+struct LocalCluster {
+  std::string skip;   // why the tests cannot run here (binaries missing): they warn and pass
+  std::string error;  // the cluster should run but does not: the tests fail
+  std::map<std::string, std::string> env;  // SLURM_CONF for clients
+  std::map<std::string, std::string> script_env;
+  bool started_here = false;
+
+  ~LocalCluster() {
+    if (started_here) test::run_program({script(), "stop"}, script_env);
+  }
+  static std::string script() { return std::string(MILL_SOURCE_DIR) + "/scripts/local-slurm.sh"; }
+};
+
+LocalCluster& local_cluster() {
+  static LocalCluster cluster = [] {
+    LocalCluster c;
+    for (const char* binary : {"sbatch", "squeue", "scontrol", "slurmctld", "slurmd", "munged"}) {
+      if (!installed(binary)) {
+        c.skip = std::string("SLURM test skipped: ") + binary + " is not installed (apt-get install slurm-wlm munge)";
+        return c;
+      }
+    }
+    if (const char* record = std::getenv("MILL_LOCAL_SLURM_RECORD"); record && *record) {
+      c.script_env["MILL_LOCAL_SLURM_RECORD"] = record;
+    }
+    const bool was_running = test::run_program({LocalCluster::script(), "status"}, c.script_env).exit_code == 0;
+    const auto started = test::run_program({LocalCluster::script(), "start"}, c.script_env);
+    if (started.exit_code != 0) {
+      c.error = "scripts/local-slurm.sh start failed: " + started.err;
+      return c;
+    }
+    c.started_here = !was_running;
+    const auto at = started.out.find("SLURM_CONF=");
+    if (at == std::string::npos) {
+      c.error = "scripts/local-slurm.sh start printed no SLURM_CONF: " + started.out;
+      return c;
+    }
+    const auto value = started.out.substr(at + 11);
+    c.env["SLURM_CONF"] = value.substr(0, value.find('\n'));
+    return c;
+  }();
+  return cluster;
+}
+
+#define REQUIRE_LOCAL_CLUSTER()                       \
+  auto& cluster = local_cluster();                    \
+  if (!cluster.skip.empty()) {                        \
+    WARN(cluster.skip);                               \
+    return;                                           \
+  }                                                   \
+  INFO(cluster.error);                                \
+  REQUIRE(cluster.error.empty())
+
+std::vector<QueueEntry> queue_of(const std::string& array_job_id, const std::map<std::string, std::string>& env) {
+  const auto result = test::run_program({"squeue", "-h", "-r", "-j", array_job_id, "-o", "%i|%F|%K|%T|%r"}, env);
+  return parse_queue(result.out);
+}
+
+// Polls squeue until the array has left the queue; `observe` sees every poll. Fails after `timeout`.
+void wait_for_array(const std::string& array_job_id, const std::map<std::string, std::string>& env,
+                    const std::function<void(const std::vector<QueueEntry>&)>& observe = {},
+                    std::chrono::seconds timeout = std::chrono::seconds(240)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto entries = queue_of(array_job_id, env);
+    if (observe) observe(entries);
+    if (entries.empty()) return;
+    if (std::chrono::steady_clock::now() > deadline) {
+      FAIL("array job " << array_job_id << " still in the queue after " << timeout.count() << " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+ClusterProfile local_profile() {
+  const auto config = parse_cluster_config(bundled_cluster_config(), "clusters.yaml");
+  for (const auto& profile : config.profiles) {
+    if (profile.name == "local") return profile;
+  }
+  FAIL("the bundled clusters.yaml has no profile `local`");
+  return {};
+}
+
+// Renders the array script for a stand-in worker and submits it with sbatch (no shell), as mill does.
+std::string submit_stand_in(const SbatchRequest& request, const std::map<std::string, std::string>& env) {
+  fs::create_directories(request.sweep_dir / "logs");
+  const auto script = request.sweep_dir / "job.sbatch";
+  test::write_text(script, render_sbatch_script(request));
+  const auto submitted = test::run_program(sbatch_command(request, script), env);
+  INFO(submitted.err);
+  REQUIRE(submitted.exit_code == 0);
+  const auto id = parse_sbatch_job_id(submitted.out);
+  REQUIRE_FALSE(id.empty());
+  return id;
+}
+
+std::vector<fs::path> canaries(const fs::path& root) {
+  std::vector<fs::path> found;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.path().filename().string().rfind("canary", 0) == 0) found.push_back(entry.path());
+  }
+  return found;
+}
+
+std::vector<std::string> split_nul(const std::string& text) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0; start < text.size();) {
+    const auto end = text.find('\0', start);
+    parts.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+TEST_CASE("hostile paths in a real SLURM array reach the worker unchanged and never execute", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const std::string hostile = " 'q' \"d\" $(touch canary1) `touch canary2` ;touch canary3; $HOME *\nline2";
+  const auto stand_in = root / ("bin" + hostile) / "mill";
+  test::write_text(stand_in,
+                   "#!/bin/bash\nprintf '%s\\0' \"$@\" > \"$MILL_TEST_ARGV_FILE.$SLURM_ARRAY_TASK_ID\"\n"
+                   "printf '%s' \"${MILL_TEST_VENV:-none}\" > \"$MILL_TEST_ARGV_FILE.venv\"\n");
+  fs::permissions(stand_in, fs::perms::owner_all);
+  const auto venv = root / ("venv" + hostile);
+  test::write_text(venv / "bin" / "activate", "export MILL_TEST_VENV=active\n");
+
+  const auto profile = local_profile();
+  SbatchRequest request;
+  request.profile = &profile;
+  request.array_size = 2;
+  request.time_minutes = 5;
+  request.mill_binary = stand_in;
+  request.output_dir = root / ("out" + hostile);
+  request.cache_dir = root / ("cache" + hostile);
+  request.sweep_dir = request.output_dir / "sweeps" / ("s1" + hostile);
+  request.manifest = request.sweep_dir / "manifest.json";
+  request.venv_path = venv;
+  auto env = cluster.env;
+  env["MILL_TEST_ARGV_FILE"] = (root / "argv").string();
+  const auto id = submit_stand_in(request, env);
+  wait_for_array(id, env);
+
+  for (const std::string element : {"0", "1"}) {
+    INFO("element " << element);
+    const std::vector<std::string> expected = {"--output_dir", request.output_dir.string(), "--cache_dir",
+                                               request.cache_dir.string(), "eval", "--manifest",
+                                               request.manifest.string(), "--element", element};
+    CHECK(split_nul(test::read_text(root / ("argv." + element))) == expected);
+    CHECK(fs::exists(request.sweep_dir / "logs" / (id + "_" + element + ".out")));
+  }
+  CHECK(test::read_text(root / "argv.venv") == "active");
+  CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("a throttled array never runs more than max_array_len elements at once", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const auto stand_in = root / "sleeper";
+  test::write_text(stand_in, "#!/bin/bash\nsleep 2\n");
+  fs::permissions(stand_in, fs::perms::owner_all);
+  const auto profile = local_profile();
+  REQUIRE(profile.max_array_len == 3);
+  REQUIRE(profile.gpus_per_node > profile.max_array_len);  // so the throttle, not the GPUs, is what limits
+  SbatchRequest request;
+  request.profile = &profile;
+  request.array_size = 8;
+  request.time_minutes = 5;
+  request.mill_binary = stand_in;
+  request.output_dir = root / "out";
+  request.cache_dir = root / "cache";
+  request.sweep_dir = root / "out" / "sweeps" / "throttle";
+  request.manifest = request.sweep_dir / "manifest.json";
+  const auto id = submit_stand_in(request, cluster.env);
+  REQUIRE_THAT(test::read_text(request.sweep_dir / "job.sbatch"), Contains("--array=0-7%3"));
+
+  int most_running = 0, polls = 0;
+  std::set<int> seen_running;
+  wait_for_array(id, cluster.env, [&](const std::vector<QueueEntry>& entries) {
+    ++polls;
+    int running = 0;
+    for (const auto& entry : entries) {
+      if (entry.state == "RUNNING" || entry.state == "COMPLETING") {
+        ++running;
+        seen_running.insert(entry.array_task_id);
+      }
+    }
+    most_running = std::max(most_running, running);
+  });
+  INFO("polls: " << polls);
+  CHECK(most_running <= profile.max_array_len);
+  CHECK(most_running >= 2);  // elements did run side by side: the observation means something
+  CHECK(seen_running.size() >= 6);
+  for (int element = 0; element < 8; ++element) {
+    CHECK(fs::exists(request.sweep_dir / "logs" / (id + "_" + std::to_string(element) + ".out")));
+  }
+}
+
+namespace {
+
+struct Sweep {
+  fs::path root;
+  fs::path out;
+  fs::path cache;
+  fs::path tasks;
+  std::map<std::string, std::string> env;
+
+  test::RunResult mill(std::vector<std::string> args) const {
+    args.insert(args.begin(), {"--output_dir", out.string(), "--cache_dir", cache.string()});
+    return test::run_mill(args, env);
+  }
+  std::vector<std::string> schedule_args(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args = {"schedule",  "mill-demo",          "demo,demo_extra", "--n_shots",
+                                     "0,1",       "--cluster",          "local",           "--evals_per_element",
+                                     "2",         "--extra_task_paths", tasks.string(),    "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  nlohmann::json schedule(std::vector<std::string> extra = {}) const {
+    const auto run = mill(schedule_args(extra));
+    INFO(run.err);
+    REQUIRE(run.exit_code == 0);
+    // The JSON document is the last thing on stdout.
+    return nlohmann::json::parse(run.out.substr(run.out.find("{\n")));
+  }
+  nlohmann::json status() const {
+    const auto run = mill({"status", "--json"});
+    INFO(run.err);
+    REQUIRE(run.exit_code == 0);
+    return nlohmann::json::parse(run.out);
+  }
+};
+
+nlohmann::json find_job(const nlohmann::json& plan, const std::string& task, int n_shot) {
+  for (const auto& job : plan["jobs"]) {
+    if (job["task"] == task && job["n_shot"] == n_shot) return job;
+  }
+  FAIL("no job " << task << " " << n_shot << "-shot in the plan");
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("mill schedule runs a sweep on SLURM, never submits twice, and resubmits exactly a failed job", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  // Output dir and task path with characters a shell would act on.
+  sweep.out = root / "out dir 'q' $(touch canary1) `touch canary2`";
+  sweep.cache = root / "cache";
+  sweep.tasks = root / "tasks \"x\" $(touch canary3)";
+  sweep.env = cluster.env;
+  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  demo.replace(at, 12, "\ntask: demo_extra\n");
+  test::write_text(sweep.tasks / "demo_extra.yaml", demo);
+
+  // 1. Submit: 4 jobs of one model in 2 elements, gres and partition from the profile.
+  const auto first = sweep.schedule();
+  INFO(first.dump(2));
+  REQUIRE(first["submitted"] == true);
+  const auto array_id = first["submission"]["array_job_id"].get<std::string>();
+  CHECK(first["submission"]["elements"] == 2);
+  CHECK(first["submission"]["jobs"] == 4);
+  const fs::path sweep_dir = first["submission"]["sweep_dir"].get<std::string>();
+  const auto script = test::read_text(sweep_dir / "job.sbatch");
+  CHECK_THAT(script, Contains("#SBATCH --gres=gpu:1\n") && Contains("#SBATCH --partition=debug\n") &&
+                         Contains("#SBATCH --array=0-1%3\n") && Contains("#SBATCH --mem=1G\n"));
+  const auto manifest = nlohmann::json::parse(test::read_text(sweep_dir / "manifest.json"));
+  CHECK(manifest["settings"]["extra_task_paths"][0] == sweep.tasks.string());
+
+  // 2. While the array is in the queue, the same command submits nothing again.
+  const auto again = sweep.schedule();
+  CHECK(again["submitted"] == false);
+  CHECK(again["counts"]["in_flight"].get<int>() + again["counts"]["done"].get<int>() == 4);
+
+  wait_for_array(array_id, cluster.env);
+  auto status = sweep.status();
+  REQUIRE(status["sweeps"].size() == 1);
+  CHECK(status["sweeps"][0]["counts"]["completed"] == 2);
+  CHECK(status["sweeps"][0]["finished"] == true);
+
+  // 3. Nothing is missing: collect --check agrees, and a plan has nothing pending; schedule submits nothing.
+  const auto check = sweep.mill({"collect", "--check", "--models", "mill-demo", "--tasks", "demo,demo_extra", "--n_shots",
+                                 "0,1", "--extra_task_paths", sweep.tasks.string()});
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+  const auto after = sweep.schedule();
+  CHECK(after["counts"]["pending"] == 0);
+  CHECK(after["submitted"] == false);
+  CHECK(fs::exists(sweep_dir / "logs" / (array_id + "_0.out")));
+
+  // 4. One job fails: its result is gone and its journal cannot be written (a directory is in the way).
+  const auto victim = find_job(after, "demo", 1);
+  const fs::path victim_result = victim["result"].get<std::string>();
+  REQUIRE(fs::exists(victim_result));
+  const auto journal = fs::path(victim_result.string().substr(0, victim_result.string().size() - 5) + ".journal.jsonl");
+  REQUIRE(fs::exists(journal));
+  fs::remove(victim_result);
+  fs::remove(journal);
+  fs::create_directories(journal);
+
+  const auto retry = sweep.schedule();
+  REQUIRE(retry["submitted"] == true);
+  CHECK(retry["counts"]["pending"] == 1);
+  CHECK(retry["submission"]["jobs"] == 1);
+  const fs::path retry_dir = retry["submission"]["sweep_dir"].get<std::string>();
+  const auto retry_manifest = nlohmann::json::parse(test::read_text(retry_dir / "manifest.json"));
+  REQUIRE(retry_manifest["elements"].size() == 1);
+  CHECK(retry_manifest["elements"][0]["jobs"][0]["key"] == victim["key"]);
+  wait_for_array(retry["submission"]["array_job_id"].get<std::string>(), cluster.env);
+
+  status = sweep.status();
+  REQUIRE(status["sweeps"].size() == 2);
+  CHECK(status["sweeps"][1]["counts"]["failed"] == 1);
+  CHECK_FALSE(fs::exists(victim_result));
+  const auto still = sweep.schedule({"--dry_run"});
+  CHECK(still["counts"]["pending"] == 1);  // a failed job is not counted done
+  CHECK(find_job(still, "demo", 1)["status"] == "missing");
+  CHECK(sweep.mill({"collect", "--check", "--models", "mill-demo", "--tasks", "demo,demo_extra", "--n_shots", "0,1",
+                    "--extra_task_paths", sweep.tasks.string()})
+            .exit_code == 3);
+
+  // 5. With the obstacle gone, the next schedule resubmits exactly that job, and then everything is done.
+  fs::remove(journal);
+  const auto last = sweep.schedule();
+  REQUIRE(last["submitted"] == true);
+  CHECK(last["submission"]["jobs"] == 1);
+  const auto last_manifest =
+      nlohmann::json::parse(test::read_text(fs::path(last["submission"]["sweep_dir"].get<std::string>()) / "manifest.json"));
+  CHECK(last_manifest["elements"][0]["jobs"][0]["key"] == victim["key"]);
+  wait_for_array(last["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  CHECK(sweep.schedule({"--dry_run"})["counts"]["pending"] == 0);
+  status = sweep.status();
+  REQUIRE(status["sweeps"].size() == 3);
+  CHECK(status["sweeps"][2]["counts"]["completed"] == 1);
+  CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("schedule --local runs every element here with the same result and status files", "[local]") {
+  test::TempDir root;
+  const auto out = root / "out 'q' $(touch canary)";
+  const std::vector<std::string> base = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
+                                         "schedule",     "mill-demo",  "demo",        "--n_shots",
+                                         "0,1",          "--evals_per_element", "1"};
+  auto args = base;
+  args.push_back("--local");
+  const auto run = test::run_mill(args);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.out, Contains("--local: ran 2 of 2 element(s)"));
+  auto dry = base;
+  dry.insert(dry.end(), {"--dry_run", "--json", "--cluster", "local"});
+  const auto plan = nlohmann::json::parse(test::run_mill(dry).out);
+  CHECK(plan["counts"]["pending"] == 0);
+  CHECK(plan["counts"]["done"] == 2);
+  const auto status = nlohmann::json::parse(test::run_mill({"--output_dir", out.string(), "status", "--json"}).out);
+  REQUIRE(status["sweeps"].size() == 1);
+  CHECK(status["sweeps"][0]["mode"] == "local");
+  CHECK(status["sweeps"][0]["counts"]["completed"] == 2);
+  // Run again: nothing to do, and no new sweep.
+  auto again = base;
+  again.push_back("--local");
+  const auto second = test::run_mill(again);
+  CHECK(second.exit_code == 0);
+  CHECK_THAT(second.out, Contains("nothing to do"));
+  CHECK(nlohmann::json::parse(test::run_mill({"--output_dir", out.string(), "status", "--json"}).out)["sweeps"].size() == 1);
+  CHECK(canaries(root.path()).empty());
+}
