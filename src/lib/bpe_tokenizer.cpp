@@ -47,6 +47,13 @@ bool is_alphanumeric(char32_t c) {
          (category >= UTF8PROC_CATEGORY_ND && category <= UTF8PROC_CATEGORY_NO);
 }
 
+bool is_numeric(char32_t c) {  // Rust's char::is_numeric: general category Nd, Nl or No
+  if (c == char32_t(-1)) return false;
+  if (c < 0x80) return c >= '0' && c <= '9';
+  const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(c));
+  return category >= UTF8PROC_CATEGORY_ND && category <= UTF8PROC_CATEGORY_NO;
+}
+
 // Visits the characters of possibly invalid UTF-8: an invalid byte is visited alone with code point -1.
 template <typename Visit>
 void for_each_char(std::string_view text, Visit&& visit) {
@@ -163,7 +170,14 @@ class Regex {
     std::size_t offset = 0;
     while (offset <= text.size()) {
       const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), offset, 0, data, nullptr);
-      if (rc < 0) break;
+      if (rc == PCRE2_ERROR_NOMATCH) break;
+      if (rc < 0) {  // never drop the rest of the text silently
+        std::array<PCRE2_UCHAR, 256> message{};
+        pcre2_get_error_message(rc, message.data(), message.size());
+        pcre2_match_data_free(data);
+        throw Error(fmt::format("tokenizer regex failed on a text of {} bytes: {}", text.size(),
+                                reinterpret_cast<const char*>(message.data())));
+      }
       const PCRE2_SIZE* vector = pcre2_get_ovector_pointer(data);
       const std::size_t begin = vector[0], end = vector[1];
       if (end == begin) {  // an empty match: step over one character
@@ -475,14 +489,14 @@ struct DigitsPreTokenizer : PreTokenizer {
     std::vector<Word> out;
     for (const auto& word : words) {
       std::vector<std::pair<std::size_t, std::size_t>> matches;
-      for (std::size_t i = 0; i < word.text.size(); ++i) {
-        if (word.text[i] < '0' || word.text[i] > '9') continue;
-        if (!individual && !matches.empty() && matches.back().second == i) {
-          matches.back().second = i + 1;
+      for_each_char(word.text, [&](std::size_t pos, std::size_t length, char32_t c) {
+        if (!is_numeric(c)) return;
+        if (!individual && !matches.empty() && matches.back().second == pos) {
+          matches.back().second = pos + length;
         } else {
-          matches.emplace_back(i, i + 1);
+          matches.emplace_back(pos, pos + length);
         }
-      }
+      });
       split_by_matches(word, matches, SplitBehavior::isolated, false, out);
     }
     words = std::move(out);
@@ -560,8 +574,32 @@ PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path
     return digits;
   }
   if (type == "WhitespaceSplit") return std::make_unique<WhitespaceSplitPreTokenizer>();
+  if (type == "Whitespace") {  // words and punctuation runs kept, whitespace dropped
+    auto split = std::make_unique<SplitPreTokenizer>();
+    // Oniguruma's \w (the tokenizers library's regex engine) is Unicode's word class, wider than PCRE2's.
+    split->pattern.regex = std::make_shared<Regex>(
+        R"([\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}]+|[^\p{L}\p{Nl}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D}\s]+)", file);
+    split->behavior = SplitBehavior::removed;
+    split->invert = true;
+    return split;
+  }
+  if (type == "Punctuation") {  // each punctuation character (ASCII or Unicode P*) split off
+    auto split = std::make_unique<SplitPreTokenizer>();
+    split->pattern.regex = std::make_shared<Regex>(R"([\p{P}!-/:-@\[-`{-~])", file);
+    const std::string behavior = node.value("behavior", "Isolated");
+    static const std::map<std::string, SplitBehavior> behaviors{
+        {"Removed", SplitBehavior::removed},
+        {"Isolated", SplitBehavior::isolated},
+        {"MergedWithPrevious", SplitBehavior::merged_with_previous},
+        {"MergedWithNext", SplitBehavior::merged_with_next},
+        {"Contiguous", SplitBehavior::contiguous}};
+    const auto found = behaviors.find(behavior);
+    if (found == behaviors.end()) fail(file, fmt::format("Punctuation behavior {} is not supported", quote_value(behavior)));
+    split->behavior = found->second;
+    return split;
+  }
   fail(file, fmt::format("pre_tokenizer type {} is not supported (supported: Sequence, Split, ByteLevel, "
-                         "Metaspace, Digits, WhitespaceSplit)",
+                         "Metaspace, Digits, WhitespaceSplit, Whitespace, Punctuation)",
                          quote_value(type)));
 }
 

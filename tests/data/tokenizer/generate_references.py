@@ -24,7 +24,10 @@ def emit(name, tk):
 for name, v in variants.items():
     if name.startswith("_"): continue
     try:
-        d = json.loads(json.dumps(base))
+        if v.get("base") == "llama2-metaspace":
+            d = json.load(open(os.path.join(here, "llama2-json-metaspace.json")))
+        else:
+            d = json.loads(json.dumps(base))
         d.update(v.get("set", {}))
         d["model"].update(v.get("model", {}))
         d["added_tokens"] = d["added_tokens"] + v.get("added_tokens", [])
