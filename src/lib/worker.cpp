@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -183,6 +184,11 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     // The api/vllm backends keep their request journal and server logs beside the results unless
     // MILL_REMOTE_DIR says otherwise (docs/backends.md).
     ::setenv("MILL_REMOTE_DIR", (options.output_dir / "remote").c_str(), 0);
+    if (std::find(runnable.begin(), runnable.end(), true) == runnable.end()) {
+      // Nothing can run: do not spend minutes loading the model.
+      write_status("failed", static_cast<int>(ExitCode::eval_failed), "no job of this element can run");
+      return static_cast<int>(ExitCode::eval_failed);
+    }
     backend = make_backend(spec);
   } catch (const Error& e) {
     for (auto& status : statuses) {
