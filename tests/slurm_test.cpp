@@ -407,3 +407,83 @@ TEST_CASE("schedule --local runs every element here with the same result and sta
   CHECK(nlohmann::json::parse(test::run_mill({"--output_dir", out.string(), "status", "--json"}).out)["sweeps"].size() == 1);
   CHECK(canaries(root.path()).empty());
 }
+
+TEST_CASE("a hostile model name reaches the SLURM worker unchanged through the manifest", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  // mill-demo rejects the unknown argument, so the worker fails and quotes the spec it received.
+  const std::string hostile = "it's a 'model' $(touch canary1) `touch canary2` ;touch canary3;";
+  const std::string spec = "mill-demo[note=\"" + hostile + "\"]";
+  const auto run = test::run_mill({"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
+                                   "schedule", spec, "demo", "--cluster", "local", "--json"},
+                                  cluster.env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto plan = nlohmann::json::parse(run.out);
+  REQUIRE(plan["submitted"] == true);
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  CHECK(nlohmann::json::parse(test::read_text(sweep_dir / "manifest.json"))["elements"][0]["model"] == spec);
+  wait_for_array(plan["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  const auto status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
+  CHECK(status["state"] == "failed");
+  CHECK_THAT(status["message"].get<std::string>(), Contains(hostile) && Contains("no argument"));
+  CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("a worker stopped by the pre-walltime signal after progress requeues itself", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  // A slow demo model (2 s per batch of 32 documents) so the signal lands while the element works.
+  const std::string spec = "mill-demo[delay_ms=2000]";
+  const std::vector<std::string> base = {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
+                                         "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
+                                         "--max_requeues", "1", "--json"};
+  const auto run = test::run_mill(base, cluster.env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto plan = nlohmann::json::parse(run.out);
+  REQUIRE(plan["submitted"] == true);
+  REQUIRE(plan["submission"]["elements"] == 1);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  const auto result = find_job(plan, "demo", 0)["result"].get<std::string>();
+  const fs::path journal = result.substr(0, result.size() - 5) + ".journal.jsonl";
+
+  // Wait until the first batch is journaled, then send what SLURM sends before the time limit.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!(fs::exists(journal) && fs::file_size(journal) > 0)) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const auto signalled =
+      test::run_program({"scancel", "--signal=USR1", "--batch", array_id + "_0"}, cluster.env);
+  INFO(signalled.err);
+  REQUIRE(signalled.exit_code == 0);
+
+  // The worker finishes its batch, writes `preempted`, and requeues the element: SLURM holds it pending.
+  std::string restarts;
+  const auto requeue_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    const auto shown = test::run_program({"scontrol", "-o", "show", "job", array_id + "_0"}, cluster.env);
+    const auto at = shown.out.find("Restarts=");
+    restarts = at == std::string::npos ? "" : shown.out.substr(at + 9, shown.out.find(' ', at) - at - 9);
+    if (restarts == "1" && shown.out.find("JobState=PENDING") != std::string::npos) break;
+    REQUIRE(std::chrono::steady_clock::now() < requeue_deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const auto element_status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
+  CHECK(element_status["state"] == "preempted");
+  CHECK(element_status["exit_code"] == 75);
+  const auto status = nlohmann::json::parse(
+      test::run_mill({"--output_dir", root.path().string(), "status", "--json"}, cluster.env).out);
+  CHECK(status["sweeps"][0]["elements"][0]["state"] == "queued");
+  CHECK_THAT(status["sweeps"][0]["elements"][0]["detail"].get<std::string>(), Contains("requeued"));
+  // Still queued, so schedule does not submit those jobs again.
+  const auto second = nlohmann::json::parse(test::run_mill(base, cluster.env).out);
+  CHECK(second["submitted"] == false);
+  CHECK(second["counts"]["in_flight"].get<int>() + second["counts"]["done"].get<int>() == 2);
+
+  // The requeued run would start after SLURM's requeue delay; the test stops here.
+  test::run_program({"scancel", array_id}, cluster.env);
+  wait_for_array(array_id, cluster.env);
+}
