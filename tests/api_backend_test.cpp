@@ -1,12 +1,13 @@
 // The OpenAI-compatible client against a misbehaving server (the real protocol with injected faults): it retries
 // what is worth retrying, stops with a clear error otherwise, and a rerun does not repeat answered requests.
-#include <catch2/catch.hpp>
+#include "mill/api_backend.hpp"
 
-#include <chrono>
-#include <cstdlib>
 #include <fmt/format.h>
 
-#include "mill/api_backend.hpp"
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+
 #include "mill/demo_backend.hpp"
 #include "mill/error.hpp"
 #include "remote_support.hpp"
@@ -32,13 +33,15 @@ ApiBackendConfig fault_config(const FaultServer& server, const std::filesystem::
 
 std::vector<LoglikelihoodRequest> some_requests(int n) {
   std::vector<LoglikelihoodRequest> requests;
-  for (int i = 0; i < n; ++i) requests.push_back({fmt::format("Question {}: what comes next?", i), fmt::format(" {}", i * 7)});
+  for (int i = 0; i < n; ++i)
+    requests.push_back({fmt::format("Question {}: what comes next?", i), fmt::format(" {}", i * 7)});
   return requests;
 }
 
 std::string prompt_of(const LoglikelihoodRequest& request) { return request.context + request.continuation; }
 
-void check_matches_demo(const std::vector<LoglikelihoodRequest>& requests, const std::vector<LoglikelihoodResult>& got) {
+void check_matches_demo(const std::vector<LoglikelihoodRequest>& requests,
+                        const std::vector<LoglikelihoodResult>& got) {
   DemoBackend demo(ModelSpec::parse("mill-demo"));
   const auto expected = demo.loglikelihood(requests);
   REQUIRE(got.size() == expected.size());
@@ -237,7 +240,8 @@ TEST_CASE("the API key never reaches messages, logs or files", "[remote][secrets
   TempDir dir;
   FaultServer server;
   const auto spec = fmt::format("api[base_url={},model=mill-demo,max_retries=1]", server.base_url());
-  const std::map<std::string, std::string> env = {{"OPENAI_API_KEY", secret}, {"MILL_REMOTE_DIR", (dir / "remote").string()}};
+  const std::map<std::string, std::string> env = {{"OPENAI_API_KEY", secret},
+                                                  {"MILL_REMOTE_DIR", (dir / "remote").string()}};
 
   // A server that repeats the key in its error (some do, partially) must not get it into mill's message.
   server.set_fault([&](const std::string&, int, httplib::Response& response) {
@@ -246,13 +250,15 @@ TEST_CASE("the API key never reaches messages, logs or files", "[remote][secrets
                          "application/json");
     return true;
   });
-  const auto refused = run_mill({"--output_dir", (dir / "out").string(), "--log_level", "debug", "eval", spec, "demo"}, env);
+  const auto refused =
+      run_mill({"--output_dir", (dir / "out").string(), "--log_level", "debug", "eval", spec, "demo"}, env);
   CHECK(refused.exit_code == 4);
   CHECK_THAT(refused.err, Catch::Contains("HTTP 401: Incorrect API key provided: ***"));
   CHECK(server.last_authorization() == "Bearer " + secret);  // the key was used, so the checks below mean something
 
   server.set_fault({});
-  const auto accepted = run_mill({"--output_dir", (dir / "out").string(), "--log_level", "debug", "eval", spec, "demo"}, env);
+  const auto accepted =
+      run_mill({"--output_dir", (dir / "out").string(), "--log_level", "debug", "eval", spec, "demo"}, env);
   INFO(accepted.err);
   REQUIRE(accepted.exit_code == 0);
 

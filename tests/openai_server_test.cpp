@@ -1,7 +1,6 @@
 // `mill serve` and its protocol: the api client against the server gives exactly the in-process demo model's
 // numbers; the echo/logprobs mapping; clear JSON errors; the real binary serving and stopping on SIGTERM.
 #include <catch2/catch.hpp>
-
 #include <chrono>
 #include <sstream>
 
@@ -69,7 +68,7 @@ TEST_CASE("the api client against mill serve reproduces the in-process demo mode
     CHECK(got[i].n_tokens == expected[i].n_tokens);
     greedy_count += expected[i].greedy ? 1 : 0;
   }
-  CHECK(greedy_count >= 3);                                      // both answers occur in the set
+  CHECK(greedy_count >= 3);  // both answers occur in the set
   CHECK(greedy_count < static_cast<int>(requests.size()));
 
   const std::vector<RollingRequest> texts = {{"The wheel turns all day."}, {"ünïcödé text"}, {"x"}};
@@ -80,9 +79,8 @@ TEST_CASE("the api client against mill serve reproduces the in-process demo mode
     CHECK(got_rolling[i].n_tokens == expected_rolling[i].n_tokens);
   }
 
-  const std::vector<GenerationRequest> asks = {{"Question: What is 1 + 1?\nAnswer:", {"\n"}, 40},
-                                               {"The mill", {}, 12},
-                                               {"Q", {"e", "a"}, 30}};
+  const std::vector<GenerationRequest> asks = {
+      {"Question: What is 1 + 1?\nAnswer:", {"\n"}, 40}, {"The mill", {}, 12}, {"Q", {"e", "a"}, 30}};
   const auto expected_text = demo.generate(asks);
   const auto got_text = api.generate(asks);
   for (std::size_t i = 0; i < asks.size(); ++i) {
@@ -113,12 +111,13 @@ TEST_CASE("mill serve's echo segments carry the backend's scores", "[remote][ser
   OpenAiService service(demo, "mill-demo");
   const std::string context = "Grüße ";
   const std::string continuation = "aus";
-  const auto reply = service.completions(nlohmann::json{{"prompt", context + continuation},
-                                                        {"echo", true},
-                                                        {"logprobs", 1},
-                                                        {"max_tokens", 0},
-                                                        {"mill_context_chars", utf8_length(context)}}
-                                             .dump());
+  const auto reply = service.completions(nlohmann::json{
+      {"prompt", context + continuation},
+      {"echo", true},
+      {"logprobs", 1},
+      {"max_tokens", 0},
+      {"mill_context_chars",
+       utf8_length(context)}}.dump());
   REQUIRE(reply.status == 200);
   const auto& logprobs = reply.body["choices"][0]["logprobs"];
   CHECK(reply.body["choices"][0]["text"] == context + continuation);
@@ -143,8 +142,8 @@ TEST_CASE("mill serve's echo segments carry the backend's scores", "[remote][ser
           demo.loglikelihood_rolling({{"abc"}})[0].logprob);
   }
   SECTION("generated text with logprobs is one more scored segment") {
-    const auto generated = service.completions(
-        nlohmann::json{{"prompt", "The mill"}, {"logprobs", 1}, {"max_tokens", 5}}.dump());
+    const auto generated =
+        service.completions(nlohmann::json{{"prompt", "The mill"}, {"logprobs", 1}, {"max_tokens", 5}}.dump());
     REQUIRE(generated.status == 200);
     const auto text = generated.body["choices"][0]["text"].get<std::string>();
     CHECK(text == demo.generate({{"The mill", {}, 5}})[0].text);
@@ -188,8 +187,8 @@ TEST_CASE("mill serve answers bad requests with clear JSON errors", "[remote][se
   CHECK(listed["data"][0]["id"] == "mill-demo");
   CHECK(listed["data"][0]["owned_by"] == "mill");
 
-  const auto batch = client.Post("/v1/completions", R"({"prompt": ["ab", "cd"], "max_tokens": 3, "stop": "zz"})",
-                                 "application/json");
+  const auto batch =
+      client.Post("/v1/completions", R"({"prompt": ["ab", "cd"], "max_tokens": 3, "stop": "zz"})", "application/json");
   REQUIRE(batch);
   const auto answer = nlohmann::json::parse(batch->body);
   REQUIRE(answer["choices"].size() == 2);
@@ -276,7 +275,8 @@ dataset:
   DemoBackend served(ModelSpec::parse("mill-demo"));
   ServerThread server(served, "mill-demo");
   const std::map<std::string, std::string> env = {{"MILL_REMOTE_DIR", (dir / "remote").string()}};
-  const std::vector<std::string> common = {"demo,remote_gen,remote_ppl", "--extra_task_paths", (dir / "tasks").string()};
+  const std::vector<std::string> common = {"demo,remote_gen,remote_ppl", "--extra_task_paths",
+                                           (dir / "tasks").string()};
   auto eval = [&](const std::string& model, const std::string& out) {
     std::vector<std::string> args = {"--output_dir", (dir / out).string(), "eval", model};
     args.insert(args.end(), common.begin(), common.end());

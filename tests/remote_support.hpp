@@ -60,7 +60,8 @@ class FaultServer {
   // (prompt, attempt number for that prompt starting at 1, response) -> true when the fault answered.
   using Fault = std::function<bool(const std::string& prompt, int attempt, httplib::Response& response)>;
 
-  explicit FaultServer(Fault fault = {}) : demo_(ModelSpec::parse("mill-demo")), service_(demo_, "mill-demo"), fault_(std::move(fault)) {
+  explicit FaultServer(Fault fault = {})
+      : demo_(ModelSpec::parse("mill-demo")), service_(demo_, "mill-demo"), fault_(std::move(fault)) {
     server_.new_task_queue = [] { return new httplib::ThreadPool(8); };
     server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& response) {
       response.set_content(service_.models().body.dump(), "application/json");

@@ -1,13 +1,12 @@
 // The vLLM launcher against a `vllm` executable on PATH: a script with vLLM's command-line shape that runs the
 // real `mill serve`, and misbehaving variants (late, dying, never healthy and deaf to SIGTERM). The worker waits,
 // times out, reports, and no process it started survives.
-#include <catch2/catch.hpp>
-
+#include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <sstream>
 
 #include "mill/demo_backend.hpp"
@@ -29,7 +28,8 @@ void write_fake_vllm(const std::filesystem::path& dir, const std::string& mode) 
   if (mode == "late") behaviour = "sleep 2\nexec \"$MILL\" serve \"$model\" --host \"$host\" --port \"$port\"";
   if (mode == "dies") behaviour = "echo 'RuntimeError: CUDA out of memory (fake)' >&2\nexit 3";
   if (mode == "never") behaviour = "trap '' TERM\necho 'loading weights...'\nwhile :; do sleep 1; done";
-  const auto script = fmt::format(R"(#!/bin/sh
+  const auto script =
+      fmt::format(R"(#!/bin/sh
 MILL='{mill}'
 pids='{dir}/pids'
 echo $$ >> "$pids"
@@ -53,8 +53,7 @@ echo $! >> "$pids"
 echo "INFO fake vllm: serving $model on $host:$port"
 {behaviour}
 )",
-                                  fmt::arg("mill", MILL_BINARY), fmt::arg("dir", dir.string()),
-                                  fmt::arg("behaviour", behaviour));
+                  fmt::arg("mill", MILL_BINARY), fmt::arg("dir", dir.string()), fmt::arg("behaviour", behaviour));
   write_text(dir / "bin" / "vllm", script);
   ::chmod((dir / "bin" / "vllm").c_str(), 0755);
 }
@@ -108,8 +107,9 @@ TEST_CASE("vllm[...] starts `vllm serve` from PATH, evaluates through it and sto
   const std::vector<LoglikelihoodRequest> requests = {{"Question: What is 3 + 4?\nAnswer:", " 7"}, {"ab", "c"}};
   const std::vector<GenerationRequest> asks = {{"The mill", {"\n"}, 10}};
   {
-    VllmBackend backend(ModelSpec::parse("vllm[path=mill-demo,dtype=float16,tensor_parallel_size=1,startup_timeout=60]"),
-                        env.options());
+    VllmBackend backend(
+        ModelSpec::parse("vllm[path=mill-demo,dtype=float16,tensor_parallel_size=1,startup_timeout=60]"),
+        env.options());
     CHECK(read_text(dir / "args") ==
           fmt::format("serve mill-demo --host 127.0.0.1 --port {} --dtype float16 --tensor-parallel-size 1\n",
                       backend.port()));
@@ -196,18 +196,21 @@ TEST_CASE("the stop signal during a vllm start-up stops the server and reports p
 TEST_CASE("vllm specs are checked before anything starts", "[remote][vllm]") {
   TempDir dir;
   FakeEnvironment env(dir.path(), "good");
-  CHECK_THROWS_WITH(VllmBackend(ModelSpec::parse("vllm[dtype=float16]"), env.options()), Catch::Contains("needs path=MODEL"));
-  CHECK_THROWS_WITH(VllmBackend(ModelSpec::parse("vllm[path=m,tensor_parallel=2]"), env.options()),
-                    Catch::Contains("no argument \"tensor_parallel\"") || Catch::Contains("no argument tensor_parallel"));
+  CHECK_THROWS_WITH(VllmBackend(ModelSpec::parse("vllm[dtype=float16]"), env.options()),
+                    Catch::Contains("needs path=MODEL"));
+  CHECK_THROWS_WITH(
+      VllmBackend(ModelSpec::parse("vllm[path=m,tensor_parallel=2]"), env.options()),
+      Catch::Contains("no argument \"tensor_parallel\"") || Catch::Contains("no argument tensor_parallel"));
   auto options = env.options();
   options.executable = "vllm-not-installed";
   CHECK_THROWS_WITH(VllmBackend(ModelSpec::parse("vllm[path=m]"), options), Catch::Contains("is not on PATH"));
   CHECK_FALSE(std::filesystem::exists(dir / "pids"));
 }
 
-TEST_CASE("mill eval with vllm[...] stops the server on SIGTERM (exit 75) and a rerun finishes with the demo's "
-          "scores",
-          "[remote][vllm][eval]") {
+TEST_CASE(
+    "mill eval with vllm[...] stops the server on SIGTERM (exit 75) and a rerun finishes with the demo's "
+    "scores",
+    "[remote][vllm][eval]") {
   TempDir dir;
   FakeEnvironment env(dir.path(), "good");
   const auto out = (dir / "out").string();

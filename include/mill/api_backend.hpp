@@ -75,7 +75,8 @@ class ApiBackend final : public ModelBackend {
   const ServerInfo& server() const;
   const std::string& model_name() const;
   // Sends what the journal does not already hold; returns one answer per request.
-  using Parse = std::function<std::variant<nlohmann::json, std::string>(std::size_t index, const nlohmann::json& response)>;
+  using Parse =
+      std::function<std::variant<nlohmann::json, std::string>(std::size_t index, const nlohmann::json& response)>;
   std::vector<nlohmann::json> exchange(const std::vector<nlohmann::json>& logical, const std::string& path,
                                        const std::function<nlohmann::json(std::size_t)>& body, const Parse& parse);
 

@@ -14,10 +14,10 @@ namespace mill {
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                 // 0: any free port (reported through on_listening)
-  std::string served_model_name;   // the id /v1/models lists and requests must name; default: the spec as typed
-  int max_batch = 64;              // requests per backend call
-  int threads = 32;                // HTTP connections served at once
+  int port = 8000;                // 0: any free port (reported through on_listening)
+  std::string served_model_name;  // the id /v1/models lists and requests must name; default: the spec as typed
+  int max_batch = 64;             // requests per backend call
+  int threads = 32;               // HTTP connections served at once
   std::function<void(const std::string& host, int port)> on_listening;
 };
 
@@ -27,8 +27,8 @@ struct RemotePluginHost {
 };
 
 // The plugin's entry points (extern "C"). On failure they return null / false and fill `error` and `code`.
-using CreateRemoteBackendFn = ModelBackend* (*)(const ModelSpec* spec, const RemotePluginHost* host,
-                                                std::string* error, int* code);
+using CreateRemoteBackendFn = ModelBackend* (*)(const ModelSpec* spec, const RemotePluginHost* host, std::string* error,
+                                                int* code);
 using RunRemoteServerFn = bool (*)(ModelBackend* backend, const ServeOptions* options, std::string* error, int* code);
 inline constexpr const char* kRemoteBackendSymbol = "mill_remote_create_backend";
 inline constexpr const char* kRemoteServeSymbol = "mill_remote_serve";

@@ -5,8 +5,8 @@
 //   <scope hash>.<host>.<pid>.jsonl   one writer per file, so concurrent workers never interleave lines;
 // a journal is read from every file of its scope. The scope is the model's identity (ModelSpec::identity()), so
 // the answers of one model never serve another. Requests and answers hold no credentials.
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>

@@ -1,9 +1,9 @@
 #include "mill/remote_plugin.hpp"
 
 #include <dlfcn.h>
+#include <fmt/format.h>
 
 #include <cstdlib>
-#include <fmt/format.h>
 
 #include "mill/error.hpp"
 #include "mill/worker.hpp"

@@ -1,10 +1,10 @@
 #include "mill/api_backend.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <fmt/format.h>
 #include <thread>
 
 #include "mill/error.hpp"
@@ -46,7 +46,8 @@ ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
   config.base_url = normalize_base_url(config.base_url);
   config.model = spec.arg("model").value_or("");
   config.api_key_env = spec.arg("api_key_env").value_or("OPENAI_API_KEY");
-  if (config.api_key_env.empty()) throw Error(fmt::format("model spec {}: api_key_env is empty", quote_value(spec.to_string())));
+  if (config.api_key_env.empty())
+    throw Error(fmt::format("model spec {}: api_key_env is empty", quote_value(spec.to_string())));
   if (const char* key = std::getenv(config.api_key_env.c_str())) config.api_key = key;
   config.endpoint = spec.arg("endpoint").value_or("completions");
   if (config.endpoint != "completions" && config.endpoint != "chat") {
@@ -77,8 +78,8 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
   const auto& tokens = logprobs.value("tokens", nlohmann::json());
   const auto& token_logprobs = logprobs.value("token_logprobs", nlohmann::json());
   const auto& offsets = logprobs.value("text_offset", nlohmann::json());
-  if (!tokens.is_array() || !token_logprobs.is_array() || !offsets.is_array() || tokens.size() != token_logprobs.size() ||
-      tokens.size() != offsets.size()) {
+  if (!tokens.is_array() || !token_logprobs.is_array() || !offsets.is_array() ||
+      tokens.size() != token_logprobs.size() || tokens.size() != offsets.size()) {
     return std::string("logprobs.tokens, token_logprobs and text_offset are missing or differ in length");
   }
   for (const auto& offset : offsets) {
@@ -93,7 +94,8 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
       response["usage"].value("completion_tokens", nlohmann::json()).is_number_unsigned()) {
     generated = std::min<std::size_t>(n, response["usage"]["completion_tokens"].get<std::size_t>());
   } else {
-    while (generated < n && offsets[n - 1 - generated].get<double>() >= static_cast<double>(prompt_chars) && n - generated > 1) {
+    while (generated < n && offsets[n - 1 - generated].get<double>() >= static_cast<double>(prompt_chars) &&
+           n - generated > 1) {
       ++generated;
     }
   }
@@ -107,17 +109,20 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
     if (end <= static_cast<double>(context_chars)) continue;
     if (!token_logprobs[i].is_number()) {
       if (allow_unscored) continue;
-      return fmt::format("the server left prompt token {} unscored (an empty context on a model without a BOS token?)", i);
+      return fmt::format("the server left prompt token {} unscored (an empty context on a model without a BOS token?)",
+                         i);
     }
     any = true;
     score.logprob += token_logprobs[i].get<double>();
-    score.n_tokens += counts.is_array() && i < counts.size() && counts[i].is_number_integer() ? counts[i].get<int>() : 1;
+    score.n_tokens +=
+        counts.is_array() && i < counts.size() && counts[i].is_number_integer() ? counts[i].get<int>() : 1;
     if (need_greedy) {
       if (!top.is_array() || i >= top.size() || !top[i].is_object() || top[i].empty()) {
         return fmt::format("top_logprobs[{}] is missing (send logprobs >= 1)", i);
       }
       const auto best = std::max_element(top[i].begin(), top[i].end(), [](const auto& a, const auto& b) {
-        return (a.is_number() ? a.template get<double>() : -1e300) < (b.is_number() ? b.template get<double>() : -1e300);
+        return (a.is_number() ? a.template get<double>() : -1e300) <
+               (b.is_number() ? b.template get<double>() : -1e300);
       });
       if (best.key() != text_or_empty(tokens[i])) score.greedy = false;
     }
@@ -155,7 +160,8 @@ const ApiBackend::ServerInfo& ApiBackend::server() const {
     for (int attempt = 0; attempt <= std::min(config_.retry.max_retries, 3); ++attempt) {
       answer = client_.get_once(url, std::min(30.0, config_.retry.timeout_s));
       if (answer.first != 0 && answer.first < 500) break;
-      std::this_thread::sleep_for(std::chrono::duration<double>(retry_delay_s(config_.retry, attempt + 1, std::nullopt)));
+      std::this_thread::sleep_for(
+          std::chrono::duration<double>(retry_delay_s(config_.retry, attempt + 1, std::nullopt)));
     }
     const auto parsed = nlohmann::json::parse(answer.second, nullptr, false);
     if (answer.first == 200 && parsed.is_object() && parsed.contains("data") && parsed["data"].is_array() &&
@@ -164,8 +170,9 @@ const ApiBackend::ServerInfo& ApiBackend::server() const {
       server_.kind = text_or_empty(parsed["data"][0].value("owned_by", nlohmann::json()));
     } else {
       server_.probe_error = redact_secret(
-          answer.first == 0 ? fmt::format("GET {}: {}", redact_url(url), one_line(answer.second))
-                            : fmt::format("GET {}: HTTP {}: {}", redact_url(url), answer.first, error_message_of(answer.second)),
+          answer.first == 0
+              ? fmt::format("GET {}: {}", redact_url(url), one_line(answer.second))
+              : fmt::format("GET {}: HTTP {}: {}", redact_url(url), answer.first, error_message_of(answer.second)),
           config_.api_key);
       spdlog::info("{}", server_.probe_error);
     }
@@ -179,9 +186,10 @@ const std::string& ApiBackend::model_name() const {
     if (model_.empty()) {
       const auto& info = server();
       if (info.first_model.empty()) {
-        throw Error(fmt::format("{} backend at {}: no model= given and the server lists none ({})", config_.backend_name,
-                                redact_url(config_.base_url), info.probe_error.empty() ? "empty list" : info.probe_error),
-                    ExitCode::eval_failed);
+        throw Error(
+            fmt::format("{} backend at {}: no model= given and the server lists none ({})", config_.backend_name,
+                        redact_url(config_.base_url), info.probe_error.empty() ? "empty list" : info.probe_error),
+            ExitCode::eval_failed);
       }
       model_ = info.first_model;
     }
@@ -265,13 +273,14 @@ std::vector<LoglikelihoodResult> ApiBackend::loglikelihood(const std::vector<Log
   const bool mill_server = server().kind == "mill";
   std::vector<nlohmann::json> logical;
   for (const auto& request : requests) {
-    logical.push_back({{"kind", "loglikelihood"}, {"context", request.context}, {"continuation", request.continuation}});
+    logical.push_back(
+        {{"kind", "loglikelihood"}, {"context", request.context}, {"continuation", request.continuation}});
   }
   auto body = [&](std::size_t i) {
     const auto& request = requests[i];
-    nlohmann::json payload = {{"model", model_name()},   {"prompt", request.context + request.continuation},
-                              {"echo", true},            {"logprobs", 1},
-                              {"temperature", 0},        {"max_tokens", mill_server ? 0 : 1}};
+    nlohmann::json payload = {{"model", model_name()}, {"prompt", request.context + request.continuation},
+                              {"echo", true},          {"logprobs", 1},
+                              {"temperature", 0},      {"max_tokens", mill_server ? 0 : 1}};
     // mill serve scores text spans rather than tokens; this tells it where the continuation starts.
     if (mill_server) payload["mill_context_chars"] = utf8_length(request.context);
     return payload;
@@ -287,7 +296,8 @@ std::vector<LoglikelihoodResult> ApiBackend::loglikelihood(const std::vector<Log
   const auto answers = exchange(logical, "/completions", body, parse);
   std::vector<LoglikelihoodResult> results;
   for (const auto& answer : answers) {
-    results.push_back({answer.at("logprob").get<double>(), answer.at("greedy").get<bool>(), answer.at("n_tokens").get<int>()});
+    results.push_back(
+        {answer.at("logprob").get<double>(), answer.at("greedy").get<bool>(), answer.at("n_tokens").get<int>()});
   }
   return results;
 }
@@ -303,8 +313,9 @@ std::vector<RollingResult> ApiBackend::loglikelihood_rolling(const std::vector<R
   std::vector<nlohmann::json> logical;
   for (const auto& request : requests) logical.push_back({{"kind", "rolling"}, {"text", request.text}});
   auto body = [&](std::size_t i) {
-    nlohmann::json payload = {{"model", model_name()}, {"prompt", requests[i].text}, {"echo", true},
-                              {"logprobs", 0},         {"temperature", 0},          {"max_tokens", mill_server ? 0 : 1}};
+    nlohmann::json payload = {{"model", model_name()}, {"prompt", requests[i].text},
+                              {"echo", true},          {"logprobs", 0},
+                              {"temperature", 0},      {"max_tokens", mill_server ? 0 : 1}};
     return payload;
   };
   auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
@@ -315,7 +326,8 @@ std::vector<RollingResult> ApiBackend::loglikelihood_rolling(const std::vector<R
   };
   const auto answers = exchange(logical, "/completions", body, parse);
   std::vector<RollingResult> results;
-  for (const auto& answer : answers) results.push_back({answer.at("logprob").get<double>(), answer.at("n_tokens").get<int>()});
+  for (const auto& answer : answers)
+    results.push_back({answer.at("logprob").get<double>(), answer.at("n_tokens").get<int>()});
   return results;
 }
 
@@ -355,7 +367,8 @@ std::vector<GenerationResult> ApiBackend::generate(const std::vector<GenerationR
     const auto& choice = response["choices"][0];
     std::string text;
     if (chat) {
-      if (!choice.contains("message") || !choice["message"].is_object()) return std::string("choices[0].message is missing");
+      if (!choice.contains("message") || !choice["message"].is_object())
+        return std::string("choices[0].message is missing");
       const auto& content = choice["message"].value("content", nlohmann::json());
       if (!content.is_string() && !content.is_null()) return std::string("choices[0].message.content is not text");
       text = text_or_empty(content);

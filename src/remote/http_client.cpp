@@ -1,13 +1,13 @@
 #include "mill/http_client.hpp"
 
 #include <curl/curl.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <deque>
-#include <fmt/format.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,7 +39,8 @@ std::size_t read_retry_after(char* data, std::size_t size, std::size_t count, vo
   constexpr std::string_view name = "retry-after:";
   if (line.size() > name.size()) {
     bool match = true;
-    for (std::size_t i = 0; i < name.size() && match; ++i) match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
+    for (std::size_t i = 0; i < name.size() && match; ++i)
+      match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
     if (match) *static_cast<std::optional<double>*>(target) = parse_retry_after(trim(line.substr(name.size())));
   }
   return size * count;
@@ -63,7 +64,9 @@ bool retryable_transport_error(CURLcode code) {
   }
 }
 
-bool retryable_status(long status) { return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500; }
+bool retryable_status(long status) {
+  return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500;
+}
 
 struct Transfer {
   std::size_t index = 0;
@@ -204,8 +207,8 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     reason = redact_secret(reason, bearer_token_);
     const int next_attempt = transfer.attempt + 1;
     if (retryable && next_attempt <= policy_.max_retries) {
-      const double delay = retry_delay_s(policy_, next_attempt, status == 429 || status == 503 ? transfer.retry_after
-                                                                                             : std::nullopt);
+      const double delay =
+          retry_delay_s(policy_, next_attempt, status == 429 || status == 503 ? transfer.retry_after : std::nullopt);
       spdlog::info("{}: {}; retry {}/{} in {:.2f} s", describe(transfer.index), reason, next_attempt,
                    policy_.max_retries, delay);
       queue.push_back({transfer.index, next_attempt,
@@ -214,8 +217,7 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     }
     if (!fatal) {
       fatal = fmt::format("{} failed{}: {}", describe(transfer.index),
-                          transfer.attempt > 0 ? fmt::format(" after {} attempts", transfer.attempt + 1) : "",
-                          reason);
+                          transfer.attempt > 0 ? fmt::format(" after {} attempts", transfer.attempt + 1) : "", reason);
       if (retryable) *fatal += " (raise max_retries or timeout in the model spec if the server is just slow)";
     }
   };

@@ -33,8 +33,8 @@ std::size_t utf8_prefix_bytes(std::string_view text, std::size_t code_points) {
 std::string normalize_base_url(std::string_view text) {
   std::string url = trim(text);
   const auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos || (url.substr(0, scheme_end) != "http" && url.substr(0, scheme_end) != "https") ||
-      url.size() == scheme_end + 3) {
+  if (scheme_end == std::string::npos ||
+      (url.substr(0, scheme_end) != "http" && url.substr(0, scheme_end) != "https") || url.size() == scheme_end + 3) {
     throw Error(fmt::format("base_url {} is not an http:// or https:// URL (e.g. http://127.0.0.1:8000/v1)",
                             quote_value(redact_url(text))));
   }

@@ -1,12 +1,12 @@
 #include "mill/openai_server.hpp"
 
+#include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <csignal>
 #include <ctime>
-#include <fmt/format.h>
 #include <future>
 
 #include "mill/error.hpp"
@@ -73,7 +73,8 @@ void require_greedy(const nlohmann::json& request) {
       throw BadRequest{400, fmt::format("mill serve returns one choice per prompt: `{}` must be 1", name)};
     }
   }
-  if (request.value("stream", false) == true) throw BadRequest{400, "mill serve does not stream: `stream` must be false"};
+  if (request.value("stream", false) == true)
+    throw BadRequest{400, "mill serve does not stream: `stream` must be false"};
 }
 
 std::string message_text(const nlohmann::json& content) {
@@ -82,7 +83,8 @@ std::string message_text(const nlohmann::json& content) {
   if (content.is_array()) {
     std::string text;
     for (const auto& part : content) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+          !part["text"].is_string()) {
         throw BadRequest{400, "message content parts must be {\"type\": \"text\", \"text\": ...}"};
       }
       text += part["text"].get<std::string>();
@@ -101,7 +103,8 @@ std::string render_chat(const nlohmann::json& messages) {
       throw BadRequest{400, "each message needs a `role` and a `content`"};
     }
   }
-  if (messages.size() == 1 && messages[0]["role"] == "user") return message_text(messages[0].value("content", nlohmann::json()));
+  if (messages.size() == 1 && messages[0]["role"] == "user")
+    return message_text(messages[0].value("content", nlohmann::json()));
   std::string prompt;
   for (const auto& message : messages) {
     auto role = message["role"].get<std::string>();
@@ -154,7 +157,8 @@ void OpenAiService::batch_loop() {
       const auto kind = batch.front()->kind;
       if (kind == Work::loglikelihood) {
         std::vector<LoglikelihoodRequest> all;
-        for (auto& work : batch) all.insert(all.end(), work->loglikelihood_requests.begin(), work->loglikelihood_requests.end());
+        for (auto& work : batch)
+          all.insert(all.end(), work->loglikelihood_requests.begin(), work->loglikelihood_requests.end());
         auto results = backend_.loglikelihood(all);
         std::size_t at = 0;
         for (auto& work : batch) {
@@ -172,7 +176,8 @@ void OpenAiService::batch_loop() {
         }
       } else {
         std::vector<GenerationRequest> all;
-        for (auto& work : batch) all.insert(all.end(), work->generation_requests.begin(), work->generation_requests.end());
+        for (auto& work : batch)
+          all.insert(all.end(), work->generation_requests.begin(), work->generation_requests.end());
         auto results = backend_.generate(all);
         std::size_t at = 0;
         for (auto& work : batch) {
@@ -286,22 +291,23 @@ OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
 OpenAiService::Reply OpenAiService::complete(const nlohmann::json& request, const std::vector<std::string>& prompts,
                                              bool chat) {
   if (request.contains("model") && !request["model"].is_null() && request["model"] != model_name_) {
-    return error_reply(404, fmt::format("The model `{}` does not exist; this server serves `{}`",
-                                        request["model"].is_string() ? request["model"].get<std::string>()
-                                                                     : request["model"].dump(),
-                                        model_name_));
+    return error_reply(
+        404, fmt::format("The model `{}` does not exist; this server serves `{}`",
+                         request["model"].is_string() ? request["model"].get<std::string>() : request["model"].dump(),
+                         model_name_));
   }
   require_greedy(request);
   const auto stop = stop_sequences(request);
   int max_tokens = 0;
   if (chat) {
-    max_tokens = int_field(request, "max_completion_tokens", int_field(request, "max_tokens", 256, 0, 1 << 20), 0, 1 << 20);
+    max_tokens =
+        int_field(request, "max_completion_tokens", int_field(request, "max_tokens", 256, 0, 1 << 20), 0, 1 << 20);
   } else {
     max_tokens = int_field(request, "max_tokens", 16, 0, 1 << 20);
   }
   const bool echo = !chat && request.value("echo", false) == true;
-  const bool want_logprobs = !chat && request.contains("logprobs") && !request["logprobs"].is_null() &&
-                             request["logprobs"] != false;
+  const bool want_logprobs =
+      !chat && request.contains("logprobs") && !request["logprobs"].is_null() && request["logprobs"] != false;
   const int top_n = want_logprobs ? int_field(request, "logprobs", 0, 0, 20) : 0;
   // Present (even 0): score the prompt after that many characters as a continuation. Absent: score it whole.
   const bool split_prompt = request.contains("mill_context_chars") && !request["mill_context_chars"].is_null();
@@ -463,8 +469,10 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
     response.status = reply.status;
     response.set_content(reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
   };
-  server.Get("/health", [&](const httplib::Request&, httplib::Response& response) { send(response, service.health()); });
-  server.Get("/v1/models", [&](const httplib::Request&, httplib::Response& response) { send(response, service.models()); });
+  server.Get("/health",
+             [&](const httplib::Request&, httplib::Response& response) { send(response, service.health()); });
+  server.Get("/v1/models",
+             [&](const httplib::Request&, httplib::Response& response) { send(response, service.models()); });
   server.Post("/v1/completions", [&](const httplib::Request& request, httplib::Response& response) {
     send(response, service.completions(request.body));
   });
@@ -473,14 +481,14 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
   });
   server.set_error_handler([](const httplib::Request& request, httplib::Response& response) {
     if (!response.body.empty()) return;
-    const auto message = response.status == 404
-                             ? fmt::format("no route {} {} (mill serves GET /health, GET /v1/models, POST "
-                                           "/v1/completions, POST /v1/chat/completions)",
-                                           request.method, request.path)
-                             : fmt::format("HTTP {}", response.status);
-    response.set_content(error_body(message, response.status == 404 ? "NotFoundError" : "BadRequestError",
-                                    response.status).dump(),
-                         "application/json");
+    const auto message = response.status == 404 ? fmt::format(
+                                                      "no route {} {} (mill serves GET /health, GET /v1/models, POST "
+                                                      "/v1/completions, POST /v1/chat/completions)",
+                                                      request.method, request.path)
+                                                : fmt::format("HTTP {}", response.status);
+    response.set_content(
+        error_body(message, response.status == 404 ? "NotFoundError" : "BadRequestError", response.status).dump(),
+        "application/json");
   });
   server.set_exception_handler([](const httplib::Request&, httplib::Response& response, std::exception_ptr error) {
     std::string message = "internal error";
@@ -511,7 +519,8 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
   // A signal only sets a flag; a watcher thread stops the server, so the handler stays async-signal-safe.
   g_serve_stop.store(false);
   struct sigaction action {};
-  struct sigaction old_int {}, old_term {};
+  struct sigaction old_int {
+  }, old_term{};
   action.sa_handler = on_serve_signal;
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGINT, &action, &old_int);

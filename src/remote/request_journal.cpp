@@ -1,12 +1,12 @@
 #include "mill/request_journal.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 #include <fstream>
 
 #include "mill/text.hpp"
@@ -25,7 +25,8 @@ std::string host_name() {
 }  // namespace
 
 RequestJournal::RequestJournal(std::filesystem::path directory, const std::string& scope)
-    : directory_(std::move(directory)), scope_hash_(content_hash(std::string(kJournalFormat) + "\n" + scope).substr(0, 20)) {
+    : directory_(std::move(directory)),
+      scope_hash_(content_hash(std::string(kJournalFormat) + "\n" + scope).substr(0, 20)) {
   if (directory_.empty()) return;
   std::error_code ec;
   if (!std::filesystem::is_directory(directory_, ec)) return;
@@ -88,8 +89,10 @@ std::filesystem::path remote_state_dir() {
   };
   if (auto value = environment("MILL_REMOTE_DIR"); !value.empty()) return value;
   if (auto value = environment("MILL_CACHE_DIR"); !value.empty()) return std::filesystem::path(value) / "remote";
-  if (auto value = environment("XDG_CACHE_HOME"); !value.empty()) return std::filesystem::path(value) / "mill" / "remote";
-  if (auto value = environment("HOME"); !value.empty()) return std::filesystem::path(value) / ".cache" / "mill" / "remote";
+  if (auto value = environment("XDG_CACHE_HOME"); !value.empty())
+    return std::filesystem::path(value) / "mill" / "remote";
+  if (auto value = environment("HOME"); !value.empty())
+    return std::filesystem::path(value) / ".cache" / "mill" / "remote";
   return std::filesystem::temp_directory_path() / "mill-remote";
 }
 

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -15,7 +16,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 #include <fstream>
 #include <thread>
 
@@ -52,11 +52,12 @@ void forget_group(pid_t group) {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
+// clang-format off
 const std::vector<std::string> kVllmArgs = {
-    "path",      "dtype",       "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization",
-    "max_model_len", "revision", "trust_remote_code",   "seed",               "port",
-    "startup_timeout", "concurrency", "num_concurrent", "timeout",            "max_retries",
-    "endpoint"};
+    "path", "dtype", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
+    "revision", "trust_remote_code", "seed", "port", "startup_timeout", "concurrency", "num_concurrent", "timeout",
+    "max_retries", "endpoint"};
+// clang-format on
 
 double number_arg(const ModelSpec& spec, const std::string& name, double fallback, double low, double high) {
   const auto value = spec.arg(name);
