@@ -3,7 +3,7 @@
 // hash and the parsed answer) as soon as it arrives, so a rerun after an interruption or a failure does not send
 // (or pay for) it again. Files live in one directory ($MILL_REMOTE_DIR/requests, docs/backends.md):
 //   <scope hash>.<host>.<pid>.jsonl   one writer per file, so concurrent workers never interleave lines;
-// a journal is read from every file of its scope. The scope is the model's identity (ModelSpec::identity()), so
+// a journal is read from every file of its scope. The scope is the model's identity and revision, so
 // the answers of one model never serve another. Requests and answers hold no credentials.
 #include <cstdio>
 #include <filesystem>

@@ -59,7 +59,8 @@ ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
   config.retry.timeout_s = number_arg(spec, "timeout", config.retry.timeout_s, 0.1, 86400);
   config.retry.max_retries = static_cast<int>(number_arg(spec, "max_retries", config.retry.max_retries, 0, 100));
   config.journal_dir = remote_state_dir() / "requests";
-  config.journal_scope = spec.identity();
+  // A new revision of the same model name must not reuse old answers.
+  config.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);
   return config;
 }
 

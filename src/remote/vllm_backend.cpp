@@ -276,7 +276,7 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
   client.retry.max_retries = static_cast<int>(number_arg(spec, "max_retries", client.retry.max_retries, 0, 100));
   client.scores_prompts = true;
   client.journal_dir = remote_state_dir() / "requests";
-  client.journal_scope = spec.identity();
+  client.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);
 
   const auto executable = find_on_path(options_.executable);
   if (!executable) {
