@@ -120,12 +120,16 @@ start_cluster() {
   chmod 700 "$dir/munge"
   echo "$dir" >"$record"
 
-  # Fake GPUs: character devices with /dev/null's numbers, so slurmd accepts them as device files.
+  # Fake GPUs: character devices with /dev/null's numbers, so slurmd accepts them as device files. Where mknod
+  # is not allowed (some containers), plain files do: slurmd only complains about them.
   local devices=()
   for i in 0 1 2 3; do
-    mknod "$dir/dev/gpu$i" c 1 3
+    mknod "$dir/dev/gpu$i" c 1 3 2>/dev/null || : >"$dir/dev/gpu$i"
     devices+=("$dir/dev/gpu$i")
   done
+  # A munge key of this cluster's own, so nothing depends on /etc/munge.
+  dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
+  chmod 400 "$dir/munge/munge.key"
 
   local ctld_port slurmd_port memory_mb
   ctld_port=$(free_port)
@@ -175,7 +179,7 @@ EOF
 
   # The daemons must not inherit the lock's descriptor (9), or the lock would be held as long as they run.
   munged --force --socket="$dir/munge/munge.socket" --pid-file="$dir/run/munged.pid" \
-    --seed-file="$dir/munge/munged.seed" --log-file="$dir/log/munged.log" --key-file=/etc/munge/munge.key 9>&-
+    --seed-file="$dir/munge/munged.seed" --log-file="$dir/log/munged.log" --key-file="$dir/munge/munge.key" 9>&-
   export SLURM_CONF="$dir/slurm.conf"
   slurmctld -f "$SLURM_CONF" 9>&-
   for _ in $(seq 1 100); do

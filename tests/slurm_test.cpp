@@ -487,3 +487,44 @@ TEST_CASE("a worker stopped by the pre-walltime signal after progress requeues i
   test::run_program({"scancel", array_id}, cluster.env);
   wait_for_array(array_id, cluster.env);
 }
+
+TEST_CASE("a sweep larger than queue_limit is submitted in parts by successive mill schedule runs", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  // A profile whose queue_limit (2) is smaller than the sweep (4 elements of one job each).
+  test::write_text(root / "cache" / "clusters.yaml",
+                   "profiles:\n  tiny:\n    hostname_pattern: \"no-such-host\"\n    partition: debug\n"
+                   "    gpus_per_node: 4\n    gpus_per_task: 1\n    mem: 1G\n    queue_limit: 2\n    max_array_len: 3\n"
+                   "    max_time: \"1:00:00\"\n    cpus_per_task: 1\n");
+  const std::vector<std::string> args = {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
+                                         "schedule", "mill-demo[delay_ms=1500]", "demo", "--n_shots", "0,1,2,3",
+                                         "--cluster", "tiny", "--evals_per_element", "1", "--json"};
+  auto schedule = [&] {
+    const auto run = test::run_mill(args, cluster.env);
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    return nlohmann::json::parse(run.out);
+  };
+  const auto first = schedule();
+  REQUIRE(first["submitted"] == true);
+  CHECK(first["submission"]["elements"] == 2);
+  CHECK(first["submission"]["deferred_elements"] == 2);
+  CHECK(first["submission"]["deferred_jobs"] == 2);
+  CHECK_THAT(first["messages"].dump(), Contains("not submitted yet: 2 element(s)") && Contains("queue_limit 2"));
+
+  // The queue is full while the first part runs: nothing more is submitted, and it says why.
+  const auto full = schedule();
+  CHECK(full["submitted"] == false);
+  CHECK(full["counts"]["in_flight"].get<int>() + full["counts"]["done"].get<int>() >= 2);
+  if (full["counts"]["in_flight"] == 2) CHECK_THAT(full["messages"].dump(), Contains("nothing submitted"));
+
+  wait_for_array(first["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  const auto second = schedule();
+  REQUIRE(second["submitted"] == true);
+  CHECK(second["submission"]["jobs"] == 2);
+  CHECK(second["submission"]["deferred_elements"] == 0);
+  wait_for_array(second["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  const auto done = schedule();
+  CHECK(done["counts"]["pending"] == 0);
+  CHECK(done["counts"]["done"] == 4);
+}
