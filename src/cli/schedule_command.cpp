@@ -76,8 +76,7 @@ struct LocalOutcome {
 
 // --local: one sweep directory like a submitted one, every element run here in turn by the worker code.
 LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elements, nlohmann::json settings,
-                         const std::filesystem::path& output_dir, const std::filesystem::path& cache_dir) {
-  (void)cache_dir;
+                         const std::filesystem::path& output_dir) {
   const auto sweep = create_sweep(output_dir);
   settings["sweep_id"] = sweep.dir.filename().string();
   write_file_atomically(sweep.manifest(), make_manifest(elements, settings).dump(2) + "\n");
@@ -237,7 +236,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   sbatch.sweep_dir = request.output_dir / "sweeps" / "<sweep-id>";
   sbatch.manifest = sbatch.sweep_dir / "manifest.json";
   if (!options.venv_path.empty()) sbatch.venv_path = std::filesystem::absolute(options.venv_path);
-  const auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
+  auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
 
   nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()}, {"max_requeues", options.max_requeues}};
   for (const auto& path : extra_paths) settings["extra_task_paths"].push_back(path.string());
@@ -262,7 +261,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   nlohmann::json submission = nullptr;
   int exit_code = 0;
   if (options.local && !to_submit.empty() && !options.dry_run) {
-    const auto outcome = run_locally(to_submit, settings, request.output_dir, global.cache_dir_path());
+    const auto outcome = run_locally(to_submit, settings, request.output_dir);
     submission = outcome.record;
     messages.push_back(outcome.message);
     exit_code = outcome.exit_code;
@@ -282,6 +281,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     submit.settings = settings;
     submit.command_line = own_command_line();
     const auto result = submit_sweep(submit);
+    script = read_file(result.sweep.script(), "sbatch script");  // with the real sweep paths
     submission = {{"sweep_id", result.sweep_id},       {"sweep_dir", result.sweep.dir.string()},
                   {"array_job_id", result.array_job_id}, {"elements", result.elements},
                   {"jobs", result.jobs},                 {"deferred_elements", elements.size() - to_submit.size()},
