@@ -505,8 +505,12 @@ std::vector<Token> tokenize(const std::string& source, const Location& where) {
       std::string digits = source.substr(i, j - i);
       digits.erase(std::remove(digits.begin(), digits.end(), '_'), digits.end());
       Token token{is_float ? Token::Kind::number : Token::Kind::integer, digits};
-      if (is_float) token.number = std::stod(digits);
-      else token.integer = std::stoll(digits);
+      try {
+        if (is_float) token.number = std::stod(digits);
+        else token.integer = std::stoll(digits);
+      } catch (const std::exception&) {
+        fail_at(where, fmt::format("number {} is out of range", digits));
+      }
       tokens.push_back(token);
       i = j;
     } else if (c == '\'' || c == '"') {
