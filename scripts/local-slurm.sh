@@ -9,7 +9,8 @@
 #        scripts/local-slurm.sh status                   say whether it runs; print SLURM_CONF=...
 #        scripts/local-slurm.sh env                      print SLURM_CONF=<path> (for `export $(...)`)
 # Clients need SLURM_CONF=<state dir>/slurm.conf in their environment. Must run as root (SlurmUser=root).
-# --if-available: exit 0 with a message instead of failing when the SLURM or munge binaries are not installed.
+# --if-available: exit 0 with a message instead of failing when the SLURM or munge binaries are not installed
+# or when not running as root (the [slurm] tests then skip).
 # Exit codes: 0 ok, 1 failure, 77 binaries missing (without --if-available).
 set -euo pipefail
 
@@ -213,6 +214,10 @@ case "${1:-}" in
       [ "${2:-}" = "--if-available" ] && exit 0
       exit 77
     fi
+    if [ "$(id -u)" -ne 0 ] && [ "${2:-}" = "--if-available" ]; then
+      say "not started: the test cluster needs root (SlurmUser=root)"
+      exit 0
+    fi
     # One start at a time per record (tests may race to start the same cluster).
     exec 9>"$record.lock"
     flock -w 120 9 || { say "timed out waiting for $record.lock"; exit 1; }
@@ -240,7 +245,7 @@ case "${1:-}" in
     echo "SLURM_CONF=$dir/slurm.conf"
     ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -57,6 +57,10 @@ LocalCluster& local_cluster() {
         return c;
       }
     }
+    if (::geteuid() != 0) {
+      c.skip = "SLURM test skipped: the local test cluster needs root (SlurmUser=root)";
+      return c;
+    }
     if (const char* record = std::getenv("MILL_LOCAL_SLURM_RECORD"); record && *record) {
       c.script_env["MILL_LOCAL_SLURM_RECORD"] = record;
     }

@@ -39,7 +39,8 @@ struct SweepStatus {
   std::string array_job_id;
   std::string submitted_at;
   std::string profile;
-  bool asked_slurm = false;  // squeue answered for this sweep
+  bool asked_slurm = false;        // squeue answered for this sweep
+  bool slurm_unavailable = false;  // squeue was needed but could not be run or failed
   std::vector<ElementStatus> elements;
   std::map<ElementState, int> counts() const;
   bool finished() const;  // nothing queued, running or unknown

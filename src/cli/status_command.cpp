@@ -36,7 +36,7 @@ void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
   if (!sweep.profile.empty()) where += ", profile " + sweep.profile;
   if (!sweep.submitted_at.empty()) where += ", submitted " + sweep.submitted_at;
   std::cout << fmt::format("sweep {} ({}{})\n", sweep.id, where,
-                           sweep.mode == "slurm" && !sweep.asked_slurm ? "; squeue did not answer: from files only" : "");
+                           sweep.slurm_unavailable ? "; squeue did not answer: from files only" : "");
   const auto counts = sweep.counts();
   std::vector<std::string> parts;
   for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,

@@ -193,23 +193,34 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     sweep.profile = field_string(submission, "profile");
     if (sweep.mode.empty()) sweep.mode = submission.is_null() ? "unsubmitted" : "slurm";
 
+    const nlohmann::json elements =
+        manifest.is_object() && manifest.contains("elements") && manifest["elements"].is_array() ? manifest["elements"]
+                                                                                                  : nlohmann::json::array();
+    std::vector<nlohmann::json> status_files, heartbeats;
+    bool settled_by_files = true;  // every element has a final status file that SLURM cannot have overtaken
+    for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
+      status_files.push_back(read_json_or_null(paths.status(index)));
+      heartbeats.push_back(read_json_or_null(paths.heartbeat(index)));
+      const auto state = field_string(status_files.back(), "state");
+      if (state.empty() || state == "preempted") settled_by_files = false;
+    }
+    // Finished sweeps are reported from their files alone, so old sweeps cost no squeue call.
     std::map<int, QueueEntry> queued;
     std::map<int, std::string> final_states;
-    if (options.ask_slurm && sweep.mode == "slurm" && !sweep.array_job_id.empty()) {
+    if (options.ask_slurm && sweep.mode == "slurm" && !sweep.array_job_id.empty() && !settled_by_files) {
       if (const auto entries = query_array_queue(sweep.array_job_id)) {
         sweep.asked_slurm = true;
         for (const auto& entry : *entries) {
           if (entry.array_job_id == sweep.array_job_id && entry.array_task_id >= 0) queued[entry.array_task_id] = entry;
         }
+      } else {
+        sweep.slurm_unavailable = true;
       }
     }
-    const nlohmann::json elements =
-        manifest.is_object() && manifest.contains("elements") && manifest["elements"].is_array() ? manifest["elements"]
-                                                                                                  : nlohmann::json::array();
     bool fetched_final_states = false;
     for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
-      const auto status_file = read_json_or_null(paths.status(index));
-      const auto heartbeat = read_json_or_null(paths.heartbeat(index));
+      const auto& status_file = status_files[index];
+      const auto& heartbeat = heartbeats[index];
       const auto in_queue = queued.find(index);
       std::optional<std::string> queue_state;
       std::string queue_reason;
@@ -263,6 +274,7 @@ nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
                              {"submitted_at", sweep.submitted_at},
                              {"profile", sweep.profile},
                              {"asked_slurm", sweep.asked_slurm},
+                             {"slurm_unavailable", sweep.slurm_unavailable},
                              {"finished", sweep.finished()},
                              {"counts", counts},
                              {"elements", elements}});
