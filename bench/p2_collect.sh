@@ -8,14 +8,21 @@
 set -euo pipefail
 mill=$(realpath "${1:-build/mill}")
 runs=${2:-5}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# P2_WORK=dir keeps the generated tree there and reuses it on the next run (for profiling).
+if [ -n "${P2_WORK:-}" ]; then
+  work=$P2_WORK
+  mkdir -p "$work"
+else
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+fi
 out=$work/out
 export MILL_CACHE_DIR=$work/cache HF_HUB_CACHE=$work/hub
 models=$(printf 'org/model-%03d,' $(seq 0 469))
 models=${models%,}
 
 # 1. The plan gives every job's key and result path; write an engine-shaped result for each.
+if [ ! -f "$work/generated" ]; then
 "$mill" --output_dir "$out" schedule "$models" mmlu,mmlu_pro --n_shots 0,1,5 --cluster local --dry_run --json \
   > "$work/plan.json"
 python3 - "$work/plan.json" <<'PY'
@@ -24,7 +31,7 @@ plan = json.load(open(sys.argv[1]))
 rng = random.Random(1)
 count = 0
 for job in plan["jobs"]:
-    generative = job["task"].startswith("mmlu_pro")
+    generative = job["task"].startswith("mmlu_pro_")
     n = rng.randint(100, 1500)
     def metric(p):
         return {"value": p, "stderr": round((p * (1 - p) / n) ** 0.5 * rng.uniform(0.97, 1.03), 6), "n": n}
@@ -53,10 +60,14 @@ for job in plan["jobs"]:
     count += 1
 print(f"{count} result files written", file=sys.stderr)
 PY
+touch "$work/generated"
+fi
 bytes=$(find "$out/results" -name '*.json' -print0 | du -cb --files0-from=- | tail -1 | cut -f1)
 echo "tree: $(find "$out/results" -name '*.json' | wc -l) result files, $((bytes / 1000000)) MB"
-"$mill" --output_dir "$out" collect | head -4
-echo "collect exit status with --check: ${PIPESTATUS[0]} (0 = every result found done)"
+status=0
+"$mill" --output_dir "$out" collect > "$work/collect.out" || status=$?
+head -5 "$work/collect.out"
+echo "collect exit status with --check: $status (0 = every result found done)"
 
 # 2. Same run, same page cache: reading the bytes vs collecting them (aggregate + rollups + --check + report).
 hyperfine -N --warmup 1 --runs "$runs" --export-json "$work/p2.json" \

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mill/results.hpp"
@@ -95,7 +96,8 @@ struct AggregateRow {
 
 // The results whose key differs from the key mill computes now for the same model, task, n_shot and limit (a
 // new model revision, task definition or scoring version): path → reason. Results of unknown tasks are not judged.
-std::map<std::string, std::string> find_stale_results(const ResultScan& scan, const TaskRegistry& registry);
+using StaleResults = std::unordered_map<std::string, std::string>;
+StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& registry);
 
 // Task rows for every accepted result and metric, then a micro and a macro rollup row per model × benchmark ×
 // n_shot × limit × metric. Rows come sorted (model, n_shot, limit, benchmark, task rows before rollups, task,
@@ -104,7 +106,7 @@ std::map<std::string, std::string> find_stale_results(const ResultScan& scan, co
 // a machine without the Hugging Face cache would otherwise lose every number.
 std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
                                             const TaskRegistry& registry,
-                                            const std::map<std::string, std::string>* stale = nullptr);
+                                            const StaleResults* stale = nullptr);
 
 // The metric a report shows for a result: --metric, else the result's primary_metric, else acc, exact_match,
 // else the first one.
@@ -146,7 +148,9 @@ struct CheckReport {
 // otherwise every job the sweeps under <output_dir>/sweeps/*/manifest.json planned plus every result found,
 // narrowed by whatever of models/tasks/n_shots was given. Keys are recomputed now, so a result computed with
 // other inputs is stale.
-CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const TaskRegistry& registry);
+// `stale` is find_stale_results(scan, registry): a found result is done unless it is listed there.
+CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const StaleResults& stale,
+                          const TaskRegistry& registry);
 
 // `mill schedule` command lines that rerun exactly `pending` (each line is an exact models × tasks × n_shots
 // product; a full benchmark is written by its name). Arguments are shell-quoted.

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <fmt/format.h>
 #include <iostream>
+#include <map>
+#include <tuple>
 
 #include "commands.hpp"
 #include "mill/atomic_file.hpp"
@@ -79,8 +81,13 @@ std::string model_identity_or_throw(const std::string& text, const char* option)
 
 void print_rollups(const std::vector<AggregateRow>& rows) {
   std::vector<const AggregateRow*> micro;
+  std::map<std::tuple<std::string, int, int, std::string, std::string>, const AggregateRow*> macro_of;
+  const auto key_of = [](const AggregateRow& row) {
+    return std::make_tuple(row.model, row.n_shot, row.limit.value_or(-1), row.benchmark, row.metric);
+  };
   for (const auto& row : rows) {
     if (row.aggregation == kAggregationMicro && row.primary) micro.push_back(&row);
+    if (row.aggregation == kAggregationMacro && row.primary) macro_of[key_of(row)] = &row;
   }
   if (micro.empty()) return;
   std::size_t model_width = 5, bench_width = 9;
@@ -92,13 +99,8 @@ void print_rollups(const std::vector<AggregateRow>& rows) {
                            "benchmark", bench_width, "metric", "micro (sample-weighted)", "macro (subject mean)",
                            "subjects");
   for (const auto* row : micro) {
-    const AggregateRow* macro = nullptr;
-    for (const auto& other : rows) {
-      if (other.aggregation == kAggregationMacro && other.model == row->model && other.n_shot == row->n_shot &&
-          other.limit == row->limit && other.benchmark == row->benchmark && other.metric == row->metric) {
-        macro = &other;
-      }
-    }
+    const auto found = macro_of.find(key_of(*row));
+    const AggregateRow* macro = found == macro_of.end() ? nullptr : found->second;
     std::cout << fmt::format("{:<{}}  {:<16}  {:<{}}  {:<12}  {:>24}  {:>22}  {}/{}\n", one_line(row->model), model_width,
                              shots(row->n_shot, row->limit), row->benchmark, bench_width, row->metric,
                              percent(row->metric, row->value, row->standard_error),
@@ -228,7 +230,7 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   }
 
   std::optional<CheckReport> check;
-  if (options.check) check = check_results(check_request, scan, registry);
+  if (options.check) check = check_results(check_request, scan, stale, registry);
 
   ReportInput report;
   report.output_dir = output_dir;

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 #include <tuple>
+#include <unordered_map>
 
 #include "mill/error.hpp"
 #include "mill/job.hpp"
@@ -238,8 +239,8 @@ int benchmark_size(const TaskRegistry& registry, const std::string& benchmark, i
 
 }  // namespace
 
-std::map<std::string, std::string> find_stale_results(const ResultScan& scan, const TaskRegistry& registry) {
-  std::map<std::string, std::string> stale;
+StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& registry) {
+  StaleResults stale;
   std::map<std::string, std::optional<std::pair<ModelSpec, std::string>>> models;  // identity → spec, revision
   for (const auto& result : scan.results) {
     const auto* task = registry.find(result.task);
@@ -265,7 +266,7 @@ std::map<std::string, std::string> find_stale_results(const ResultScan& scan, co
 
 std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
                                             const TaskRegistry& registry,
-                                            const std::map<std::string, std::string>* stale) {
+                                            const StaleResults* stale) {
   std::vector<AggregateRow> rows;
   struct Group {
     std::vector<StratumEstimate> subjects;
@@ -496,7 +497,8 @@ void file_entry(CheckReport& report, CheckEntry entry) {
 
 }  // namespace
 
-CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const TaskRegistry& registry) {
+CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const StaleResults& stale,
+                          const TaskRegistry& registry) {
   CheckReport report;
   if (!request.models.empty() && !request.tasks.empty()) {
     PlanRequest plan_request{request.models, request.tasks, request.n_shots, std::nullopt, request.output_dir};
@@ -515,10 +517,20 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
     }
     std::set<int> shot_filter;
     if (request.n_shots) shot_filter.insert(request.n_shots->begin(), request.n_shots->end());
+    const auto wanted = [&](const std::string& identity, const std::string& task, int n_shot) {
+      return (model_filter.empty() || model_filter.count(identity)) && (task_filter.empty() || task_filter.count(task)) &&
+             (shot_filter.empty() || shot_filter.count(n_shot));
+    };
 
-    std::map<std::string, ExpectedJob> expected;  // by result path: one entry per job whatever its source
-    const auto add = [&](const std::string& spec_text, const std::string& task_name, int n_shot,
-                         const std::optional<int>& limit, const std::string& source) {
+    std::unordered_map<std::string, const CollectedResult*> found;
+    for (const auto& result : scan.results) found.emplace(result.path.string(), &result);
+    std::unordered_map<std::string, const SkippedFile*> damaged;
+    for (const auto& skipped : scan.skipped) damaged.emplace(skipped.path.string(), &skipped);
+
+    // One entry per job, whatever its sources: keyed by the result path the job writes.
+    std::unordered_map<std::string, ExpectedJob> expected;
+    const auto add_planned = [&](const std::string& spec_text, const std::string& task_name, int n_shot,
+                                 const std::optional<int>& limit, const std::string& source) {
       const auto* task = registry.find(task_name);
       if (!task) {
         report.warnings.push_back(fmt::format("{} names task {} which mill does not know (pass --extra_task_paths?); "
@@ -533,11 +545,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
         report.warnings.push_back(fmt::format("{}: {}; not checked", source, e.what()));
         return;
       }
-      if (!model_filter.empty() && !model_filter.count(spec.identity())) return;
-      if (!task_filter.empty() && !task_filter.count(task->name)) return;
-      if (!shot_filter.empty() && !shot_filter.count(n_shot)) return;
-      const auto path = result_path(request.output_dir, Job{spec, task, n_shot, limit}).string();
-      expected.try_emplace(path, ExpectedJob{spec_text, task, n_shot, limit});
+      if (!wanted(spec.identity(), task->name, n_shot)) return;
+      expected.try_emplace(result_path(request.output_dir, Job{spec, task, n_shot, limit}).string(),
+                           ExpectedJob{spec_text, task, n_shot, limit});
     };
 
     // Sweeps first: their specs carry the execution arguments a resubmission should keep.
@@ -563,48 +573,58 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
           if (!job.is_object() || !job.contains("n_shot") || !job["n_shot"].is_number_integer()) continue;
           std::optional<int> limit;
           if (job.contains("limit") && job["limit"].is_number_integer()) limit = job["limit"].get<int>();
-          add(model, string_field(job, "task"), job["n_shot"].get<int>(), limit, manifest_path.string());
+          add_planned(model, string_field(job, "task"), job["n_shot"].get<int>(), limit, manifest_path.string());
         }
       }
     }
-    for (const auto& result : scan.results) add(result.model, result.task, result.n_shot, result.limit, result.path.string());
+    // Results found: their own path is the job's (no spec parsing per file: 100k of them is common).
+    std::map<std::string, std::size_t> unknown_tasks;  // one warning per task, not per file
+    for (const auto& result : scan.results) {
+      const auto* task = registry.find(result.task);
+      if (!task) {
+        ++unknown_tasks[result.task];
+        continue;
+      }
+      if (!wanted(result.model, result.task, result.n_shot)) continue;
+      expected.try_emplace(result.path.string(), ExpectedJob{result.model, task, result.n_shot, result.limit});
+    }
+    for (const auto& [task, count] : unknown_tasks) {
+      report.warnings.push_back(fmt::format("{} result(s) of task {}, which mill does not know (pass "
+                                            "--extra_task_paths?), are aggregated but not checked",
+                                            count, quote_value(task)));
+    }
     for (const auto& skipped : scan.skipped) {
       // A damaged file still says, through its path, which job it was meant to be.
       int n_shot = 0;
       std::optional<int> limit;
       if (!parse_result_stem(skipped.path.stem().string(), n_shot, limit)) continue;
-      add(decode_path_component(skipped.path.parent_path().parent_path().filename().string()),
-          skipped.path.parent_path().filename().string(), n_shot, limit, skipped.path.string());
+      add_planned(decode_path_component(skipped.path.parent_path().parent_path().filename().string()),
+                  skipped.path.parent_path().filename().string(), n_shot, limit, skipped.path.string());
     }
-
-    std::map<std::string, const CollectedResult*> found;
-    for (const auto& result : scan.results) found[result.path.string()] = &result;
-    std::map<std::string, const SkippedFile*> damaged;
-    for (const auto& skipped : scan.skipped) damaged[skipped.path.string()] = &skipped;
-    std::map<std::string, std::string> revisions;  // model identity → revision, resolved once per model
 
     for (const auto& [path, job] : expected) {
       ++report.expected;
-      const auto spec = ModelSpec::parse(job.spec);
-      auto [revision, inserted] = revisions.try_emplace(spec.identity());
-      if (inserted) revision->second = resolve_model_revision(spec);
-      const auto key = make_job_key(Job{spec, job.task, job.n_shot, job.limit}, revision->second);
       ResultState state = ResultState::missing;
       std::string reason;
-      if (const auto it = found.find(path); it != found.end()) {
-        if (it->second->key == key.digest) {
-          state = ResultState::done;
-        } else {
-          state = ResultState::stale;
-          const auto fields = differing_key_inputs(key.inputs, it->second->key_inputs);
-          reason = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
-        }
+      if (found.count(path)) {
+        const auto it = stale.find(path);
+        state = it == stale.end() ? ResultState::done : ResultState::stale;
+        if (it != stale.end()) reason = it->second;
       } else if (const auto bad = damaged.find(path); bad != damaged.end()) {
         state = ResultState::corrupt;
         reason = bad->second->reason;
       }
-      file_entry(report, entry_for(job.spec, job.task->name, job.n_shot, job.limit, state, reason, path));
+      if (state != ResultState::done) {
+        file_entry(report, entry_for(job.spec, job.task->name, job.n_shot, job.limit, state, reason, path));
+      } else {
+        ++report.done;
+      }
     }
+    const auto by_job = [](const CheckEntry& a, const CheckEntry& b) {
+      return std::make_tuple(std::cref(a.model), std::cref(a.task), a.n_shot, limit_order(a.limit)) <
+             std::make_tuple(std::cref(b.model), std::cref(b.task), b.n_shot, limit_order(b.limit));
+    };
+    for (auto* list : {&report.missing, &report.stale, &report.corrupt}) std::sort(list->begin(), list->end(), by_job);
   }
   std::vector<const CheckEntry*> pending;
   for (const auto* list : {&report.missing, &report.stale, &report.corrupt}) {

@@ -112,6 +112,15 @@ std::vector<TableRow> primary_table(const std::vector<AggregateRow>& rows, std::
   return table;
 }
 
+// Tables and pictures stay readable: beyond this many model × n-shot columns only the first ones are drawn.
+constexpr std::size_t kMaxReportColumns = 40;
+
+std::string capped_columns_note(std::size_t shown, std::size_t total) {
+  return fmt::format("showing the first {} of {} model × n-shot columns (all are in aggregate.csv; narrow with "
+                     "--models or --n_shots)",
+                     shown, total);
+}
+
 // Viridis at five stops, linearly interpolated: perceptually ordered and readable in greyscale.
 std::string heat_colour(double t) {
   static const double stops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
@@ -127,6 +136,8 @@ std::string heat_colour(double t) {
 std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
   std::vector<Column> columns;
   const auto table = primary_table(rows, columns);
+  const std::size_t total_columns = columns.size();
+  if (columns.size() > kMaxReportColumns) columns.resize(kMaxReportColumns);
   const int cell_w = 70, cell_h = 22, char_w = 7;
   std::size_t longest_label = 10, longest_column = 10;
   for (const auto& row : table) longest_label = std::max(longest_label, row.label.size() + 2);
@@ -204,6 +215,7 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
   std::vector<std::string> notes = {"micro = every question counts once; macro = every subject counts once"};
   if (any_partial) notes.push_back("* = partial rollup (not every subject has a result)");
   if (any_stale) notes.push_back("† = stale (computed with other key inputs; see report.md)");
+  if (total_columns > columns.size()) notes.push_back(capped_columns_note(columns.size(), total_columns));
   for (std::size_t i = 0; i < notes.size(); ++i) {
     svg += fmt::format("<text x=\"12\" y=\"{}\" fill=\"#555\">{}</text>\n", legend_y + 36 + 16 * static_cast<int>(i),
                        xml_escape(notes[i]));
@@ -255,9 +267,13 @@ std::string render_report_markdown(const ReportInput& input) {
   // Tasks: one column per model × shots.
   std::vector<Column> columns;
   const auto table = primary_table(rows, columns);
+  const std::size_t total_columns = columns.size();
+  if (columns.size() > kMaxReportColumns) columns.resize(kMaxReportColumns);
   bool any_task = std::any_of(table.begin(), table.end(), [](const TableRow& r) { return !r.rollup; });
   if (any_task) {
-    md += "## Tasks (primary metric)\n\n| task | metric |";
+    md += "## Tasks (primary metric)\n\n";
+    if (total_columns > columns.size()) md += capped_columns_note(columns.size(), total_columns) + ".\n\n";
+    md += "| task | metric |";
     for (const auto& column : columns) md += " " + md_cell(column_label(column)) + " |";
     md += "\n| --- | --- |";
     for (std::size_t i = 0; i < columns.size(); ++i) md += " ---: |";
@@ -279,17 +295,25 @@ std::string render_report_markdown(const ReportInput& input) {
   }
 
   // Generative health: how often the answer could not be read, how often generation hit the token limit.
+  // Benchmark-level rates always; task-level ones when they reach 5% (where a prompt or limit needs a look).
+  constexpr double kHealthAlarm = 0.05;
+  constexpr std::size_t kMaxHealthRows = 200;
   std::vector<const AggregateRow*> health;
+  std::size_t health_total = 0;
   for (const auto& row : rows) {
-    if (row.aggregation == kAggregationTask &&
-        (row.metric.find("unparsed") != std::string::npos || row.metric.find("truncat") != std::string::npos ||
-         row.metric.find("hit_token_limit") != std::string::npos)) {
-      health.push_back(&row);
-    }
+    const bool rate = row.metric.find("unparsed") != std::string::npos ||
+                      row.metric.find("truncat") != std::string::npos ||
+                      row.metric.find("hit_token_limit") != std::string::npos;
+    if (!rate || row.aggregation == kAggregationMacro) continue;
+    if (row.aggregation == kAggregationTask && row.value < kHealthAlarm) continue;
+    ++health_total;
+    if (health.size() < kMaxHealthRows) health.push_back(&row);
   }
   if (!health.empty()) {
-    md += "## Generative tasks: unparsed answers and answers cut off at the token limit\n\n| model | shots | task | metric | rate | samples |\n"
-          "| --- | --- | --- | --- | ---: | ---: |\n";
+    md += "## Generative tasks: unparsed answers and answers cut off at the token limit\n\n"
+          "Benchmark rows are sample-weighted; task rows are listed when the rate is 5% or more.";
+    if (health_total > health.size()) md += fmt::format(" First {} of {} rows; all are in aggregate.csv.", health.size(), health_total);
+    md += "\n\n| model | shots | task | metric | rate | samples |\n| --- | --- | --- | --- | ---: | ---: |\n";
     for (const auto* row : health) {
       md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", md_cell(row->model), shots_label(row->n_shot, row->limit),
                         md_cell(row->task), md_cell(row->metric), format_value(row->metric, row->value), row->n_samples);
