@@ -465,3 +465,40 @@ TEST_CASE("collect writes a report and a heatmap, and refuses bad input with one
   CHECK(bad_task.exit_code == static_cast<int>(ExitCode::usage));
   CHECK_THAT(bad_task.err, Contains("mmlu_anatomy"));
 }
+
+TEST_CASE("collect reads what mill eval writes: values, check and a paired comparison of two demo models",
+          "[collect]") {
+  test::TempDir out;
+  for (const char* model : {"mill-demo[seed=3]", "mill-demo[seed=4]"}) {
+    const auto eval = test::run_mill({"--output_dir", out.path().string(), "eval", model, "demo", "--n_shots", "0"});
+    REQUIRE(eval.exit_code == 0);
+  }
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--models",
+                                   "mill-demo[seed=3],mill-demo[seed=4]", "--tasks", "demo", "--n_shots", "0",
+                                   "--compare", "mill-demo[seed=3]", "mill-demo[seed=4]"});
+  CHECK(run.exit_code == 0);
+  CHECK_THAT(run.out, Contains("2 expected, 2 done, 0 missing, 0 stale, 0 corrupt"));
+  const auto registry = TaskRegistry::load();
+  const auto scan = scan_results(out.path(), registry);
+  REQUIRE(scan.results.size() == 2);
+  CHECK(find_stale_results(scan, registry).empty());
+  const auto rows = aggregate_results(scan.results, {}, registry);
+  for (const auto& result : scan.results) {
+    const auto document = nlohmann::json::parse(test::read_text(result.path));
+    const auto* row = find_row(rows, "demo", "acc", kAggregationTask);
+    REQUIRE(row);
+    bool matched = false;
+    for (const auto& r : rows) {
+      if (r.model == result.model && r.metric == "acc") {
+        matched = true;
+        CHECK(r.value == Approx(document["metrics"]["acc"]["value"].get<double>()));
+        CHECK(r.n_samples == document["n_samples"].get<long long>());
+        CHECK(r.stderr_method == "bootstrap");
+      }
+    }
+    CHECK(matched);
+  }
+  // Every document pairs up: the comparison's pair count is the task's sample count.
+  const auto n = nlohmann::json::parse(test::read_text(scan.results.front().path))["n_samples"].get<long long>();
+  CHECK_THAT(run.out, Contains(fmt::format(" {} ", n)) && Contains("significant (p="));
+}
