@@ -196,9 +196,9 @@ Comparison compare_models(const ResultScan& scan, const std::string& model_a, co
   out.model_a = model_a;
   out.model_b = model_b;
   std::map<TaskSlot, const CollectedResult*> a_results, b_results;
+  CollectFilter any_model = filter;  // the two models are chosen here, whatever --models says
+  any_model.model_identities.clear();
   for (const auto& result : scan.results) {
-    CollectFilter any_model = filter;
-    any_model.model_identities.clear();
     if (!any_model.accepts(result)) continue;
     const TaskSlot slot{result.task, result.n_shot, result.limit ? *result.limit : -1};
     if (result.model == model_a) a_results[slot] = &result;
