@@ -477,13 +477,41 @@ TEST_CASE("Tokenizer::apply_chat_template uses tokenizer_config.json", "[tokeniz
   const std::string text = tokenizer->apply_chat_template({{"user", "Hi"}}, true);
   CHECK(text == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 
-  // add_bos_token in the config overrides the post-processor.
-  config["add_bos_token"] = true;
   config.erase("chat_template");
   write_json(dir / "tokenizer_config.json", config);
-  const auto with_bos = Tokenizer::load(dir.path());
-  CHECK(with_bos->encode("Hi", true).front() == 50256);
-  CHECK_THROWS_WITH(with_bos->apply_chat_template({{"user", "Hi"}}, true), Catch::Contains("no chat_template"));
+  CHECK_THROWS_WITH(Tokenizer::load(dir.path())->apply_chat_template({{"user", "Hi"}}, true),
+                    Catch::Contains("no chat_template"));
+}
+
+TEST_CASE("BOS and EOS follow the tokenizer.json post_processor as in transformers", "[tokenizer]") {
+  const auto gpt2 = mill::test::shared_path("models/gpt2-tokenizer/tokenizer.json");
+  const auto llama2 = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
+  if (gpt2.empty() || llama2.empty()) {
+    WARN("../shared/models is absent; skipped");
+    return;
+  }
+  const json base = read_json(gpt2);
+  const json variants = read_json(data_dir / "tokenizer" / "variants.json");
+  const json reference = read_json(data_dir / "tokenizer" / "transformers-special-tokens.json");
+  mill::test::TempDir dir;
+  for (const auto& item : reference.at("cases")) {
+    const std::string name = item.at("name");
+    const std::string from = item.at("base");
+    INFO("case " << name);
+    const auto folder = dir / std::to_string(&item - &reference.at("cases")[0]);
+    fs::create_directories(folder);
+    if (from == "llama2-json-legacy") write_json(folder / "tokenizer.json", tokenizer_json_from_sentencepiece(llama2, true));
+    else write_json(folder / "tokenizer.json", make_variant(base, variants.at(from)));
+    write_json(folder / "tokenizer_config.json", item.at("config"));
+    const auto tokenizer = Tokenizer::load(folder);
+    CHECK(tokenizer->encode(reference.at("text").get<std::string>(), true) == ids_of(item.at("ids")));
+  }
+  // A tokenizer.model has no post_processor: BOS unless add_bos_token is false, EOS only when asked for.
+  fs::create_directories(dir / "model");
+  fs::copy_file(llama2, dir / "model" / "tokenizer.model");
+  CHECK(Tokenizer::load(dir / "model")->encode("Hello world", true) == std::vector<TokenId>{1, 15043, 3186});
+  write_json(dir / "model" / "tokenizer_config.json", {{"add_bos_token", false}, {"add_eos_token", true}});
+  CHECK(Tokenizer::load(dir / "model")->encode("Hello world", true) == std::vector<TokenId>{15043, 3186, 2});
 }
 
 // Not run by default: writes the SentencePiece-style tokenizer.json files that tests build, so that the

@@ -1142,18 +1142,9 @@ class JsonTokenizer final : public Tokenizer {
     bos_id_ = token_id(config_.bos_token);
     eos_id_ = token_id(config_.eos_token);
 
-    if (config_.add_bos_token || config_.add_eos_token) {
-      if (config_.add_bos_token.value_or(false)) {
-        if (!bos_id_) fail(config_.source, "add_bos_token is true but bos_token is not a known token");
-        prefix_.push_back(*bos_id_);
-      }
-      if (config_.add_eos_token.value_or(false)) {
-        if (!eos_id_) fail(config_.source, "add_eos_token is true but eos_token is not a known token");
-        suffix_.push_back(*eos_id_);
-      }
-    } else {
-      read_post_processor(root.value("post_processor", json()), file);
-    }
+    // transformers 5 lets the post_processor alone decide; add_bos_token/add_eos_token in tokenizer_config.json
+    // do not change a tokenizer.json's encoding (checked: tests/data/tokenizer/transformers-special-tokens.json).
+    read_post_processor(root.value("post_processor", json()), file);
   }
 
   void read_post_processor(const json& node, const std::filesystem::path& file) {

@@ -16,8 +16,8 @@ namespace mill::detail {
 struct TokenizerConfig {
   std::optional<std::string> bos_token;
   std::optional<std::string> eos_token;
-  // Explicit add_bos_token / add_eos_token; when either is present BOS/EOS follow them instead of the
-  // post_processor of tokenizer.json (what transformers' Llama and Gemma tokenizers do).
+  // Explicit add_bos_token / add_eos_token: used for tokenizer.model files only (a tokenizer.json's
+  // post_processor decides there, as in transformers 5).
   std::optional<bool> add_bos_token;
   std::optional<bool> add_eos_token;
   std::optional<std::string> chat_template;
