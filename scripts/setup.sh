@@ -10,7 +10,7 @@ packages=(
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev libspdlog-dev catch2 libxxhash-dev
   libpcre2-dev libcurl4-openssl-dev libcpp-httplib-dev
   libutf8proc-dev libsentencepiece-dev sentencepiece python3-jinja2
-  libtorch-dev
+  libtorch-dev libopenblas0-pthread
   slurm-wlm slurm-client munge
   hyperfine clang libclang-rt-14-dev
 )
