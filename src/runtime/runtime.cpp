@@ -226,6 +226,8 @@ void Runtime::run_rows(std::vector<Row>& rows, const Prefix* prefix, std::vector
     std::size_t B = 1;
     while (i + B < order.size()) {
       const auto next = static_cast<std::int64_t>(B + 1);
+      // A row under half the batch's length starts a new batch: padding never exceeds the real tokens.
+      if (2 * static_cast<std::int64_t>(order[i + B]->tokens.size()) < T) break;
       const bool fits = next <= row_cap && (settings_.batch_size > 0 || (next * T <= max_tokens &&
                                                                         estimate_bytes(next, T, P + T) <= memory_budget_));
       if (!fits) break;
