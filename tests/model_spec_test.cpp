@@ -60,3 +60,21 @@ TEST_CASE("the model revision comes from the arg, the HF cache's refs/main, or i
   CHECK(resolve_model_revision(ModelSpec::parse(home.path().string())) == "local");
   unsetenv("HF_HUB_CACHE");
 }
+
+TEST_CASE("local checkpoints given as relative paths become absolute, so workers elsewhere find them") {
+  test::TempDir dir;
+  std::filesystem::create_directories(dir / "ckpt");
+  const auto previous = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());
+  const auto spec = ModelSpec::parse("./ckpt/");
+  const auto bare = ModelSpec::parse("ckpt[dtype=float32]");
+  const auto served = ModelSpec::parse("vllm[path=../x]");
+  const auto hub = ModelSpec::parse("org/not-a-folder");
+  std::filesystem::current_path(previous);
+  CHECK(spec.name == (dir / "ckpt").string());
+  CHECK(bare.name == (dir / "ckpt").string());
+  CHECK(served.arg("path") == (dir.path().parent_path() / "x").string());
+  CHECK(hub.name == "org/not-a-folder");
+  // Idempotent: the normalised spec parses to itself.
+  CHECK(ModelSpec::parse(spec.to_string()).name == spec.name);
+}

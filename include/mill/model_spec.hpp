@@ -13,7 +13,8 @@ struct ModelSpec {
   std::string name;                                        // before the brackets
   std::vector<std::pair<std::string, std::string>> args;  // in the order given; keys are unique
 
-  // Parses a spec; a malformed one throws mill::Error naming the spec and what is wrong. Values that contain
+  // Parses a spec; a local checkpoint given as a relative path (./x, ../x, or an existing directory) becomes an
+  // absolute path, in the name and in a `path=` argument. A malformed one throws mill::Error naming the spec and what is wrong. Values that contain
   // ',' or ']' are written in double quotes: name[stop="a,b"].
   static ModelSpec parse(std::string_view text);
 

@@ -22,6 +22,20 @@ bool needs_quotes(std::string_view value) {
   return value.find_first_of(",]\"[= ") != std::string_view::npos || value.empty();
 }
 
+// A local checkpoint named by a relative path becomes absolute: array workers run in the sweep directory, and
+// the job key must not depend on the directory the user typed the command in.
+void make_local_path_absolute(std::string& value) {
+  if (value.empty() || value.front() == '/') return;
+  const bool explicitly_relative =
+      value == "." || value == ".." || value.rfind("./", 0) == 0 || value.rfind("../", 0) == 0;
+  std::error_code ec;
+  if (!explicitly_relative && !std::filesystem::is_directory(value, ec)) return;
+  auto absolute = std::filesystem::absolute(value, ec).lexically_normal().string();
+  if (ec) return;
+  while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+  value = absolute;
+}
+
 std::string render_value(std::string_view value) {
   if (!needs_quotes(value)) return std::string(value);
   std::string out = "\"";
@@ -44,7 +58,10 @@ ModelSpec ModelSpec::parse(std::string_view text) {
   if (spec.name.empty()) return fail("the model name is empty");
   if (spec.name.find(']') != std::string::npos) return fail("']' without '['");
   if (spec.name.find_first_of("\n\r") != std::string::npos) return fail("the name contains a line break");
-  if (open == std::string_view::npos) return spec;
+  if (open == std::string_view::npos) {
+    if (spec.backend() == "local") make_local_path_absolute(spec.name);
+    return spec;
+  }
   if (text.back() != ']') return fail("it must end with ']'");
   const auto body = text.substr(open + 1, text.size() - open - 2);
   std::size_t i = 0;
@@ -84,9 +101,11 @@ ModelSpec ModelSpec::parse(std::string_view text) {
       }
       i = end;
     }
+    if (key == "path") make_local_path_absolute(value);
     spec.args.emplace_back(key, value);
     if (i < body.size()) ++i;  // the comma
   }
+  if (spec.backend() == "local") make_local_path_absolute(spec.name);
   return spec;
 }
 
