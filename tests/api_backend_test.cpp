@@ -275,3 +275,53 @@ TEST_CASE("the API key never reaches messages, logs or files", "[remote][secrets
   CHECK(files >= 3);  // the result, the sample journal and the request journal at least
   CHECK(std::filesystem::exists(dir / "remote" / "requests"));
 }
+
+TEST_CASE("echoed prompts from a vLLM-shaped answer are split where the context's text ends", "[remote]") {
+  // "Question: 2+2=" + " 4", one generated token ("\n") after the prompt.
+  nlohmann::json answer = {
+      {"choices",
+       {{{"text", "Question: 2+2= 4\n"},
+         {"logprobs",
+          {{"tokens", {"Question", ":", " 2", "+", "2", "=", " 4", "\n"}},
+           {"token_logprobs", {nullptr, -1.0, -2.0, -0.5, -0.25, -0.125, -3.0, -9.0}},
+           {"text_offset", {0, 8, 9, 11, 12, 13, 14, 16}},
+           {"top_logprobs",
+            {nullptr, {{":", -1.0}}, {{" 2", -2.0}}, {{"+", -0.5}}, {{"2", -0.25}}, {{"=", -0.125}},
+             {{" 4", -3.0}, {" 5", -1.0}}, {{"\n", -9.0}}}}}}}}},
+      {"usage", {{"prompt_tokens", 7}, {"completion_tokens", 1}}}};
+  auto score = std::get<EchoScore>(score_echoed_prompt(answer, 14, 16, true, false));
+  CHECK(score.logprob == -3.0);
+  CHECK(score.n_tokens == 1);
+  CHECK_FALSE(score.greedy);  // " 5" was the top-1
+
+  SECTION("a decoded BOS (or prefix space) shifts the offsets; the split follows") {
+    auto& logprobs = answer["choices"][0]["logprobs"];
+    logprobs["tokens"].insert(logprobs["tokens"].begin(), "<s>");
+    logprobs["token_logprobs"].insert(logprobs["token_logprobs"].begin(), nullptr);
+    logprobs["top_logprobs"].insert(logprobs["top_logprobs"].begin(), nullptr);
+    nlohmann::json shifted = {0};
+    for (const auto& offset : logprobs["text_offset"]) shifted.push_back(offset.get<int>() + 3);
+    logprobs["text_offset"] = shifted;
+    logprobs["top_logprobs"][7] = {{" 4", -3.0}};
+    score = std::get<EchoScore>(score_echoed_prompt(answer, 14, 16, true, false));
+    CHECK(score.logprob == -3.0);
+    CHECK(score.greedy);
+  }
+  SECTION("a token that straddles the boundary belongs to the continuation") {
+    // Context "Question: 2+2", continuation "= 4": the tokens "=" and " 4".
+    score = std::get<EchoScore>(score_echoed_prompt(answer, 13, 16, false, false));
+    CHECK(score.logprob == -3.125);
+    CHECK(score.n_tokens == 2);
+    nlohmann::json merged = answer;
+    auto& logprobs = merged["choices"][0]["logprobs"];
+    logprobs["tokens"] = {"Question", ": 2+2= 4", "\n"};
+    logprobs["token_logprobs"] = {nullptr, -7.0, -9.0};
+    logprobs["text_offset"] = {0, 8, 16};
+    score = std::get<EchoScore>(score_echoed_prompt(merged, 14, 16, false, false));
+    CHECK(score.logprob == -7.0);  // ": 2+2= 4" holds both context and continuation text
+  }
+  SECTION("an unscored continuation token is an error, not a zero") {
+    answer["choices"][0]["logprobs"]["token_logprobs"][6] = nullptr;
+    CHECK_THAT(std::get<std::string>(score_echoed_prompt(answer, 14, 16, true, false)), Catch::Contains("unscored"));
+  }
+}

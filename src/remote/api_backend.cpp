@@ -92,7 +92,8 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
   // Tokens generated after the prompt (max_tokens=1 for servers that need it) come last; usage says how many.
   std::size_t generated = 0;
   if (response.contains("usage") && response["usage"].is_object() && response["choices"].size() == 1 &&
-      response["usage"].value("completion_tokens", nlohmann::json()).is_number_unsigned()) {
+      response["usage"].value("completion_tokens", nlohmann::json()).is_number_integer() &&
+      response["usage"]["completion_tokens"].get<long long>() >= 0) {
     generated = std::min<std::size_t>(n, response["usage"]["completion_tokens"].get<std::size_t>());
   } else {
     while (generated < n && offsets[n - 1 - generated].get<double>() >= static_cast<double>(prompt_chars) &&
@@ -101,13 +102,20 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
     }
   }
   const std::size_t prompt_tokens = n - generated;
+  // Some tokenizers decode the prompt with a character more or less at its start (a SentencePiece prefix space):
+  // the boundary moves with that difference, assumed to lie before the context's end.
+  const double echoed_chars =
+      prompt_tokens == 0 ? 0.0
+                         : offsets[prompt_tokens - 1].get<double>() +
+                               static_cast<double>(utf8_length(text_or_empty(tokens[prompt_tokens - 1])));
+  const double boundary = static_cast<double>(context_chars) + (echoed_chars - static_cast<double>(prompt_chars));
   EchoScore score;
   bool any = false;
   for (std::size_t i = 0; i < prompt_tokens; ++i) {
-    const double end = i + 1 < prompt_tokens ? offsets[i + 1].get<double>() : static_cast<double>(prompt_chars);
+    const double end = i + 1 < prompt_tokens ? offsets[i + 1].get<double>() : echoed_chars;
     // A token belongs to the continuation when its text ends after the context, so a token that straddles the
     // boundary counts as the continuation's (it contains continuation text).
-    if (end <= static_cast<double>(context_chars)) continue;
+    if (end <= boundary) continue;
     if (!token_logprobs[i].is_number()) {
       if (allow_unscored) continue;
       return fmt::format("the server left prompt token {} unscored (an empty context on a model without a BOS token?)",
