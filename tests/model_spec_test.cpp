@@ -78,3 +78,9 @@ TEST_CASE("local checkpoints given as relative paths become absolute, so workers
   // Idempotent: the normalised spec parses to itself.
   CHECK(ModelSpec::parse(spec.to_string()).name == spec.name);
 }
+
+TEST_CASE("model spec lists split on commas outside brackets and quotes") {
+  CHECK(split_model_specs("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
+  CHECK(split_model_specs("m[s=\"a\\\",b\"],n") == std::vector<std::string>{"m[s=\"a\\\",b\"]", "n"});
+  CHECK(split_model_specs("").empty());
+}

@@ -88,6 +88,10 @@ TEST_CASE("default n_shots come from each task; several models multiply the matr
   CHECK(plan["jobs"][1]["n_shot"] == 0);  // MMLU-Pro default
   // Jobs of one model share array elements.
   CHECK(plan["array"]["elements"] == 2);
+  // Commas inside a spec's brackets do not split the model list.
+  plan = box.plan({"schedule", "org/m[dtype=float16,batch_size=4],b/two", "mmlu_anatomy", "--dry_run", "--cluster", "local"});
+  REQUIRE(plan["jobs"].size() == 2);
+  CHECK(plan["jobs"][0]["model"] == "org/m[dtype=float16,batch_size=4]");
 }
 
 TEST_CASE("schedule with cluster auto picks the profile by hostname, or names the hostname when nothing matches") {

@@ -33,6 +33,7 @@ TEST_CASE("path_component is injective on tricky names and yields one safe compo
     CHECK(component.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-%") ==
           std::string::npos);
     CHECK(seen.insert(component).second);
+    CHECK(name_from_path_component(component) == name);
   }
   CHECK(path_component("meta-llama/Meta-Llama-3-8B") == "meta-llama__Meta-Llama-3-8B");
 }

@@ -164,6 +164,6 @@ std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>&
 std::string shell_word(std::string_view word);
 
 // Splits a comma-separated list of model specs, keeping commas inside [...] and "..." (name[a=1,b=2]).
-std::vector<std::string> split_model_list(std::string_view text);
+
 
 }  // namespace mill

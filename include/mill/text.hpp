@@ -32,5 +32,7 @@ std::string content_hash(std::string_view bytes);
 // Turns a model or task name into one safe path component: [A-Za-z0-9._-] kept, '/' becomes "__",
 // everything else is %XX-escaped, so distinct names never collide.
 std::string path_component(std::string_view name);
+// The inverse: the name a path_component() directory stands for.
+std::string name_from_path_component(std::string_view component);
 
 }  // namespace mill

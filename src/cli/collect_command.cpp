@@ -164,7 +164,7 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
 
   CheckRequest check_request;
   check_request.output_dir = output_dir;
-  check_request.models = split_model_list(options.models);
+  check_request.models = split_model_specs(options.models);
   check_request.tasks = parse_list_option(options.tasks);
   if (!options.n_shots.empty()) check_request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
   std::vector<std::string> absolute_extra;

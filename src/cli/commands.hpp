@@ -39,9 +39,9 @@ bool stdout_is_colour_terminal();
 
 void register_schedule_command(CLI::App& app, const GlobalOptions& global);
 void register_tasks_command(CLI::App& app, const GlobalOptions& global);
-void register_status_command(CLI::App& app, const GlobalOptions& global);
-void register_collect_command(CLI::App& app, const GlobalOptions& global);
 void register_eval_command(CLI::App& app, const GlobalOptions& global);
+void register_collect_command(CLI::App& app, const GlobalOptions& global);
+void register_status_command(CLI::App& app, const GlobalOptions& global);
 void register_demo_model_command(CLI::App& app, const GlobalOptions& global);
 void register_serve_command(CLI::App& app, const GlobalOptions& global);
 

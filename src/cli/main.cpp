@@ -84,9 +84,12 @@ void configure_logging(const std::string& level_name) {
 
 int run(int argc, char** argv) {
   CLI::App app{"mill: run language-model evaluation sweeps on SLURM clusters.\n\n"
-               "  mill schedule MODELS TASKS [--n_shots 0,5] [--dry_run]   plan and submit a sweep\n"
-               "  mill tasks [NAMES]                                      list the known tasks\n\n"
-               "Lists are comma-separated. Docs: docs/ in the source tree.",
+               "  mill schedule MODELS TASKS [--n_shots 0,5] [--dry_run|--local]  plan and submit a sweep\n"
+               "  mill status                                         what the sweeps have queued, running, done\n"
+               "  mill collect [--check] [--compare A B]              aggregate.csv, report, missing/stale jobs\n"
+               "  mill eval MODEL TASKS                               evaluate here (also the array worker)\n"
+               "  mill tasks [NAMES]                                  list the known tasks and benchmarks\n\n"
+               "Lists are comma-separated. Model specs: NAME_OR_PATH[key=value,...]. Docs: docs/ in the source tree.",
                "mill"};
   app.set_version_flag("--version", std::string("mill ") + version());
   app.require_subcommand(1);
@@ -99,9 +102,9 @@ int run(int argc, char** argv) {
   add_option(app, "log_level", global.log_level, "trace, debug, info, warn (default), error or off");
   register_schedule_command(app, global);
   register_tasks_command(app, global);
-  register_status_command(app, global);
-  register_collect_command(app, global);
   register_eval_command(app, global);
+  register_collect_command(app, global);
+  register_status_command(app, global);
   register_demo_model_command(app, global);
   register_serve_command(app, global);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });

@@ -16,6 +16,7 @@
 #include "mill/atomic_file.hpp"
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
+#include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/requeue.hpp"
 #include "mill/sbatch.hpp"
@@ -182,7 +183,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   const auto registry = TaskRegistry::load(extra_paths);
 
   PlanRequest request;
-  request.models = parse_list_option(options.models);
+  request.models = split_model_specs(options.models);
   request.tasks = parse_list_option(options.tasks);
   if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
   if (options.limit != 0) request.limit = options.limit;
@@ -244,7 +245,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
 
   const auto summary = fmt::format(
       "{} job(s) = {} model(s) × {} task(s) × n_shots; {} to run ({} missing, {} stale, {} corrupt), {} done (skipped)",
-      plan.jobs.size(), parse_list_option(options.models).size(), registry.expand(request.tasks).size(), pending.size(),
+      plan.jobs.size(), request.models.size(), registry.expand(request.tasks).size(), pending.size(),
       plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
       plan.count(ResultState::done));
 

@@ -417,45 +417,7 @@ std::string shell_word(std::string_view word) {
   return out;
 }
 
-std::vector<std::string> split_model_list(std::string_view text) {
-  std::vector<std::string> items;
-  std::string current;
-  int depth = 0;
-  bool quoted = false;
-  for (char c : text) {
-    if (c == '"') quoted = !quoted;
-    if (!quoted && c == '[') ++depth;
-    if (!quoted && c == ']' && depth > 0) --depth;
-    if (c == ',' && depth == 0 && !quoted) {
-      if (auto item = trim(current); !item.empty()) items.push_back(item);
-      current.clear();
-      continue;
-    }
-    current += c;
-  }
-  if (auto item = trim(current); !item.empty()) items.push_back(item);
-  return items;
-}
-
 namespace {
-
-// Reverses path_component() for a directory name ('/' was written "__", other bytes %XX).
-std::string decode_path_component(const std::string& name) {
-  std::string out;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    if (name.compare(i, 2, "__") == 0) {
-      out += '/';
-      ++i;
-    } else if (name[i] == '%' && i + 2 < name.size() && std::isxdigit(static_cast<unsigned char>(name[i + 1])) &&
-               std::isxdigit(static_cast<unsigned char>(name[i + 2]))) {
-      out += static_cast<char>(std::stoi(name.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += name[i];
-    }
-  }
-  return out;
-}
 
 // "5shot" or "5shot-limit10" → (5, 10).
 bool parse_result_stem(const std::string& stem, int& n_shot, std::optional<int>& limit) {
@@ -598,7 +560,7 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
       int n_shot = 0;
       std::optional<int> limit;
       if (!parse_result_stem(skipped.path.stem().string(), n_shot, limit)) continue;
-      add_planned(decode_path_component(skipped.path.parent_path().parent_path().filename().string()),
+      add_planned(name_from_path_component(skipped.path.parent_path().parent_path().filename().string()),
                   skipped.path.parent_path().filename().string(), n_shot, limit, skipped.path.string());
     }
 

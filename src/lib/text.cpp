@@ -158,4 +158,23 @@ std::string path_component(std::string_view name) {
   return out;
 }
 
+std::string name_from_path_component(std::string_view component) {
+  if (component == "%") return {};  // the empty name
+  std::string out;
+  for (std::size_t i = 0; i < component.size(); ++i) {
+    const bool hex_follows = i + 2 < component.size() && std::isxdigit(static_cast<unsigned char>(component[i + 1])) &&
+                             std::isxdigit(static_cast<unsigned char>(component[i + 2]));
+    if (component.compare(i, 2, "__") == 0) {
+      out += '/';
+      ++i;
+    } else if (component[i] == '%' && hex_follows) {
+      out += static_cast<char>(std::stoi(std::string(component.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += component[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace mill
