@@ -201,7 +201,7 @@ TEST_CASE("client errors are not retried and retries end with the reason", "[rem
   }
 }
 
-TEST_CASE("hosted APIs are generation-only; stop sequences beyond four are applied by the client", "[remote]") {
+TEST_CASE("hosted APIs are generation-only, stop sequences beyond four are applied by the client", "[remote]") {
   // A server that does not say it is vLLM or mill (owned_by "openai") gets no echo requests.
   httplib::Server hosted;
   std::atomic<int> stops_sent{-1};

@@ -125,7 +125,7 @@ TEST_CASE("every validation error names the file, the profile and the field") {
   CHECK_THAT(error_for("profiles: {}\n"), Contains("`profiles` is empty"));
 }
 
-TEST_CASE("the first run copies the bundled profiles; an edited copy is never overwritten") {
+TEST_CASE("the first run copies the bundled profiles, an edited copy is never overwritten") {
   test::TempDir cache;
   const auto path = cache / "clusters.yaml";
   auto config = load_cluster_config(cache.path());

@@ -41,7 +41,7 @@ TEST_CASE("Both MMLU CSV layouts give the same documents") {
   CHECK_THROWS_WITH(parse_mmlu_csv("q,a,b,c\n", "y.csv"), Catch::Contains("4 fields"));
 }
 
-TEST_CASE("JSON Lines and JSON loaders apply the filter; doc order is file order") {
+TEST_CASE("JSON Lines and JSON loaders apply the filter, doc order is file order") {
   TempDir dir;
   write_text(dir / "d/test.jsonl", "{\"q\":\"one\",\"cat\":\"x\"}\n\n{\"q\":\"two\",\"cat\":\"y\"}\n{\"q\":\"three\",\"cat\":\"x\"}\n");
   write_text(dir / "d/test.json", "[{\"q\":\"a\"},{\"q\":\"b\"}]");

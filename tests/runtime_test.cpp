@@ -160,7 +160,7 @@ TEST_CASE("runtime: log-likelihood of context + continuation equals the rolling 
   CHECK(windows[0].logprob != Approx(full[0].logprob).margin(1e-3));  // less context, other numbers
 }
 
-TEST_CASE("runtime: cached generation equals recomputing every step; stop sequences and limits", "[runtime]") {
+TEST_CASE("runtime: cached generation equals recomputing every step, stop sequences and limits", "[runtime]") {
   REQUIRE_PLUGIN();
   TempDir dir;
   write_demo_model(dir.path(), {});
@@ -426,4 +426,69 @@ TEST_CASE("runtime: models are found in the Hugging Face cache layout through re
   CHECK_THAT(provenance["model_path"].get<std::string>(), Catch::Contains("snapshots/0123abcd"));
   CHECK(pinned->provenance()["revision"] == "older");
   CHECK(backend->loglikelihood({{"The mill", " turns"}})[0].logprob < 0);
+}
+
+namespace {
+// A trained checkpoint to check real weights with: $MILL_TEST_REAL_MODEL, else the first folder under
+// ../shared/models that holds config.json and safetensors weights. Empty when there is none.
+std::filesystem::path trained_checkpoint() {
+  if (const char* path = std::getenv("MILL_TEST_REAL_MODEL"); path && *path) return path;
+  const auto models = mill::test::shared_path("models");
+  if (models.empty()) return {};
+  for (const auto& entry : std::filesystem::directory_iterator(models)) {
+    const auto& folder = entry.path();
+    if (std::filesystem::exists(folder / "config.json") &&
+        (std::filesystem::exists(folder / "model.safetensors") ||
+         std::filesystem::exists(folder / "model.safetensors.index.json"))) {
+      return folder;
+    }
+  }
+  return {};
+}
+
+double bits_per_byte(ModelBackend& backend, const std::vector<std::string>& texts) {
+  std::vector<RollingRequest> requests;
+  std::size_t bytes = 0;
+  for (const auto& text : texts) {
+    requests.push_back({text});
+    bytes += text.size();
+  }
+  double logprob = 0;
+  for (const auto& result : backend.loglikelihood_rolling(requests)) logprob += result.logprob;
+  return -logprob / std::log(2.0) / static_cast<double>(bytes);
+}
+}  // namespace
+
+TEST_CASE("real weights: a trained model predicts natural text far better than the random demo model",
+          "[runtime]") {
+  REQUIRE_PLUGIN();
+  const auto checkpoint = trained_checkpoint();
+  if (checkpoint.empty()) {
+    WARN("no trained checkpoint in ../shared/models (or MILL_TEST_REAL_MODEL); skipped");
+    return;
+  }
+  const std::vector<std::string> texts = {
+      "The river flows through the old town, past the mill and the church, and on towards the sea.",
+      "In 1969, astronauts landed on the Moon for the first time and returned safely to Earth.",
+      "Water boils at one hundred degrees Celsius at sea level, and freezes at zero degrees.",
+      "She opened the window, looked at the rain, and decided to stay at home with a good book."};
+  TempDir demo;
+  write_demo_model(demo.path(), {});
+  auto trained = load(checkpoint, "");
+  auto random = load(demo.path(), "");
+  const double trained_bpb = bits_per_byte(*trained, texts);
+  const double random_bpb = bits_per_byte(*random, texts);
+  INFO("bits per byte: trained " << trained_bpb << ", random demo " << random_bpb);
+  CHECK(trained_bpb < 0.6 * random_bpb);
+
+  // Greedy text should read like its training data: mostly letters and spaces, several real-looking words.
+  const auto generated = trained->generate({{"The capital of France is", {"\n\n"}, 24}}).at(0).text;
+  INFO("generated: " << generated);
+  std::size_t letters_or_spaces = 0, words = 0, run = 0;
+  for (unsigned char c : generated + " ") {
+    if (std::isalpha(c) || c == ' ' || c == ',' || c == '.') ++letters_or_spaces;
+    run = std::isalpha(c) ? run + 1 : (run >= 3 ? (++words, 0) : 0);
+  }
+  CHECK(letters_or_spaces >= generated.size() * 8 / 10);
+  CHECK(words >= 2);
 }

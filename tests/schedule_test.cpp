@@ -80,7 +80,7 @@ TEST_CASE("a model × mmlu × two n_shots is 114 jobs, and valid results are ski
   CHECK(text.out.find("\x1b[") == std::string::npos);  // no colour when piped
 }
 
-TEST_CASE("default n_shots come from each task; several models multiply the matrix") {
+TEST_CASE("default n_shots come from each task, several models multiply the matrix") {
   Sandbox box;
   auto plan = box.plan({"schedule", "a/one,b/two", "mmlu_anatomy,mmlu_pro_law", "--dry_run", "--cluster", "local"});
   REQUIRE(plan["jobs"].size() == 4);

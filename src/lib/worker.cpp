@@ -134,6 +134,14 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   std::vector<JobKey> keys;
   std::vector<bool> runnable(requests.size(), true);
   bool any_failed = false;
+  // A job that cannot run fails alone: reported, recorded in the status file, skipped; the others go on.
+  auto fail_job = [&](std::size_t i, const std::string& message) {
+    std::cerr << "mill: error: " << message << "\n";
+    statuses[i].state = "failed";
+    statuses[i].message = message;
+    runnable[i] = false;
+    any_failed = true;
+  };
   std::unique_ptr<ModelBackend> backend;
   const auto data_dir = resolve_data_dir(options.data_dir);
   try {
@@ -151,11 +159,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         } catch (const Error& e) {
           message = e.what();
         }
-        std::cerr << "mill: error: " << message << "\n";
-        statuses[i].state = "failed";
-        statuses[i].message = message;
-        runnable[i] = false;
-        any_failed = true;
+        fail_job(i, message);
         jobs.push_back(Job{spec, nullptr, request.n_shot, request.limit});
         keys.emplace_back();
         continue;
@@ -163,11 +167,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       try {
         check_task_definition(*task);  // a malformed task fails alone, before the model loads
       } catch (const Error& e) {
-        std::cerr << "mill: error: " << e.what() << "\n";
-        statuses[i].state = "failed";
-        statuses[i].message = e.what();
-        runnable[i] = false;
-        any_failed = true;
+        fail_job(i, e.what());
       }
       Job job{spec, task, request.n_shot, request.limit};
       auto key = make_job_key(job, revision);
@@ -205,11 +205,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     try {
       require_capability(backend->capabilities(), *jobs[i].task, spec.to_string());
     } catch (const Error& e) {
-      std::cerr << "mill: error: " << e.what() << "\n";
-      statuses[i].state = "failed";
-      statuses[i].message = e.what();
-      runnable[i] = false;
-      any_failed = true;
+      fail_job(i, e.what());
     }
   }
 
