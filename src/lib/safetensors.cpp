@@ -88,7 +88,9 @@ Header parse_header(const std::byte* bytes, std::size_t size, const std::string&
       }
       continue;
     }
-    auto where = [&](const std::string& what) { fail(source, fmt::format("tensor {}: {}", name, what)); };
+    // A copy: clang 14 cannot capture a structured binding in a lambda.
+    const std::string tensor = name;
+    auto where = [&](const std::string& what) { fail(source, fmt::format("tensor {}: {}", tensor, what)); };
     if (!entry.is_object()) where("the entry is not an object");
     TensorInfo info;
     info.name = name;
