@@ -15,10 +15,16 @@ for target in build-fuzz/fuzz/fuzz_*; do
   # New inputs go to a scratch directory so a run never rewrites the committed corpus.
   scratch=$(mktemp -d)
   echo "fuzz: $name, $runs runs" >&2
-  "$target" "$scratch" "$corpus" -runs="$runs" -max_len=4096 -timeout=10 -print_final_stats=1 2>&1 |
-    grep -E "^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)" || true
-  status=${PIPESTATUS[0]}
+  status=0
+  "$target" "$scratch" "$corpus" -runs="$runs" -max_len=4096 -timeout=10 -print_final_stats=1 \
+    -artifact_prefix="$scratch/" >"$scratch.log" 2>&1 || status=$?
+  grep -E "^(stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)" "$scratch.log" || true
+  if [ "$status" -ne 0 ]; then
+    mkdir -p fuzz/crashes && cp "$scratch"/crash-* "$scratch"/leak-* "$scratch"/timeout-* fuzz/crashes/ 2>/dev/null || true
+    tail -n 40 "$scratch.log" >&2
+  fi
+  rm -f "$scratch.log"
   rm -rf "$scratch"
-  if [ "$status" -ne 0 ]; then echo "fuzz: $name FAILED (exit $status)" >&2; exit 1; fi
+  if [ "$status" -ne 0 ]; then echo "fuzz: $name FAILED (exit $status); inputs in fuzz/crashes/" >&2; exit 1; fi
 done
 echo "fuzz: all targets passed" >&2

@@ -18,8 +18,10 @@ TEST_CASE("model specs parse names and arguments") {
   CHECK(spec.arg("batch_size") == "8");
   CHECK(spec.arg("stop") == "a,]b");
   CHECK_FALSE(spec.arg("device"));
-  // Round trip through the normalised form.
+  // Round trip through the normalised form, also for values with edge whitespace (found by fuzzing).
   CHECK(ModelSpec::parse(spec.to_string()).args == spec.args);
+  const auto spaced = ModelSpec::parse("m[stop=\"\\n\n\",tab=\"\tx\"]");
+  CHECK(ModelSpec::parse(spaced.to_string()).args == spaced.args);
 
   CHECK(ModelSpec::parse("vllm[path=/m/llama,tensor_parallel_size=2]").backend() == "vllm");
   CHECK(ModelSpec::parse("litellm[model=gpt-4o]").backend() == "api");

@@ -118,6 +118,15 @@ TEST_CASE("bad task files are one-line errors naming the file, task and field") 
 
   CHECK_THAT(error_of({"/nonexistent/tasks"}), Contains("--extra_task_paths") && Contains("/nonexistent/tasks"));
 
+  // Values of the wrong type are errors naming the file, never crashes (found by fuzz/fuzz_task_yaml).
+  test::TempDir types;
+  test::write_text(types / "t.yaml", "task: t\noutput_type: logprobs\nbenchmark: [a, b]\n");
+  CHECK_THAT(error_of({types.path()}), Contains("t.yaml") && Contains("benchmark"));
+  test::write_text(types / "t.yaml", "task: t\noutput_type: logprobs\nvars: [a]\n");
+  CHECK_THAT(error_of({types.path()}), Contains("t.yaml") && Contains("vars"));
+  test::write_text(types / "t.yaml", "group: g\ndefaults: [1]\ntasks: [{task: a}]\n");
+  CHECK_THAT(error_of({types.path()}), Contains("t.yaml"));
+
   test::TempDir cycle;
   test::write_text(cycle / "a.yaml", "include: b.yaml\ntask: a\noutput_type: logprobs\n");
   test::write_text(cycle / "b.yaml", "include: a.yaml\n");

@@ -41,6 +41,7 @@ class TaskRegistry {
 
  private:
   void add_file(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
+  void add_file_unchecked(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
   std::vector<TaskInfo> tasks_;
 };
 

@@ -19,7 +19,7 @@ bool valid_key(std::string_view key) {
 }
 
 bool needs_quotes(std::string_view value) {
-  return value.find_first_of(",]\"[= ") != std::string_view::npos || value.empty();
+  return value.find_first_of(",]\"[= \t\r\n") != std::string_view::npos || value.empty();
 }
 
 // A local checkpoint named by a relative path becomes absolute: array workers run in the sweep directory, and

@@ -20,7 +20,7 @@ std::string to_string(ResultState state) {
 
 std::string result_document_problem(const nlohmann::json& document) {
   if (!document.is_object()) return "not a JSON object";
-  if (document.value("schema", "") != kResultSchema) {
+  if (!document.contains("schema") || document["schema"] != kResultSchema) {
     return fmt::format("field `schema` is not {}", quote_value(kResultSchema));
   }
   if (!document.contains("key") || !document["key"].is_string()) return "field `key` is missing";

@@ -173,6 +173,7 @@ TaskInfo make_task(nlohmann::json definition, const std::string& source) {
                             quote_value(task.name)));
   }
   const auto vars = definition.value("vars", nlohmann::json::object());
+  if (!vars.is_object()) throw Error(fmt::format("{}: field `vars` must be a mapping of names to values", where));
   definition.erase("vars");
   substitute(definition, vars, where);
 
@@ -192,6 +193,9 @@ TaskInfo make_task(nlohmann::json definition, const std::string& source) {
     throw Error(fmt::format("{}: field `default_n_shots`: {} is not a non-negative integer", where, shots.dump()));
   }
   task.default_n_shots = shots.get<int>();
+  if (definition.contains("benchmark") && !definition["benchmark"].is_string()) {
+    throw Error(fmt::format("{}: field `benchmark` must be a name", where));
+  }
   task.benchmark = definition.value("benchmark", std::string());
   task.source = source;
   auto numeric = definition;
@@ -204,7 +208,18 @@ TaskInfo make_task(nlohmann::json definition, const std::string& source) {
 
 }  // namespace
 
-void TaskRegistry::add_file(std::string_view text, const std::string& source, const std::filesystem::path&) {
+void TaskRegistry::add_file(std::string_view text, const std::string& source, const std::filesystem::path& base_dir) {
+  // Values of an unexpected type (a list where a name belongs...) surface as JSON type errors: name the file.
+  try {
+    add_file_unchecked(text, source, base_dir);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: a field has the wrong type ({})", source, e.what()));
+  } catch (const YAML::Exception& e) {
+    throw Error(fmt::format("{}: {}", source, e.what()));
+  }
+}
+
+void TaskRegistry::add_file_unchecked(std::string_view text, const std::string& source, const std::filesystem::path&) {
   auto document = resolve_includes(parse_yaml(std::string(text), source), source);
   if (document.contains("group")) {
     if (!document["group"].is_string() || !valid_task_name(document["group"].get<std::string>())) {
