@@ -20,6 +20,9 @@ struct ModelSpec {
 
   std::optional<std::string> arg(std::string_view key) const;
 
+  // A numeric argument in [low, high], or `fallback` when absent; anything else throws mill::Error naming it.
+  double number_arg(std::string_view key, double fallback, double low, double high) const;
+
   // Which backend runs it: "vllm", "api" (also spelled "litellm") or "local" (the in-process runtime).
   std::string backend() const;
 

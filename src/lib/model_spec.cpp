@@ -116,6 +116,18 @@ std::optional<std::string> ModelSpec::arg(std::string_view key) const {
   return std::nullopt;
 }
 
+double ModelSpec::number_arg(std::string_view key, double fallback, double low, double high) const {
+  const auto value = arg(key);
+  if (!value) return fallback;
+  char* end = nullptr;
+  const double parsed = std::strtod(value->c_str(), &end);
+  if (value->empty() || *end != '\0' || !(parsed >= low && parsed <= high)) {
+    throw Error(fmt::format("model spec {}: {}={} is not a number in {}..{}", quote_value(to_string()), key,
+                            quote_value(*value), low, high));
+  }
+  return parsed;
+}
+
 std::string ModelSpec::backend() const {
   if (name == "vllm") return "vllm";
   if (name == "api" || name == "litellm") return "api";

@@ -18,18 +18,6 @@ namespace {
 const std::vector<std::string> kApiArgs = {"model",   "base_url",    "api_key_env", "concurrency", "num_concurrent",
                                            "timeout", "max_retries", "endpoint",    "revision"};
 
-double number_arg(const ModelSpec& spec, const std::string& name, double fallback, double low, double high) {
-  const auto value = spec.arg(name);
-  if (!value) return fallback;
-  char* end = nullptr;
-  const double parsed = std::strtod(value->c_str(), &end);
-  if (value->empty() || *end != '\0' || !(parsed >= low && parsed <= high)) {
-    throw Error(fmt::format("model spec {}: {}={} is not a number in {}..{}", quote_value(spec.to_string()), name,
-                            quote_value(*value), low, high));
-  }
-  return parsed;
-}
-
 std::string text_or_empty(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : ""; }
 
 }  // namespace
@@ -55,9 +43,9 @@ ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
                             quote_value(config.endpoint)));
   }
   const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
-  config.concurrency = static_cast<int>(number_arg(spec, concurrency_name, 8, 1, 1024));
-  config.retry.timeout_s = number_arg(spec, "timeout", config.retry.timeout_s, 0.1, 86400);
-  config.retry.max_retries = static_cast<int>(number_arg(spec, "max_retries", config.retry.max_retries, 0, 100));
+  config.concurrency = static_cast<int>(spec.number_arg(concurrency_name, 8, 1, 1024));
+  config.retry.timeout_s = spec.number_arg("timeout", config.retry.timeout_s, 0.1, 86400);
+  config.retry.max_retries = static_cast<int>(spec.number_arg("max_retries", config.retry.max_retries, 0, 100));
   config.journal_dir = remote_state_dir() / "requests";
   // A new revision of the same model name must not reuse old answers.
   config.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);

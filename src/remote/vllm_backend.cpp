@@ -59,18 +59,6 @@ const std::vector<std::string> kVllmArgs = {
     "max_retries", "endpoint"};
 // clang-format on
 
-double number_arg(const ModelSpec& spec, const std::string& name, double fallback, double low, double high) {
-  const auto value = spec.arg(name);
-  if (!value) return fallback;
-  char* end = nullptr;
-  const double parsed = std::strtod(value->c_str(), &end);
-  if (value->empty() || *end != '\0' || !(parsed >= low && parsed <= high)) {
-    throw Error(fmt::format("model spec {}: {}={} is not a number in {}..{}", quote_value(spec.to_string()), name,
-                            quote_value(*value), low, high));
-  }
-  return parsed;
-}
-
 std::optional<std::filesystem::path> find_on_path(const std::string& program) {
   if (program.find('/') != std::string::npos) return std::filesystem::path(program);
   const char* path = std::getenv("PATH");
@@ -260,8 +248,8 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
                               quote_value(spec.to_string()), quote_value(key), join(kVllmArgs, ", ")));
     }
   }
-  options_.startup_timeout_s = number_arg(spec, "startup_timeout", options_.startup_timeout_s, 1, 86400);
-  port_ = static_cast<int>(number_arg(spec, "port", 0, 0, 65535));
+  options_.startup_timeout_s = spec.number_arg("startup_timeout", options_.startup_timeout_s, 1, 86400);
+  port_ = static_cast<int>(spec.number_arg("port", 0, 0, 65535));
   ApiBackendConfig client;
   client.backend_name = "vllm";
   client.model = spec.arg("path").value_or("");
@@ -271,9 +259,9 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
                             quote_value(client.endpoint)));
   }
   const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
-  client.concurrency = static_cast<int>(number_arg(spec, concurrency_name, 64, 1, 4096));
-  client.retry.timeout_s = number_arg(spec, "timeout", client.retry.timeout_s, 0.1, 86400);
-  client.retry.max_retries = static_cast<int>(number_arg(spec, "max_retries", client.retry.max_retries, 0, 100));
+  client.concurrency = static_cast<int>(spec.number_arg(concurrency_name, 64, 1, 4096));
+  client.retry.timeout_s = spec.number_arg("timeout", client.retry.timeout_s, 0.1, 86400);
+  client.retry.max_retries = static_cast<int>(spec.number_arg("max_retries", client.retry.max_retries, 0, 100));
   client.scores_prompts = true;
   client.journal_dir = remote_state_dir() / "requests";
   client.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);
