@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -308,6 +309,15 @@ TEST_CASE("Interrupt and resume: SIGKILL a running mill eval, rerun, identical n
   CHECK(a["key"] == b["key"]);
   CHECK(a["counts"]["resumed"].get<long long>() >= 10);
   CHECK(a["provenance"]["tokens"]["total"] == b["provenance"]["tokens"]["total"]);
+  CHECK(a["n_samples"] == b["n_samples"]);
+  // Per document: the resumed journal holds exactly the undisturbed run's entries (request, response, scores).
+  std::map<long long, nlohmann::json> resumed_docs, clean_docs;
+  for (const auto& line : lines) resumed_docs[line["doc_id"].get<long long>()] = line;
+  for (const auto& line : journal_lines(clean / (model_dir + "/demo/0shot.journal.jsonl"))) {
+    clean_docs[line["doc_id"].get<long long>()] = line;
+  }
+  CHECK(clean_docs.size() == 52);
+  CHECK(resumed_docs == clean_docs);
 }
 
 TEST_CASE("Worker mode: manifest element, heartbeats, status, skipping done jobs, key drift, SIGUSR1") {

@@ -53,3 +53,35 @@ TEST_CASE("A journal written for another job key is never reused") {
   stale += ".stale";
   CHECK(std::filesystem::exists(stale));
 }
+
+TEST_CASE("Damaged lines in the middle of a journal are dropped and counted, the good ones kept") {
+  TempDir dir;
+  const auto path = dir / "j.jsonl";
+  const std::string original = std::string("{\"doc_id\":0,\"key\":\"k\",\"scores\":{\"acc\":1}}\n") +
+                               "\x01\xff garbage\n" +                                         // not JSON
+                               "{\"doc_id\":2,\"key\":\"k\",\"scores\":{\"acc\":1}\n" +       // unclosed
+                               "{\"doc_id\":\"3\",\"key\":\"k\",\"scores\":{\"acc\":1}}\n" +  // doc_id a string
+                               "{\"doc\":4,\"key\":\"k\",\"scores\":{\"acc\":1}}\n" +         // wrong field
+                               "{\"doc_id\":5,\"key\":\"k\",\"scores\":{\"acc\":\"1\"}}\n" +  // score a string
+                               "{\"doc_id\":6,\"key\":\"k\",\"scores\":{\"acc\":1},\"n_tokens\":\"x\"}\n" +
+                               "{\"doc_id\":7,\"key\":\"k\",\"scores\":{\"acc\":1},\"t\":\"\xc3\x28\"}\n" +  // bad UTF-8
+                               "{\"doc_id\":8,\"key\":\"other\",\"scores\":{\"acc\":1}}\n" +  // another job's key
+                               "{\"doc_id\":9,\"key\":\"k\",\"scores\":{\"acc\":0}}\n";
+  write_text(path, original);
+  {
+    Journal journal(path, "k");
+    CHECK(journal.resumed() == 2);
+    CHECK(journal.has(0));
+    CHECK(journal.has(9));
+    for (long long doc : {2, 3, 4, 5, 6, 7, 8}) CHECK_FALSE(journal.has(doc));
+    CHECK_THAT(journal.note(), Catch::Contains("dropped 8 damaged line(s)") && Catch::Contains("1 of another job key"));
+    CHECK(journal.note().find('\n') == std::string::npos);
+    journal.append({{{"doc_id", 2}, {"scores", {{"acc", 1.0}}}}});
+  }
+  auto stale = path;
+  stale += ".stale";
+  CHECK(read_text(stale) == original);  // the other key's line is not destroyed
+  Journal reread(path, "k");
+  CHECK(reread.resumed() == 3);
+  CHECK(reread.note().empty());
+}

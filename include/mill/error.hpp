@@ -12,6 +12,7 @@ enum class ExitCode : int {
   missing_results = 3,  // collect --check: some combinations are missing or stale
   eval_failed = 4,      // an evaluation ran but did not produce a valid result
   submit_failed = 5,    // sbatch/squeue refused or failed
+  busy = 6,             // another mill process holds the job's lock (it is being evaluated elsewhere); rerun later
   preempted = 75,       // stopped early on the pre-walltime signal; resumable (EX_TEMPFAIL)
 };
 

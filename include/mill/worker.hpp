@@ -3,6 +3,7 @@
 // the array worker `mill eval --manifest FILE --element I`, which `mill schedule --local` also calls in-process.
 // Worker files (heartbeats, status) and exit codes are described in docs/eval.md.
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -19,6 +20,8 @@ struct WorkerOptions {
   // Stop request (finish the batch, flush, write status, exit 75). Null: SIGUSR1/SIGTERM handlers are installed.
   const std::atomic<bool>* stop = nullptr;
   bool progress = true;  // progress lines on stderr
+  // How long to wait for a job that another mill process holds (job_lock.hpp) before leaving it to that process.
+  std::chrono::seconds lock_wait{120};
 };
 
 // Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).
@@ -33,7 +36,8 @@ struct EvalJobRequest {
 
 // Runs the jobs one after another with one backend; jobs whose result is already done are skipped. Prints one
 // result line per job on stdout. Returns the exit code: 0 all done, 4 some job failed (the others are still
-// attempted), 75 stopped by a signal. When `element` is set, heartbeats and the final status file are written
+// attempted), 6 none failed but some job was held by another mill process for all of `lock_wait` (left to it),
+// 75 stopped by a signal. When `element` is set, heartbeats and the final status file are written
 // under `sweep_dir` (docs/eval.md).
 struct ElementFiles {
   std::filesystem::path sweep_dir;

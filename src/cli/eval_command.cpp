@@ -26,12 +26,18 @@ struct EvalOptions {
   std::string manifest;
   int element = -1;
   int docs_per_batch = 32;
+  int lock_wait = 120;
   bool quiet = false;
 };
 
 void finish(int code) {
   if (code == static_cast<int>(ExitCode::eval_failed)) {
     throw Error("some jobs failed (see the messages above); the others completed", ExitCode::eval_failed);
+  }
+  if (code == static_cast<int>(ExitCode::busy)) {
+    throw Error("some jobs are being evaluated by another mill process (see the messages above); rerun later to "
+                "pick up what it leaves unfinished",
+                ExitCode::busy);
   }
   if (code == static_cast<int>(ExitCode::preempted)) {
     throw Error("stopped by a signal after flushing the journal; run the same command again to resume",
@@ -46,6 +52,8 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
   if (options.docs_per_batch < 1) throw Error("--docs_per_batch must be at least 1");
   worker.docs_per_batch = static_cast<std::size_t>(options.docs_per_batch);
   worker.progress = !options.quiet;
+  if (options.lock_wait < 0) throw Error(fmt::format("--lock_wait {} is negative (expected seconds, e.g. 120)", options.lock_wait));
+  worker.lock_wait = std::chrono::seconds(options.lock_wait);
   install_stop_signal_handlers();
 
   if (!options.manifest.empty()) {
@@ -98,6 +106,9 @@ void register_eval_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "element", options->element, "Worker mode: which array element of the manifest to run");
   add_option(*command, "docs_per_batch", options->docs_per_batch,
              "Documents per backend call and per journal flush (default 32)");
+  add_option(*command, "lock_wait", options->lock_wait,
+             "Seconds to wait for a job another mill process is evaluating before leaving it to that one (default "
+             "120)");
   add_flag(*command, "quiet", options->quiet, "No progress lines on stderr");
   command->callback([options, &global] { run_eval(*options, global); });
 }

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
@@ -126,6 +127,9 @@ int run(int argc, char** argv) {
 }  // namespace mill::cli
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write should fail with EFBIG and be reported like a full disk, naming the
+  // file, rather than SIGXFSZ killing mill silently mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return mill::cli::run(argc, argv);
   } catch (const mill::Error& e) {

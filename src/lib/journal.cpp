@@ -11,6 +11,24 @@
 
 namespace mill {
 
+namespace {
+// A line the engine can use: an object with an integer doc_id, a key, numeric scores and, if present, a numeric
+// n_tokens. Anything else (garbage, a wrong field, a wrong type) would otherwise fail the aggregation for good.
+bool well_formed(const nlohmann::json& entry) {
+  if (entry.is_discarded() || !entry.is_object()) return false;
+  const auto doc_id = entry.find("doc_id");
+  if (doc_id == entry.end() || !doc_id->is_number_integer()) return false;
+  if (!entry.contains("key")) return false;
+  const auto scores = entry.find("scores");
+  if (scores == entry.end() || !scores->is_object()) return false;
+  for (const auto& score : scores->items()) {
+    if (!score.value().is_number()) return false;
+  }
+  const auto tokens = entry.find("n_tokens");
+  return tokens == entry.end() || tokens->is_number_integer();
+}
+}  // namespace
+
 Journal::Journal(const std::filesystem::path& path, const std::string& key) : path_(path), key_(key) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
@@ -30,12 +48,11 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key) : pa
       start = end + 1;
       if (line.empty()) continue;
       auto entry = nlohmann::json::parse(line, nullptr, false);
-      if (!complete || entry.is_discarded() || !entry.is_object() || !entry.contains("doc_id") ||
-          !entry["doc_id"].is_number_integer()) {
+      if (!complete || !well_formed(entry)) {
         ++damaged;  // a line torn by a kill, or garbage: its sample is simply evaluated again
         continue;
       }
-      if (entry.value("key", std::string()) != key_) {
+      if (!entry["key"].is_string() || entry["key"].get<std::string>() != key_) {
         ++foreign;
         continue;
       }
@@ -48,19 +65,25 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key) : pa
       kept += '\n';
       entries_.emplace(doc_id, std::move(entry));
     }
-    if (foreign > 0) {
+    std::filesystem::path stale = path;
+    stale += ".stale";
+    if (foreign > 0 && entries_.empty()) {
       // Computed for another key (another model revision, task definition or scorer): never mixed in.
-      std::filesystem::path stale = path;
-      stale += ".stale";
       std::filesystem::rename(path, stale, ec);
       note_ = fmt::format("journal {} was written for another job key; moved it to {} and starting afresh",
                           path.string(), stale.string());
-      entries_.clear();
       kept.clear();
       rewrite = false;
-    } else if (damaged > 0) {
+    } else if (foreign + damaged > 0) {
+      // A few bad lines among this key's: keep the good ones and evaluate the dropped documents again. With lines
+      // of another key the original is kept as .stale first, so nothing written is destroyed.
+      if (foreign > 0) std::filesystem::copy_file(path, stale, std::filesystem::copy_options::overwrite_existing, ec);
       rewrite = true;
-      note_ = fmt::format("journal {}: dropped {} damaged line(s) (a run was killed mid-write)", path.string(), damaged);
+      note_ = fmt::format("journal {}: dropped {} damaged line(s) (torn by a kill or corrupted){}; their documents are "
+                          "evaluated again",
+                          path.string(), foreign + damaged,
+                          foreign > 0 ? fmt::format(", {} of another job key (original kept as {})", foreign, stale.string())
+                                      : std::string());
     }
     resumed_ = entries_.size();
   }

@@ -10,12 +10,14 @@
 #include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
+#include <optional>
 
 #include "mill/atomic_file.hpp"
 #include "mill/dataset.hpp"
 #include "mill/engine.hpp"
 #include "mill/error.hpp"
 #include "mill/job.hpp"
+#include "mill/job_lock.hpp"
 #include "mill/model.hpp"
 #include "mill/results.hpp"
 #include "mill/text.hpp"
@@ -59,7 +61,7 @@ std::string result_line(const std::string& model, const std::string& task, int n
 struct JobStatus {
   std::string task;
   int n_shot = 0;
-  std::string state = "pending";  // pending, running, done, skipped, failed, preempted
+  std::string state = "pending";  // pending, running, done, skipped, failed, busy, preempted
   std::string message;
 };
 
@@ -134,6 +136,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   std::vector<JobKey> keys;
   std::vector<bool> runnable(requests.size(), true);
   bool any_failed = false;
+  bool any_busy = false;  // a job left to another process that holds its lock
   // A job that cannot run fails alone: reported, recorded in the status file, skipped; the others go on.
   auto fail_job = [&](std::size_t i, const std::string& message) {
     std::cerr << "mill: error: " << message << "\n";
@@ -224,6 +227,40 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
       return static_cast<int>(ExitCode::preempted);
     }
+    // One process per job: the lock is held until this job's result is written (or it fails). A job held elsewhere
+    // for all of lock_wait is left to its holder rather than evaluated twice; the exit code then says "busy" (6),
+    // never "done", so the element is not counted complete before the holder's result exists.
+    std::optional<JobLock> lock;
+    try {
+      lock.emplace(job_lock_path(path));
+      if (!lock->acquire(options.lock_wait, &stop)) {
+        if (stop.load()) {
+          statuses[i].state = "preempted";
+          write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
+          return static_cast<int>(ExitCode::preempted);
+        }
+        any_busy = true;
+        statuses[i].state = "busy";
+        statuses[i].message = fmt::format("another mill process is evaluating this job ({}; lock {}); left to it",
+                                          lock->holder(), lock->path().string());
+        std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << statuses[i].message << "\n";
+        std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "busy", {}, path) << std::endl;
+        continue;
+      }
+    } catch (const Error& e) {
+      any_failed = true;
+      statuses[i].state = "failed";
+      statuses[i].message = e.what();
+      std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << e.what() << "\n";
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+      continue;
+    }
+    if (check_result(path, keys[i]).state == ResultState::done) {  // the holder we waited for finished it
+      statuses[i].state = "skipped";
+      nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path) << std::endl;
+      continue;
+    }
     statuses[i].state = "running";
     EvalSettings settings;
     settings.output_dir = options.output_dir;
@@ -268,9 +305,11 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
     }
   }
-  const int code = static_cast<int>(any_failed ? ExitCode::eval_failed : ExitCode::ok);
-  write_status(any_failed ? "failed" : "completed", code,
-               any_failed ? "some jobs failed; see jobs[].message" : "all jobs done");
+  const int code = static_cast<int>(any_failed ? ExitCode::eval_failed : any_busy ? ExitCode::busy : ExitCode::ok);
+  write_status(any_failed || any_busy ? "failed" : "completed", code,
+               any_failed ? "some jobs failed; see jobs[].message"
+               : any_busy ? "some jobs are being evaluated by another mill process; see jobs[].message"
+                          : "all jobs done");
   return code;
 }
 

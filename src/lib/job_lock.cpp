@@ -1,0 +1,89 @@
+#include "mill/job_lock.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fmt/format.h>
+#include <thread>
+
+#include "mill/error.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+std::string lock_owner_line() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
+  const auto now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return fmt::format("{}@{} since {}\n", static_cast<long>(::getpid()), host, when);
+}
+}  // namespace
+
+std::filesystem::path job_lock_path(const std::filesystem::path& result_path) {
+  auto path = result_path;
+  path.replace_extension(".lock");
+  return path;
+}
+
+JobLock::JobLock(std::filesystem::path path) : path_(std::move(path)) {
+  std::error_code ec;
+  std::filesystem::create_directories(path_.parent_path(), ec);
+  if (ec) {
+    throw Error(fmt::format("cannot create {}: {}", path_.parent_path().string(), ec.message()), ExitCode::eval_failed);
+  }
+  // O_CLOEXEC: a server or helper started by a backend must not inherit (and so keep) the lock.
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw Error(fmt::format("cannot open the job lock {}: {}", path_.string(), std::strerror(errno)), ExitCode::eval_failed);
+  }
+}
+
+JobLock::~JobLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the only descriptor releases the flock
+}
+
+bool JobLock::acquire(std::chrono::seconds wait, const std::atomic<bool>* stop) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  // Polled rather than blocking: a blocking flock could honour neither the stop signal nor the wait limit.
+  while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (error != EWOULDBLOCK) {
+      static bool warned = false;
+      if (!warned) {
+        spdlog::warn("cannot lock {} ({}): this file system offers no locks, so two workers on the same job are not "
+                     "kept apart",
+                     path_.string(), std::strerror(error));
+        warned = true;
+      }
+      return true;
+    }
+    if (std::chrono::steady_clock::now() >= deadline || (stop && stop->load())) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Best effort: the holder line only serves the message of whoever waits; a full disk must not stop the job here.
+  const auto line = lock_owner_line();
+  if (::ftruncate(fd_, 0) == 0) {
+    [[maybe_unused]] const auto written = ::pwrite(fd_, line.data(), line.size(), 0);
+  }
+  return true;
+}
+
+std::string JobLock::holder() const {
+  char buffer[512] = {};
+  const auto n = ::pread(fd_, buffer, sizeof buffer - 1, 0);
+  const auto text = n > 0 ? trim(std::string(buffer, static_cast<std::size_t>(n))) : std::string();
+  return text.empty() ? std::string("an unknown process") : one_line(text);
+}
+
+}  // namespace mill
