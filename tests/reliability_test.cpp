@@ -9,14 +9,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "mill/job.hpp"
+#include "mill/job_lock.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/text.hpp"
 #include "remote_support.hpp"
@@ -190,6 +193,23 @@ std::filesystem::path write_manifest(const std::filesystem::path& out) {
 }
 
 }  // namespace
+
+TEST_CASE("JobLock: one holder at a time, the holder named, released when the holder goes", "[faults]") {
+  TempDir dir;
+  const auto path = job_lock_path(dir / "results/m/demo/0shot.json");
+  CHECK(path == dir / "results/m/demo/0shot.lock");
+  auto first = std::make_unique<JobLock>(path);
+  REQUIRE(first->acquire(std::chrono::seconds(0)));
+  JobLock second(path);  // another open file description: flock keeps it apart even in one process
+  const auto started = std::chrono::steady_clock::now();
+  CHECK_FALSE(second.acquire(std::chrono::seconds(1)));
+  CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(900));  // it waited
+  CHECK_THAT(second.holder(), Catch::StartsWith(fmt::format("{}@{} since ", ::getpid(), host_name())));
+  const std::atomic<bool> stop{true};
+  CHECK_FALSE(second.acquire(std::chrono::seconds(60), &stop));  // a stop request ends the wait at once
+  first.reset();
+  CHECK(second.acquire(std::chrono::seconds(0)));
+}
 
 TEST_CASE("kill -9 of an array worker mid-job, then the same element again: nothing lost", "[faults]") {
   TempDir clean;
