@@ -46,7 +46,9 @@ class ElementProgress {
 };
 
 // For `mill eval --manifest` after the element stopped with exit 75: requeue_if_worthwhile() with the
-// progress measured, and the decision printed on stderr.
-void requeue_stopped_element(const ElementProgress& progress);
+// progress measured, and the decision printed on stderr. Only the pre-walltime signal (SIGUSR1) requeues:
+// SIGTERM is how SLURM ends a job (scancel, preemption, the time limit itself), and a job the user cancelled
+// must stay cancelled; what it left undone is resubmitted by the next `mill schedule`.
+void requeue_stopped_element(const ElementProgress& progress, int stop_signal);
 
 }  // namespace mill

@@ -16,6 +16,9 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
 // Replaces control characters (newlines included) so a message always prints as one line.
 std::string one_line(std::string_view text);
 
+// True when the bytes are well-formed UTF-8 (JSON files, which hold mill's names and paths, need it).
+bool is_valid_utf8(std::string_view text);
+
 // Renders a value for an error message: quoted, control characters and non-UTF-8 bytes escaped.
 std::string quote_value(std::string_view value);
 

@@ -26,6 +26,8 @@ struct WorkerOptions {
 
 // Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).
 const std::atomic<bool>& install_stop_signal_handlers();
+// The signal that set that flag (SIGUSR1 or SIGTERM; SIGTERM wins once received), 0 before any.
+int stop_signal();
 
 struct EvalJobRequest {
   std::string task;

@@ -64,7 +64,7 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
     const auto manifest = std::filesystem::absolute(options.manifest);
     const ElementProgress progress(manifest, options.element, worker.output_dir);  // for the bounded requeue
     const int code = run_manifest_element(manifest, options.element, worker);
-    if (code == static_cast<int>(ExitCode::preempted)) requeue_stopped_element(progress);
+    if (code == static_cast<int>(ExitCode::preempted)) requeue_stopped_element(progress, stop_signal());
     finish(code);
     return;
   }

@@ -1,10 +1,12 @@
 // mill: language-model evaluation sweeps on SLURM clusters. This file wires the subcommands and turns every
 // error into one line on stderr with a documented exit code (docs/cli.md).
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <climits>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
@@ -72,9 +74,21 @@ std::vector<int> parse_int_list_option(const std::string& text, const std::strin
 bool stdout_is_colour_terminal() { return ::isatty(STDOUT_FILENO) && environment("NO_COLOR").empty(); }
 
 namespace {
+// The log message as one line (control and non-UTF-8 bytes escaped): log lines often carry user paths and names.
+class OneLineMessage : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& message, const std::tm&, spdlog::memory_buf_t& destination) override {
+    const auto text = one_line(std::string_view(message.payload.data(), message.payload.size()));
+    destination.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<OneLineMessage>(); }
+};
+
 void configure_logging(const std::string& level_name) {
   auto logger = spdlog::stderr_color_mt("mill");
-  logger->set_pattern("mill: %l: %v");
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<OneLineMessage>('*').set_pattern("mill: %l: %*");
+  logger->set_formatter(std::move(formatter));
   spdlog::set_default_logger(logger);
   const auto level = spdlog::level::from_str(level_name);
   if (level == spdlog::level::off && level_name != "off") {
@@ -109,6 +123,15 @@ int run(int argc, char** argv) {
   register_demo_model_command(app, global);
   register_serve_command(app, global);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });
+  // Names and paths end up in JSON files (manifests, results), which must be UTF-8: refuse other bytes up front
+  // rather than fail half-way or record a name that no longer matches.
+  for (int i = 1; i < argc; ++i) {
+    if (is_valid_utf8(argv[i])) continue;
+    const bool option_value = i > 1 && std::string_view(argv[i - 1]).rfind("--", 0) == 0;
+    throw Error(fmt::format("{} {} is not valid UTF-8 (mill records names and paths in JSON files, which need UTF-8)",
+                            option_value ? fmt::format("{}:", argv[i - 1]) : fmt::format("argument {}:", i),
+                            quote_value(argv[i])));
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -135,6 +158,15 @@ int main(int argc, char** argv) {
   } catch (const mill::Error& e) {
     std::cerr << "mill: error: " << e.what() << "\n";
     return static_cast<int>(e.code());
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the system cannot take is the user's to fix, not a bug.
+    if (e.code() == std::errc::filename_too_long) {
+      std::cerr << "mill: error: path too long: " << mill::quote_value(e.path1().string())
+                << " (the system takes at most " << NAME_MAX << " bytes per name and " << PATH_MAX << " per path)\n";
+      return static_cast<int>(mill::ExitCode::usage);
+    }
+    std::cerr << "mill: internal error: " << mill::one_line(e.what()) << "\n";
+    return static_cast<int>(mill::ExitCode::internal);
   } catch (const std::exception& e) {
     std::cerr << "mill: internal error: " << mill::one_line(e.what()) << "\n";
     return static_cast<int>(mill::ExitCode::internal);

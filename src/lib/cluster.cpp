@@ -34,6 +34,18 @@ const std::vector<std::string>& known_fields() {
   return fields;
 }
 
+// Line breaks end an #SBATCH or shell line early; other control bytes (escapes, bells) are never meant. Tabs are
+// allowed (whitespace between sbatch options).
+bool has_control_byte(const std::string& text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return (byte < 0x20 && byte != '\t') || byte == 0x7f;
+  });
+}
+
+// One line of UTF-8 text: what every profile value must be (profiles are recorded in JSON, which needs UTF-8).
+bool one_line_of_text(const std::string& text) { return !has_control_byte(text) && is_valid_utf8(text); }
+
 class ProfileReader {
  public:
   ProfileReader(const YAML::Node& node, std::string where) : node_(node), where_(std::move(where)) {}
@@ -47,7 +59,11 @@ class ProfileReader {
     if (!value || value.IsNull()) return std::nullopt;
     if (!value.IsScalar()) fail(field, "expected a single value");
     const auto& text = value.Scalar();
-    if (text.find_first_of("\n\r") != std::string::npos) fail(field, "must not contain a line break");
+    if (!one_line_of_text(text)) {
+      fail(field, fmt::format("{} contains a line break, control character or non-UTF-8 byte (a value must be one line "
+                              "of UTF-8 text)",
+                              quote_value(text)));
+    }
     return text;
   }
 
@@ -79,7 +95,11 @@ class ProfileReader {
     if (!value.IsSequence()) fail(field, "expected a list of strings");
     for (const auto& item : value) {
       if (!item.IsScalar()) fail(field, "expected a list of strings");
-      if (item.Scalar().find_first_of("\n\r") != std::string::npos) fail(field, "an entry contains a line break");
+      if (!one_line_of_text(item.Scalar())) {
+        fail(field, fmt::format("entry {} contains a line break, control character or non-UTF-8 byte (each entry must "
+                                "be one line of UTF-8 text)",
+                                quote_value(item.Scalar())));
+      }
       out.push_back(item.Scalar());
     }
     return out;
@@ -168,7 +188,7 @@ ClusterConfig parse_cluster_config(std::string_view text, const std::filesystem:
   config.path = source;
   for (const auto& item : root["profiles"]) {
     const auto name = item.first.as<std::string>();
-    if (name.empty() || name.find_first_of(" \t\n\r'\"$`\\") != std::string::npos) {
+    if (name.empty() || name.find_first_of(" \t\n\r'\"$`\\") != std::string::npos || !one_line_of_text(name)) {
       throw Error(fmt::format("{}: profile name {} must not contain spaces, quotes or shell characters",
                               source.string(), quote_value(name)));
     }

@@ -1,5 +1,6 @@
 #include "mill/requeue.hpp"
 
+#include <csignal>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <iostream>
@@ -112,14 +113,20 @@ ElementProgress::ElementProgress(const std::filesystem::path& manifest_path, int
       journals_.push_back(journal_path(output_dir, planned));
     }
   } catch (const std::exception& e) {
-    spdlog::warn("cannot list the journals of element {} of {}: {}", element, manifest_path.string(), e.what());
+    // Debug only: the worker then fails on the same manifest with its own one-line error.
+    spdlog::debug("cannot list the journals of element {} of {}: {}", element, manifest_path.string(), e.what());
   }
   bytes_before_ = total_size(journals_);
 }
 
 bool ElementProgress::grew() const { return total_size(journals_) > bytes_before_; }
 
-void requeue_stopped_element(const ElementProgress& progress) {
+void requeue_stopped_element(const ElementProgress& progress, int stop_signal) {
+  if (stop_signal == SIGTERM) {
+    std::cerr << "mill: not requeued: stopped by SIGTERM (scancel, preemption or the time limit), which ends the job; "
+                 "the next mill schedule resubmits what is missing\n";
+    return;
+  }
   const auto decision = requeue_if_worthwhile(progress.grew(), progress.max_requeues());
   std::cerr << "mill: " << decision.reason << "\n";
 }

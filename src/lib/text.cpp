@@ -38,21 +38,6 @@ std::string join(const std::vector<std::string>& items, std::string_view separat
   return out;
 }
 
-std::string one_line(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    if (c == '\n' || c == '\r' || c == '\t') {
-      out += ' ';
-    } else if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\x{:02x}", c);
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
-
 namespace {
 // Length of the valid UTF-8 sequence starting at text[i], or 0 if it is not valid.
 std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
@@ -65,6 +50,37 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
   return length;
 }
 }  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto length = utf8_sequence_length(text, i);
+    if (length == 0) return false;
+    i += length;
+  }
+  return true;
+}
+
+std::string one_line(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const auto length = utf8_sequence_length(text, i);
+    if (c == '\n' || c == '\r' || c == '\t') {
+      out += ' ';
+      ++i;
+    } else if (c < 0x20 || c == 0x7f || length == 0) {
+      // Control bytes and bytes that are not UTF-8 (e.g. from a path) are shown escaped, so the terminal and log
+      // readers get one clean line.
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
 
 std::string quote_value(std::string_view value) {
   std::string out = "\"";

@@ -27,8 +27,13 @@ namespace mill {
 namespace {
 
 std::atomic<bool> g_stop_requested{false};
+std::atomic<int> g_stop_signal{0};
 
-extern "C" void on_stop_signal(int) { g_stop_requested.store(true); }
+extern "C" void on_stop_signal(int signal_number) {
+  // SIGTERM sticks: once the job is being ended, a later SIGUSR1 must not make it requeue itself.
+  if (g_stop_signal.load() != SIGTERM) g_stop_signal.store(signal_number);
+  g_stop_requested.store(true);
+}
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -79,6 +84,8 @@ const std::atomic<bool>& install_stop_signal_handlers() {
   }
   return g_stop_requested;
 }
+
+int stop_signal() { return g_stop_signal.load(); }
 
 int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobRequest>& requests, const TaskRegistry& registry,
                   const WorkerOptions& options, const std::optional<ElementFiles>& files) {
