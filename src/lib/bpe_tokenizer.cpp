@@ -32,6 +32,27 @@ using json = nlohmann::json;
   throw Error(fmt::format("{}: {}", file.string(), what));
 }
 
+// Ids index dense tables, so a hostile or corrupt file must not size them: no tokenizer comes near this.
+constexpr std::int64_t max_token_id = (1 << 22) - 1;
+
+// An integer field in [low, high]. nlohmann's get<int> would convert a float or a wider integer unchecked
+// (undefined behaviour for 1e300, a silent wrap for 2^32).
+std::int64_t read_integer(const json& node, const std::filesystem::path& file, std::string_view what, std::int64_t low,
+                          std::int64_t high) {
+  bool in_range = false;
+  if (node.is_number_unsigned()) {  // high is never negative
+    in_range = node.get<std::uint64_t>() <= static_cast<std::uint64_t>(high) && node.get<std::int64_t>() >= low;
+  } else if (node.is_number_integer()) {
+    in_range = node.get<std::int64_t>() >= low && node.get<std::int64_t>() <= high;
+  }
+  if (!in_range) fail(file, fmt::format("{} must be an integer from {} to {}, not {}", what, low, high, node.dump()));
+  return node.get<std::int64_t>();
+}
+
+TokenId read_token_id(const json& node, const std::filesystem::path& file, std::string_view what) {
+  return static_cast<TokenId>(read_integer(node, file, what, 0, max_token_id));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Unicode helpers
 
@@ -755,8 +776,8 @@ DecoderPtr read_decoder(const json& node, const std::filesystem::path& file) {
   if (type == "Strip") {
     auto strip = std::make_unique<StripDecoder>();
     strip->content = node.value("content", " ");
-    strip->start = node.value("start", 0);
-    strip->stop = node.value("stop", 0);
+    if (node.contains("start")) strip->start = read_integer(node.at("start"), file, "Strip decoder start", 0, 1 << 20);
+    if (node.contains("stop")) strip->stop = read_integer(node.at("stop"), file, "Strip decoder stop", 0, 1 << 20);
     return strip;
   }
   fail(file, fmt::format("decoder type {} is not supported (supported: Sequence, ByteLevel, Metaspace, Replace, "
@@ -1070,9 +1091,8 @@ class JsonTokenizer final : public Tokenizer {
         fail(file, fmt::format("model.{} is not supported (only empty)", key));
 
     for (const auto& [token, id] : model.at("vocab").items()) {
-      const TokenId value = id.get<TokenId>();
+      const TokenId value = read_token_id(id, file, fmt::format("model.vocab id of {}", quote_value(token)));
       model_.vocab.emplace(token, value);
-      if (value < 0) fail(file, fmt::format("model.vocab id {} of {} is negative", value, quote_value(token)));
       if (static_cast<std::size_t>(value) >= model_.id_to_token.size()) model_.id_to_token.resize(value + 1);
       model_.id_to_token[value] = token;
     }
@@ -1107,7 +1127,7 @@ class JsonTokenizer final : public Tokenizer {
         AddedToken token;
         token.content = node.at("content").get<std::string>();
         // The tokenizers library keeps the model's id for a token the vocabulary already has.
-        token.id = model_.find(token.content).value_or(node.at("id").get<TokenId>());
+        token.id = model_.find(token.content).value_or(read_token_id(node.at("id"), file, "added_tokens id"));
         token.special = node.value("special", false);
         token.lstrip = node.value("lstrip", false);
         token.rstrip = node.value("rstrip", false);
@@ -1165,16 +1185,25 @@ class JsonTokenizer final : public Tokenizer {
         const auto& special = node.at("special_tokens");
         if (!special.contains(name))
           fail(file, fmt::format("post_processor names special token {} but does not define it", quote_value(name)));
-        for (const auto& id : special.at(name).at("ids")) (after_sequence ? suffix_ : prefix_).push_back(id.get<TokenId>());
+        for (const auto& id : special.at(name).at("ids"))
+          (after_sequence ? suffix_ : prefix_).push_back(known_id(id, file, "post_processor special token id"));
       }
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-      prefix_.push_back(node.at("cls").at(1).get<TokenId>());
-      suffix_.push_back(node.at("sep").at(1).get<TokenId>());
+      prefix_.push_back(known_id(node.at("cls").at(1), file, "post_processor cls id"));
+      suffix_.push_back(known_id(node.at("sep").at(1), file, "post_processor sep id"));
     } else {
       fail(file, fmt::format("post_processor type {} is not supported (supported: Sequence, ByteLevel, "
                              "TemplateProcessing, BertProcessing, RobertaProcessing)",
                              quote_value(type)));
     }
+  }
+
+  // An id the post-processor adds must be one of this tokenizer's (a model would index its embeddings with it).
+  TokenId known_id(const json& node, const std::filesystem::path& file, std::string_view what) const {
+    const TokenId id = read_token_id(node, file, what);
+    if (static_cast<std::size_t>(id) >= id_to_token_.size())
+      fail(file, fmt::format("{} {} is outside the vocabulary of {} tokens", what, id, id_to_token_.size()));
+    return id;
   }
 
   TokenizerConfig config_;

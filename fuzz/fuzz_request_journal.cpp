@@ -1,0 +1,58 @@
+// The remote backends' request journals are shared by every worker of a sweep and read back on reruns: any
+// content of a journal file must load (bad lines skipped) and must never turn into an answer for a request
+// it was not recorded for.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "mill/request_journal.hpp"
+
+namespace {
+
+const std::string scope = "fuzz-model@rev";
+
+struct ScratchDir {
+  std::filesystem::path path =
+      std::filesystem::path("/dev/shm") / ("mill-fuzz-request-journal-" + std::to_string(::getpid()));
+  std::filesystem::path journal_file;  // the name this process's journal writes to, found once
+  ScratchDir() {
+    std::filesystem::create_directories(path);
+    mill::RequestJournal journal(path, scope);
+    journal.record(journal.key({{"probe", true}}), true);
+    journal_file = journal.file();
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const ScratchDir scratch;
+  if (std::FILE* file = std::fopen(scratch.journal_file.c_str(), "wb")) {
+    if (size > 0) std::fwrite(data, 1, size, file);
+    std::fclose(file);
+  }
+  const nlohmann::json request = {{"kind", "loglikelihood"}, {"context", "fuzz"}, {"continuation", " me"}};
+  const nlohmann::json answer = {{"logprob", -1.5}, {"greedy", false}};
+  {
+    mill::RequestJournal journal(scratch.path, scope);
+    const auto key = journal.key(request);
+    if (journal.key(request) != key || key.empty()) __builtin_trap();
+    (void)journal.find(key);
+    journal.record(key, answer);
+    if (journal.find(key) == nullptr || *journal.find(key) != answer) __builtin_trap();
+  }
+  // A complete last line before ours means our line stands alone, so a rerun finds the answer.
+  if (size == 0 || data[size - 1] == '\n') {
+    mill::RequestJournal again(scratch.path, scope);
+    const auto* found = again.find(again.key(request));
+    if (found == nullptr || *found != answer) __builtin_trap();
+  }
+  return 0;
+}
