@@ -181,6 +181,29 @@ std::size_t count_lines_containing(const std::string& text, const std::string& n
   return count;
 }
 
+// A small tmpfs mounted for one test (root only; `mounted()` says whether it worked), unmounted at the end.
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(const std::string& size) : point_(dir_ / "small") {
+    std::filesystem::create_directories(point_);
+    mounted_ = ::geteuid() == 0 && ::mount("mill-test", point_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~SmallTmpfs() {
+    if (mounted_) ::umount2(point_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  // Frees space the way an administrator would: the same file system, now larger.
+  bool resize(const std::string& size) {
+    return ::mount("mill-test", point_.c_str(), "tmpfs", MS_REMOUNT, ("size=" + size).c_str()) == 0;
+  }
+  const std::filesystem::path& path() const { return point_; }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path point_;
+  bool mounted_ = false;
+};
+
 // A one-element manifest (the array worker's input) for the slow demo job.
 std::filesystem::path write_manifest(const std::filesystem::path& out) {
   const nlohmann::json manifest = {
@@ -350,25 +373,21 @@ TEST_CASE("A file-size limit hit while writing the result: the old state stays, 
 
 TEST_CASE("A full file system (small tmpfs) while writing: one clear error, then a rerun after freeing space",
           "[faults]") {
-  TempDir clean;
-  TempDir scratch;
-  const auto mount_point = scratch / "small";
-  std::filesystem::create_directories(mount_point);
-  if (::geteuid() != 0 || ::mount("mill-test", mount_point.c_str(), "tmpfs", 0, "size=16k") != 0) {
+  SmallTmpfs small("16k");
+  if (!small.mounted()) {
     WARN("cannot mount a tmpfs here (needs root); the file-size-limit tests cover the write failures");
     return;
   }
-  struct Unmount {
-    std::filesystem::path path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mount_point};
+  TempDir clean;
   run_undisturbed(clean);
-  const auto out = mount_point / "out";
+  const auto out = small.path() / "out";
   const auto full = run_mill({"--output_dir", out.string(), "eval", kSlowModel, "demo", "--docs_per_batch", "4"});
   INFO(full.err);
   CHECK(full.exit_code == 4);
   CHECK(count_lines_containing(full.err, "No space left on device") == 1);
+  CHECK(count_lines_containing(full.err, journal_file(out, kSlowModel).string() + ": No space left on device") == 1);
   CHECK_FALSE(std::filesystem::exists(result_file(out, kSlowModel)));
+  CHECK(parsed_lines(journal_file(out, kSlowModel)) > 0);  // it failed part-way, not before the first batch
   {
     TempDir copy;  // collect writes aggregate.csv, which the full file system would refuse: check a copy
     std::filesystem::copy(out, copy.path(), std::filesystem::copy_options::recursive);
@@ -376,8 +395,38 @@ TEST_CASE("A full file system (small tmpfs) while writing: one clear error, then
   }
 
   // Free space (grow the file system) and run the same command again.
-  REQUIRE(::mount("mill-test", mount_point.c_str(), "tmpfs", MS_REMOUNT, "size=4m") == 0);
+  REQUIRE(small.resize("4m"));
   const auto rerun = run_mill({"--output_dir", out.string(), "eval", kSlowModel, "demo"});
+  INFO(rerun.err);
+  REQUIRE(rerun.exit_code == 0);
+  check_same_as_undisturbed(out, clean.path());
+}
+
+TEST_CASE("A full file system under schedule --local: the element is never shown done or running, a rerun completes",
+          "[faults]") {
+  SmallTmpfs small("16k");
+  if (!small.mounted()) {
+    WARN("cannot mount a tmpfs here (needs root)");
+    return;
+  }
+  TempDir clean;
+  TempDir cache;
+  run_undisturbed(clean);
+  const auto out = small.path() / "out";
+  const std::vector<std::string> schedule = {"--output_dir", out.string(), "--cache_dir", cache.path().string(),
+                                             "schedule", kSlowModel, "demo", "--local", "--cluster", "local"};
+  const auto full = run_mill(schedule);
+  INFO(full.err);
+  CHECK(full.exit_code == 4);
+  CHECK(count_lines_containing(full.err, journal_file(out, kSlowModel).string() + ": No space left on device") == 1);
+  CHECK_FALSE(std::filesystem::exists(result_file(out, kSlowModel)));
+  // Whether or not the status file still fitted, `mill status` must not call the element running or completed.
+  const auto status = run_mill({"--output_dir", out.string(), "--cache_dir", cache.path().string(), "status"});
+  INFO(status.out);
+  CHECK_THAT(status.out, Catch::Contains("0 running") && Catch::Contains("0 completed"));
+
+  REQUIRE(small.resize("4m"));
+  const auto rerun = run_mill(schedule);
   INFO(rerun.err);
   REQUIRE(rerun.exit_code == 0);
   check_same_as_undisturbed(out, clean.path());

@@ -109,6 +109,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
                             document.dump(2) + "\n");
     } catch (const Error& e) {
       spdlog::error("cannot write the status file: {}", e.what());
+      // Without a status file the last heartbeat would keep saying "running"; removing it needs no space.
+      std::error_code ignored;
+      std::filesystem::remove(files->sweep_dir / "heartbeats" / fmt::format("element-{}.json", files->element), ignored);
     }
   };
 
