@@ -532,3 +532,246 @@ TEST_CASE("a sweep larger than queue_limit is submitted in parts by successive m
   CHECK(done["counts"]["pending"] == 0);
   CHECK(done["counts"]["done"] == 4);
 }
+
+namespace {
+
+std::vector<nlohmann::json> journal_entries(const fs::path& journal) {
+  std::vector<nlohmann::json> entries;
+  std::istringstream lines(test::read_text(journal));
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) entries.push_back(nlohmann::json::parse(line));
+  }
+  return entries;
+}
+
+fs::path journal_of(const std::string& result) {
+  return result.substr(0, result.size() - 5) + ".journal.jsonl";
+}
+
+// "Nothing lost": every job of `plan` has a result in the disturbed run equal to the undisturbed run's (metrics, n,
+// key), and its journal holds every document exactly once with the same record as the undisturbed journal.
+void check_same_as_undisturbed(const nlohmann::json& plan, const fs::path& disturbed_out, const fs::path& clean_out) {
+  for (const auto& job : plan["jobs"]) {
+    const std::string result = job["result"].get<std::string>();
+    INFO(result);
+    REQUIRE(result.rfind(disturbed_out.string(), 0) == 0);
+    const auto relative = fs::path(result).lexically_relative(disturbed_out);
+    const auto clean_result = clean_out / relative;
+    REQUIRE(fs::exists(result));
+    REQUIRE(fs::exists(clean_result));
+    const auto a = nlohmann::json::parse(test::read_text(result));
+    const auto b = nlohmann::json::parse(test::read_text(clean_result));
+    CHECK(a["metrics"] == b["metrics"]);
+    CHECK(a["n_samples"] == b["n_samples"]);
+    CHECK(a["key"] == b["key"]);
+    std::map<long long, nlohmann::json> undisturbed;
+    for (auto entry : journal_entries(journal_of(clean_result.string()))) {
+      undisturbed[entry["doc_id"].get<long long>()] = entry;
+    }
+    std::map<long long, int> seen;
+    for (const auto& entry : journal_entries(journal_of(result))) {
+      const auto id = entry["doc_id"].get<long long>();
+      ++seen[id];
+      CHECK(entry == undisturbed[id]);
+    }
+    CHECK(seen.size() == undisturbed.size());
+    CHECK(static_cast<long long>(seen.size()) == a["n_samples"].get<long long>());
+    for (const auto& [id, count] : seen) {
+      INFO("doc " << id);
+      CHECK(count == 1);
+    }
+  }
+}
+
+// The same jobs evaluated here, undisturbed, into `clean_out`.
+void run_undisturbed(const std::string& spec, const std::string& n_shots, const fs::path& clean_out) {
+  const auto run = test::run_mill({"--output_dir", clean_out.string(), "eval", spec, "demo", "--n_shots", n_shots, "--quiet"});
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+}
+
+std::string job_field(const std::string& job_id, const std::string& field, const std::map<std::string, std::string>& env) {
+  const auto shown = test::run_program({"scontrol", "-o", "show", "job", job_id}, env);
+  const auto at = shown.out.find(" " + field + "=");
+  if (at == std::string::npos) return "";
+  const auto start = at + field.size() + 2;
+  return shown.out.substr(start, shown.out.find_first_of(" \n", start) - start);
+}
+
+void wait_until(const std::function<bool()>& condition, const std::string& what,
+                std::chrono::seconds timeout = std::chrono::seconds(90)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) FAIL("timed out waiting for " << what);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the finished results equal an undisturbed run", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const auto out = root / "out";
+  // mill-demo's documented delay_ms knob (a sleep per batch) keeps the element busy for a few seconds.
+  const std::string spec = "mill-demo[delay_ms=1500]";
+  const auto run = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
+                                   spec, "demo", "--n_shots", "0,1", "--cluster", "local", "--json"},
+                                  cluster.env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto plan = nlohmann::json::parse(run.out);
+  REQUIRE(plan["submission"]["elements"] == 1);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  const auto element = array_id + "_0";
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  const auto first_journal = journal_of(find_job(plan, "demo", 0)["result"].get<std::string>());
+  const auto last_result = find_job(plan, "demo", 1)["result"].get<std::string>();
+
+  wait_until([&] { return fs::exists(first_journal) && fs::file_size(first_journal) > 0; }, "the first journaled batch");
+  const auto signalled = test::run_program({"scancel", "--signal=USR1", "--batch", element}, cluster.env);
+  INFO(signalled.err);
+  REQUIRE(signalled.exit_code == 0);
+  wait_until([&] { return job_field(element, "Restarts", cluster.env) == "1" &&
+                          job_field(element, "JobState", cluster.env) == "PENDING"; },
+             "the element to requeue itself");
+  // It really stopped part-way: the last job has no result yet, and the status file says why.
+  CHECK_FALSE(fs::exists(last_result));
+  const auto stopped = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
+  CHECK(stopped["state"] == "preempted");
+  CHECK(stopped["exit_code"] == 75);
+  const auto done_before = journal_entries(first_journal).size();
+  CHECK(done_before > 0);
+
+  // SLURM holds a requeued job about two minutes (its credential lifetime); start it now instead of waiting.
+  const auto released = test::run_program({"scontrol", "update", "JobId=" + element, "StartTime=now"}, cluster.env);
+  INFO(released.err);
+  REQUIRE(released.exit_code == 0);
+  wait_for_array(array_id, cluster.env);
+  CHECK(job_field(element, "JobState", cluster.env) == "COMPLETED");
+  const auto finished = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
+  CHECK(finished["state"] == "completed");
+  // The second run resumed from the journal rather than starting over.
+  const auto first_result = nlohmann::json::parse(test::read_text(find_job(plan, "demo", 0)["result"].get<std::string>()));
+  CHECK(first_result["counts"]["resumed"].get<std::size_t>() + first_result["counts"]["evaluated"].get<std::size_t>() ==
+        first_result["n_samples"].get<std::size_t>());
+
+  const auto clean = root / "clean";
+  run_undisturbed(spec, "0,1", clean);
+  check_same_as_undisturbed(plan, out, clean);
+  const auto check = test::run_mill({"--output_dir", out.string(), "collect", "--check", "--models", spec, "--tasks",
+                                     "demo", "--n_shots", "0,1"});
+  CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("a SLURM element ended with SIGTERM keeps its journal, is not done or requeued, and the next schedule completes it identically", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const auto out = root / "out";
+  const std::string spec = "mill-demo[delay_ms=1500]";
+  const std::vector<std::string> schedule = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
+                                             "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
+                                             "--json"};
+  const auto run = test::run_mill(schedule, cluster.env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto plan = nlohmann::json::parse(run.out);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  const auto element = array_id + "_0";
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  const auto first_journal = journal_of(find_job(plan, "demo", 0)["result"].get<std::string>());
+
+  wait_until([&] { return fs::exists(first_journal) && fs::file_size(first_journal) > 0; }, "the first journaled batch");
+  const auto seen = journal_entries(first_journal).size();
+  // What scancel and preemption do: SIGTERM to every process of the job (mill is the batch shell), SIGKILL later.
+  const auto cancelled = test::run_program({"scancel", element}, cluster.env);
+  INFO(cancelled.err);
+  REQUIRE(cancelled.exit_code == 0);
+  wait_for_array(array_id, cluster.env);
+  CHECK(job_field(element, "JobState", cluster.env) == "CANCELLED");
+  CHECK(job_field(element, "Restarts", cluster.env) == "0");  // a cancelled job stays cancelled
+
+  // The worker stopped cleanly: the journal keeps every finished batch, the element is not done.
+  const auto stopped = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
+  CHECK(stopped["state"] == "preempted");
+  CHECK(stopped["exit_code"] == 75);
+  CHECK_THAT(test::read_text(sweep_dir / "logs" / (element + ".err")), Contains("not requeued: stopped by SIGTERM"));
+  CHECK(journal_entries(first_journal).size() >= seen);
+  const auto dry = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
+                                   spec, "demo", "--n_shots", "0,1", "--cluster", "local", "--dry_run", "--json"});
+  REQUIRE(dry.exit_code == 0);
+  CHECK(nlohmann::json::parse(dry.out)["counts"]["pending"].get<int>() >= 1);
+  CHECK(test::run_mill({"--output_dir", out.string(), "collect", "--check", "--models", spec, "--tasks", "demo",
+                        "--n_shots", "0,1"})
+            .exit_code == 3);
+
+  // The next schedule resubmits what is missing; it resumes from the journal and ends identical to an undisturbed run.
+  const auto rerun = test::run_mill(schedule, cluster.env);
+  INFO(rerun.out << rerun.err);
+  REQUIRE(rerun.exit_code == 0);
+  const auto second = nlohmann::json::parse(rerun.out);
+  REQUIRE(second["submitted"] == true);
+  wait_for_array(second["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  const auto clean = root / "clean";
+  run_undisturbed(spec, "0,1", clean);
+  check_same_as_undisturbed(plan, out, clean);
+  CHECK(test::run_mill({"--output_dir", out.string(), "collect", "--check", "--models", spec, "--tasks", "demo",
+                        "--n_shots", "0,1"})
+            .exit_code == 0);
+}
+
+TEST_CASE("hostile profile values and paths in a real SLURM sweep run only mill, and what sbatch cannot parse is refused whole", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const std::string hostile = " 'q' \"d\" $(touch canary1) `touch canary2` ;touch canary3; \nline2 " + std::string(100, 'L');
+  const auto out = root / ("out" + hostile);
+  const auto cache = root / ("cache" + hostile);  // the profile file's own path is hostile too
+  const auto setup_marker = root / "setup-ran";
+  const std::string profile_head =
+      "profiles:\n  p:\n    hostname_pattern: \"no-such-host\"\n    partition: debug\n    gpus_per_node: 4\n"
+      "    gpus_per_task: 1\n    mem: 1G\n    queue_limit: 50\n    max_array_len: 3\n    max_time: \"1:00:00\"\n"
+      "    cpus_per_task: 1\n";
+  // sbatch reads the #SBATCH lines itself (quotes included, no shell); setup lines are the user's shell code, run
+  // exactly as written (quoted here, so they print the text).
+  const std::string comment = "$(touch canary4) `touch canary5` 'q' \\\" x";
+  auto yaml_single_quoted = [](std::string text) {  // inside '...' YAML doubles a quote
+    for (std::size_t at = 0; (at = text.find('\'', at)) != std::string::npos; at += 2) text.insert(at, 1, '\'');
+    return text;
+  };
+  test::write_text(cache / "clusters.yaml",
+                   profile_head + "    extra_sbatch: ['--comment=\"" + yaml_single_quoted(comment) + "\"']\n"
+                   "    setup_lines: [\"printf '%s' '$(touch canary6) `touch canary7`' > '" + setup_marker.string() + "'\"]\n");
+  const std::vector<std::string> args = {"--output_dir", out.string(), "--cache_dir", cache.string(), "schedule",
+                                         "mill-demo", "demo", "--cluster", "p", "--limit", "3", "--json"};
+  const auto run = test::run_mill(args, cluster.env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto plan = nlohmann::json::parse(run.out);
+  REQUIRE(plan["submitted"] == true);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  // sbatch took the quoted comment literally (scontrol prints it unquoted, up to the next field).
+  const auto shown = test::run_program({"scontrol", "-o", "show", "job", array_id + "_0"}, cluster.env).out;
+  CHECK_THAT(shown, Contains("Comment=$(touch canary4) `touch canary5` 'q' \" x "));
+  wait_for_array(array_id, cluster.env);
+  CHECK(job_field(array_id + "_0", "JobState", cluster.env) == "COMPLETED");
+  CHECK(fs::exists(find_job(plan, "demo", 0)["result"].get<std::string>()));
+  CHECK(test::read_text(setup_marker) == "$(touch canary6) `touch canary7`");
+  CHECK(canaries(root.path()).empty());
+
+  // An option sbatch cannot parse (an unquoted space) and one it refuses (5000 characters): exit 5, one line,
+  // nothing left behind, nothing queued.
+  for (const auto& bad : {std::string("'--comment=two words'"), "'--comment=" + std::string(5000, 'c') + "'"}) {
+    INFO(bad.substr(0, 40));
+    test::write_text(cache / "clusters.yaml", profile_head + "    extra_sbatch: [" + bad + "]\n");
+    auto refused_args = args;
+    refused_args.insert(refused_args.end(), {"--n_shots", "1"});  // a job not done yet
+    const auto refused = test::run_mill(refused_args, cluster.env);
+    CHECK(refused.exit_code == 5);
+    CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
+    CHECK_THAT(refused.err, Contains("sbatch did not accept the array"));
+    std::size_t sweeps = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(out / "sweeps")) ++sweeps;
+    CHECK(sweeps == 1);  // only the first, real sweep
+  }
+  CHECK(canaries(root.path()).empty());
+}
