@@ -382,6 +382,31 @@ TEST_CASE("tokenizer loading names the file and what is unsupported", "[tokenize
   CHECK_THROWS_WITH(Tokenizer::load(dir.path()), Catch::Contains("not valid JSON"));
 }
 
+// Found by fuzz/fuzz_tokenizer_json: these ids sized or indexed the id table unchecked (a float cast, a
+// negative index, a multi-gigabyte table), and a post-processor could add an id no embedding row has.
+TEST_CASE("token ids in tokenizer.json must be integers inside the vocabulary", "[tokenizer]") {
+  mill::test::TempDir dir;
+  const auto load_with = [&](const std::string& vocab_id, const std::string& rest) {
+    mill::test::write_text(dir / "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": )" + vocab_id +
+                                                       R"(}, "merges": []})" + rest + "}");
+    return Tokenizer::load(dir.path());
+  };
+  CHECK(load_with("1", "")->encode("ab", true) == std::vector<TokenId>{0, 1});
+  for (const std::string id : {"4.4e80", "-1", "2147483648", "4294967297", "\"1\""})
+    CHECK_THROWS_WITH(load_with(id, ""), Catch::Contains("model.vocab id of \"b\" must be an integer from 0 to"));
+  CHECK_THROWS_WITH(load_with("1", R"(, "added_tokens": [{"id": -1, "content": "<x>"}])"),
+                    Catch::Contains("added_tokens id must be an integer"));
+  const auto with_bos = [](int id) {
+    return R"(, "added_tokens": [{"id": 2, "content": "<s>", "special": true}], "post_processor": {"type": )"
+           R"("TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}], )"
+           R"("special_tokens": {"<s>": {"id": "<s>", "ids": [)" + std::to_string(id) + "]}}}";
+  };
+  CHECK(load_with("1", with_bos(2))->encode("b", true) == std::vector<TokenId>{2, 1});
+  CHECK_THROWS_WITH(load_with("1", with_bos(3)), Catch::Contains("id 3 is outside the vocabulary of 3 tokens"));
+  CHECK_THROWS_WITH(load_with("1", R"(, "decoder": {"type": "Strip", "start": 1e300})"),
+                    Catch::Contains("Strip decoder start must be an integer"));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Chat templates
 
