@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency from Debian's archive and builds mill into build/.
 # Usage: scripts/setup.sh            (as root, or with sudo available)
-#        MILL_BUILD_DIR=dir MILL_SANITIZE=1 scripts/setup.sh   (an ASan+UBSan build in another directory)
+#        MILL_BUILD_DIR=dir MILL_SANITIZE=1 scripts/setup.sh   (an ASan+UBSan clang build, with the fuzz targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +27,10 @@ if ((${#missing[@]})); then
 fi
 
 build_dir=${MILL_BUILD_DIR:-build}
-sanitize=OFF
-[ "${MILL_SANITIZE:-0}" = "1" ] && sanitize=ON
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMILL_SANITIZE=$sanitize >/dev/null
+if [ "${MILL_SANITIZE:-0}" = "1" ]; then
+  # One clang build serves the ASan+UBSan test suite and the libFuzzer targets (fuzz/, scripts/fuzz.sh).
+  CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMILL_FUZZ=ON >/dev/null
+else
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
 cmake --build "$build_dir" --parallel "$(nproc)"

@@ -8,6 +8,21 @@
 #include "mill/error.hpp"
 
 namespace mill {
+namespace {
+
+// GCC announces ASan with __SANITIZE_ADDRESS__, clang through __has_feature.
+constexpr bool running_under_address_sanitizer() {
+#if defined(__SANITIZE_ADDRESS__)
+  return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  return true;
+#endif
+#endif
+  return false;
+}
+
+}  // namespace
 
 std::filesystem::path runtime_plugin_path() {
   if (const char* path = std::getenv("MILL_RUNTIME_PLUGIN"); path && *path) return path;
@@ -24,11 +39,11 @@ std::unique_ptr<ModelBackend> load_runtime_backend(const ModelSpec& spec) {
     // protobuf-lite under the same symbol names: loaded normally, libprotobuf would bind to those and crash in
     // its initialisation. Loading it first with RTLD_DEEPBIND makes it bind to itself. (Sanitizer runtimes refuse
     // the flag; pip's CUDA libtorch carries protobuf privately and needs none of this.)
-#if !defined(__SANITIZE_ADDRESS__)
-    for (const char* protobuf : {"libprotobuf.so.32", "libprotobuf.so.23"}) {
-      if (::dlopen(protobuf, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)) break;
+    if (!running_under_address_sanitizer() && std::filesystem::exists(path)) {
+      for (const char* protobuf : {"libprotobuf.so.32", "libprotobuf.so.23"}) {
+        if (::dlopen(protobuf, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)) break;
+      }
     }
-#endif
     handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       const char* reason = ::dlerror();
