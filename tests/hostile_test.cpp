@@ -302,3 +302,50 @@ TEST_CASE("a sweep script from hostile paths and profile values runs under bash 
     CHECK_FALSE(fs::exists(bad, ec));
   }
 }
+
+TEST_CASE("a task file naming a hostile task is refused in one line, and log lines about hostile paths stay one line") {
+  test::TempDir root;
+  const auto canary = root / "pwned";
+  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  for (const std::string name : {"\"it's $(touch " + canary.string() + ") `touch " + canary.string() + "`\"",
+                                 std::string("\"line\\nbreak\""), "\"" + std::string(5000, 't') + "\""}) {
+    INFO(name.substr(0, 60));
+    auto text = demo;
+    text.replace(at, 12, "\ntask: " + name + "\n");
+    const auto tasks = root / "tasks";
+    test::write_text(tasks / "evil.yaml", text);
+    const auto out = root / "out";
+    // Scheduled by that name when the file is accepted (a long name of letters is a valid task name).
+    const auto requested = name.size() > 1000 ? std::string(5000, 't') : "demo";
+    const auto run = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
+                                     "mill-demo", requested, "--extra_task_paths", tasks.string(), "--local"});
+    CHECK(run.exit_code == 2);
+    CHECK(clean_mill_lines(run.err) == 1);
+    CHECK_THAT(run.err, Contains(name.size() > 1000 ? "too long for its results directory" : "field `task`"));
+    CHECK_FALSE(fs::exists(out));
+  }
+  CHECK_FALSE(fs::exists(canary));
+  const auto long_model = test::run_mill({"--output_dir", (root / "out").string(), "--cache_dir",
+                                          (root / "cache").string(), "schedule", std::string(5000, 'm'), "demo",
+                                          "--dry_run", "--cluster", "local"});
+  CHECK(long_model.exit_code == 2);
+  CHECK(clean_mill_lines(long_model.err) == 1);
+  CHECK_THAT(long_model.err, Contains("model name \"mmm") && Contains("too long"));
+
+  // A damaged result under an output directory whose name has a line break and an escape sequence: collect's
+  // warning and error name the path on one line each.
+  const auto out = root / "out\nline2 \x1b[31m";
+  REQUIRE(test::run_mill({"--output_dir", out.string(), "eval", "mill-demo", "demo", "--limit", "2", "--quiet"}).exit_code == 0);
+  std::vector<fs::path> results;
+  for (const auto& file : files_under(out)) {
+    if (file.extension() == ".json" && file.parent_path().filename() == "demo") results.push_back(file);
+  }
+  REQUIRE(results.size() == 1);
+  test::write_text(results[0], "{damaged");
+  const auto collect = test::run_mill({"--output_dir", out.string(), "collect"});
+  CHECK(collect.exit_code == 3);
+  CHECK(clean_mill_lines(collect.err) >= 2);  // the warning about the file, then the error
+  CHECK_THAT(collect.err, Contains("warning") && Contains("line2 \\x1b[31m"));
+}

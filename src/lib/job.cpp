@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "mill/error.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
 
@@ -31,10 +32,25 @@ std::vector<std::string> differing_key_inputs(const nlohmann::json& expected, co
 }
 
 namespace {
+constexpr std::size_t kMaxResultDirectoryName = 255;  // NAME_MAX on Linux file systems
+
+// A name whose directory the file system cannot hold is refused up front, naming it, rather than failing on the
+// first file operation (the longest file name here, "<n>shot-limit<n>.journal.jsonl", is far shorter).
+std::string checked_component(const char* what, const std::string& name) {
+  auto component = path_component(name);
+  if (component.size() > kMaxResultDirectoryName) {
+    throw Error(fmt::format("{} name {}{} is too long for its results directory ({} bytes once escaped; at most {})",
+                            what, quote_value(name.substr(0, 60)), name.size() > 60 ? "..." : "", component.size(),
+                            kMaxResultDirectoryName));
+  }
+  return component;
+}
+
 std::filesystem::path job_stem(const std::filesystem::path& output_dir, const Job& job) {
   auto file = fmt::format("{}shot", job.n_shot);
   if (job.limit) file += fmt::format("-limit{}", *job.limit);
-  return output_dir / "results" / path_component(job.model.identity()) / path_component(job.task->name) / file;
+  return output_dir / "results" / checked_component("model", job.model.identity()) /
+         checked_component("task", job.task->name) / file;
 }
 }  // namespace
 
