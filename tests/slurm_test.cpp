@@ -697,6 +697,9 @@ TEST_CASE("a SLURM element ended with SIGTERM keeps its journal, is not done or 
   CHECK(stopped["exit_code"] == 75);
   CHECK_THAT(test::read_text(sweep_dir / "logs" / (element + ".err")), Contains("not requeued: stopped by SIGTERM"));
   CHECK(journal_entries(first_journal).size() >= seen);
+  const auto status = nlohmann::json::parse(
+      test::run_mill({"--output_dir", out.string(), "status", "--json"}, cluster.env).out);
+  CHECK(status["sweeps"][0]["elements"][0]["state"] == "preempted");
   const auto dry = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
                                    spec, "demo", "--n_shots", "0,1", "--cluster", "local", "--dry_run", "--json"});
   REQUIRE(dry.exit_code == 0);
