@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs dependencies, builds, runs every test through CTest.
 # Usage: scripts/test.sh              (normal build in build/)
-#        scripts/test.sh --sanitize   (ASan+UBSan build in build-asan/)
+#        scripts/test.sh --sanitize   (clang ASan+UBSan build in build-asan/, which also holds the fuzz targets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--sanitize" ]; then
