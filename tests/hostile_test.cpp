@@ -112,7 +112,7 @@ TEST_CASE("every error mill prints for hostile names and values is one clean lin
         {true, {"collect", "--tasks", value}},
         {false, {"collect", "--metric", value}},
         {true, {"collect", "--n_shots", value}},
-        {false, {"status", value}},  // an unknown sweep id: "no sweeps ... with the given id(s)"
+        {true, {"status", value}},  // an unknown sweep id: exit 2, one line
         {true, {value}},
         {true, {"--log_level", value, "status"}},
     };

@@ -1,5 +1,6 @@
 // How `mill status` combines the worker's files with SLURM's view of each element, and the command itself on
 // a sweep written here (no cluster needed: --no_slurm, and local sweeps never ask SLURM).
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -97,6 +98,38 @@ TEST_CASE("mill status reports every sweep from its files") {
   CHECK_THAT(test::run_mill({"--output_dir", out.path().string(), "status", "--all"}).out, Contains("2 job(s) finished"));
 
   test::TempDir empty;
+  const auto nothing = test::run_mill({"--output_dir", empty.path().string(), "status"});
+  CHECK(nothing.exit_code == 0);
+  CHECK_THAT(nothing.out, Contains("no sweeps"));
+}
+
+TEST_CASE("mill status with an unknown sweep id exits 2 in one line naming it and the known ids") {
+  test::TempDir out;
+  const auto sweep = create_sweep(out.path());
+  write_local_submission(sweep, 1, 1, {"mill", "schedule"});
+  const auto known = sweep.dir.filename().string();
+  // A known id still works, alone and with --json.
+  CHECK(test::run_mill({"--output_dir", out.path().string(), "status", known}).exit_code == 0);
+  CHECK(test::run_mill({"--output_dir", out.path().string(), "status", known, "--json"}).exit_code == 0);
+
+  for (const auto& extra : {std::vector<std::string>{}, std::vector<std::string>{"--json"}}) {
+    std::vector<std::string> args = {"--output_dir", out.path().string(), "status", known, "no-such-sweep"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto run = test::run_mill(args);
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == 2);
+    CHECK(run.out.empty());  // nothing half-reported
+    CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
+    CHECK_THAT(run.err, Contains("\"no-such-sweep\"") && Contains(known) && Contains("mill status"));
+    CHECK(run.err.find("\"" + known + "\"") == std::string::npos);  // only the unknown id is called unknown
+  }
+
+  // No sweeps at all: the unknown id is still an error; plain `mill status` is not.
+  test::TempDir empty;
+  const auto unknown = test::run_mill({"--output_dir", empty.path().string(), "status", "x\ny"});
+  CHECK(unknown.exit_code == 2);
+  CHECK(std::count(unknown.err.begin(), unknown.err.end(), '\n') == 1);
+  CHECK_THAT(unknown.err, Contains("\"x\\ny\"") && Contains("no sweeps"));
   const auto nothing = test::run_mill({"--output_dir", empty.path().string(), "status"});
   CHECK(nothing.exit_code == 0);
   CHECK_THAT(nothing.out, Contains("no sweeps"));

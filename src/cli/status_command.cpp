@@ -2,9 +2,13 @@
 // workers' heartbeats), finished and failed, from the sweep files first and squeue/scontrol where available.
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
 
 #include "commands.hpp"
+#include "mill/error.hpp"
+#include "mill/submit.hpp"
 #include "mill/sweep_status.hpp"
 #include "mill/text.hpp"
 
@@ -61,19 +65,43 @@ void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
   }
 }
 
+// An id that names no sweep is a mistake (a typo, the wrong --output_dir), not an empty report: say which ids are
+// unknown and what exists instead, in one line.
+void refuse_unknown_sweep_ids(const std::vector<std::string>& requested, const std::filesystem::path& output_dir) {
+  if (requested.empty()) return;
+  std::vector<std::string> known;
+  for (const auto& paths : list_sweeps(output_dir)) known.push_back(paths.dir.filename().string());
+  std::vector<std::string> unknown;
+  for (const auto& id : requested) {
+    if (std::find(known.begin(), known.end(), id) == known.end()) unknown.push_back(quote_value(id));
+  }
+  if (unknown.empty()) return;
+  const auto sweeps_dir = (output_dir / "sweeps").string();
+  std::string known_text;
+  if (known.empty()) {
+    known_text = "there are no sweeps under " + quote_value(sweeps_dir);
+  } else {
+    constexpr std::size_t shown = 3;  // the newest ones: the likeliest to be meant
+    std::vector<std::string> newest(known.end() - static_cast<std::ptrdiff_t>(std::min(shown, known.size())), known.end());
+    known_text = fmt::format("{} sweep(s) under {}, newest {}; `mill status` lists them all", known.size(),
+                             quote_value(sweeps_dir), join(newest, ", "));
+  }
+  throw Error(fmt::format("no sweep with id {}: {}", join(unknown, ", "), known_text), ExitCode::usage);
+}
+
 void run_status(const StatusCommandOptions& options, const GlobalOptions& global) {
   const auto output_dir = global.output_dir_path();
   StatusOptions status_options;
   status_options.ask_slurm = !options.no_slurm;
   status_options.sweeps = options.sweeps;
+  refuse_unknown_sweep_ids(options.sweeps, output_dir);
   const auto sweeps = read_sweep_statuses(output_dir, status_options);
   if (options.json) {
     std::cout << to_json(sweeps).dump(2) << "\n";
     return;
   }
   if (sweeps.empty()) {
-    std::cout << fmt::format("no sweeps under {}{}\n", (output_dir / "sweeps").string(),
-                             options.sweeps.empty() ? "" : " with the given id(s)");
+    std::cout << fmt::format("no sweeps under {}\n", (output_dir / "sweeps").string());
     return;
   }
   const bool colour = stdout_is_colour_terminal();
