@@ -1,13 +1,17 @@
 // Against a real single-node SLURM cluster (scripts/local-slurm.sh): hostile paths in a real array script, the
 // %max_array_len throttle observed with squeue, and `mill schedule` end to end with the real worker (mill-demo ×
-// demo): submit, no double submission, nothing missing afterwards, and a failed job resubmitted alone.
+// demo): submit, no double submission, nothing missing afterwards, and a failed job resubmitted alone; signals and
+// requeues; and an API key in the environment kept out of every file a real sweep writes.
 // CTest starts the cluster once for all [slurm] tests (tests/CMakeLists.txt); run alone, the first test starts it
 // and the process stops it at exit. Without the SLURM binaries these tests warn and pass.
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -17,6 +21,8 @@
 #include "mill/cluster.hpp"
 #include "mill/sbatch.hpp"
 #include "mill/slurm.hpp"
+#include "mill/text.hpp"
+#include "remote_support.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -434,64 +440,6 @@ TEST_CASE("a hostile model name reaches the SLURM worker unchanged through the m
   CHECK(canaries(root.path()).empty());
 }
 
-TEST_CASE("a worker stopped by the pre-walltime signal after progress requeues itself", "[slurm]") {
-  REQUIRE_LOCAL_CLUSTER();
-  test::TempDir root;
-  // A slow demo model (2 s per batch of 32 documents) so the signal lands while the element works.
-  const std::string spec = "mill-demo[delay_ms=2000]";
-  const std::vector<std::string> base = {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
-                                         "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
-                                         "--max_requeues", "1", "--json"};
-  const auto run = test::run_mill(base, cluster.env);
-  INFO(run.out << run.err);
-  REQUIRE(run.exit_code == 0);
-  const auto plan = nlohmann::json::parse(run.out);
-  REQUIRE(plan["submitted"] == true);
-  REQUIRE(plan["submission"]["elements"] == 1);
-  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
-  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
-  const auto result = find_job(plan, "demo", 0)["result"].get<std::string>();
-  const fs::path journal = result.substr(0, result.size() - 5) + ".journal.jsonl";
-
-  // Wait until the first batch is journaled, then send what SLURM sends before the time limit.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!(fs::exists(journal) && fs::file_size(journal) > 0)) {
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  const auto signalled =
-      test::run_program({"scancel", "--signal=USR1", "--batch", array_id + "_0"}, cluster.env);
-  INFO(signalled.err);
-  REQUIRE(signalled.exit_code == 0);
-
-  // The worker finishes its batch, writes `preempted`, and requeues the element: SLURM holds it pending.
-  std::string restarts;
-  const auto requeue_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  for (;;) {
-    const auto shown = test::run_program({"scontrol", "-o", "show", "job", array_id + "_0"}, cluster.env);
-    const auto at = shown.out.find("Restarts=");
-    restarts = at == std::string::npos ? "" : shown.out.substr(at + 9, shown.out.find(' ', at) - at - 9);
-    if (restarts == "1" && shown.out.find("JobState=PENDING") != std::string::npos) break;
-    REQUIRE(std::chrono::steady_clock::now() < requeue_deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  const auto element_status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
-  CHECK(element_status["state"] == "preempted");
-  CHECK(element_status["exit_code"] == 75);
-  const auto status = nlohmann::json::parse(
-      test::run_mill({"--output_dir", root.path().string(), "status", "--json"}, cluster.env).out);
-  CHECK(status["sweeps"][0]["elements"][0]["state"] == "queued");
-  CHECK_THAT(status["sweeps"][0]["elements"][0]["detail"].get<std::string>(), Contains("requeued"));
-  // Still queued, so schedule does not submit those jobs again.
-  const auto second = nlohmann::json::parse(test::run_mill(base, cluster.env).out);
-  CHECK(second["submitted"] == false);
-  CHECK(second["counts"]["in_flight"].get<int>() + second["counts"]["done"].get<int>() == 2);
-
-  // The requeued run would start after SLURM's requeue delay; the test stops here.
-  test::run_program({"scancel", array_id}, cluster.env);
-  wait_for_array(array_id, cluster.env);
-}
-
 TEST_CASE("a sweep larger than queue_limit is submitted in parts by successive mill schedule runs", "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
@@ -615,12 +563,14 @@ TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the 
   const auto out = root / "out";
   // mill-demo's documented delay_ms knob (a sleep per batch) keeps the element busy for a few seconds.
   const std::string spec = "mill-demo[delay_ms=1500]";
-  const auto run = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
-                                   spec, "demo", "--n_shots", "0,1", "--cluster", "local", "--json"},
-                                  cluster.env);
+  const std::vector<std::string> schedule = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
+                                             "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
+                                             "--json"};
+  const auto run = test::run_mill(schedule, cluster.env);
   INFO(run.out << run.err);
   REQUIRE(run.exit_code == 0);
   const auto plan = nlohmann::json::parse(run.out);
+  REQUIRE(plan["submitted"] == true);
   REQUIRE(plan["submission"]["elements"] == 1);
   const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
   const auto element = array_id + "_0";
@@ -642,6 +592,17 @@ TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the 
   CHECK(stopped["exit_code"] == 75);
   const auto done_before = journal_entries(first_journal).size();
   CHECK(done_before > 0);
+  // While requeued, mill status reports the element queued (and why), and schedule submits none of its jobs again.
+  const auto status = nlohmann::json::parse(
+      test::run_mill({"--output_dir", out.string(), "status", "--json"}, cluster.env).out);
+  CHECK(status["sweeps"][0]["elements"][0]["state"] == "queued");
+  CHECK_THAT(status["sweeps"][0]["elements"][0]["detail"].get<std::string>(), Contains("requeued"));
+  const auto while_requeued = test::run_mill(schedule, cluster.env);
+  INFO(while_requeued.out << while_requeued.err);
+  REQUIRE(while_requeued.exit_code == 0);
+  const auto second = nlohmann::json::parse(while_requeued.out);
+  CHECK(second["submitted"] == false);
+  CHECK(second["counts"]["in_flight"].get<int>() + second["counts"]["done"].get<int>() == 2);
 
   // SLURM holds a requeued job about two minutes (its credential lifetime); start it now instead of waiting.
   const auto released = test::run_program({"scontrol", "update", "JobId=" + element, "StartTime=now"}, cluster.env);
@@ -777,4 +738,95 @@ TEST_CASE("hostile profile values and paths in a real SLURM sweep run only mill,
     CHECK(sweeps == 1);  // only the first, real sweep
   }
   CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("an API key in the environment of a real SLURM sweep reaches the server but no file mill writes and no output", "[slurm][secrets]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const std::string secret = "sk-mill-slurm-secret-5f02b9d14c71";
+  // The worker removes its heartbeat when the element ends, so the test reads it while the element runs: the
+  // server (the OpenAI protocol over mill-demo on loopback) holds its answers until then, up to a minute.
+  std::atomic<bool> heartbeat_read{false};
+  const auto hold_until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  test::FaultServer server([&](const std::string&, int, httplib::Response&) {
+    while (!heartbeat_read.load() && std::chrono::steady_clock::now() < hold_until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;  // then answer normally
+  });
+  const std::string spec = "api[base_url=" + server.base_url() + ",model=mill-demo]";
+  auto env = cluster.env;
+  env["OPENAI_API_KEY"] = secret;  // the variable the api backend reads by default (docs/backends.md)
+  const auto out = root / "out";
+  const std::vector<std::string> global = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
+                                           "--log_level", "debug"};
+  std::vector<test::RunResult> runs;
+  auto mill_run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), global.begin(), global.end());
+    runs.push_back(test::run_mill(args, env));
+    INFO("mill " << join(args, " ") << "\n" << runs.back().out << runs.back().err);
+    REQUIRE(runs.back().exit_code == 0);
+    return runs.back();
+  };
+  auto json_of = [](const test::RunResult& run) { return nlohmann::json::parse(run.out.substr(run.out.find('{'))); };
+  const std::vector<std::string> schedule = {"schedule", spec, "demo", "--n_shots", "0,1", "--limit", "12",
+                                             "--cluster", "local", "--json"};
+
+  auto args = schedule;
+  const auto plan = json_of(mill_run(args));
+  REQUIRE(plan["submitted"] == true);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  std::string heartbeat;
+  wait_for_array(array_id, cluster.env, [&](const std::vector<QueueEntry>&) {
+    if (heartbeat_read) return;
+    std::ifstream file(sweep_dir / "heartbeats" / "element-0.json");
+    heartbeat.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    if (!heartbeat.empty()) heartbeat_read = true;
+  });
+  CHECK(job_field(array_id + "_0", "JobState", cluster.env) == "COMPLETED");
+  INFO(heartbeat);
+  CHECK_THAT(heartbeat, Contains("done_samples"));
+  CHECK(heartbeat.find(secret) == std::string::npos);
+
+  // The run really worked through the key: the worker sent it, every element completed, every job has a valid result.
+  CHECK(server.last_authorization() == "Bearer " + secret);
+  mill_run({"status"});
+  const auto status = json_of(mill_run({"status", "--json"}));
+  REQUIRE(status["sweeps"].size() == 1);
+  CHECK(status["sweeps"][0]["finished"] == true);
+  CHECK(status["sweeps"][0]["counts"]["completed"] == plan["submission"]["elements"]);
+  args = schedule;
+  args.push_back("--dry_run");
+  const auto after = json_of(mill_run(args));
+  CHECK(after["counts"]["pending"] == 0);
+  CHECK(after["counts"]["done"] == 2);
+  for (const auto& job : plan["jobs"]) CHECK(fs::exists(job["result"].get<std::string>()));
+  mill_run({"collect"});
+
+  for (const auto& run : runs) {
+    CHECK(run.out.find(secret) == std::string::npos);
+    CHECK(run.err.find(secret) == std::string::npos);
+  }
+  std::set<fs::path> grepped;
+  for (const auto& entry : fs::recursive_directory_iterator(root.path())) {
+    if (!entry.is_regular_file()) continue;
+    grepped.insert(entry.path());
+    INFO(entry.path().string());
+    CHECK(test::read_text(entry.path()).find(secret) == std::string::npos);
+  }
+  // What was searched: the sbatch script, SLURM's stdout and stderr of the element, and everything else mill wrote.
+  INFO(grepped.size() << " files");
+  CHECK(grepped.count(sweep_dir / "job.sbatch") == 1);
+  CHECK(grepped.count(sweep_dir / "manifest.json") == 1);
+  CHECK(grepped.count(sweep_dir / "logs" / (array_id + "_0.out")) == 1);
+  CHECK(grepped.count(sweep_dir / "logs" / (array_id + "_0.err")) == 1);
+  CHECK(grepped.count(sweep_dir / "status" / "element-0.json") == 1);
+  auto grepped_any = [&](const std::string& part) {
+    return std::any_of(grepped.begin(), grepped.end(), [&](const fs::path& p) { return p.string().find(part) != std::string::npos; });
+  };
+  CHECK(grepped_any(".journal.jsonl"));
+  CHECK(grepped_any("/remote/requests/"));
+  CHECK(grepped_any("aggregate.csv"));
+  CHECK(grepped_any("report.md"));
 }
