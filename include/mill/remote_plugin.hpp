@@ -17,7 +17,9 @@ struct ServeOptions {
   int port = 8000;                // 0: any free port (reported through on_listening)
   std::string served_model_name;  // the id /v1/models lists and requests must name; default: the spec as typed
   int max_batch = 64;             // requests per backend call
-  int threads = 32;               // HTTP connections served at once
+  // HTTP connections served at once. A connection keeps its thread while idle between requests (keep-alive, up to
+  // 5 s), so a request on a connection beyond this many waits that long; the vllm backend opens 64.
+  int threads = 128;
   std::function<void(const std::string& host, int port)> on_listening;
 };
 

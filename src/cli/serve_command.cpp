@@ -24,7 +24,7 @@ void register_serve_command(CLI::App& app, const GlobalOptions&) {
   add_option(*command, "served_model_name", options->serve.served_model_name,
              "The model id clients send (default: MODEL_SPEC as typed)");
   add_option(*command, "max_batch", options->serve.max_batch, "Requests per backend call (default 64)");
-  add_option(*command, "threads", options->serve.threads, "HTTP connections served at once (default 32)");
+  add_option(*command, "threads", options->serve.threads, "HTTP connections served at once (default 128)");
   command->callback([options] {
     auto& serve = options->serve;
     if (serve.port < 0 || serve.port > 65535) throw Error("--port must be in 0..65535");

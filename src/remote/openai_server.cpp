@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <csignal>
@@ -505,6 +506,18 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
     spdlog::debug("{} {} -> {}", request.method, request.path, response.status);  // never the headers (keys)
   });
 
+  // cpp-httplib listens with a backlog of 5 (built into Debian's libcpp-httplib). A client that opens more connections
+  // at once (the vllm backend opens 64) overflows it whenever the accept thread lags: the kernel drops handshakes it
+  // cannot queue, a client whose side of the handshake completed believes it is connected, and its request sits in
+  // TCP retransmission backoff (or ends in a reset) for minutes while every server thread is idle. So listen() again,
+  // with the system's limit, on the socket captured here. SO_REUSEADDR instead of httplib's default SO_REUSEPORT: a
+  // second server on a busy port must fail, not silently take half of its connections.
+  int listening_socket = -1;
+  server.set_socket_options([&listening_socket](int socket) {
+    const int yes = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listening_socket = socket;
+  });
   int port = options.port;
   if (port == 0) {
     port = server.bind_to_any_port(options.host);
@@ -514,6 +527,10 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
                             "for any free port)",
                             options.host, port),
                 ExitCode::usage);
+  }
+  if (listening_socket < 0 || ::listen(listening_socket, SOMAXCONN) != 0) {
+    spdlog::warn("cannot raise the listen backlog on {}:{}; many simultaneous connections may stall", options.host,
+                 port);
   }
 
   // A signal only sets a flag; a watcher thread stops the server, so the handler stays async-signal-safe.
