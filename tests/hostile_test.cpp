@@ -313,7 +313,7 @@ TEST_CASE("a task file naming a hostile task is refused in one line, and log lin
   auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
-  for (const std::string name : {"\"it's $(touch " + canary.string() + ") `touch " + canary.string() + "`\"",
+  for (const std::string& name : {"\"it's $(touch " + canary.string() + ") `touch " + canary.string() + "`\"",
                                  std::string("\"line\\nbreak\""), "\"" + std::string(5000, 't') + "\""}) {
     INFO(name.substr(0, 60));
     auto text = demo;

@@ -226,17 +226,27 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     if (!runnable[i]) continue;
     const auto& job = jobs[i];
     const auto path = result_path(options.output_dir, job);
-    if (check_result(path, keys[i]).state == ResultState::done) {
+    const auto already_done = [&] {
+      if (check_result(path, keys[i]).state != ResultState::done) return false;
       statuses[i].state = "skipped";
       nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path) << std::endl;
-      continue;
-    }
-    if (stop.load()) {
+      return true;
+    };
+    const auto stopped_before_job = [&] {
       statuses[i].state = "preempted";
       write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
       return static_cast<int>(ExitCode::preempted);
-    }
+    };
+    const auto job_failed = [&](const std::string& message, const char* kind) {
+      any_failed = true;
+      statuses[i].state = "failed";
+      statuses[i].message = message;
+      std::cerr << "mill: " << kind << ": " << job.task->name << " " << job.n_shot << "-shot: " << message << "\n";
+      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+    };
+    if (already_done()) continue;
+    if (stop.load()) return stopped_before_job();
     // One process per job: the lock is held until this job's result is written (or it fails). A job held elsewhere
     // for all of lock_wait is left to its holder rather than evaluated twice; the exit code then says "busy" (6),
     // never "done", so the element is not counted complete before the holder's result exists.
@@ -244,11 +254,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     try {
       lock.emplace(job_lock_path(path));
       if (!lock->acquire(options.lock_wait, &stop)) {
-        if (stop.load()) {
-          statuses[i].state = "preempted";
-          write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
-          return static_cast<int>(ExitCode::preempted);
-        }
+        if (stop.load()) return stopped_before_job();
         any_busy = true;
         statuses[i].state = "busy";
         statuses[i].message = fmt::format("another mill process is evaluating this job ({}; lock {}); left to it",
@@ -258,19 +264,10 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         continue;
       }
     } catch (const Error& e) {
-      any_failed = true;
-      statuses[i].state = "failed";
-      statuses[i].message = e.what();
-      std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << e.what() << "\n";
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+      job_failed(e.what(), "error");
       continue;
     }
-    if (check_result(path, keys[i]).state == ResultState::done) {  // the holder we waited for finished it
-      statuses[i].state = "skipped";
-      nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path) << std::endl;
-      continue;
-    }
+    if (already_done()) continue;  // the holder we waited for finished it
     statuses[i].state = "running";
     EvalSettings settings;
     settings.output_dir = options.output_dir;
@@ -302,17 +299,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
                 << std::endl;
     } catch (const Error& e) {
-      any_failed = true;
-      statuses[i].state = "failed";
-      statuses[i].message = e.what();
-      std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << e.what() << "\n";
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+      job_failed(e.what(), "error");
     } catch (const std::exception& e) {
-      any_failed = true;
-      statuses[i].state = "failed";
-      statuses[i].message = one_line(e.what());
-      std::cerr << "mill: internal error: " << job.task->name << " " << job.n_shot << "-shot: " << one_line(e.what()) << "\n";
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+      job_failed(one_line(e.what()), "internal error");
     }
   }
   const int code = static_cast<int>(any_failed ? ExitCode::eval_failed : any_busy ? ExitCode::busy : ExitCode::ok);
