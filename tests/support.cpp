@@ -27,19 +27,6 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-namespace {
-std::string slurp_fd(int fd) {
-  std::string out;
-  char buffer[65536];
-  for (;;) {
-    const auto n = ::read(fd, buffer, sizeof buffer);
-    if (n <= 0) break;
-    out.append(buffer, static_cast<std::size_t>(n));
-  }
-  return out;
-}
-}  // namespace
-
 RunResult run_program(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                       const std::filesystem::path& cwd) {
   TempDir scratch;
@@ -92,6 +79,17 @@ std::string read_text(const std::filesystem::path& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+std::vector<std::string> files_containing(const std::filesystem::path& root, const std::string& needle,
+                                          std::set<std::filesystem::path>& searched) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(root)) {
+    if (!entry.is_regular_file()) continue;
+    searched.insert(entry.path());
+    if (read_text(entry.path()).find(needle) != std::string::npos) found.push_back(entry.path().string());
+  }
+  return found;
 }
 
 void write_text(const std::filesystem::path& path, const std::string& text) {

@@ -2,6 +2,7 @@
 // Helpers shared by the tests: temporary directories, running the real mill binary, reading files.
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ RunResult run_mill(const std::vector<std::string>& args, const std::map<std::str
 
 std::string read_text(const std::filesystem::path& path);
 void write_text(const std::filesystem::path& path, const std::string& text);
+
+// The regular files under `root` whose bytes contain `needle` (a secret that must not be written); every file
+// read is added to `searched`, so a test can also check that what it expected to search was there.
+std::vector<std::string> files_containing(const std::filesystem::path& root, const std::string& needle,
+                                          std::set<std::filesystem::path>& searched);
 
 // ../shared/<relative> when present; empty path otherwise (tests then SKIP cleanly).
 std::filesystem::path shared_path(const std::string& relative);
