@@ -123,6 +123,9 @@ TEST_CASE("every validation error names the file, the profile and the field") {
   CHECK_THAT(error_for("profiles: [a, b]\n"), Contains("profiles:"));
   CHECK_THAT(error_for("profiles: {\n"), Contains("invalid YAML"));
   CHECK_THAT(error_for("profiles: {}\n"), Contains("`profiles` is empty"));
+  // Found by fuzz_clusters_yaml: a list as a key escaped as a YAML exception instead of a mill::Error.
+  CHECK_THAT(error_for("profiles:\n  ? [a, b]\n  : {partition: gpu}\n"), Contains("profile names must be plain words"));
+  CHECK_THAT(error_for("profiles:\n  alpha:\n    ? {x: 1}\n    : gpu\n"), Contains("field names must be plain words"));
 }
 
 TEST_CASE("the first run copies the bundled profiles, an edited copy is never overwritten") {

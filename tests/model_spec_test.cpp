@@ -72,6 +72,7 @@ TEST_CASE("local checkpoints given as relative paths become absolute, so workers
   const auto bare = ModelSpec::parse("ckpt[dtype=float32]");
   const auto served = ModelSpec::parse("vllm[path=../x]");
   const auto hub = ModelSpec::parse("org/not-a-folder");
+  const auto spaced = ModelSpec::parse("./ckpt /");
   std::filesystem::current_path(previous);
   CHECK(spec.name == (dir / "ckpt").string());
   CHECK(bare.name == (dir / "ckpt").string());
@@ -79,6 +80,9 @@ TEST_CASE("local checkpoints given as relative paths become absolute, so workers
   CHECK(hub.name == "org/not-a-folder");
   // Idempotent: the normalised spec parses to itself.
   CHECK(ModelSpec::parse(spec.to_string()).name == spec.name);
+  // Found by fuzz_model_spec: "./ckpt /" became ".../ckpt " and printed that way parsed back as ".../ckpt".
+  CHECK(spaced.name == (dir / "ckpt /").string());
+  CHECK(ModelSpec::parse(spaced.to_string()).name == spaced.name);
 }
 
 TEST_CASE("model spec lists split on commas outside brackets and quotes") {

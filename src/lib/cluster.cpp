@@ -115,6 +115,8 @@ ClusterProfile read_profile(const std::string& name, const YAML::Node& node, con
   if (!node.IsMap()) throw Error(fmt::format("{}: expected a mapping of fields", where));
   ProfileReader reader(node, where);
   for (const auto& item : node) {
+    // A YAML key can be a list or mapping (`? [a, b]`); as<std::string> would throw a YAML exception.
+    if (!item.first.IsScalar()) throw Error(fmt::format("{}: field names must be plain words", where));
     const auto field = item.first.as<std::string>();
     if (std::find(known_fields().begin(), known_fields().end(), field) == known_fields().end()) {
       const auto suggestions = closest_names(field, known_fields(), 1);
@@ -187,6 +189,8 @@ ClusterConfig parse_cluster_config(std::string_view text, const std::filesystem:
   ClusterConfig config;
   config.path = source;
   for (const auto& item : root["profiles"]) {
+    if (!item.first.IsScalar())
+      throw Error(fmt::format("{}: profile names must be plain words, not a list or mapping", source.string()));
     const auto name = item.first.as<std::string>();
     if (name.empty() || name.find_first_of(" \t\n\r'\"$`\\") != std::string::npos || !one_line_of_text(name)) {
       throw Error(fmt::format("{}: profile name {} must not contain spaces, quotes or shell characters",

@@ -32,7 +32,11 @@ void make_local_path_absolute(std::string& value) {
   if (!explicitly_relative && !std::filesystem::is_directory(value, ec)) return;
   auto absolute = std::filesystem::absolute(value, ec).lexically_normal().string();
   if (ec) return;
-  while (absolute.size() > 1 && absolute.back() == '/') absolute.pop_back();
+  // Trailing slashes go, except one that ends a name in whitespace ("dir /"): the name is trimmed when parsed
+  // again, so without the slash the printed spec would name another directory.
+  while (absolute.size() > 1 && absolute.back() == '/' &&
+         std::string_view(" \t\r\n").find(absolute[absolute.size() - 2]) == std::string_view::npos)
+    absolute.pop_back();
   value = absolute;
 }
 
