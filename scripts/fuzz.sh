@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 runs=${1:-1000000}
 build_dir=${MILL_FUZZ_BUILD_DIR:-build-fuzz}
 max_seconds=${MILL_FUZZ_MAX_SECONDS:-0}
-CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DMILL_FUZZ=ON -DMILL_BUILD_TESTS=OFF \
-  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# A build directory that exists keeps its configuration (CI passes build-asan, which also holds the test suite).
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  CC=clang CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DMILL_FUZZ=ON -DMILL_BUILD_TESTS=OFF \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
 cmake --build "$build_dir" --target fuzz_targets --parallel "$(nproc)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 for target in "$build_dir"/fuzz/fuzz_*; do

@@ -68,13 +68,18 @@ void RequestJournal::record(const std::string& key, const nlohmann::json& answer
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
     file_path_ = directory_ / fmt::format("{}.{}.{}.jsonl", scope_hash_, host_name(), ::getpid());
-    file_ = std::fopen(file_path_.c_str(), "a");
+    file_ = std::fopen(file_path_.c_str(), "a+");
     if (!file_) {
       spdlog::warn("cannot write the request journal {}: {}; answers are not kept for a rerun", file_path_.string(),
                    std::strerror(errno));
       directory_.clear();
       return;
     }
+    // A killed process that had this pid on this host may have left a torn last line: end it, so that our first
+    // line is not glued to it and lost.
+    const bool torn = std::fseek(file_, -1, SEEK_END) == 0 && std::fgetc(file_) != '\n';
+    std::fseek(file_, 0, SEEK_END);  // the switch from reading to writing needs a seek
+    if (torn) std::fputc('\n', file_);
   }
   const auto line = nlohmann::json{{"key", key}, {"answer", answer}}.dump() + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
