@@ -604,11 +604,13 @@ TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the 
   CHECK(second["submitted"] == false);
   CHECK(second["counts"]["in_flight"].get<int>() + second["counts"]["done"].get<int>() == 2);
 
-  // SLURM holds a requeued job about two minutes (its credential lifetime); start it now instead of waiting.
-  const auto released = test::run_program({"scontrol", "update", "JobId=" + element, "StartTime=now"}, cluster.env);
-  INFO(released.err);
-  REQUIRE(released.exit_code == 0);
+  // SLURM holds a requeued job for its credential lifetime (cred_expire, 30 s on the local cluster), so that a
+  // late kill meant for the old run cannot reach the new one; forcing StartTime=now raced with exactly that.
   wait_for_array(array_id, cluster.env);
+  // What SLURM and the worker said, for a failure below.
+  INFO("scontrol: " << test::run_program({"scontrol", "show", "job", element}, cluster.env).out);
+  INFO("element stdout:\n" << test::read_text(sweep_dir / "logs" / (element + ".out")));
+  INFO("element stderr:\n" << test::read_text(sweep_dir / "logs" / (element + ".err")));
   CHECK(job_field(element, "JobState", cluster.env) == "COMPLETED");
   const auto finished = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
   CHECK(finished["state"] == "completed");
