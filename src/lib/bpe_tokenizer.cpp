@@ -548,6 +548,24 @@ PrependScheme read_prepend_scheme(const json& node) {
   return node.value("add_prefix_space", true) ? PrependScheme::always : PrependScheme::never;
 }
 
+// The `behavior` of a Split or Punctuation pre-tokenizer (the tokenizers library's SplitDelimiterBehavior).
+SplitBehavior read_split_behavior(const json& node, const char* pre_tokenizer, const std::filesystem::path& file) {
+  static const std::map<std::string, SplitBehavior> behaviors{
+      {"Removed", SplitBehavior::removed},
+      {"Isolated", SplitBehavior::isolated},
+      {"MergedWithPrevious", SplitBehavior::merged_with_previous},
+      {"MergedWithNext", SplitBehavior::merged_with_next},
+      {"Contiguous", SplitBehavior::contiguous}};
+  const std::string behavior = node.value("behavior", "Isolated");
+  const auto found = behaviors.find(behavior);
+  if (found == behaviors.end()) {
+    fail(file, fmt::format("{} behavior {} is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, "
+                           "Contiguous",
+                           pre_tokenizer, quote_value(behavior)));
+  }
+  return found->second;
+}
+
 PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
@@ -560,19 +578,7 @@ PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path
   if (type == "Split") {
     auto split = std::make_unique<SplitPreTokenizer>();
     split->pattern = read_pattern(node.at("pattern"), file);
-    const std::string behavior = node.value("behavior", "Isolated");
-    static const std::map<std::string, SplitBehavior> behaviors{
-        {"Removed", SplitBehavior::removed},
-        {"Isolated", SplitBehavior::isolated},
-        {"MergedWithPrevious", SplitBehavior::merged_with_previous},
-        {"MergedWithNext", SplitBehavior::merged_with_next},
-        {"Contiguous", SplitBehavior::contiguous}};
-    const auto found = behaviors.find(behavior);
-    if (found == behaviors.end())
-      fail(file, fmt::format("Split behavior {} is not one of Removed, Isolated, MergedWithPrevious, "
-                             "MergedWithNext, Contiguous",
-                             quote_value(behavior)));
-    split->behavior = found->second;
+    split->behavior = read_split_behavior(node, "Split", file);
     split->invert = node.value("invert", false);
     return split;
   }
@@ -607,16 +613,7 @@ PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path
   if (type == "Punctuation") {  // each punctuation character (ASCII or Unicode P*) split off
     auto split = std::make_unique<SplitPreTokenizer>();
     split->pattern.regex = std::make_shared<Regex>(R"([\p{P}!-/:-@\[-`{-~])", file);
-    const std::string behavior = node.value("behavior", "Isolated");
-    static const std::map<std::string, SplitBehavior> behaviors{
-        {"Removed", SplitBehavior::removed},
-        {"Isolated", SplitBehavior::isolated},
-        {"MergedWithPrevious", SplitBehavior::merged_with_previous},
-        {"MergedWithNext", SplitBehavior::merged_with_next},
-        {"Contiguous", SplitBehavior::contiguous}};
-    const auto found = behaviors.find(behavior);
-    if (found == behaviors.end()) fail(file, fmt::format("Punctuation behavior {} is not supported", quote_value(behavior)));
-    split->behavior = found->second;
+    split->behavior = read_split_behavior(node, "Punctuation", file);
     return split;
   }
   fail(file, fmt::format("pre_tokenizer type {} is not supported (supported: Sequence, Split, ByteLevel, "
