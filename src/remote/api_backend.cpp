@@ -37,19 +37,24 @@ ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
   if (config.api_key_env.empty())
     throw Error(fmt::format("model spec {}: api_key_env is empty", quote_value(spec.to_string())));
   if (const char* key = std::getenv(config.api_key_env.c_str())) config.api_key = key;
+  read_client_args(spec, 8, 1024, config);
+  return config;
+}
+
+void read_client_args(const ModelSpec& spec, int default_concurrency, int max_concurrency, ApiBackendConfig& config) {
   config.endpoint = spec.arg("endpoint").value_or("completions");
   if (config.endpoint != "completions" && config.endpoint != "chat") {
     throw Error(fmt::format("model spec {}: endpoint={} is not completions or chat", quote_value(spec.to_string()),
                             quote_value(config.endpoint)));
   }
   const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
-  config.concurrency = static_cast<int>(spec.number_arg(concurrency_name, 8, 1, 1024));
+  config.concurrency =
+      static_cast<int>(spec.number_arg(concurrency_name, default_concurrency, 1, max_concurrency));
   config.retry.timeout_s = spec.number_arg("timeout", config.retry.timeout_s, 0.1, 86400);
   config.retry.max_retries = static_cast<int>(spec.number_arg("max_retries", config.retry.max_retries, 0, 100));
   config.journal_dir = remote_state_dir() / "requests";
   // A new revision of the same model name must not reuse old answers.
   config.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);
-  return config;
 }
 
 std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& response, std::size_t context_chars,

@@ -253,18 +253,8 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
   ApiBackendConfig client;
   client.backend_name = "vllm";
   client.model = spec.arg("path").value_or("");
-  client.endpoint = spec.arg("endpoint").value_or("completions");
-  if (client.endpoint != "completions" && client.endpoint != "chat") {
-    throw Error(fmt::format("model spec {}: endpoint={} is not completions or chat", quote_value(spec.to_string()),
-                            quote_value(client.endpoint)));
-  }
-  const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
-  client.concurrency = static_cast<int>(spec.number_arg(concurrency_name, 64, 1, 4096));
-  client.retry.timeout_s = spec.number_arg("timeout", client.retry.timeout_s, 0.1, 86400);
-  client.retry.max_retries = static_cast<int>(spec.number_arg("max_retries", client.retry.max_retries, 0, 100));
+  read_client_args(spec, 64, 4096, client);
   client.scores_prompts = true;
-  client.journal_dir = remote_state_dir() / "requests";
-  client.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);
 
   const auto executable = find_on_path(options_.executable);
   if (!executable) {
