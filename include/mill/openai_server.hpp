@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -57,6 +58,8 @@ class OpenAiService {
  private:
   struct Work;
   void batch_loop();
+  // Queues `work` for the batching thread and waits until it is done (rethrowing its failure).
+  void run_queued(const std::shared_ptr<Work>& work);
   Reply complete(const nlohmann::json& request, const std::vector<std::string>& prompts, bool chat);
 
   ModelBackend& backend_;

@@ -193,11 +193,7 @@ void OpenAiService::batch_loop() {
   }
 }
 
-std::vector<LoglikelihoodResult> OpenAiService::loglikelihood(std::vector<LoglikelihoodRequest> requests) {
-  if (requests.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::loglikelihood;
-  work->loglikelihood_requests = std::move(requests);
+void OpenAiService::run_queued(const std::shared_ptr<Work>& work) {
   auto done = work->done.get_future();
   {
     std::lock_guard lock(mutex_);
@@ -205,6 +201,14 @@ std::vector<LoglikelihoodResult> OpenAiService::loglikelihood(std::vector<Loglik
   }
   wake_.notify_one();
   done.get();
+}
+
+std::vector<LoglikelihoodResult> OpenAiService::loglikelihood(std::vector<LoglikelihoodRequest> requests) {
+  if (requests.empty()) return {};
+  auto work = std::make_shared<Work>();
+  work->kind = Work::loglikelihood;
+  work->loglikelihood_requests = std::move(requests);
+  run_queued(work);
   return std::move(work->loglikelihood_results);
 }
 
@@ -213,13 +217,7 @@ std::vector<RollingResult> OpenAiService::rolling(std::vector<RollingRequest> re
   auto work = std::make_shared<Work>();
   work->kind = Work::rolling;
   work->rolling_requests = std::move(requests);
-  auto done = work->done.get_future();
-  {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(work);
-  }
-  wake_.notify_one();
-  done.get();
+  run_queued(work);
   return std::move(work->rolling_results);
 }
 
@@ -228,13 +226,7 @@ std::vector<GenerationResult> OpenAiService::generate(std::vector<GenerationRequ
   auto work = std::make_shared<Work>();
   work->kind = Work::generation;
   work->generation_requests = std::move(requests);
-  auto done = work->done.get_future();
-  {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(work);
-  }
-  wake_.notify_one();
-  done.get();
+  run_queued(work);
   return std::move(work->generation_results);
 }
 
