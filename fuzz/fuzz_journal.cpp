@@ -1,39 +1,20 @@
 // Per-sample journals are read back after kill -9, full disks and hand edits: whatever the file holds, opening
 // it must give a usable journal (damaged lines dropped, a foreign one set aside) or a mill::Error, and what is
 // appended afterwards must be read back exactly by the next open.
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include "mill/error.hpp"
 #include "mill/journal.hpp"
-
-namespace {
-
-// One scratch directory per process (libFuzzer's -jobs/-fork run several), in memory, removed at exit.
-struct ScratchDir {
-  std::filesystem::path path = std::filesystem::path("/dev/shm") / ("mill-fuzz-journal-" + std::to_string(::getpid()));
-  ScratchDir() { std::filesystem::create_directories(path); }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
-
-}  // namespace
+#include "scratch_dir.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const ScratchDir scratch;
+  static const mill::fuzz::ScratchDir scratch("journal");
   const auto path = scratch.path / "job.jsonl";
   std::error_code ec;
   std::filesystem::remove(scratch.path / "job.jsonl.stale", ec);
-  if (std::FILE* file = std::fopen(path.c_str(), "wb")) {
-    if (size > 0) std::fwrite(data, 1, size, file);
-    std::fclose(file);
-  }
+  mill::fuzz::write_input(path, data, size);
   const std::string key = "fuzz-key";
   constexpr long long new_doc = 1LL << 40;
   try {

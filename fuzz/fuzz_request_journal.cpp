@@ -1,43 +1,31 @@
 // The remote backends' request journals are shared by every worker of a sweep and read back on reruns: any
 // content of a journal file must load (bad lines skipped) and must never turn into an answer for a request
 // it was not recorded for.
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include "mill/request_journal.hpp"
+#include "scratch_dir.hpp"
 
 namespace {
 
 const std::string scope = "fuzz-model@rev";
 
-struct ScratchDir {
-  std::filesystem::path path =
-      std::filesystem::path("/dev/shm") / ("mill-fuzz-request-journal-" + std::to_string(::getpid()));
+struct Scratch : mill::fuzz::ScratchDir {
   std::filesystem::path journal_file;  // the name this process's journal writes to, found once
-  ScratchDir() {
-    std::filesystem::create_directories(path);
+  Scratch() : ScratchDir("request-journal") {
     mill::RequestJournal journal(path, scope);
     journal.record(journal.key({{"probe", true}}), true);
     journal_file = journal.file();
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
   }
 };
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const ScratchDir scratch;
-  if (std::FILE* file = std::fopen(scratch.journal_file.c_str(), "wb")) {
-    if (size > 0) std::fwrite(data, 1, size, file);
-    std::fclose(file);
-  }
+  static const Scratch scratch;
+  mill::fuzz::write_input(scratch.journal_file, data, size);
   const nlohmann::json request = {{"kind", "loglikelihood"}, {"context", "fuzz"}, {"continuation", " me"}};
   const nlohmann::json answer = {{"logprob", -1.5}, {"greedy", false}};
   {

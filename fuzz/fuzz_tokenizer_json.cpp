@@ -1,6 +1,5 @@
 // tokenizer.json files come with downloaded checkpoints: loading one must succeed or throw mill::Error, and a
 // loaded tokenizer must encode and decode text without reading out of bounds, every id inside its vocabulary.
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -10,18 +9,9 @@
 
 #include "mill/error.hpp"
 #include "mill/tokenizer.hpp"
+#include "scratch_dir.hpp"
 
 namespace {
-
-struct ScratchDir {
-  std::filesystem::path path =
-      std::filesystem::path("/dev/shm") / ("mill-fuzz-tokenizer-" + std::to_string(::getpid()));
-  ScratchDir() { std::filesystem::create_directories(path); }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 // Words, digits, whitespace runs, punctuation, special-token spellings, multi-byte and invalid UTF-8.
 constexpr std::string_view sample =
@@ -30,12 +20,9 @@ constexpr std::string_view sample =
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static const ScratchDir scratch;
+  static const mill::fuzz::ScratchDir scratch("tokenizer");
   const auto file = scratch.path / "tokenizer.json";
-  if (std::FILE* out = std::fopen(file.c_str(), "wb")) {
-    if (size > 0) std::fwrite(data, 1, size, out);
-    std::fclose(out);
-  }
+  mill::fuzz::write_input(file, data, size);
   try {
     const auto tokenizer = mill::Tokenizer::load(file);
     for (const bool special : {true, false}) {
