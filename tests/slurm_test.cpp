@@ -555,30 +555,53 @@ void wait_until(const std::function<bool()>& condition, const std::string& what,
   }
 }
 
+// One element of mill-demo × demo at 0 and 1 shot submitted to the local cluster, running: its first batch is in
+// the journal. mill-demo's documented delay_ms knob (a sleep per batch) keeps it busy for a few seconds.
+struct RunningDemoSweep {
+  std::string spec = "mill-demo[delay_ms=1500]";
+  fs::path out;
+  std::vector<std::string> schedule;  // the mill arguments that submitted it (run again to resubmit)
+  nlohmann::json plan;
+  std::string array_id, element;
+  fs::path sweep_dir, first_journal;
+};
+
+RunningDemoSweep submit_running_demo_sweep(const test::TempDir& root) {
+  RunningDemoSweep sweep;
+  sweep.out = root / "out";
+  sweep.schedule = {"--output_dir", sweep.out.string(), "--cache_dir", (root / "cache").string(), "schedule",
+                    sweep.spec, "demo", "--n_shots", "0,1", "--cluster", "local", "--json"};
+  const auto run = test::run_mill(sweep.schedule, local_cluster().env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  sweep.plan = nlohmann::json::parse(run.out);
+  REQUIRE(sweep.plan["submitted"] == true);
+  REQUIRE(sweep.plan["submission"]["elements"] == 1);
+  sweep.array_id = sweep.plan["submission"]["array_job_id"].get<std::string>();
+  sweep.element = sweep.array_id + "_0";
+  sweep.sweep_dir = sweep.plan["submission"]["sweep_dir"].get<std::string>();
+  sweep.first_journal = journal_of(find_job(sweep.plan, "demo", 0)["result"].get<std::string>());
+  const auto& journal = sweep.first_journal;
+  wait_until([&] { return fs::exists(journal) && fs::file_size(journal) > 0; }, "the first journaled batch");
+  return sweep;
+}
+
 }  // namespace
 
 TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the finished results equal an undisturbed run", "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
-  const auto out = root / "out";
-  // mill-demo's documented delay_ms knob (a sleep per batch) keeps the element busy for a few seconds.
-  const std::string spec = "mill-demo[delay_ms=1500]";
-  const std::vector<std::string> schedule = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
-                                             "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
-                                             "--json"};
-  const auto run = test::run_mill(schedule, cluster.env);
-  INFO(run.out << run.err);
-  REQUIRE(run.exit_code == 0);
-  const auto plan = nlohmann::json::parse(run.out);
-  REQUIRE(plan["submitted"] == true);
-  REQUIRE(plan["submission"]["elements"] == 1);
-  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
-  const auto element = array_id + "_0";
-  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
-  const auto first_journal = journal_of(find_job(plan, "demo", 0)["result"].get<std::string>());
+  const auto sweep = submit_running_demo_sweep(root);
+  const auto& spec = sweep.spec;
+  const auto& out = sweep.out;
+  const auto& schedule = sweep.schedule;
+  const auto& plan = sweep.plan;
+  const auto& array_id = sweep.array_id;
+  const auto& element = sweep.element;
+  const auto& sweep_dir = sweep.sweep_dir;
+  const auto& first_journal = sweep.first_journal;
+  INFO(plan.dump(2));
   const auto last_result = find_job(plan, "demo", 1)["result"].get<std::string>();
-
-  wait_until([&] { return fs::exists(first_journal) && fs::file_size(first_journal) > 0; }, "the first journaled batch");
   const auto signalled = test::run_program({"scancel", "--signal=USR1", "--batch", element}, cluster.env);
   INFO(signalled.err);
   REQUIRE(signalled.exit_code == 0);
@@ -630,21 +653,16 @@ TEST_CASE("the pre-walltime signal on a real SLURM element requeues it, and the 
 TEST_CASE("a SLURM element ended with SIGTERM keeps its journal, is not done or requeued, and the next schedule completes it identically", "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
-  const auto out = root / "out";
-  const std::string spec = "mill-demo[delay_ms=1500]";
-  const std::vector<std::string> schedule = {"--output_dir", out.string(), "--cache_dir", (root / "cache").string(),
-                                             "schedule", spec, "demo", "--n_shots", "0,1", "--cluster", "local",
-                                             "--json"};
-  const auto run = test::run_mill(schedule, cluster.env);
-  INFO(run.out << run.err);
-  REQUIRE(run.exit_code == 0);
-  const auto plan = nlohmann::json::parse(run.out);
-  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
-  const auto element = array_id + "_0";
-  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
-  const auto first_journal = journal_of(find_job(plan, "demo", 0)["result"].get<std::string>());
-
-  wait_until([&] { return fs::exists(first_journal) && fs::file_size(first_journal) > 0; }, "the first journaled batch");
+  const auto sweep = submit_running_demo_sweep(root);
+  const auto& spec = sweep.spec;
+  const auto& out = sweep.out;
+  const auto& schedule = sweep.schedule;
+  const auto& plan = sweep.plan;
+  const auto& array_id = sweep.array_id;
+  const auto& element = sweep.element;
+  const auto& sweep_dir = sweep.sweep_dir;
+  const auto& first_journal = sweep.first_journal;
+  INFO(plan.dump(2));
   const auto seen = journal_entries(first_journal).size();
   // What scancel and preemption do: SIGTERM to every process of the job (mill is the batch shell), SIGKILL later.
   const auto cancelled = test::run_program({"scancel", element}, cluster.env);
