@@ -1,5 +1,11 @@
 #include "support.hpp"
 
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "mill/dataset.hpp"
+#include "mill/tasks.hpp"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -102,6 +108,39 @@ std::filesystem::path shared_path(const std::string& relative) {
   const auto path = std::filesystem::path(MILL_SHARED_DIR) / relative;
   std::error_code ec;
   return std::filesystem::exists(path, ec) ? path : std::filesystem::path();
+}
+
+void write_task_data(const std::filesystem::path& data_dir, const std::vector<std::string>& tasks) {
+  const auto registry = TaskRegistry::load();
+  std::set<std::filesystem::path> written;
+  for (const auto* task : registry.expand(tasks)) {
+    const auto& dataset = task->definition.at("dataset");
+    const auto format = dataset.value("format", std::string());
+    if (format == "inline") continue;
+    for (const char* field : {"eval_split", "fewshot_split"}) {
+      const auto split = task->definition.value(field, std::string());
+      if (split.empty()) continue;
+      const auto path = data_file_path(*task, split, data_dir);
+      std::filesystem::create_directories(path.parent_path());
+      std::ofstream out(path, std::ios::app);
+      if (written.insert(path).second && format == "csv" && dataset.value("layout", std::string()) != "mmlu") {
+        throw std::runtime_error("write_task_data: no writer for " + path.string());
+      }
+      for (int i = 0; i < 5; ++i) {
+        if (format == "csv") {
+          out << "Question " << i << " of " << task->name << "?,one,two,three,four,A\n";
+        } else {
+          nlohmann::json document = {{"question", "Question " + std::to_string(i)},
+                                     {"options", {"one", "two", "three", "four"}},
+                                     {"answer", "A"},
+                                     {"answer_index", 0}};
+          const auto filter = dataset.value("filter", nlohmann::json::object());
+          for (const auto& [key, value] : filter.items()) document[key] = value;
+          out << document.dump() << "\n";
+        }
+      }
+    }
+  }
 }
 
 }  // namespace mill::test

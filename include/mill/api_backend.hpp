@@ -16,6 +16,7 @@
 
 #include "mill/http_client.hpp"
 #include "mill/model.hpp"
+#include "mill/model_args.hpp"
 #include "mill/request_journal.hpp"
 
 namespace mill {
@@ -38,9 +39,9 @@ struct ApiBackendConfig {
 // The config an `api[...]`/`litellm[...]` spec describes, the key read from the environment variable it names.
 ApiBackendConfig api_config_from_spec(const ModelSpec& spec);
 
-// The client arguments the api and vllm backends share: endpoint, concurrency (or num_concurrent, default and
-// upper bound given), timeout and max_retries; also the request journal's directory and scope for `spec`.
-void read_client_args(const ModelSpec& spec, int default_concurrency, int max_concurrency, ApiBackendConfig& config);
+// The client arguments the api and vllm backends share (read by read_api_args/read_vllm_args), with this
+// backend's default concurrency; also the request journal's directory and scope for `spec`.
+void apply_client_args(const ModelSpec& spec, const ClientArgs& args, int default_concurrency, ApiBackendConfig& config);
 
 // Scoring an echoed prompt (exposed for tests). `context_chars`/`prompt_chars` are in characters (text_offset's
 // unit). Returns the continuation's score, or why the answer cannot be used.

@@ -33,4 +33,18 @@ struct SplitData {
 // split, the path looked for and the data directory it was looked under.
 SplitData load_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir);
 
+// The file a split is read from: dataset.path with {split} replaced, under `data_dir` unless it is absolute. A
+// relative path without a data directory throws mill::Error naming --data_dir / MILL_DATA_DIR.
+std::filesystem::path data_file_path(const TaskInfo& task, const std::string& split,
+                                     const std::optional<std::filesystem::path>& data_dir);
+
+// Whether the task's documents come from files (not written inline in its YAML).
+bool task_reads_files(const TaskInfo& task);
+
+// The plan-time check of one split, without reading whole files: the file exists and parses as far as it is read,
+// which is until `needed` documents (after the task's filter when `filtered`) are found or the file ends. Returns
+// the number found (less than `needed` only when the split has no more); problems throw mill::Error.
+std::size_t check_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir,
+                        std::size_t needed, bool filtered);
+
 }  // namespace mill

@@ -11,6 +11,7 @@
 
 #include "mill/job.hpp"
 #include "mill/model.hpp"
+#include "mill/task_check.hpp"
 #include "mill/tasks.hpp"
 
 namespace mill {
@@ -31,9 +32,6 @@ struct PreparedTask {
   nlohmann::json data;  // {"eval": {"split","origin","fingerprint","documents"}, "fewshot": {...}}
 };
 
-// Checks the engine's fields of a task definition (docs/tasks.md): an unknown field (a typo such as `promt`) or a
-// bad value throws mill::Error naming the task, its file and the field, with the closest valid names.
-void check_task_definition(const TaskInfo& task);
 
 // Loads the task's data and builds every sample's prompt. Few-shot examples are the first n_shot documents of
 // the few-shot split (skipping the document itself when it is the evaluation split). `limit` keeps the first N.
@@ -45,8 +43,6 @@ std::string request_kind(OutputType type);
 // Throws mill::Error (usage) when the backend cannot serve the task's request kind.
 void require_capability(const BackendCapabilities& capabilities, const TaskInfo& task, const std::string& model);
 
-// The metrics a task reports, the primary (the default for collect) first.
-std::vector<std::string> task_metrics(const TaskInfo& task);
 
 struct EvalProgress {
   std::size_t done_samples = 0;

@@ -5,6 +5,7 @@
 
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -18,6 +19,7 @@
 #include "mill/error.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
+#include "mill/preflight.hpp"
 #include "mill/requeue.hpp"
 #include "mill/sbatch.hpp"
 #include "mill/slurm.hpp"
@@ -45,7 +47,8 @@ struct ScheduleOptions {
   int max_requeues = kDefaultMaxRequeues;
   double minutes_per_eval = 10.0;
   int evals_per_element = 8;
-  int limit = 0;
+  std::optional<int> limit;
+  bool skip_model_check = false;
 };
 
 std::filesystem::path mill_executable() {
@@ -125,6 +128,8 @@ LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elem
   return outcome;
 }
 
+const PreflightProblem* problem_of(const PlannedJob& job, const std::vector<PreflightProblem>& problems);
+
 std::string colour_status(ResultState state, bool colour) {
   const auto text = to_string(state);
   if (!colour) return text;
@@ -135,7 +140,7 @@ std::string colour_status(ResultState state, bool colour) {
   }
 }
 
-void print_job_table(const Plan& plan, bool colour) {
+void print_job_table(const Plan& plan, const std::vector<PreflightProblem>& problems, bool colour) {
   std::size_t model_width = 5, task_width = 4;
   for (const auto& job : plan.jobs) {
     model_width = std::max(model_width, job.job.model.to_string().size());
@@ -146,11 +151,15 @@ void print_job_table(const Plan& plan, bool colour) {
   std::cout << (colour ? fmt::format(fmt::emphasis::bold, "{}", header) : header) << "\n";
   for (const auto& job : plan.jobs) {
     // Padding is computed on the plain text so colour codes do not break alignment.
-    const auto status = to_string(job.check.state);
+    const auto* problem = problem_of(job, problems);
+    const auto status = problem ? std::string("blocked") : to_string(job.check.state);
+    const auto shown_status = !problem ? colour_status(job.check.state, colour)
+                              : colour  ? fmt::format(fg(fmt::color::red) | fmt::emphasis::bold, "{}", status)
+                                        : status;
     std::cout << fmt::format("{:<{}}  {:<{}}  {:>6}  ", one_line(job.job.model.to_string()), model_width, job.job.task->name,
                              task_width, job.job.n_shot)
-              << colour_status(job.check.state, colour) << std::string(7 - std::min<std::size_t>(7, status.size()), ' ')
-              << "  " << one_line(job.check.reason) << "\n";
+              << shown_status << std::string(7 - std::min<std::size_t>(7, status.size()), ' ') << "  "
+              << one_line(problem ? "preflight: " + problem->message : job.check.reason) << "\n";
   }
 }
 
@@ -161,40 +170,132 @@ nlohmann::json job_json(const PlannedJob& job) {
           {"result", job.result.string()}};
 }
 
-void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
-  if (options.minutes_per_eval <= 0) {
-    throw Error(fmt::format("--minutes_per_eval: {} is not a positive number of minutes", options.minutes_per_eval));
+// The command-line values that cannot work, as preflight problems (reported with the others).
+void check_option_values(const ScheduleOptions& options, std::vector<PreflightProblem>& problems) {
+  auto report = [&](const std::string& message) { problems.push_back({"environment", "", {}, message}); };
+  constexpr double kMinutesPerYear = 365.0 * 24 * 60;
+  if (!std::isfinite(options.minutes_per_eval) || options.minutes_per_eval <= 0 || options.minutes_per_eval > kMinutesPerYear) {
+    report(fmt::format("--minutes_per_eval: {} is not a number of minutes in 0..{} (e.g. 10 or 0.5)",
+                       options.minutes_per_eval, kMinutesPerYear));
   }
   if (options.evals_per_element < 1) {
-    throw Error(fmt::format("--evals_per_element: {} is not a positive integer", options.evals_per_element));
+    report(fmt::format("--evals_per_element: {} is not a positive integer", options.evals_per_element));
   }
   if (options.max_requeues < 0) {
-    throw Error(fmt::format("--max_requeues: {} is negative (expected 0 or more)", options.max_requeues));
+    report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", options.max_requeues));
+  }
+  if (options.limit && *options.limit <= 0) {
+    report(fmt::format("--limit: {} is not a positive number of documents (leave --limit out to evaluate all)",
+                       *options.limit));
   }
   if (!options.data_dir.empty() && !std::filesystem::is_directory(options.data_dir)) {
-    throw Error(fmt::format("--data_dir: {} is not a directory", quote_value(options.data_dir)));
+    report(fmt::format("--data_dir: {} is not a directory", quote_value(options.data_dir)));
   }
   if (!options.venv_path.empty() && !std::filesystem::exists(std::filesystem::path(options.venv_path) / "bin" / "activate")) {
-    throw Error(fmt::format("--venv_path: {} has no bin/activate (expected a virtual environment directory)",
-                            quote_value(options.venv_path)));
+    report(fmt::format("--venv_path: {} has no bin/activate (expected a virtual environment directory)",
+                       quote_value(options.venv_path)));
   }
-  std::vector<std::filesystem::path> extra_paths;
-  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.push_back(std::filesystem::absolute(path));
-  const auto registry = TaskRegistry::load(extra_paths);
+}
 
-  PlanRequest request;
-  request.models = split_model_specs(options.models);
-  request.tasks = parse_list_option(options.tasks);
-  if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
-  if (options.limit != 0) request.limit = options.limit;
-  request.output_dir = global.output_dir_path();
+// The problems in their areas' order, one line each.
+std::vector<const PreflightProblem*> ordered_problems(const std::vector<PreflightProblem>& problems) {
+  std::vector<const PreflightProblem*> ordered;
+  for (const char* area : {"task", "data", "model", "environment"}) {
+    for (const auto& problem : problems) {
+      if (problem.area == area) ordered.push_back(&problem);
+    }
+  }
+  return ordered;
+}
 
+// The dry run's report (stdout).
+void print_problems(std::ostream& out, const std::vector<PreflightProblem>& problems) {
+  out << fmt::format("preflight: {} problem(s); nothing can be submitted until they are fixed (docs/schedule.md, "
+                     "\"Preflight\")\n",
+                     problems.size());
+  for (const auto* problem : ordered_problems(problems)) {
+    out << fmt::format("  {:<12} {}\n", problem->area + ":", one_line(problem->message));
+  }
+}
+
+// Stops the command: one problem is one error line; several are one line each, then the error.
+[[noreturn]] void fail_preflight(const std::vector<PreflightProblem>& problems, const std::string& outcome) {
+  if (problems.size() == 1) throw Error(fmt::format("{} ({})", problems.front().message, outcome));
+  for (const auto* problem : ordered_problems(problems)) {
+    std::cerr << fmt::format("mill: preflight: {}: {}\n", problem->area, one_line(problem->message));
+  }
+  throw Error(fmt::format("preflight found {} problems, listed above ({})", problems.size(), outcome));
+}
+
+// The first problem that stops a job (its model's or its task's), if any.
+const PreflightProblem* problem_of(const PlannedJob& job, const std::vector<PreflightProblem>& problems) {
+  for (const auto& problem : problems) {
+    if (!problem.model.empty() && problem.model == job.job.model.to_string()) return &problem;
+    if (std::find(problem.tasks.begin(), problem.tasks.end(), job.job.task->name) != problem.tasks.end()) return &problem;
+  }
+  return nullptr;
+}
+
+nlohmann::json problem_json(const PreflightProblem& problem) {
+  return {{"area", problem.area}, {"model", problem.model}, {"tasks", problem.tasks}, {"message", problem.message}};
+}
+
+void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   // Choose the profile before touching results, so a configuration error shows up first.
   const auto clusters = load_cluster_config(global.cache_dir_path());
   const auto hostname = current_hostname();
   const auto choice = options.local ? ProfileChoice{&clusters.profiles.front(), "--local: no SLURM"}
                                     : choose_profile(clusters, options.cluster, hostname);
   const auto& profile = *choice.profile;
+
+  std::vector<PreflightProblem> problems;
+  check_option_values(options, problems);
+  std::vector<std::filesystem::path> extra_paths;
+  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.push_back(std::filesystem::absolute(path));
+  const auto registry = TaskRegistry::load(extra_paths);
+
+  // Each model spec and task name on its own, so that every bad one is reported, not only the first.
+  PlanRequest request;
+  PreflightRequest preflight;
+  for (const auto& text : split_model_specs(options.models)) {
+    try {
+      auto spec = ModelSpec::parse(text);
+      request.models.push_back(text);
+      preflight.models.push_back(std::move(spec));
+    } catch (const Error& e) {
+      problems.push_back({"model", text, {}, e.what()});
+    }
+  }
+  for (const auto& name : parse_list_option(options.tasks)) {
+    try {
+      for (const auto* task : registry.expand({name})) {
+        if (std::find(preflight.tasks.begin(), preflight.tasks.end(), task) == preflight.tasks.end()) {
+          preflight.tasks.push_back(task);
+        }
+      }
+      request.tasks.push_back(name);
+    } catch (const Error& e) {
+      problems.push_back({"task", "", {name}, e.what()});
+    }
+  }
+  if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
+  if (options.limit && *options.limit > 0) request.limit = options.limit;
+  request.output_dir = global.output_dir_path();
+  preflight.n_shots = request.n_shots;
+  preflight.data_dir = sweep_data_dir(options);
+  preflight.output_dir = request.output_dir;
+  preflight.check_model_files = !options.skip_model_check;
+  for (auto& problem : run_preflight(preflight)) problems.push_back(std::move(problem));
+  if (!problems.empty() && !options.dry_run) fail_preflight(problems, "nothing was submitted or run");
+  if (request.models.empty() || request.tasks.empty()) {
+    // A dry run with nothing valid to plan: the problems are all there is to show.
+    if (options.json) {
+      nlohmann::json out = {{"problems", nlohmann::json::array()}, {"jobs", nlohmann::json::array()}};
+      for (const auto& problem : problems) out["problems"].push_back(problem_json(problem));
+      std::cout << out.dump(2) << "\n";
+    }
+    fail_preflight(problems, "dry run: nothing submitted");
+  }
 
   const auto plan = build_plan(request, registry);
   const auto pending = plan.pending();
@@ -218,8 +319,12 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     if (!in_flight.count(job->key.digest)) to_run.jobs.push_back(*job);
   }
   const int largest_share = largest_model_share(to_run);
-  const auto walltime = compute_walltime(std::min(options.evals_per_element, std::max(1, largest_share)),
-                                         options.minutes_per_eval, profile.max_time_minutes);
+  // A dry run with problems still shows its plan: values that failed the preflight are replaced by the defaults.
+  const bool values_valid = problems.empty();
+  const int evals_per_element = values_valid ? options.evals_per_element : ScheduleOptions{}.evals_per_element;
+  const double minutes_per_eval = values_valid ? options.minutes_per_eval : ScheduleOptions{}.minutes_per_eval;
+  const auto walltime = compute_walltime(std::min(evals_per_element, std::max(1, largest_share)), minutes_per_eval,
+                                         profile.max_time_minutes);
   const auto elements = group_into_elements(to_run, walltime.evals_per_element);
   const auto budget = submit_budget(profile, static_cast<int>(queue.size()), static_cast<int>(elements.size()));
   const auto submit_count = options.dry_run || options.local ? elements.size() : static_cast<std::size_t>(budget.elements);
@@ -319,8 +424,14 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                           {"submitted", !submission.is_null() && !options.local},
                           {"submission", submission},
                           {"messages", messages}};
+    out["problems"] = nlohmann::json::array();
+    for (const auto& problem : problems) out["problems"].push_back(problem_json(problem));
     for (const auto& job : plan.jobs) {
       auto entry = job_json(job);
+      if (const auto* problem = problem_of(job, problems)) {
+        entry["status"] = "blocked";
+        entry["problem"] = problem->message;
+      }
       if (const auto it = in_flight.find(job.key.digest); it != in_flight.end() && job.check.state != ResultState::done) {
         entry["in_flight"] = {{"sweep_id", it->second.sweep_id}, {"array_job_id", it->second.array_job_id},
                               {"element", it->second.element}, {"state", it->second.state}};
@@ -330,7 +441,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     std::cout << out.dump(2) << "\n";
   } else {
     const bool colour = stdout_is_colour_terminal();
-    if (options.dry_run) print_job_table(plan, colour);
+    if (options.dry_run) print_job_table(plan, problems, colour);
     std::cout << "\n" << summary << "\n";
     if (options.local) {
       std::cout << "--local: no SLURM; every job runs here, one element after another\n";
@@ -348,6 +459,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                 << script << "--- end of script ---\n";
     }
     for (const auto& message : messages) std::cout << message << "\n";
+    if (!problems.empty()) print_problems(std::cout, problems);
     if (pending.empty()) {
       std::cout << "nothing to do: every job is done\n";
     } else if (options.dry_run) {
@@ -355,6 +467,9 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     } else if (to_run.jobs.empty()) {
       std::cout << "nothing to submit: every job that is not done is already queued or running\n";
     }
+  }
+  if (!problems.empty()) {
+    throw Error(fmt::format("preflight found {} problem(s), listed above; dry run: nothing submitted", problems.size()));
   }
   if (exit_code != 0) {
     throw Error(fmt::format("--local: {}", submission.value("failed_message", std::string("a job failed"))),
@@ -391,7 +506,10 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "evals_per_element", options->evals_per_element,
              "Most evals of one model that one array element runs (default 8)")
       ->capture_default_str();
-  add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests)");
+  add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
+  add_flag(*command, "skip_model_check", options->skip_model_check,
+           "Do not look for model checkpoints from here (when the compute nodes see another Hugging Face cache or "
+           "file system); model args are still checked");
   command->callback([options, &global] { run_schedule(*options, global); });
 }
 

@@ -1,6 +1,13 @@
 #include "mill/dataset.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <map>
 #include <fmt/format.h>
 
 #include "mill/atomic_file.hpp"
@@ -150,15 +157,149 @@ std::vector<nlohmann::json> parse_jsonl_documents(const std::string& text, const
 
 std::string scalar_text(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
 
+std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})", task.name, task.source); }
+
+const nlohmann::json& dataset_of(const TaskInfo& task) {
+  const auto& definition = task.definition;
+  if (!definition.contains("dataset") || !definition["dataset"].is_object()) {
+    throw Error(fmt::format("{}: field `dataset` is missing (see docs/tasks.md)", task_where(task)));
+  }
+  return definition["dataset"];
+}
+
+// The documents of one data file's text in the task's format.
+std::vector<nlohmann::json> parse_documents(const TaskInfo& task, std::string_view text, const std::string& source) {
+  const auto& dataset = dataset_of(task);
+  const auto format = dataset.value("format", std::string());
+  if (format == "json") return parse_json_documents(std::string(text), source);
+  if (format == "jsonl") return parse_jsonl_documents(std::string(text), source);
+  const auto layout = dataset.value("layout", std::string());
+  if (layout == "mmlu") return parse_mmlu_csv(text, source);
+  if (layout.empty() || layout == "header") return parse_generic_csv(text, source);
+  throw Error(fmt::format("{}: field `dataset.layout`: {} is not one of mmlu, header", task_where(task), quote_value(layout)));
+}
+
+// Keeps the documents whose fields equal every value of the task's `dataset.filter`.
+void apply_filter(const TaskInfo& task, std::vector<nlohmann::json>& documents) {
+  const auto& dataset = dataset_of(task);
+  if (!dataset.contains("filter")) return;
+  const auto& filter = dataset["filter"];
+  if (!filter.is_object()) throw Error(fmt::format("{}: field `dataset.filter` must map field names to values", task_where(task)));
+  std::vector<nlohmann::json> kept;
+  for (auto& document : documents) {
+    bool keep = true;
+    for (const auto& [field, value] : filter.items()) {
+      if (!document.contains(field) || scalar_text(document[field]) != scalar_text(value)) {
+        keep = false;
+        break;
+      }
+    }
+    if (keep) kept.push_back(std::move(document));
+  }
+  documents = std::move(kept);
+}
+
+std::string missing_file_message(const TaskInfo& task, const std::string& split, const std::filesystem::path& path,
+                                 const std::optional<std::filesystem::path>& data_dir) {
+  return fmt::format("{}: data file for split {} not found: looked for {} (dataset.path {}) under data directory {}",
+                     task_where(task), quote_value(split), path.string(),
+                     quote_value(dataset_of(task).value("path", std::string())),
+                     data_dir ? data_dir->string() : std::string("(none: the path is absolute)"));
+}
+
+// Up to `limit` bytes from the start of a file, and whether that is all of it.
+std::pair<std::string, bool> read_prefix(const std::filesystem::path& path, std::size_t limit) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(fmt::format("{}: cannot be read ({})", path.string(), std::strerror(errno)));
+  std::string text(limit, '\0');
+  std::size_t filled = 0;
+  while (filled < limit) {
+    const auto got = ::read(fd, text.data() + filled, limit - filled);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      throw Error(fmt::format("{}: cannot be read ({})", path.string(), std::strerror(error)));
+    }
+    if (got == 0) break;
+    filled += static_cast<std::size_t>(got);
+  }
+  char extra = 0;
+  const bool whole = filled < limit || ::read(fd, &extra, 1) == 0;
+  ::close(fd);
+  text.resize(filled);
+  return {std::move(text), whole};
+}
+
+// The longest prefix of `text` that ends at a record boundary: after a line break outside quotes (CSV) or after
+// any line break (JSON Lines).
+std::size_t complete_records(std::string_view text, bool csv) {
+  std::size_t end = 0;
+  bool quoted = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (csv && text[i] == '"') quoted = !quoted;
+    if (text[i] == '\n' && !quoted) end = i + 1;
+  }
+  return end;
+}
+
 }  // namespace
 
-SplitData load_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir) {
-  const auto& definition = task.definition;
-  const auto where = fmt::format("task {} ({})", task.name, task.source);
-  if (!definition.contains("dataset") || !definition["dataset"].is_object()) {
-    throw Error(fmt::format("{}: field `dataset` is missing (see docs/tasks.md)", where));
+std::filesystem::path data_file_path(const TaskInfo& task, const std::string& split,
+                                     const std::optional<std::filesystem::path>& data_dir) {
+  const auto& dataset = dataset_of(task);
+  const auto pattern = dataset.value("path", std::string());
+  if (pattern.empty()) throw Error(fmt::format("{}: field `dataset.path` is missing", task_where(task)));
+  std::string relative = pattern;
+  for (std::size_t at; (at = relative.find("{split}")) != std::string::npos;) relative.replace(at, 7, split);
+  if (std::filesystem::path(relative).is_absolute()) return relative;
+  if (!data_dir) {
+    throw Error(fmt::format("{} reads {} but no data directory is set: pass --data_dir DIR or set MILL_DATA_DIR "
+                            "(docs/tasks.md)",
+                            task_where(task), quote_value(relative)));
   }
-  const auto& dataset = definition["dataset"];
+  return *data_dir / relative;
+}
+
+bool task_reads_files(const TaskInfo& task) { return dataset_of(task).value("format", std::string()) != "inline"; }
+
+std::size_t check_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir,
+                        std::size_t needed, bool filtered) {
+  const auto format = dataset_of(task).value("format", std::string());
+  if (format == "inline" || format == "json") {
+    auto documents = load_split(task, split, data_dir).documents;
+    return documents.size();  // load_split filters
+  }
+  const auto path = data_file_path(task, split, data_dir);
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) throw Error(missing_file_message(task, split, path, data_dir));
+  if (!S_ISREG(info.st_mode)) throw Error(fmt::format("{}: {} is not a file", task_where(task), path.string()));
+  // Read a growing prefix until it holds enough documents: planning stays fast on large files. Tasks of one
+  // benchmark often share a file (MMLU-Pro's categories), so parsed prefixes are kept for the next task.
+  struct Prefix {
+    std::vector<nlohmann::json> documents;
+    bool whole = false;
+  };
+  static std::map<std::string, Prefix> parsed;  // file identity and prefix length → its documents
+  const auto identity = fmt::format("{}\n{}\n{}.{}\n{}", path.string(), info.st_size, info.st_mtim.tv_sec,
+                                    info.st_mtim.tv_nsec, format);
+  for (std::size_t limit = 4 * 1024;; limit *= 8) {
+    auto& prefix = parsed[identity + "\n" + std::to_string(limit)];
+    if (prefix.documents.empty() && !prefix.whole) {
+      auto [text, whole] = read_prefix(path, limit);
+      const auto usable = whole ? text.size() : complete_records(text, format == "csv");
+      prefix.documents = parse_documents(task, std::string_view(text).substr(0, usable), path.string());
+      prefix.whole = whole;
+    }
+    auto documents = prefix.documents;
+    if (filtered) apply_filter(task, documents);
+    if (documents.size() >= needed || prefix.whole) return documents.size();
+  }
+}
+
+SplitData load_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir) {
+  const auto& dataset = dataset_of(task);
+  const auto where = task_where(task);
   const auto format = dataset.value("format", std::string());
   SplitData data;
   if (format == "inline") {
@@ -174,59 +315,17 @@ SplitData load_split(const TaskInfo& task, const std::string& split, const std::
     data.origin = "inline";
     data.fingerprint = content_hash(documents[split].dump());
   } else if (format == "csv" || format == "json" || format == "jsonl") {
-    const auto pattern = dataset.value("path", std::string());
-    if (pattern.empty()) throw Error(fmt::format("{}: field `dataset.path` is missing", where));
-    std::string relative = pattern;
-    for (std::size_t at; (at = relative.find("{split}")) != std::string::npos;) relative.replace(at, 7, split);
-    if (!data_dir) {
-      throw Error(fmt::format("{} reads {} but no data directory is set: pass --data_dir DIR or set MILL_DATA_DIR "
-                              "(docs/eval.md)",
-                              where, quote_value(relative)));
-    }
-    const auto path = std::filesystem::path(relative).is_absolute() ? std::filesystem::path(relative) : *data_dir / relative;
+    const auto path = data_file_path(task, split, data_dir);
     auto content = read_file_if_exists(path);
-    if (!content) {
-      throw Error(fmt::format("{}: data file for split {} not found: looked for {} (dataset.path {}) under data "
-                              "directory {}",
-                              where, quote_value(split), path.string(), quote_value(pattern), data_dir->string()));
-    }
-    const auto source = path.string();
-    if (format == "csv") {
-      const auto layout = dataset.value("layout", std::string());
-      if (layout == "mmlu") {
-        data.documents = parse_mmlu_csv(*content, source);
-      } else if (layout.empty() || layout == "header") {
-        data.documents = parse_generic_csv(*content, source);
-      } else {
-        throw Error(fmt::format("{}: field `dataset.layout`: {} is not one of mmlu, header", where, quote_value(layout)));
-      }
-    } else if (format == "json") {
-      data.documents = parse_json_documents(*content, source);
-    } else {
-      data.documents = parse_jsonl_documents(*content, source);
-    }
-    data.origin = source;
+    if (!content) throw Error(missing_file_message(task, split, path, data_dir));
+    data.documents = parse_documents(task, *content, path.string());
+    data.origin = path.string();
     data.fingerprint = content_hash(*content);
   } else {
     throw Error(fmt::format("{}: field `dataset.format`: {} is not one of csv, json, jsonl, inline", where,
                             format.empty() ? std::string("missing") : quote_value(format)));
   }
-  if (dataset.contains("filter")) {
-    const auto& filter = dataset["filter"];
-    if (!filter.is_object()) throw Error(fmt::format("{}: field `dataset.filter` must map field names to values", where));
-    std::vector<nlohmann::json> kept;
-    for (auto& document : data.documents) {
-      bool keep = true;
-      for (const auto& [field, value] : filter.items()) {
-        if (!document.contains(field) || scalar_text(document[field]) != scalar_text(value)) {
-          keep = false;
-          break;
-        }
-      }
-      if (keep) kept.push_back(std::move(document));
-    }
-    data.documents = std::move(kept);
-  }
+  apply_filter(task, data.documents);
   return data;
 }
 

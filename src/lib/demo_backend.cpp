@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "mill/error.hpp"
+#include "mill/model_args.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -20,30 +21,13 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
-long long integer_arg(const ModelSpec& spec, const char* name, long long fallback, long long low, long long high) {
-  const auto value = spec.arg(name);
-  if (!value) return fallback;
-  char* end = nullptr;
-  const long long parsed = std::strtoll(value->c_str(), &end, 10);
-  if (value->empty() || *end != '\0' || parsed < low || parsed > high) {
-    throw Error(fmt::format("model spec {}: {}={} is not a whole number in {}..{}", quote_value(spec.to_string()), name,
-                            quote_value(*value), low, high));
-  }
-  return parsed;
-}
-
 }  // namespace
 
 DemoBackend::DemoBackend(const ModelSpec& spec) {
-  for (const auto& [key, value] : spec.args) {
-    if (key != "seed" && key != "batch_size" && key != "delay_ms") {
-      throw Error(fmt::format("model spec {}: mill-demo has no argument {} (valid: seed, batch_size, delay_ms)",
-                              quote_value(spec.to_string()), quote_value(key)));
-    }
-  }
-  seed_ = static_cast<unsigned long long>(integer_arg(spec, "seed", 0, 0, 1LL << 62));
-  batch_size_ = static_cast<int>(integer_arg(spec, "batch_size", 16, 1, 1 << 20));
-  delay_ms_ = static_cast<int>(integer_arg(spec, "delay_ms", 0, 0, 60000));
+  const auto args = read_demo_args(spec);
+  seed_ = args.seed;
+  batch_size_ = args.batch_size;
+  delay_ms_ = args.delay_ms;
 
   // Logits: uniform noise in [-3, 3) plus a preference for printable ASCII and newlines, so that greedy text looks
   // like text rather than control bytes. Then a log-softmax per row.

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "mill/atomic_file.hpp"
+#include "mill/checkpoint_files.hpp"
 #include "mill/error.hpp"
 #include "mill/text.hpp"
 
@@ -195,20 +196,10 @@ std::string resolve_model_revision(const ModelSpec& spec) {
   std::error_code ec;
   if (std::filesystem::is_directory(model, ec)) return "local";
   if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return "unresolved";
-  std::filesystem::path hub;
-  if (const char* cache = std::getenv("HF_HUB_CACHE"); cache && *cache) {
-    hub = cache;
-  } else if (const char* home = std::getenv("HF_HOME"); home && *home) {
-    hub = std::filesystem::path(home) / "hub";
-  } else if (const char* user_home = std::getenv("HOME"); user_home && *user_home) {
-    hub = std::filesystem::path(user_home) / ".cache" / "huggingface" / "hub";
-  } else {
-    return "unresolved";
-  }
-  std::string folder = "models--" + model;
-  for (std::size_t at = folder.find('/'); at != std::string::npos; at = folder.find('/', at)) folder.replace(at, 1, "--");
+  const auto hub = hub_cache_dir();
+  if (hub.empty()) return "unresolved";
   try {
-    if (auto ref = read_file_if_exists(hub / folder / "refs" / "main")) return trim(*ref);
+    if (auto ref = read_file_if_exists(hub_repo_dir(hub, model) / "refs" / "main")) return trim(*ref);
   } catch (const Error&) {
   }
   return "unresolved";

@@ -249,6 +249,8 @@ TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_
     if (file.path.rfind("tasks/", 0) != 0) continue;
     registry.add_file(file.content, std::string(kBuiltinPrefix) + std::string(file.path), {});
   }
+  const auto builtin_benchmarks = registry.benchmarks();
+  const auto builtin_count = registry.tasks_.size();
   for (const auto& extra : extra_paths) {
     std::error_code ec;
     std::vector<std::filesystem::path> files;
@@ -264,6 +266,15 @@ TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_
       throw Error(fmt::format("--extra_task_paths: {} is neither a directory nor a YAML file", quote_value(extra.string())));
     }
     for (const auto& path : files) registry.add_file(read_file(path, "task file"), path.string(), path.parent_path());
+  }
+  // A user group named like a built-in benchmark would silently join it (`mmlu` would run 58 subjects).
+  for (std::size_t i = builtin_count; i < registry.tasks_.size(); ++i) {
+    const auto& task = registry.tasks_[i];
+    if (std::find(builtin_benchmarks.begin(), builtin_benchmarks.end(), task.benchmark) != builtin_benchmarks.end()) {
+      throw Error(fmt::format("{}: group {} is the name of a built-in benchmark (built-in: {}); give your group "
+                              "another name",
+                              task.source, task.benchmark, join(builtin_benchmarks, ", ")));
+    }
   }
   std::map<std::string, const TaskInfo*> seen;
   for (const auto& task : registry.tasks_) {

@@ -15,43 +15,27 @@ namespace mill {
 
 namespace {
 
-const std::vector<std::string> kApiArgs = {"model",   "base_url",    "api_key_env", "concurrency", "num_concurrent",
-                                           "timeout", "max_retries", "endpoint",    "revision"};
-
 std::string text_or_empty(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : ""; }
 
 }  // namespace
 
 ApiBackendConfig api_config_from_spec(const ModelSpec& spec) {
-  for (const auto& [key, value] : spec.args) {
-    if (std::find(kApiArgs.begin(), kApiArgs.end(), key) == kApiArgs.end()) {
-      throw Error(fmt::format("model spec {}: the api backend has no argument {} (valid: {})",
-                              quote_value(spec.to_string()), quote_value(key), join(kApiArgs, ", ")));
-    }
-  }
+  const auto args = read_api_args(spec);
   ApiBackendConfig config;
-  if (auto base = spec.arg("base_url")) config.base_url = *base;
+  if (args.base_url) config.base_url = *args.base_url;
   config.base_url = normalize_base_url(config.base_url);
-  config.model = spec.arg("model").value_or("");
-  config.api_key_env = spec.arg("api_key_env").value_or("OPENAI_API_KEY");
-  if (config.api_key_env.empty())
-    throw Error(fmt::format("model spec {}: api_key_env is empty", quote_value(spec.to_string())));
+  config.model = args.model;
+  config.api_key_env = args.api_key_env;
   if (const char* key = std::getenv(config.api_key_env.c_str())) config.api_key = key;
-  read_client_args(spec, 8, 1024, config);
+  apply_client_args(spec, args.client, 8, config);
   return config;
 }
 
-void read_client_args(const ModelSpec& spec, int default_concurrency, int max_concurrency, ApiBackendConfig& config) {
-  config.endpoint = spec.arg("endpoint").value_or("completions");
-  if (config.endpoint != "completions" && config.endpoint != "chat") {
-    throw Error(fmt::format("model spec {}: endpoint={} is not completions or chat", quote_value(spec.to_string()),
-                            quote_value(config.endpoint)));
-  }
-  const auto concurrency_name = spec.arg("num_concurrent") ? "num_concurrent" : "concurrency";
-  config.concurrency =
-      static_cast<int>(spec.number_arg(concurrency_name, default_concurrency, 1, max_concurrency));
-  config.retry.timeout_s = spec.number_arg("timeout", config.retry.timeout_s, 0.1, 86400);
-  config.retry.max_retries = static_cast<int>(spec.number_arg("max_retries", config.retry.max_retries, 0, 100));
+void apply_client_args(const ModelSpec& spec, const ClientArgs& args, int default_concurrency, ApiBackendConfig& config) {
+  config.endpoint = args.endpoint;
+  config.concurrency = args.concurrency.value_or(default_concurrency);
+  config.retry.timeout_s = args.timeout_s.value_or(config.retry.timeout_s);
+  config.retry.max_retries = args.max_retries.value_or(config.retry.max_retries);
   config.journal_dir = remote_state_dir() / "requests";
   // A new revision of the same model name must not reuse old answers.
   config.journal_scope = spec.identity() + "@" + resolve_model_revision(spec);

@@ -52,12 +52,6 @@ void forget_group(pid_t group) {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// clang-format off
-const std::vector<std::string> kVllmArgs = {
-    "path", "dtype", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
-    "revision", "trust_remote_code", "seed", "port", "startup_timeout", "concurrency", "num_concurrent", "timeout",
-    "max_retries", "endpoint"};
-// clang-format on
 
 std::optional<std::filesystem::path> find_on_path(const std::string& program) {
   if (program.find('/') != std::string::npos) return std::filesystem::path(program);
@@ -215,12 +209,8 @@ int find_free_port(const std::string& host) {
 }
 
 std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port) {
-  const auto path = spec.arg("path");
-  if (!path || path->empty()) {
-    throw Error(fmt::format("model spec {}: vllm needs path=MODEL (a checkpoint folder or a hub name)",
-                            quote_value(spec.to_string())));
-  }
-  std::vector<std::string> argv = {executable, "serve", *path, "--host", "127.0.0.1", "--port", std::to_string(port)};
+  const auto path = read_vllm_args(spec).path;
+  std::vector<std::string> argv = {executable, "serve", path, "--host", "127.0.0.1", "--port", std::to_string(port)};
   const std::vector<std::pair<std::string, std::string>> passed = {
       {"dtype", "--dtype"},
       {"tensor_parallel_size", "--tensor-parallel-size"},
@@ -242,18 +232,13 @@ std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& 
 }
 
 VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : options_(std::move(options)) {
-  for (const auto& [key, value] : spec.args) {
-    if (std::find(kVllmArgs.begin(), kVllmArgs.end(), key) == kVllmArgs.end()) {
-      throw Error(fmt::format("model spec {}: the vllm backend has no argument {} (valid: {})",
-                              quote_value(spec.to_string()), quote_value(key), join(kVllmArgs, ", ")));
-    }
-  }
-  options_.startup_timeout_s = spec.number_arg("startup_timeout", options_.startup_timeout_s, 1, 86400);
-  port_ = static_cast<int>(spec.number_arg("port", 0, 0, 65535));
+  const auto args = read_vllm_args(spec);
+  options_.startup_timeout_s = args.startup_timeout_s.value_or(options_.startup_timeout_s);
+  port_ = args.port;
   ApiBackendConfig client;
   client.backend_name = "vllm";
-  client.model = spec.arg("path").value_or("");
-  read_client_args(spec, 64, 4096, client);
+  client.model = args.path;
+  apply_client_args(spec, args.client, 64, client);
   client.scores_prompts = true;
 
   const auto executable = find_on_path(options_.executable);

@@ -12,21 +12,13 @@
 #include <set>
 
 #include "mill/atomic_file.hpp"
+#include "mill/checkpoint_files.hpp"
 #include "mill/error.hpp"
 #include "mill/text.hpp"
 
 namespace mill::runtime {
 
 namespace {
-
-std::filesystem::path hub_cache() {
-  if (const char* cache = std::getenv("HF_HUB_CACHE"); cache && *cache) return cache;
-  if (const char* home = std::getenv("HF_HOME"); home && *home) return std::filesystem::path(home) / "hub";
-  if (const char* user_home = std::getenv("HOME"); user_home && *user_home) {
-    return std::filesystem::path(user_home) / ".cache" / "huggingface" / "hub";
-  }
-  return {};
-}
 
 nlohmann::json read_json(const std::filesystem::path& path) {
   const auto text = read_file(path, "checkpoint file");
@@ -38,55 +30,6 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 }
 
 }  // namespace
-
-CheckpointLocation locate_checkpoint(const ModelSpec& spec) {
-  const std::string model = spec.arg("path").value_or(spec.name);
-  std::error_code ec;
-  if (std::filesystem::is_directory(model, ec)) return {std::filesystem::absolute(model), "local"};
-  const auto looks_like_path = model.empty() || model.front() == '/' || model.front() == '.' || model.front() == '~';
-  if (looks_like_path || model.find('/') == std::string::npos) {
-    throw Error(fmt::format("model {}: no such folder, and not an ORG/NAME to look up in the Hugging Face cache",
-                            quote_value(model)));
-  }
-  const auto hub = hub_cache();
-  std::string folder_name = "models--" + model;
-  for (auto at = folder_name.find('/'); at != std::string::npos; at = folder_name.find('/', at)) folder_name.replace(at, 1, "--");
-  const auto repo = hub / folder_name;
-  if (hub.empty() || !std::filesystem::is_directory(repo / "snapshots", ec)) {
-    throw Error(fmt::format("model {} is not in the Hugging Face cache (looked for {}); mill never downloads: fetch it "
-                            "first (huggingface-cli download {}) or set HF_HOME / HF_HUB_CACHE",
-                            model, (repo / "snapshots").string(), model));
-  }
-  std::string revision;
-  if (auto wanted = spec.arg("revision")) {
-    revision = *wanted;
-    // A branch or tag name resolves through refs/, a commit is a snapshot folder.
-    if (auto ref = read_file_if_exists(repo / "refs" / revision)) revision = trim(*ref);
-  } else if (auto ref = read_file_if_exists(repo / "refs" / "main")) {
-    revision = trim(*ref);
-  } else {
-    std::vector<std::string> snapshots;
-    for (const auto& entry : std::filesystem::directory_iterator(repo / "snapshots", ec)) {
-      snapshots.push_back(entry.path().filename().string());
-    }
-    if (snapshots.size() != 1) {
-      throw Error(fmt::format("model {}: {} has no refs/main and {} snapshots; pick one with [revision=COMMIT]", model,
-                              repo.string(), snapshots.size()));
-    }
-    revision = snapshots.front();
-  }
-  const auto folder = repo / "snapshots" / revision;
-  if (!std::filesystem::is_directory(folder, ec)) {
-    throw Error(fmt::format("model {}: snapshot {} is not in the cache ({} missing)", model, revision, folder.string()));
-  }
-  return {folder, revision};
-}
-
-const std::vector<std::string>& supported_architectures() {
-  static const std::vector<std::string> names = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                                 "GPT2LMHeadModel", "GPTNeoXForCausalLM"};
-  return names;
-}
 
 TransformerConfig read_config(const std::filesystem::path& folder) {
   const auto path = folder / "config.json";
@@ -127,7 +70,7 @@ TransformerConfig read_config(const std::filesystem::path& folder) {
   const auto architectures = json.find("architectures");
   if (architectures == json.end() || !architectures->is_array() || architectures->empty() ||
       !(*architectures)[0].is_string()) {
-    throw Error(fmt::format("{}: no \"architectures\" list (supported: {})", path.string(), join(supported_architectures(), ", ")));
+    throw Error(fmt::format("{}: no \"architectures\" list (supported: {})", path.string(), join(runtime_architectures(), ", ")));
   }
   config.architecture = (*architectures)[0].get<std::string>();
   const auto& a = config.architecture;
@@ -199,7 +142,7 @@ TransformerConfig read_config(const std::filesystem::path& folder) {
     config.rope_theta = number_or("rotary_emb_base", number_or("rope_theta", 10000));
   } else {
     throw Error(fmt::format("{}: architecture {} is not supported (supported: {})", path.string(), quote_value(a),
-                            join(supported_architectures(), ", ")));
+                            join(runtime_architectures(), ", ")));
   }
   config.vocab_size = integer("vocab_size");
   if (!config.learned_positions) {
@@ -286,33 +229,7 @@ MappedFile::~MappedFile() {
 
 WeightStore::WeightStore(const std::filesystem::path& folder) {
   std::error_code ec;
-  std::vector<std::string> file_names;
-  const auto index_path = folder / "model.safetensors.index.json";
-  if (std::filesystem::exists(index_path, ec)) {
-    const auto index = read_json(index_path);
-    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
-      throw Error(fmt::format("{}: no weight_map object", index_path.string()));
-    }
-    std::set<std::string> unique;
-    for (const auto& [name, file] : index["weight_map"].items()) {
-      if (!file.is_string()) throw Error(fmt::format("{}: weight_map[{}] is not a file name", index_path.string(), name));
-      const auto file_name = file.get<std::string>();
-      if (file_name.find('/') != std::string::npos || file_name == "..") {
-        throw Error(fmt::format("{}: weight_map[{}] names {} outside the folder", index_path.string(), name, quote_value(file_name)));
-      }
-      unique.insert(file_name);
-    }
-    file_names.assign(unique.begin(), unique.end());
-  } else if (std::filesystem::exists(folder / "model.safetensors", ec)) {
-    file_names.push_back("model.safetensors");
-  } else if (std::filesystem::exists(folder / "pytorch_model.bin", ec) ||
-             std::filesystem::exists(folder / "pytorch_model.bin.index.json", ec)) {
-    throw Error(fmt::format("{} holds pytorch_model.bin weights; mill reads safetensors only (convert the checkpoint "
-                            "to model.safetensors)",
-                            folder.string()));
-  } else {
-    throw Error(fmt::format("{} has neither model.safetensors nor model.safetensors.index.json", folder.string()));
-  }
+  const auto file_names = weight_files(folder);
   std::set<std::string> dtypes;
   for (const auto& file_name : file_names) {
     const auto path = folder / file_name;

@@ -10,19 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "mill/checkpoint_files.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/safetensors.hpp"
 
 namespace mill::runtime {
-
-struct CheckpointLocation {
-  std::filesystem::path folder;
-  std::string revision;  // the snapshot's commit for hub-cache models, "local" for a folder
-};
-
-// The spec's `path` arg or name as a local folder, else ORG/NAME in the hub cache ($HF_HUB_CACHE, $HF_HOME/hub,
-// ~/.cache/huggingface/hub): snapshots/<revision arg | refs/main | the only snapshot>. Never downloads.
-CheckpointLocation locate_checkpoint(const ModelSpec& spec);
 
 enum class NormKind { rms, layer };
 enum class Activation { silu_gated, gelu_exact, gelu_tanh };
@@ -54,8 +46,6 @@ struct TransformerConfig {
   double rope_original_max_positions = 8192;
   std::vector<std::int64_t> eos_token_ids;
 };
-
-const std::vector<std::string>& supported_architectures();
 
 // Reads config.json; an unknown architecture or a missing/invalid field is a mill::Error naming the file.
 TransformerConfig read_config(const std::filesystem::path& folder);

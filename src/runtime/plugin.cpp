@@ -12,6 +12,7 @@
 #include "checkpoint.hpp"
 #include "mill/error.hpp"
 #include "mill/model.hpp"
+#include "mill/model_args.hpp"
 #include "mill/runtime_plugin.hpp"
 #include "mill/text.hpp"
 #include "mill/tokenizer.hpp"
@@ -22,34 +23,11 @@ namespace mill::runtime {
 
 namespace {
 
-const std::vector<std::string>& known_args() {
-  static const std::vector<std::string> keys = {"dtype", "device", "batch_size", "max_context_length", "use_chat_template",
-                                                "revision", "path", "share_prefixes", "generation_cache"};
-  return keys;
-}
-
-bool parse_bool(const std::string& key, const std::string& value) {
-  const auto v = trim(value);
-  if (v == "true" || v == "True" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "False" || v == "0" || v == "no") return false;
-  throw Error(fmt::format("model arg {}={}: expected true or false", key, quote_value(value)));
-}
-
-std::int64_t parse_positive(const std::string& key, const std::string& value) {
-  char* end = nullptr;
-  errno = 0;
-  const long long number = std::strtoll(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || number <= 0 || number > (1LL << 40)) {
-    throw Error(fmt::format("model arg {}={}: expected a whole number > 0", key, quote_value(value)));
-  }
-  return number;
-}
-
-at::ScalarType parse_dtype(const std::string& value) {
-  if (value == "bfloat16" || value == "bf16") return at::kBFloat16;
-  if (value == "float16" || value == "fp16" || value == "half") return at::kHalf;
-  if (value == "float32" || value == "fp32" || value == "float") return at::kFloat;
-  throw Error(fmt::format("model arg dtype={}: expected bfloat16, float16 or float32", quote_value(value)));
+// `name` is one of read_runtime_args()'s canonical dtype names.
+at::ScalarType parse_dtype(const std::string& name) {
+  if (name == "float16") return at::kHalf;
+  if (name == "float32") return at::kFloat;
+  return at::kBFloat16;
 }
 
 std::string dtype_name(at::ScalarType type) {
@@ -76,33 +54,26 @@ auto guarded(const char* what, F&& body) {
 class RuntimeBackend final : public ModelBackend {
  public:
   explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
-    for (const auto& [key, value] : spec.args) {
-      if (std::find(known_args().begin(), known_args().end(), key) == known_args().end()) {
-        throw Error(fmt::format("model arg {} is not known to the in-process runtime (known: {})", quote_value(key),
-                                join(known_args(), ", ")));
-      }
-    }
+    const auto args = read_runtime_args(spec);
     const auto started = std::chrono::steady_clock::now();
-    dtype_ = parse_dtype(spec.arg("dtype").value_or("bfloat16"));
-    const auto device = spec.arg("device").value_or("auto");
-    if (device == "auto") {
+    dtype_ = parse_dtype(args.dtype);
+    if (args.device == "auto") {
       device_ = at::hasCUDA() ? at::Device(at::kCUDA, 0) : at::Device(at::kCPU);
-    } else if (device == "cpu") {
+    } else if (args.device == "cpu") {
       device_ = at::Device(at::kCPU);
-    } else if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
-      if (!at::hasCUDA()) {
-        throw Error(fmt::format("model arg device={}: this libtorch build or machine has no CUDA (use device=cpu or auto)", device));
-      }
-      device_ = at::Device(device);
     } else {
-      throw Error(fmt::format("model arg device={}: expected auto, cpu, cuda or cuda:N", quote_value(device)));
+      if (!at::hasCUDA()) {
+        throw Error(fmt::format("model arg device={}: this libtorch build or machine has no CUDA (use device=cpu or auto)",
+                                args.device));
+      }
+      device_ = at::Device(args.device);
     }
     RuntimeSettings settings;
-    if (auto value = spec.arg("batch_size"); value && *value != "auto") settings.batch_size = parse_positive("batch_size", *value);
-    if (auto value = spec.arg("max_context_length")) settings.max_context_length = parse_positive("max_context_length", *value);
-    if (auto value = spec.arg("share_prefixes")) settings.share_prefixes = parse_bool("share_prefixes", *value);
-    if (auto value = spec.arg("generation_cache")) settings.generation_cache = parse_bool("generation_cache", *value);
-    if (auto value = spec.arg("use_chat_template")) use_chat_template_ = parse_bool("use_chat_template", *value);
+    settings.batch_size = args.batch_size;
+    if (args.max_context_length) settings.max_context_length = *args.max_context_length;
+    if (args.share_prefixes) settings.share_prefixes = *args.share_prefixes;
+    if (args.generation_cache) settings.generation_cache = *args.generation_cache;
+    use_chat_template_ = args.use_chat_template;
 
     location_ = locate_checkpoint(spec);
     const auto config = read_config(location_.folder);

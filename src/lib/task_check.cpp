@@ -1,0 +1,165 @@
+#include "mill/task_check.hpp"
+
+#include <algorithm>
+#include <fmt/format.h>
+
+#include "mill/error.hpp"
+#include "mill/metrics.hpp"
+#include "mill/prompt.hpp"
+#include "mill/text.hpp"
+
+namespace mill {
+
+namespace {
+
+std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})", task.name, task.source); }
+
+// The dataset fields load_split() reads, checked without reading data.
+void check_dataset_fields(const nlohmann::json& dataset, const std::string& where) {
+  const auto format = dataset.value("format", nlohmann::json());
+  const std::vector<std::string> formats = {"csv", "json", "jsonl", "inline"};
+  if (!format.is_string() || std::find(formats.begin(), formats.end(), format.get<std::string>()) == formats.end()) {
+    throw Error(fmt::format("{}: field `dataset.format`: {} is not one of {}", where,
+                            format.is_null() ? std::string("missing") : format.dump(), join(formats, ", ")));
+  }
+  if (format == "inline") {
+    if (!dataset.value("documents", nlohmann::json()).is_object()) {
+      throw Error(fmt::format("{}: field `dataset.documents` must map split names to lists of documents", where));
+    }
+  } else {
+    const auto path = dataset.value("path", nlohmann::json());
+    if (!path.is_string() || path.get<std::string>().empty()) {
+      throw Error(fmt::format("{}: field `dataset.path` is missing (a file under the data directory, {{split}} "
+                              "standing for the split name)",
+                              where));
+    }
+  }
+  const auto layout = dataset.value("layout", nlohmann::json(""));
+  if (format == "csv" && layout != "" && layout != "mmlu" && layout != "header") {
+    throw Error(fmt::format("{}: field `dataset.layout`: {} is not one of mmlu, header", where, layout.dump()));
+  }
+  if (dataset.contains("filter") && !dataset["filter"].is_object()) {
+    throw Error(fmt::format("{}: field `dataset.filter` must map field names to values", where));
+  }
+}
+
+}  // namespace
+
+GenerationSettings generation_settings(const TaskInfo& task) {
+  GenerationSettings settings;
+  const auto where = task_where(task);
+  const auto generation = task.definition.value("generation", nlohmann::json::object());
+  if (!generation.is_object()) throw Error(fmt::format("{}: field `generation` must be a mapping", where));
+  if (generation.contains("stop")) {
+    if (!generation["stop"].is_array()) throw Error(fmt::format("{}: field `generation.stop` must be a list", where));
+    for (const auto& stop : generation["stop"]) {
+      if (!stop.is_string()) throw Error(fmt::format("{}: field `generation.stop` must be a list of strings", where));
+      settings.stop.push_back(stop.get<std::string>());
+    }
+  }
+  const auto tokens = generation.value("max_new_tokens", nlohmann::json(256));
+  if (!tokens.is_number_integer() || tokens.get<long long>() < 1) {
+    throw Error(fmt::format("{}: field `generation.max_new_tokens`: {} is not a positive integer", where, tokens.dump()));
+  }
+  settings.max_new_tokens = tokens.get<int>();
+  const auto temperature = generation.value("temperature", nlohmann::json(0));
+  if (!temperature.is_number() || temperature.get<double>() != 0) {
+    throw Error(fmt::format("{}: field `generation.temperature`: {} is not supported (mill decodes greedily: 0)", where,
+                            temperature.dump()));
+  }
+  return settings;
+}
+
+std::vector<std::string> extraction_patterns(const TaskInfo& task) {
+  const auto where = task_where(task);
+  const auto extraction = task.definition.value("answer_extraction", nlohmann::json::object());
+  std::vector<std::string> patterns;
+  if (extraction.contains("patterns")) {
+    if (!extraction["patterns"].is_array()) {
+      throw Error(fmt::format("{}: field `answer_extraction.patterns` must be a list of regexes", where));
+    }
+    for (const auto& pattern : extraction["patterns"]) {
+      if (!pattern.is_string()) throw Error(fmt::format("{}: field `answer_extraction.patterns` must hold strings", where));
+      patterns.push_back(pattern.get<std::string>());
+    }
+  }
+  return patterns;
+}
+
+
+void check_task_definition(const TaskInfo& task) {
+  const auto where = task_where(task);
+  auto check_keys = [&](const nlohmann::json& object, const std::string& prefix, const std::vector<std::string>& known) {
+    if (!object.is_object()) throw Error(fmt::format("{}: field `{}` must be a mapping", where, prefix.substr(0, prefix.size() - 1)));
+    for (const auto& item : object.items()) {
+      if (std::find(known.begin(), known.end(), item.key()) != known.end()) continue;
+      const auto suggestions = closest_names(item.key(), known);
+      throw Error(fmt::format("{}: unknown field `{}{}`{} (docs/tasks.md lists the fields)", where, prefix, item.key(),
+                              suggestions.empty() ? std::string() : "; did you mean " + join(suggestions, ", ") + "?"));
+    }
+  };
+  const auto& definition = task.definition;
+  check_keys(definition, "",
+             {"task", "benchmark", "metadata", "output_type", "default_n_shots", "dataset", "eval_split", "fewshot_split",
+              "fewshot_sampler", "prompt", "answer_field", "target", "text_field", "metrics", "generation",
+              "answer_extraction"});
+  if (!definition.contains("dataset")) throw Error(fmt::format("{}: field `dataset` is missing (see docs/tasks.md)", where));
+  check_keys(definition["dataset"], "dataset.", {"format", "path", "layout", "documents", "filter", "revision"});
+  check_dataset_fields(definition["dataset"], where);
+  if (definition.contains("prompt")) {
+    check_keys(definition["prompt"], "prompt.",
+               {"description", "template", "options_field", "drop_options", "labels", "option_template", "query_suffix",
+                "target_delimiter", "fewshot_delimiter", "fewshot_target", "fewshot_replace", "continuation"});
+  }
+  if (definition.contains("generation")) {
+    check_keys(definition["generation"], "generation.", {"stop", "max_new_tokens", "temperature"});
+  }
+  if (definition.contains("answer_extraction")) check_keys(definition["answer_extraction"], "answer_extraction.", {"patterns"});
+  const auto sampler = definition.value("fewshot_sampler", nlohmann::json("first_n"));
+  if (sampler != "first_n") {
+    throw Error(fmt::format("{}: field `fewshot_sampler`: {} is not supported (only first_n)", where, sampler.dump()));
+  }
+  for (const char* field : {"eval_split", "fewshot_split", "answer_field", "target", "text_field"}) {
+    if (definition.contains(field) && !definition[field].is_string()) {
+      throw Error(fmt::format("{}: field `{}` must be a string", where, field));
+    }
+  }
+  PromptBuilder prompt(task);  // checks the prompt fields' types
+  task_metrics(task);
+  if (task.output_type == OutputType::generative) {
+    generation_settings(task);
+    if (extraction_patterns(task).empty()) {
+      throw Error(fmt::format("{}: a generative task needs `answer_extraction.patterns` (ordered regexes)", where));
+    }
+    AnswerExtractor check(extraction_patterns(task));  // compiles them: a bad regex is named here
+  }
+}
+
+std::vector<std::string> task_metrics(const TaskInfo& task) {
+  std::vector<std::string> available;
+  switch (task.output_type) {
+    case OutputType::logprobs: {
+      available = {"acc"};
+      if (PromptBuilder(task).continuation_is_text()) available.push_back("acc_norm");
+      available.push_back("greedy_acc");
+      break;
+    }
+    case OutputType::generative: available = {"exact_match", "unparsed_rate", "hit_token_limit_rate"}; break;
+    case OutputType::perplexity: available = {"perplexity", "bits_per_byte"}; break;
+  }
+  if (!task.definition.contains("metrics")) return available;
+  const auto& wanted = task.definition["metrics"];
+  std::vector<std::string> chosen;
+  for (const auto& item : wanted.is_array() ? wanted : nlohmann::json::array({wanted})) {
+    const auto name = item.is_string() ? item.get<std::string>() : item.dump();
+    if (std::find(available.begin(), available.end(), name) == available.end()) {
+      throw Error(fmt::format("{}: field `metrics`: {} is not available for a {} task (available: {})", task_where(task),
+                              quote_value(name), to_string(task.output_type), join(available, ", ")));
+    }
+    chosen.push_back(name);
+  }
+  if (chosen.empty()) throw Error(fmt::format("{}: field `metrics` is empty", task_where(task)));
+  return chosen;
+}
+
+}  // namespace mill
