@@ -254,7 +254,7 @@ TEST_CASE("memory sizes take every form sbatch accepts and are written as sbatch
   }
 }
 
-TEST_CASE("mem_per_gpu replaces mem; one of the two is required, never both") {
+TEST_CASE("mem_per_gpu replaces mem: one of the two is required, never both") {
   const auto& per_gpu = only_profile(parse_cluster_config(with_fields("    mem_per_gpu: 40gb\n"), "c.yaml"));
   CHECK(per_gpu.mem.empty());
   CHECK(per_gpu.mem_per_gpu == "40G");
@@ -358,7 +358,7 @@ TEST_CASE("a YAML alias bomb or a self-containing alias in clusters.yaml is refu
   CHECK(only_profile(shared).extra_sbatch == std::vector<std::string>{"--qos=normal"});
 }
 
-TEST_CASE("the first load says it created the copy; a cache dir that cannot hold it fails in one line or falls back") {
+TEST_CASE("the first load says it created the copy, and a cache dir that cannot hold it fails in one line or falls back") {
   test::TempDir root;
   const auto cache = root / "new" / "cache";
   auto config = load_cluster_config(cache);

@@ -100,7 +100,7 @@ std::string last_line(const std::string& script) {
 }
 }  // namespace
 
-TEST_CASE("without a partition the script leaves the choice to SLURM; mem_per_gpu replaces --mem") {
+TEST_CASE("without a partition the script leaves the choice to SLURM, and mem_per_gpu replaces --mem") {
   auto profile = plain_profile();
   auto script = render_sbatch_script(request_for(profile));
   CHECK(script.find("--partition") == std::string::npos);
