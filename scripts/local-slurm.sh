@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster for tests and CI: munged + slurmctld + slurmd from Debian's slurm-wlm, with 4 fake
-# GPUs (gres) and one partition `debug`. Everything lives in a fresh temporary directory; its path is recorded in
+# GPUs (gres typed A100: `--gres=gpu:A100:N` and untyped `--gres=gpu:N` both match) and two partitions on the
+# node: `debug` (the default) and `gpu`, so that a clusters.yaml written for a real site (partition gpu, gpu_type
+# A100, mem 64G) is accepted as it is. Everything lives in a fresh temporary directory; its path is recorded in
 # $MILL_LOCAL_SLURM_RECORD (default ${TMPDIR:-/tmp}/mill-local-slurm.current) so that `stop` finds it. Ports are
 # chosen free at start, and munged gets its own socket, so several clusters (one per build dir) can coexist.
 #
 # Usage: scripts/local-slurm.sh start [--if-available]   start (idempotent) and wait until the node is idle
-#        scripts/local-slurm.sh stop                     cancel its jobs, stop the daemons by their pid files
+#        scripts/local-slurm.sh stop                     cancel its jobs (every partition), stop the daemons by their pid files
 #        scripts/local-slurm.sh status                   say whether it runs; print SLURM_CONF=...
 #        scripts/local-slurm.sh env                      print SLURM_CONF=<path> (for `export $(...)`)
 # Clients need SLURM_CONF=<state dir>/slurm.conf in their environment. Must run as root (SlurmUser=root).
@@ -80,8 +82,14 @@ stop_cluster() {
     return 0
   fi
   if running "$dir"; then
-    # Cancel every job first so that no job step outlives slurmd.
-    SLURM_CONF="$dir/slurm.conf" scancel --partition=debug >/dev/null 2>&1 || true
+    # Cancel every job first, in every partition, so that no job step outlives slurmd. An array is cancelled
+    # whole by its array job id (%F; a plain job's own id).
+    local jobs
+    jobs=$(SLURM_CONF="$dir/slurm.conf" squeue -h -o %F 2>/dev/null | sort -u || true)
+    if [ -n "$jobs" ]; then
+      # shellcheck disable=SC2086 # one id per word
+      SLURM_CONF="$dir/slurm.conf" scancel $jobs >/dev/null 2>&1 || true
+    fi
     for _ in $(seq 1 50); do
       [ -z "$(SLURM_CONF="$dir/slurm.conf" squeue -h -o %i 2>/dev/null)" ] && break
       sleep 0.2
@@ -135,7 +143,9 @@ start_cluster() {
   local ctld_port slurmd_port memory_mb
   ctld_port=$(free_port)
   slurmd_port=$((ctld_port + 1))
-  memory_mb=$(awk '/MemTotal/ {print int($2 / 1024 / 2)}' /proc/meminfo)
+  # Half the machine's memory, but at least 128 GiB: profiles written for real GPU nodes ask for 64G and more.
+  # Nothing enforces it (no cgroups), and config_overrides lets slurmd accept more than the machine has.
+  memory_mb=$(awk '/MemTotal/ {m = int($2 / 1024 / 2); print (m > 131072 ? m : 131072)}' /proc/meminfo)
 
   cat >"$dir/slurm.conf" <<EOF
 # Written by scripts/local-slurm.sh: a single-node test cluster.
@@ -169,12 +179,13 @@ SchedulerParameters=sched_min_interval=100000
 MinJobAge=600
 KillWait=5
 GresTypes=gpu
-NodeName=$node NodeAddr=127.0.0.1 CPUs=8 RealMemory=$memory_mb Gres=gpu:4 State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 CPUs=8 RealMemory=$memory_mb Gres=gpu:A100:4 State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$node MaxTime=INFINITE State=UP
 EOF
   cat >"$dir/gres.conf" <<EOF
 AutoDetect=off
-NodeName=$node Name=gpu File=$(IFS=,; echo "${devices[*]}")
+NodeName=$node Name=gpu Type=A100 File=$(IFS=,; echo "${devices[*]}")
 EOF
   # slurmd reads cgroup.conf only with cgroup plugins; none here.
 
@@ -204,7 +215,7 @@ EOF
     stop_cluster
     return 1
   fi
-  say "running: node $node idle, partition debug, 4 fake GPUs; state in $dir"
+  say "running: node $node idle, partitions debug (default) and gpu, 4 fake A100 GPUs; state in $dir"
   echo "SLURM_CONF=$dir/slurm.conf"
 }
 
@@ -245,7 +256,7 @@ case "${1:-}" in
     echo "SLURM_CONF=$dir/slurm.conf"
     ;;
   *)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "mill/cluster.hpp"
 #include "mill/text.hpp"
 #include "support.hpp"
 
@@ -90,6 +91,10 @@ TEST_CASE("every error mill prints for hostile names and values is one clean lin
   const auto canary = root / "pwned";
   const auto out = root / "out";
   const auto cache = root / "cache";
+  // The first schedule copies the bundled profiles and says so in a line of its own: done before the checks.
+  REQUIRE(test::run_mill({"--output_dir", out.string(), "--cache_dir", cache.string(), "schedule", "mill-demo", "demo",
+                          "--dry_run", "--cluster", "local"})
+              .exit_code == 0);
   for (const auto& [kind, value] : hostile_values(canary)) {
     // Each command, and whether it must fail for every hostile value (others may accept some: a model name with
     // quotes is a legal hub-style name for a dry run).
@@ -179,8 +184,9 @@ TEST_CASE("clusters.yaml values that cannot be valid are refused with one line n
       {"partition", {shell, newline, control, raw_bytes, "\"has space\"", "'it''s'"}},
       {"account", {shell, newline, control, raw_bytes, "\"a;b\""}},
       {"gpu_type", {shell, newline, control, raw_bytes, "\"a100:2\""}},
-      {"mem", {shell, newline, control, raw_bytes, long_word, "\"64 G\""}},
-      {"max_time", {shell, newline, control, raw_bytes, long_word}},
+      {"mem", {shell, newline, control, raw_bytes, long_word, "\"64 G\"", "64GiB"}},
+      {"mem_per_gpu", {shell, newline, "4G"}},  // 4G: given together with mem
+      {"max_time", {shell, newline, control, raw_bytes, long_word, "\"25:99:99\""}},
       {"gpus_per_node", {shell, newline, raw_bytes, long_word, "\"4 $(id)\""}},
       {"cpus_per_task", {shell, "\"-1\"", "99999999999999999999"}},
       {"max_array_len", {shell, "0"}},
@@ -188,6 +194,10 @@ TEST_CASE("clusters.yaml values that cannot be valid are refused with one line n
       {"hostname_pattern", {newline, control}},
       {"extra_sbatch", {"[" + newline + "]", "[" + control + "]", "[\"qos=normal\"]", "[\"$(touch x)\"]", "\"--qos=high\""}},
       {"setup_lines", {"[" + newline + "]", "[\"module load a\\rb\"]", "[" + control + "]", "\"not a list\""}},
+      {"venv_path", {shell, newline, control, raw_bytes, "relative/venv"}},
+      {"container_image", {shell, newline, control, raw_bytes, "image.sif"}},
+      {"container_runtime", {shell, "apptainer"}},  // without container_image
+      {"bind_paths", {"[" + newline + "]", "[\"/a,/b\"]", "\"/not-a-list\""}},
       {"no_such_field", {"1"}},
   };
   for (const auto& [field, values] : cases) {
@@ -313,6 +323,8 @@ TEST_CASE("a task file naming a hostile task is refused in one line, and log lin
   auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
+  // Not a first run: that one adds a line saying where the cluster profiles were copied to.
+  test::write_text(root / "cache" / "clusters.yaml", std::string(bundled_cluster_config()));
   for (const std::string& name : {"\"it's $(touch " + canary.string() + ") `touch " + canary.string() + "`\"",
                                  std::string("\"line\\nbreak\""), "\"" + std::string(5000, 't') + "\""}) {
     INFO(name.substr(0, 60));

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "mill/cluster.hpp"
+#include "mill/error.hpp"
 #include "mill/sbatch.hpp"
 #include "support.hpp"
 
@@ -68,4 +69,90 @@ TEST_CASE("the array script carries the profile's resources and only quoted user
   profile.gpus_per_task = 1;
   profile.gpu_type = "";
   CHECK_THAT(render_sbatch_script(request), Contains("#SBATCH --gres=gpu:1\n"));
+}
+
+namespace {
+ClusterProfile plain_profile() {
+  ClusterProfile profile;
+  profile.name = "p";
+  profile.gpus_per_task = 1;
+  profile.mem = "64G";
+  profile.max_array_len = 2;
+  return profile;
+}
+
+SbatchRequest request_for(const ClusterProfile& profile) {
+  SbatchRequest request;
+  request.profile = &profile;
+  request.array_size = 3;
+  request.time_minutes = 30;
+  request.mill_binary = "/opt/mill/bin/mill";
+  request.output_dir = "/scratch/results";
+  request.cache_dir = "/home/u/.cache/mill";
+  request.sweep_dir = "/scratch/results/sweeps/s1";
+  request.manifest = "/scratch/results/sweeps/s1/manifest.json";
+  return request;
+}
+
+std::string last_line(const std::string& script) {
+  const auto end = script.find_last_not_of('\n');
+  return script.substr(script.rfind('\n', end) + 1, end - script.rfind('\n', end));
+}
+}  // namespace
+
+TEST_CASE("without a partition the script leaves the choice to SLURM, and mem_per_gpu replaces --mem") {
+  auto profile = plain_profile();
+  auto script = render_sbatch_script(request_for(profile));
+  CHECK(script.find("--partition") == std::string::npos);
+  CHECK_THAT(script, Contains("#SBATCH --mem=64G\n"));
+  CHECK(script.find("--mem-per-gpu") == std::string::npos);
+  profile.mem = "";
+  profile.mem_per_gpu = "40G";
+  script = render_sbatch_script(request_for(profile));
+  CHECK_THAT(script, Contains("#SBATCH --mem-per-gpu=40G\n") && Contains("#SBATCH --gres=gpu:1\n"));
+  CHECK(script.find("--mem=") == std::string::npos);
+}
+
+TEST_CASE("a container profile runs the worker through the runtime, every value quoted, the output dir bound") {
+  auto profile = plain_profile();
+  profile.container_image = "/images/it's mill.sif";
+  profile.bind_paths = {"/models", "/data $(x):/data:ro"};
+  auto request = request_for(profile);
+  auto script = render_sbatch_script(request);
+  CHECK(last_line(script) ==
+        "exec apptainer exec --bind '/models','/data $(x):/data:ro','/scratch/results' '/images/it'\\''s mill.sif' "
+        "'/opt/mill/bin/mill' --output_dir '/scratch/results' --cache_dir '/home/u/.cache/mill' eval --manifest "
+        "'/scratch/results/sweeps/s1/manifest.json' --element \"$SLURM_ARRAY_TASK_ID\"");
+
+  // A virtual environment is activated inside the container (the runtime does not pass PATH in).
+  request.venv_path = "/home/u/venv 'x'";
+  script = render_sbatch_script(request);
+  CHECK_THAT(script, Contains("export APPTAINERENV_VIRTUAL_ENV='/home/u/venv '\\''x'\\'''\n") &&
+                         Contains("export APPTAINERENV_PREPEND_PATH='/home/u/venv '\\''x'\\''/bin'\n"));
+  CHECK(script.find("source ") == std::string::npos);
+  profile.container_runtime = "singularity";
+  script = render_sbatch_script(request);
+  CHECK_THAT(script, Contains("export SINGULARITYENV_VIRTUAL_ENV=") && Contains("\nexec singularity exec --bind "));
+
+  // A bind that already covers the output dir at the same path is enough; one that mounts it elsewhere is not.
+  profile.bind_paths = {"/scratch"};
+  CHECK_THAT(last_line(render_sbatch_script(request)), Contains("--bind '/scratch' '/images"));
+  profile.bind_paths = {"/scratch/results:/scratch/results:rw"};
+  CHECK_THAT(last_line(render_sbatch_script(request)), Contains("--bind '/scratch/results:/scratch/results:rw' '/images"));
+  profile.bind_paths = {"/scratch:/mnt"};
+  CHECK_THAT(last_line(render_sbatch_script(request)), Contains("--bind '/scratch:/mnt','/scratch/results' '/images"));
+  profile.bind_paths = {"/scratch/res"};  // a sibling with a common prefix covers nothing
+  CHECK_THAT(last_line(render_sbatch_script(request)), Contains("--bind '/scratch/res','/scratch/results' '/images"));
+
+  // An output dir that --bind cannot take is refused in one line, unless a bind path covers it.
+  profile.bind_paths = {};
+  request.output_dir = "/scratch/a,b:c";
+  try {
+    render_sbatch_script(request);
+    FAIL("rendered");
+  } catch (const Error& e) {
+    CHECK_THAT(e.what(), Contains("--output_dir \"/scratch/a,b:c\" contains ',' or ':'") && Contains("profile p"));
+  }
+  profile.bind_paths = {"/scratch"};
+  CHECK_THAT(last_line(render_sbatch_script(request)), Contains("--bind '/scratch' '/images"));
 }

@@ -845,3 +845,53 @@ TEST_CASE("an API key in the environment of a real SLURM sweep reaches the serve
   CHECK(grepped_any("aggregate.csv"));
   CHECK(grepped_any("report.md"));
 }
+
+TEST_CASE("DESIGN.md's clusters.yaml, verbatim, submits a real array that SLURM accepts and completes", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  // Partition gpu, account my_project, typed gres A100 and 64G: the local cluster has all of them.
+  const std::string design_seed = R"(clusters:
+  my-cluster:
+    hostname_pattern: "login*"   # matched against the host name
+    partition: gpu
+    account: my_project
+    gpu_type: A100               # label, included in the gres spec
+    gpus_per_node: 1
+    mem: "64G"
+    queue_limit: 200             # cap on this user's jobs queued at once
+    max_array_len: 100           # the %N throttle
+)";
+  const auto cache = root / "cache";
+  test::write_text(cache / "clusters.yaml", design_seed);
+  auto env = cluster.env;
+  env["MILL_HOSTNAME"] = "login01";
+  const auto run = test::run_mill({"--output_dir", (root / "out").string(), "--cache_dir", cache.string(), "schedule",
+                                   "mill-demo", "demo", "--n_shots", "0,1", "--limit", "3", "--evals_per_element", "1",
+                                   "--json"},
+                                  env);
+  INFO(run.out << run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK(run.err.empty());
+  const auto plan = nlohmann::json::parse(run.out);
+  CHECK(plan["profile"]["name"] == "my-cluster");
+  REQUIRE(plan["submitted"] == true);
+  CHECK(plan["submission"]["elements"] == 2);
+  const auto array_id = plan["submission"]["array_job_id"].get<std::string>();
+  const fs::path sweep_dir = plan["submission"]["sweep_dir"].get<std::string>();
+  CHECK_THAT(test::read_text(sweep_dir / "job.sbatch"),
+             Contains("#SBATCH --partition=gpu\n") && Contains("#SBATCH --account=my_project\n") &&
+                 Contains("#SBATCH --gres=gpu:A100:1\n") && Contains("#SBATCH --mem=64G\n") &&
+                 Contains("#SBATCH --array=0-1%100\n"));
+  wait_for_array(array_id, cluster.env);
+  for (const std::string element : {"0", "1"}) {
+    INFO("element " << element);
+    const auto job = array_id + "_" + element;
+    CHECK(job_field(job, "JobState", cluster.env) == "COMPLETED");
+    CHECK(job_field(job, "Partition", cluster.env) == "gpu");
+    CHECK(job_field(job, "Account", cluster.env) == "my_project");
+    const auto status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / ("element-" + element + ".json")));
+    CHECK(status["state"] == "completed");
+  }
+  for (const auto& job : plan["jobs"]) CHECK(fs::exists(job["result"].get<std::string>()));
+  CHECK(test::read_text(cache / "clusters.yaml") == design_seed);
+}

@@ -11,7 +11,11 @@ TEST_CASE("SLURM time strings parse to minutes") {
   CHECK(parse_slurm_time("1-12") == 36 * 60);
   CHECK(parse_slurm_time("2-00:30") == 2 * 1440 + 30);
   CHECK(parse_slurm_time("1-00:00:01") == 1441);
-  for (const char* bad : {"", "abc", "1:2:3:4", "-5", "1-", "12:", "1.5"}) {
+  CHECK(parse_slurm_time("30:00:00") == 30 * 60);   // the leading field may pass its clock range
+  CHECK(parse_slurm_time("90:59") == 91);
+  CHECK(parse_slurm_time("1-23:59:59") == 2 * 1440);
+  for (const char* bad : {"", "abc", "1:2:3:4", "-5", "1-", "12:", "1.5", "25:99:99", "24:60:00", "24:00:60",
+                          "90:60", "1-24", "1-24:00:00", "1-12:60", "2-00:00:75"}) {
     INFO(bad);
     CHECK(parse_slurm_time(bad) == -1);
   }

@@ -3,7 +3,9 @@
 // users edit), and the choice of a profile by hostname glob or by name. Fields are documented in
 // docs/clusters.md.
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mill {
@@ -11,12 +13,13 @@ namespace mill {
 struct ClusterProfile {
   std::string name;
   std::string hostname_pattern;  // shell glob matched against the login node's hostname
-  std::string partition;
+  std::string partition;         // may be empty: no --partition line, SLURM's default partition
   std::string account;           // may be empty: no --account line
   std::string gpu_type;          // gres label, e.g. "a100"; empty: --gres=gpu:N
   int gpus_per_node = 0;
   int gpus_per_task = 0;         // GPUs one array element asks for; defaults to gpus_per_node
-  std::string mem;               // SLURM --mem value, e.g. "64G"
+  std::string mem;               // --mem as sbatch takes it, e.g. "64G" or "0"; empty when mem_per_gpu is set
+  std::string mem_per_gpu;       // --mem-per-gpu, e.g. "40G"; empty when mem is set
   int queue_limit = 0;           // cap on this user's jobs queued at once
   int max_array_len = 0;         // the %N throttle: array elements running at once
   // Optional fields (defaults keep old files valid).
@@ -26,22 +29,42 @@ struct ClusterProfile {
   int signal_minutes = 5;             // SIGUSR1 this long before the time limit: finish, flush, exit 75
   std::vector<std::string> extra_sbatch;  // extra sbatch options, e.g. "--qos=normal"
   std::vector<std::string> setup_lines;   // shell lines run before mill (module load ...): trusted, from your file
+  std::filesystem::path venv_path;        // the workers' virtual environment when schedule gets no --venv_path
+  // A container image runs the worker through `<container_runtime> exec --bind ... IMAGE mill ...`.
+  std::string container_image;            // an image path or URI (docker://...); empty: no container
+  std::string container_runtime = "apptainer";  // or "singularity"
+  std::vector<std::string> bind_paths;    // each "SRC[:DEST[:ro|rw]]", given to --bind
 };
 
 struct ClusterConfig {
   std::filesystem::path path;  // where it was read from
   std::vector<ClusterProfile> profiles;
+  // load_cluster_config copied the bundled file to `path` just now: the caller tells the user to edit it.
+  bool created = false;
+  // Not empty: <cache_dir>/clusters.yaml does not exist and could not be created (this says why); `profiles` are
+  // the bundled ones (only with WithoutCopy::use_bundled).
+  std::string not_created;
 };
 
 // The profiles bundled with the binary (data/clusters.yaml).
 std::string_view bundled_cluster_config();
 
-// Parses clusters.yaml text; errors name `source`, the profile and the field.
+// Parses clusters.yaml text (top-level key `clusters:`, or `profiles:` as older files have it); errors name
+// `source`, the profile and the field.
 ClusterConfig parse_cluster_config(std::string_view text, const std::filesystem::path& source);
+
+// What load_cluster_config does when there is no <cache_dir>/clusters.yaml and it cannot be created (a read-only
+// or unreachable cache dir): fail with one line, or go on with the bundled profiles (for a dry run).
+enum class WithoutCopy { fail, use_bundled };
 
 // Reads <cache_dir>/clusters.yaml, first copying the bundled file there if it does not exist yet. An existing
 // copy is never overwritten.
-ClusterConfig load_cluster_config(const std::filesystem::path& cache_dir);
+ClusterConfig load_cluster_config(const std::filesystem::path& cache_dir, WithoutCopy without_copy = WithoutCopy::fail);
+
+// A memory size in one of the forms sbatch accepts (64G, 64g, 64GB, 64000M, 64000 = megabytes, 0), spelled as
+// sbatch takes it: digits without leading zeros and an upper-case unit ("64G", "64000M"; "0" stays "0").
+// nullopt when `text` is none of these forms.
+std::optional<std::string> normalize_slurm_memory(std::string_view text);
 
 struct ProfileChoice {
   const ClusterProfile* profile = nullptr;

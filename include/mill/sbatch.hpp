@@ -22,11 +22,13 @@ struct SbatchRequest {
   std::filesystem::path cache_dir;
   std::filesystem::path sweep_dir;      // the job's working directory: manifest and logs/ live here
   std::filesystem::path manifest;
-  std::filesystem::path venv_path;      // empty: no activation
+  std::filesystem::path venv_path;      // empty: no activation (in a container: activated inside it)
   // Task paths, data directory and the jobs themselves travel in the manifest, not in the script.
 };
 
-// The script text. Safe to run with `sbatch --chdir=<sweep_dir> script`.
+// The script text. Safe to run with `sbatch --chdir=<sweep_dir> script`. With the profile's container_image, the
+// worker runs through `<container_runtime> exec --bind ...`, the output dir bound too; an output dir that --bind
+// cannot take (a ',' or ':' in it) throws mill::Error.
 std::string render_sbatch_script(const SbatchRequest& request);
 
 // The sbatch command line (argv) that submits the script with the sweep directory as working directory.

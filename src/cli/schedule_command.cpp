@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
 #include "mill/atomic_file.hpp"
@@ -241,8 +242,25 @@ nlohmann::json problem_json(const PreflightProblem& problem) {
 }
 
 void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
-  // Choose the profile before touching results, so a configuration error shows up first.
-  const auto clusters = load_cluster_config(global.cache_dir_path());
+  // Choose the profile before touching results, so a configuration error shows up first. Only a submission needs
+  // the user's own copy of the profiles; a dry run or --local can go on with the bundled ones.
+  const auto clusters = load_cluster_config(global.cache_dir_path(), options.dry_run || options.local
+                                                                         ? WithoutCopy::use_bundled
+                                                                         : WithoutCopy::fail);
+  if (!clusters.not_created.empty()) {
+    spdlog::warn("{}; using the bundled cluster profiles for this {}", clusters.not_created,
+                 options.dry_run ? "dry run" : "--local run");
+  }
+  // The first run copied the bundled profiles for the user to edit: said once, when the run ends (after a long
+  // job table, where it is seen), also when it fails.
+  struct FirstRunNote {
+    std::filesystem::path created;
+    ~FirstRunNote() {
+      if (created.empty()) return;
+      std::cerr << "mill: created " << one_line(created.string())
+                << " from the bundled cluster profiles; edit it for your cluster (docs/clusters.md)\n";
+    }
+  } const first_run_note{clusters.created ? clusters.path : std::filesystem::path()};
   const auto hostname = current_hostname();
   const auto choice = options.local ? ProfileChoice{&clusters.profiles.front(), "--local: no SLURM"}
                                     : choose_profile(clusters, options.cluster, hostname);
@@ -250,6 +268,15 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
 
   std::vector<PreflightProblem> problems;
   check_option_values(options, problems);
+  std::error_code unreadable;  // counts as missing
+  if (options.venv_path.empty() && !options.local && !profile.venv_path.empty() && profile.container_image.empty() &&
+      !std::filesystem::exists(profile.venv_path / "bin" / "activate", unreadable)) {
+    // Inside a container only the image can tell.
+    problems.push_back({"environment", "", {},
+                        fmt::format("{}: profile {}, field `venv_path`: {} has no bin/activate (expected a virtual "
+                                    "environment directory; --venv_path overrides it)",
+                                    clusters.path.string(), profile.name, quote_value(profile.venv_path.string()))});
+  }
   std::vector<std::filesystem::path> extra_paths;
   for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.push_back(std::filesystem::absolute(path));
   const auto registry = TaskRegistry::load(extra_paths);
@@ -341,7 +368,11 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   sbatch.cache_dir = global.cache_dir_path();
   sbatch.sweep_dir = request.output_dir / "sweeps" / "<sweep-id>";
   sbatch.manifest = sbatch.sweep_dir / "manifest.json";
-  if (!options.venv_path.empty()) sbatch.venv_path = std::filesystem::absolute(options.venv_path);
+  if (!options.venv_path.empty()) {
+    sbatch.venv_path = std::filesystem::absolute(options.venv_path);
+  } else if (!profile.venv_path.empty() && !options.local) {
+    sbatch.venv_path = profile.venv_path;  // the profile's default (checked by the preflight)
+  }
   auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
 
   nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()}, {"max_requeues", options.max_requeues}};

@@ -1,7 +1,9 @@
 #include "mill/sbatch.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 
+#include "mill/error.hpp"
 #include "mill/text.hpp"
 #include "mill/walltime.hpp"
 
@@ -19,37 +21,88 @@ std::string shell_quote(std::string_view value) {
   return out + "'";
 }
 
+namespace {
+
+// Whether a --bind entry already makes `path` visible inside the container at the same path.
+bool bind_covers(const std::string& entry, const std::string& path) {
+  const auto colon = entry.find(':');
+  const auto source = entry.substr(0, colon);
+  if (colon != std::string::npos) {
+    const auto rest = entry.substr(colon + 1);
+    if (rest.substr(0, rest.find(':')) != source) return false;  // mounted elsewhere inside
+  }
+  return path == source || (path.size() > source.size() && path.compare(0, source.size(), source) == 0 &&
+                            (source.back() == '/' || path[source.size()] == '/'));
+}
+
+// The --bind entries: the profile's, and the output dir (the worker reads its manifest there and writes every
+// result there) unless one of them covers it already.
+std::vector<std::string> container_binds(const ClusterProfile& profile, const std::filesystem::path& output_dir) {
+  auto binds = profile.bind_paths;
+  const auto output = output_dir.string();
+  const bool covered = std::any_of(binds.begin(), binds.end(), [&](const std::string& entry) { return bind_covers(entry, output); });
+  if (!covered) {
+    if (output.find_first_of(",:") != std::string::npos) {
+      throw Error(fmt::format("--output_dir {} contains ',' or ':', which {} --bind reads as separators; profile {} runs "
+                              "the worker in a container, so choose an output directory without them or list a "
+                              "directory above it in bind_paths",
+                              quote_value(output), profile.container_runtime, profile.name));
+    }
+    binds.push_back(output);
+  }
+  return binds;
+}
+
+}  // namespace
+
 std::string render_sbatch_script(const SbatchRequest& request) {
   const auto& profile = *request.profile;
+  const bool container = !profile.container_image.empty();
   std::string script = "#!/bin/bash\n";
   auto directive = [&](const std::string& option) { script += "#SBATCH " + option + "\n"; };
   directive("--job-name=" + request.job_name);
-  directive("--partition=" + profile.partition);
+  if (!profile.partition.empty()) directive("--partition=" + profile.partition);  // else SLURM's default partition
   if (!profile.account.empty()) directive("--account=" + profile.account);
   directive(fmt::format("--array=0-{}%{}", request.array_size - 1, profile.max_array_len));
   directive("--time=" + format_slurm_time(request.time_minutes));
   directive("--nodes=1");
   directive("--ntasks=1");
   directive(fmt::format("--cpus-per-task={}", profile.cpus_per_task));
-  directive("--mem=" + profile.mem);
+  if (!profile.mem.empty()) directive("--mem=" + profile.mem);
   if (profile.gpus_per_task > 0) {
     directive(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", profile.gpus_per_task)
                                        : fmt::format("--gres=gpu:{}:{}", profile.gpu_type, profile.gpus_per_task));
   }
+  if (!profile.mem_per_gpu.empty()) directive("--mem-per-gpu=" + profile.mem_per_gpu);
   // Logs are relative to the working directory (--chdir=<sweep dir>), so no user path appears in a directive.
   directive("--output=logs/%A_%a.out");
   directive("--error=logs/%A_%a.err");
-  // The batch shell execs mill, so mill itself receives the warning signal and stops cleanly (exit 75).
+  // The batch shell execs mill (or the container runtime, which passes signals on to mill), so mill itself
+  // receives the warning signal and stops cleanly (exit 75).
   directive(fmt::format("--signal=B:USR1@{}", profile.signal_minutes * 60));
   for (const auto& option : profile.extra_sbatch) directive(option);
   script += "\nset -eu\n";
   for (const auto& line : profile.setup_lines) script += line + "\n";
   if (!request.venv_path.empty()) {
-    script += "source " + shell_quote((request.venv_path / "bin" / "activate").string()) + "\n";
+    if (container) {
+      // The runtime does not pass the host's PATH into the container, so sourcing bin/activate out here would not
+      // reach mill; these variables do inside what activate does: VIRTUAL_ENV set, its bin/ first on PATH.
+      const auto prefix = profile.container_runtime == "singularity" ? "SINGULARITYENV_" : "APPTAINERENV_";
+      script += fmt::format("export {}VIRTUAL_ENV={}\n", prefix, shell_quote(request.venv_path.string()));
+      script += fmt::format("export {}PREPEND_PATH={}\n", prefix, shell_quote((request.venv_path / "bin").string()));
+    } else {
+      script += "source " + shell_quote((request.venv_path / "bin" / "activate").string()) + "\n";
+    }
   }
-  script += "exec " + shell_quote(request.mill_binary.string()) + " --output_dir " +
-            shell_quote(request.output_dir.string()) + " --cache_dir " + shell_quote(request.cache_dir.string()) +
-            " eval --manifest " + shell_quote(request.manifest.string()) + " --element \"$SLURM_ARRAY_TASK_ID\"";
+  script += "exec ";
+  if (container) {
+    std::vector<std::string> binds;
+    for (const auto& entry : container_binds(profile, request.output_dir)) binds.push_back(shell_quote(entry));
+    script += profile.container_runtime + " exec --bind " + join(binds, ",") + " " + shell_quote(profile.container_image) + " ";
+  }
+  script += shell_quote(request.mill_binary.string()) + " --output_dir " + shell_quote(request.output_dir.string()) +
+            " --cache_dir " + shell_quote(request.cache_dir.string()) + " eval --manifest " +
+            shell_quote(request.manifest.string()) + " --element \"$SLURM_ARRAY_TASK_ID\"";
 
   script += "\n";
   return script;

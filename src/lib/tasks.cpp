@@ -11,6 +11,7 @@
 #include "mill/embedded.hpp"
 #include "mill/error.hpp"
 #include "mill/text.hpp"
+#include "mill/yaml_limits.hpp"
 
 namespace mill {
 
@@ -134,7 +135,9 @@ Document read_document(const std::string& source_dir_or_builtin, const std::stri
 
 nlohmann::json parse_yaml(const std::string& text, const std::string& source) {
   try {
-    auto json = to_json(YAML::Load(text));
+    const auto root = YAML::Load(text);
+    check_yaml_size(root, source);  // before to_json walks it: an alias bomb is refused, not expanded
+    auto json = to_json(root);
     if (!json.is_object()) throw Error(fmt::format("{}: expected a mapping at the top level", source));
     return json;
   } catch (const YAML::Exception& e) {

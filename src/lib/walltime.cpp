@@ -32,9 +32,15 @@ int parse_slurm_time(std::string_view text) {
   if (parts.empty() || parts.size() > 3 || std::count(rest.begin(), rest.end(), ':') + 1 != static_cast<long>(parts.size())) {
     return -1;
   }
+  // Only the leading field may exceed its clock range (90 minutes, 30:00:00 hours); a later field of 60 or more
+  // (`25:99:99`) or hours of 24 or more after a day count are typos, not times.
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    if (parts[i] >= 60) return -1;
+  }
   long seconds = 0;
   if (dash != std::string_view::npos) {
     // D-H, D-H:M, D-H:M:S
+    if (parts[0] >= 24) return -1;
     const int multipliers[] = {3600, 60, 1};
     for (std::size_t i = 0; i < parts.size(); ++i) seconds += static_cast<long>(parts[i]) * multipliers[i];
   } else if (parts.size() == 1) {
