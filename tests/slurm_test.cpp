@@ -201,6 +201,35 @@ TEST_CASE("hostile paths in a real SLURM array reach the worker unchanged and ne
   CHECK(canaries(root.path()).empty());
 }
 
+TEST_CASE("a sweep that can only fail is never submitted: the SLURM queue stays empty and no sweep is written", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  auto env = cluster.env;
+  env["HF_HUB_CACHE"] = (root / "hub").string();
+  const auto queue_before = test::run_program({"squeue", "-h", "-o", "%i"}, env);
+  REQUIRE(queue_before.exit_code == 0);
+  REQUIRE(queue_before.out.empty());
+  // Each would be accepted by sbatch and fail on the node in seconds.
+  const std::vector<std::vector<std::string>> doomed = {
+      {"mill-demo", "mmlu_anatomy"},                              // no data directory
+      {"mill-demo", "demo", "--n_shots", "25"},                  // more shots than the pool
+      {"mill-demo[SEED=1]", "demo"},                             // a model arg the worker refuses
+      {"org/not-downloaded", "demo"},                            // not in the Hugging Face cache
+      {"mill-demo", "demo", "--data_dir", (root / "absent").string()},
+  };
+  for (const auto& arguments : doomed) {
+    std::vector<std::string> command = {"--output_dir", (root / "out").string(), "--cache_dir", (root / "cache").string(),
+                                        "schedule", "--cluster", "local"};
+    command.insert(command.end(), arguments.begin(), arguments.end());
+    const auto run = test::run_mill(command, env);
+    INFO(join(arguments, " ") << ": " << run.err);
+    CHECK(run.exit_code == 2);
+    CHECK_THAT(run.err, Contains("nothing was submitted or run"));
+    CHECK(test::run_program({"squeue", "-h", "-o", "%i"}, env).out.empty());
+    CHECK_FALSE(fs::exists(root / "out" / "sweeps"));
+  }
+}
+
 TEST_CASE("a throttled array never runs more than max_array_len elements at once", "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
