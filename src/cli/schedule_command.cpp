@@ -288,7 +288,9 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     try {
       auto spec = ModelSpec::parse(text);
       request.models.push_back(text);
-      preflight.models.push_back(std::move(spec));
+      const bool seen = std::any_of(preflight.models.begin(), preflight.models.end(),
+                                    [&](const ModelSpec& other) { return other.identity() == spec.identity(); });
+      if (!seen) preflight.models.push_back(std::move(spec));
     } catch (const Error& e) {
       problems.push_back({"model", text, {}, e.what()});
     }
