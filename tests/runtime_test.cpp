@@ -382,7 +382,7 @@ TEST_CASE("runtime: bad checkpoints and arguments are one-line errors", "[runtim
   };
   const auto folder = dir.path().string();
   CHECK_THAT(message(folder + "[dtype=int8]"), Catch::Contains("bfloat16, float16 or float32"));
-  CHECK_THAT(message(folder + "[dtpye=float32]"), Catch::Contains("not known"));
+  CHECK_THAT(message(folder + "[dtpye=float32]"), Catch::Contains("has no argument \"dtpye\"; did you mean dtype?"));
   CHECK_THAT(message(folder + "[batch_size=0]"), Catch::Contains("whole number"));
   CHECK_THAT(message(dir.path().string() + "/missing"), Catch::Contains("no such folder"));
   CHECK_THAT(message("org/absent-model"), Catch::Contains("not in the Hugging Face cache"));

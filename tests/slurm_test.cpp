@@ -450,11 +450,12 @@ TEST_CASE("schedule --local runs every element here with the same result and sta
 TEST_CASE("a hostile model name reaches the SLURM worker unchanged through the manifest", "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
-  // mill-demo rejects the unknown argument, so the worker fails and quotes the spec it received.
+  // The spec passes the preflight (its checkpoint is not looked up from here), and the worker fails because vllm is
+  // not installed, quoting the spec it received.
   const std::string hostile = "it's a 'model' $(touch canary1) `touch canary2` ;touch canary3;";
-  const std::string spec = "mill-demo[note=\"" + hostile + "\"]";
+  const std::string spec = "vllm[path=\"" + hostile + "\"]";
   const auto run = test::run_mill({"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
-                                   "schedule", spec, "demo", "--cluster", "local", "--json"},
+                                   "schedule", spec, "demo", "--cluster", "local", "--json", "--skip_model_check"},
                                   cluster.env);
   INFO(run.out << run.err);
   REQUIRE(run.exit_code == 0);
@@ -465,7 +466,7 @@ TEST_CASE("a hostile model name reaches the SLURM worker unchanged through the m
   wait_for_array(plan["submission"]["array_job_id"].get<std::string>(), cluster.env);
   const auto status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
   CHECK(status["state"] == "failed");
-  CHECK_THAT(status["message"].get<std::string>(), Contains(hostile) && Contains("no argument"));
+  CHECK_THAT(status["message"].get<std::string>(), Contains(hostile) && Contains("is not on PATH"));
   CHECK(canaries(root.path()).empty());
 }
 
