@@ -153,17 +153,7 @@ TEST_CASE("the first run copies the bundled profiles, an edited copy is never ov
 
 namespace {
 // The example in DESIGN.md and docs/clusters.md, as users have it: top-level `clusters:`, the eight fields.
-const std::string kDocumentedSeed = R"(clusters:
-  my-cluster:
-    hostname_pattern: "login*"   # matched against the host name
-    partition: gpu
-    account: my_project
-    gpu_type: A100               # label, included in the gres spec
-    gpus_per_node: 1
-    mem: "64G"
-    queue_limit: 200             # cap on this user's jobs queued at once
-    max_array_len: 100           # the %N throttle
-)";
+const std::string kDocumentedSeed = test::design_seed_clusters_yaml();
 
 ClusterProfile only_profile(const ClusterConfig& config) {
   REQUIRE(config.profiles.size() == 1);

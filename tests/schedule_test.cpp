@@ -172,17 +172,7 @@ TEST_CASE("mill tasks lists name, benchmark, output type, default n_shots and so
 
 namespace {
 // DESIGN.md's clusters.yaml, verbatim.
-const std::string kDesignSeed = R"(clusters:
-  my-cluster:
-    hostname_pattern: "login*"   # matched against the host name
-    partition: gpu
-    account: my_project
-    gpu_type: A100               # label, included in the gres spec
-    gpus_per_node: 1
-    mem: "64G"
-    queue_limit: 200             # cap on this user's jobs queued at once
-    max_array_len: 100           # the %N throttle
-)";
+const std::string kDesignSeed = test::design_seed_clusters_yaml();
 
 // Stand-ins for sbatch (keeps its argv, answers job id 4242) and squeue (an empty queue) in `bin`.
 std::map<std::string, std::string> fake_slurm(const std::filesystem::path& bin, const std::filesystem::path& argv_file) {

@@ -880,17 +880,7 @@ TEST_CASE("DESIGN.md's clusters.yaml, verbatim, submits a real array that SLURM 
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
   // Partition gpu, account my_project, typed gres A100 and 64G: the local cluster has all of them.
-  const std::string design_seed = R"(clusters:
-  my-cluster:
-    hostname_pattern: "login*"   # matched against the host name
-    partition: gpu
-    account: my_project
-    gpu_type: A100               # label, included in the gres spec
-    gpus_per_node: 1
-    mem: "64G"
-    queue_limit: 200             # cap on this user's jobs queued at once
-    max_array_len: 100           # the %N throttle
-)";
+  const std::string design_seed = test::design_seed_clusters_yaml();
   const auto cache = root / "cache";
   test::write_text(cache / "clusters.yaml", design_seed);
   auto env = cluster.env;

@@ -110,6 +110,10 @@ std::filesystem::path shared_path(const std::string& relative) {
   return std::filesystem::exists(path, ec) ? path : std::filesystem::path();
 }
 
+std::string design_seed_clusters_yaml() {
+  return read_text(std::filesystem::path(MILL_SOURCE_DIR) / "tests" / "data" / "clusters" / "design-seed.yaml");
+}
+
 void write_task_data(const std::filesystem::path& data_dir, const std::vector<std::string>& tasks) {
   const auto registry = TaskRegistry::load();
   std::set<std::filesystem::path> written;

@@ -46,6 +46,9 @@ std::vector<std::string> files_containing(const std::filesystem::path& root, con
 // ../shared/<relative> when present; empty path otherwise (tests then SKIP cleanly).
 std::filesystem::path shared_path(const std::string& relative);
 
+// DESIGN.md's clusters.yaml, verbatim (tests/data/clusters/design-seed.yaml): the file users already have.
+std::string design_seed_clusters_yaml();
+
 // Writes a small data tree under `data_dir` that every split of the named tasks or benchmarks reads (five
 // documents per split and filter value), so that plans of real benchmarks pass the preflight without the real data.
 void write_task_data(const std::filesystem::path& data_dir, const std::vector<std::string>& tasks);
