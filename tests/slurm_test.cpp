@@ -387,6 +387,98 @@ TEST_CASE("mill schedule runs a sweep on SLURM, never submits twice, and resubmi
   CHECK(canaries(root.path()).empty());
 }
 
+namespace {
+
+// The `mill ...` lines collect prints under "resubmit exactly these with:".
+std::vector<std::string> printed_resubmit_lines(const std::string& out) {
+  std::vector<std::string> lines;
+  const auto begin = out.find("resubmit exactly these with:\n");
+  if (begin == std::string::npos) return lines;
+  std::istringstream printed(out.substr(begin));
+  std::string line;
+  std::getline(printed, line);
+  while (std::getline(printed, line) && line.rfind("  mill ", 0) == 0) lines.push_back(line.substr(2));
+  return lines;
+}
+
+// Runs a printed line through /bin/sh, `mill` standing for the built binary.
+test::RunResult run_printed_line(const std::string& line, const std::string& extra,
+                                 const std::map<std::string, std::string>& env) {
+  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + MILL_BINARY + "' \"$@\"; }; " + line + " " + extra},
+                           env);
+}
+
+void write_demo_extra_task(const fs::path& dir) {
+  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  demo.replace(at, 12, "\ntask: demo_extra\n");
+  test::write_text(dir / "demo_extra.yaml", demo);
+}
+
+}  // namespace
+
+TEST_CASE("collect's resubmit line, run verbatim, submits exactly the missing jobs with the sweep's settings", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out 'q' $(touch canary)";
+  sweep.cache = root / "cache dir";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  const auto venv = root / "venv";
+  test::write_text(venv / "bin" / "activate", "");
+  fs::create_directories(root / "data");
+
+  const auto first = sweep.schedule({"--data_dir", (root / "data").string(), "--venv_path", venv.string(),
+                                     "--minutes_per_eval", "3", "--max_requeues", "2"});
+  REQUIRE(first["submitted"] == true);
+  const fs::path first_dir = first["submission"]["sweep_dir"].get<std::string>();
+  const auto planned_with = nlohmann::json::parse(test::read_text(first_dir / "manifest.json"))["settings"]["schedule"];
+  CHECK(planned_with == first["settings"]);
+  wait_for_array(first["submission"]["array_job_id"].get<std::string>(), cluster.env);
+
+  // Two jobs lose their result (and journal): collect, reading the sweep, names them and how to resubmit them.
+  std::set<std::string> lost;
+  for (const auto& [task, n_shot] : std::vector<std::pair<std::string, int>>{{"demo", 1}, {"demo_extra", 0}}) {
+    const auto job = find_job(first, task, n_shot);
+    const fs::path result = job["result"].get<std::string>();
+    REQUIRE(fs::remove(result));
+    fs::remove(fs::path(result.string().substr(0, result.string().size() - 5) + ".journal.jsonl"));
+    lost.insert(job["key"].get<std::string>());
+  }
+  const auto check = sweep.mill({"collect", "--extra_task_paths", sweep.tasks.string()});
+  INFO(check.out << check.err);
+  REQUIRE(check.exit_code == 3);
+  const auto lines = printed_resubmit_lines(check.out);
+  REQUIRE(lines.size() == 2);  // demo at 1 shot, demo_extra at 0 shots: not one product
+
+  std::set<std::string> resubmitted;
+  for (const auto& line : lines) {
+    const auto run = run_printed_line(line, "--json", cluster.env);
+    INFO(line << "\n" << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto plan = nlohmann::json::parse(run.out.substr(run.out.find("{\n")));
+    REQUIRE(plan["submitted"] == true);
+    const fs::path dir = plan["submission"]["sweep_dir"].get<std::string>();
+    const auto manifest = nlohmann::json::parse(test::read_text(dir / "manifest.json"));
+    CHECK(manifest["settings"]["schedule"] == planned_with);
+    CHECK(manifest["settings"]["max_requeues"] == 2);
+    CHECK_THAT(test::read_text(dir / "job.sbatch"), Contains("venv/bin/activate") && Contains("--time=00:09:00"));
+    for (const auto& element : manifest["elements"]) {
+      for (const auto& job : element["jobs"]) resubmitted.insert(job["key"].get<std::string>());
+    }
+    wait_for_array(plan["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  }
+  CHECK(resubmitted == lost);
+  const auto clean = sweep.mill({"collect", "--extra_task_paths", sweep.tasks.string()});
+  INFO(clean.out << clean.err);
+  CHECK(clean.exit_code == 0);
+  CHECK(canaries(root.path()).empty());
+}
+
 TEST_CASE("schedule --local runs every element here with the same result and status files", "[local]") {
   test::TempDir root;
   const auto out = root / "out 'q' $(touch canary)";

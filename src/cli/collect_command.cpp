@@ -14,6 +14,7 @@
 #include "mill/collect.hpp"
 #include "mill/compare.hpp"
 #include "mill/error.hpp"
+#include "mill/model_list.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/report.hpp"
 #include "mill/tasks.hpp"
@@ -147,7 +148,7 @@ void print_check(const CheckReport& check) {
   list("corrupt", check.corrupt);
   if (!check.resubmit_commands.empty()) {
     std::cout << "resubmit exactly these with:\n";
-    for (const auto& command : check.resubmit_commands) std::cout << "  " << command << "\n";
+    for (const auto& command : check.resubmit_commands) std::cout << "  " << command.line << "\n";
   }
 }
 
@@ -164,12 +165,13 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
 
   CheckRequest check_request;
   check_request.output_dir = output_dir;
-  check_request.models = split_model_specs(options.models);
+  check_request.models = split_model_list(options.models);
   check_request.tasks = parse_list_option(options.tasks);
   if (!options.n_shots.empty()) check_request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
   std::vector<std::string> absolute_extra;
   for (const auto& path : extra_paths) absolute_extra.push_back(path.string());
   check_request.extra_task_paths = absolute_extra;
+  check_request.list_files_dir = output_dir / "resubmit";
 
   CollectFilter filter;
   for (const auto& model : check_request.models) filter.model_identities.insert(model_identity_or_throw(model, "--models"));

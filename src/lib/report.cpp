@@ -358,7 +358,7 @@ std::string render_report_markdown(const ReportInput& input) {
     list("Corrupt", check.corrupt);
     if (!check.resubmit_commands.empty()) {
       md += "Resubmit exactly these:\n\n```sh\n";
-      for (const auto& command : check.resubmit_commands) md += command + "\n";
+      for (const auto& command : check.resubmit_commands) md += command.line + "\n";
       md += "```\n\n";
     }
   }
