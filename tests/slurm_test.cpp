@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -477,6 +478,95 @@ TEST_CASE("collect's resubmit line, run verbatim, submits exactly the missing jo
   INFO(clean.out << clean.err);
   CHECK(clean.exit_code == 0);
   CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("two mill schedule started together against the same output dir submit one array", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out";
+  sweep.cache = root / "cache";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  REQUIRE(sweep.mill({"schedule", "mill-demo", "demo", "--cluster", "local", "--dry_run"}).exit_code == 0);
+
+  std::array<test::RunResult, 2> runs;
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < 2) std::this_thread::yield();
+      runs[i] = sweep.mill(sweep.schedule_args());
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> arrays;
+  int submitted = 0;
+  for (const auto& run : runs) {
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto plan = nlohmann::json::parse(run.out.substr(run.out.find("{\n")));
+    if (plan["submitted"] == true) {
+      ++submitted;
+      arrays.insert(plan["submission"]["array_job_id"].get<std::string>());
+    } else {
+      CHECK(plan["counts"]["in_flight"] == 4);  // it waited, then saw the first one's array in flight
+    }
+  }
+  CHECK(submitted == 1);
+  REQUIRE(arrays.size() == 1);
+  CHECK(sweep.status()["sweeps"].size() == 1);
+  wait_for_array(*arrays.begin(), cluster.env);
+}
+
+TEST_CASE("mill killed after sbatch accepted the array: the next schedule finds it and submits nothing again", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out";
+  sweep.cache = root / "cache";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  // An sbatch first in PATH that runs the real one, then kills the mill that started it: SLURM has the array, mill
+  // never saw the answer.
+  const auto real = test::run_program({"/bin/sh", "-c", "command -v sbatch"}).out;
+  REQUIRE_FALSE(trim(real).empty());
+  const auto wrappers = root / "bin";
+  test::write_text(wrappers / "sbatch", "#!/bin/sh\n'" + trim(real) + "' \"$@\"\nstatus=$?\nkill -9 $PPID\nexit $status\n");
+  fs::permissions(wrappers / "sbatch", fs::perms::owner_all);
+  auto env = cluster.env;
+  env["PATH"] = wrappers.string() + ":" + std::getenv("PATH");
+  auto args = sweep.schedule_args();
+  args.insert(args.begin(), {"--output_dir", sweep.out.string(), "--cache_dir", sweep.cache.string()});
+  const auto killed = test::run_mill(args, env);
+  REQUIRE(killed.exit_code != 0);
+  const auto sweeps = sweep.status()["sweeps"];
+  REQUIRE(sweeps.size() == 1);
+  const fs::path sweep_dir = sweeps[0]["dir"].get<std::string>();
+  const auto record = nlohmann::json::parse(test::read_text(sweep_dir / "submission.json"));
+  CHECK(record["state"] == "submitting");
+  CHECK(record["array_job_id"].is_null());
+  const auto named = test::run_program({"squeue", "-h", "-r", "-n", record["job_name"].get<std::string>(), "-o", "%F"},
+                                       cluster.env);
+  REQUIRE_FALSE(trim(named.out).empty());  // SLURM did accept it
+  const auto array_id = trim(named.out.substr(0, named.out.find('\n')));
+
+  // The next schedule reconciles the record with the queue and submits no second array.
+  const auto next = sweep.schedule();
+  CHECK(next["submitted"] == false);
+  CHECK(next["counts"]["in_flight"] == 4);
+  CHECK_THAT(next["messages"].dump(), Contains("interrupted after SLURM accepted array " + array_id));
+  const auto settled = nlohmann::json::parse(test::read_text(sweep_dir / "submission.json"));
+  CHECK(settled["state"] == "submitted");
+  CHECK(settled["array_job_id"] == array_id);
+  CHECK(sweep.status()["sweeps"].size() == 1);
+  wait_for_array(array_id, cluster.env);
+  CHECK(sweep.schedule({"--dry_run"})["counts"]["pending"] == 0);
 }
 
 TEST_CASE("schedule --local runs every element here with the same result and status files", "[local]") {

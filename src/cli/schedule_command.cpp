@@ -5,6 +5,7 @@
 
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include "mill/atomic_file.hpp"
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
+#include "mill/job_lock.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/preflight.hpp"
@@ -57,6 +59,7 @@ struct ScheduleOptions {
   std::optional<int> evals_per_element;
   std::optional<int> limit;
   bool skip_model_check = false;
+  int lock_wait = 60;
 };
 
 std::filesystem::path mill_executable() {
@@ -190,6 +193,7 @@ void check_option_values(const ScheduleOptions& options, std::vector<PreflightPr
   if (options.evals_per_element.value_or(kDefaultEvalsPerElement) < 1) {
     report(fmt::format("--evals_per_element: {} is not a positive integer", *options.evals_per_element));
   }
+  if (options.lock_wait < 0) report(fmt::format("--lock_wait: {} is negative (expected seconds, e.g. 60)", options.lock_wait));
   if (options.max_requeues.value_or(kDefaultMaxRequeues) < 0) {
     report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", *options.max_requeues));
   }
@@ -379,6 +383,25 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     fail_preflight(problems, "dry run: nothing submitted");
   }
 
+  // One submitter per output dir, from reading the results to recording the array: a second schedule waits here,
+  // then plans with the first one's array in flight (docs/schedule.md, "One submitter at a time").
+  std::optional<JobLock> submit_lock;
+  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
+  if (!options.dry_run && !options.local) {
+    submit_lock.emplace(submit_lock_path(request.output_dir), ExitCode::submit_failed);
+    if (!submit_lock->acquire(std::chrono::seconds(options.lock_wait))) {
+      throw Error(fmt::format("another mill schedule is submitting to {} ({}; lock {}); nothing submitted: run this "
+                              "again when it has finished (it will see that sweep in flight)",
+                              quote_value(request.output_dir.string()), submit_lock->holder(),
+                              submit_lock->path().string()),
+                  ExitCode::busy);
+    }
+    for (auto& line : reconcile_submissions(request.output_dir)) {
+      spdlog::warn("{}", line);
+      messages.push_back(std::move(line));
+    }
+  }
+
   const auto plan = build_plan(request, registry);
   const auto pending = plan.pending();
   const bool submitting = !options.dry_run && !options.local && !pending.empty();
@@ -445,7 +468,6 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
       plan.count(ResultState::done));
 
-  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
   if (!in_flight.empty()) {
     std::set<std::string> arrays;
     for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);
@@ -602,6 +624,8 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "evals_per_element", options->evals_per_element,
              "Most evals of one model that one array element runs (default 8)");
   add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
+  add_option(*command, "lock_wait", options->lock_wait,
+             "Seconds to wait for another mill schedule submitting to the same output dir (default 60)");
   add_flag(*command, "skip_model_check", options->skip_model_check,
            "Do not look for model checkpoints from here (when the compute nodes see another Hugging Face cache or "
            "file system); model args are still checked");
