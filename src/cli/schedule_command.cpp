@@ -574,8 +574,15 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     }
     for (const auto& message : messages) std::cout << message << "\n";
     if (!problems.empty()) print_problems(std::cout, problems);
+    const auto newer = std::count_if(plan.jobs.begin(), plan.jobs.end(),
+                                     [](const PlannedJob& job) { return job.check.newer_scoring_version.has_value(); });
+    if (newer > 0) {
+      std::cout << fmt::format("{} job(s) have a result computed by a newer mill: left as they are, not run (see the "
+                               "reason column of --dry_run)\n",
+                               newer);
+    }
     if (pending.empty()) {
-      std::cout << "nothing to do: every job is done\n";
+      std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
     } else if (options.dry_run) {
       std::cout << "dry run: nothing submitted\n";
     } else if (to_run.jobs.empty()) {

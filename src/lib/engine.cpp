@@ -208,7 +208,10 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
   JobOutcome outcome;
   outcome.result_path = result_path(settings.output_dir, job);
   outcome.total = prepared.samples.size();
-  Journal journal(journal_path(settings.output_dir, job), key.digest);
+  refuse_to_overwrite_newer_result(outcome.result_path, key);
+  JournalExpectations expect;
+  expect.scoring_version = key.inputs.value("scoring_version", kScoringVersion);
+  Journal journal(journal_path(settings.output_dir, job), key.digest, expect);
   if (!journal.note().empty()) spdlog::warn("{}", journal.note());
   // Entries for documents beyond this run's samples cannot exist with the same key (the key holds the limit).
   std::vector<const Sample*> pending;

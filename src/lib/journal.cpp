@@ -8,6 +8,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
+#include "mill/set_aside.hpp"
 
 namespace mill {
 
@@ -29,7 +30,8 @@ bool well_formed(const nlohmann::json& entry) {
 }
 }  // namespace
 
-Journal::Journal(const std::filesystem::path& path, const std::string& key) : path_(path), key_(key) {
+Journal::Journal(const std::filesystem::path& path, const std::string& key, const JournalExpectations& expect)
+    : path_(path), key_(key), expect_(expect) {
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   if (ec) throw Error(fmt::format("cannot create {}: {}", path.parent_path().string(), ec.message()), ExitCode::eval_failed);
@@ -52,6 +54,13 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key) : pa
         ++damaged;  // a line torn by a kill, or garbage: its sample is simply evaluated again
         continue;
       }
+      if (const auto version = entry.find("scoring_version");
+          version != entry.end() && version->is_number_integer() && version->get<int>() > expect.scoring_version) {
+        throw Error(fmt::format("journal {} was written by a newer mill (scoring_version {}; this mill's is {}); left "
+                                "as it is: run this job with that mill or a newer one",
+                                path.string(), version->get<int>(), expect.scoring_version),
+                    ExitCode::eval_failed);
+      }
       if (!entry["key"].is_string() || entry["key"].get<std::string>() != key_) {
         ++foreign;
         continue;
@@ -65,24 +74,22 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key) : pa
       kept += '\n';
       entries_.emplace(doc_id, std::move(entry));
     }
-    std::filesystem::path stale = path;
-    stale += ".stale";
     if (foreign > 0 && entries_.empty()) {
       // Computed for another key (another model revision, task definition or scorer): never mixed in.
-      std::filesystem::rename(path, stale, ec);
+      const auto aside = move_aside(path);
       note_ = fmt::format("journal {} was written for another job key; moved it to {} and starting afresh",
-                          path.string(), stale.string());
+                          path.string(), aside.string());
       kept.clear();
       rewrite = false;
     } else if (foreign + damaged > 0) {
       // A few bad lines among this key's: keep the good ones and evaluate the dropped documents again. With lines
-      // of another key the original is kept as .stale first, so nothing written is destroyed.
-      if (foreign > 0) std::filesystem::copy_file(path, stale, std::filesystem::copy_options::overwrite_existing, ec);
+      // of another key the original is kept aside first, so nothing written is destroyed.
+      const auto aside = foreign > 0 ? copy_aside(path) : std::filesystem::path();
       rewrite = true;
       note_ = fmt::format("journal {}: dropped {} damaged line(s) (torn by a kill or corrupted){}; their documents are "
                           "evaluated again",
                           path.string(), foreign + damaged,
-                          foreign > 0 ? fmt::format(", {} of another job key (original kept as {})", foreign, stale.string())
+                          foreign > 0 ? fmt::format(", {} of another job key (original kept as {})", foreign, aside.string())
                                       : std::string());
     }
     resumed_ = entries_.size();
@@ -102,6 +109,7 @@ void Journal::append(const std::vector<nlohmann::json>& batch) {
   std::string text;
   for (auto entry : batch) {
     entry["key"] = key_;
+    entry["scoring_version"] = expect_.scoring_version;
     text += entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
     const auto doc_id = entry["doc_id"].get<long long>();
