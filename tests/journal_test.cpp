@@ -119,3 +119,16 @@ TEST_CASE("A journal line from a newer scorer stops the job in one line and the 
   CHECK_FALSE(std::filesystem::exists(dir / "j.jsonl.stale"));
 }
 
+TEST_CASE("Journal lines of other data are not resumed: the journal is kept aside and the job restarts") {
+  TempDir dir;
+  const auto path = dir / "j.jsonl";
+  {
+    Journal journal(path, "k", {kScoringVersion, "data-a"});
+    journal.append({{{"doc_id", 0}, {"scores", {{"acc", 1.0}}}}});
+  }
+  CHECK(Journal(path, "k", {kScoringVersion, "data-a"}).resumed() == 1);
+  Journal changed(path, "k", {kScoringVersion, "data-b"});
+  CHECK(changed.resumed() == 0);
+  CHECK_THAT(changed.note(), Catch::Contains("other data") && Catch::Contains("j.jsonl.stale"));
+  CHECK(std::filesystem::exists(dir / "j.jsonl.stale"));
+}

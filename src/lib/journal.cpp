@@ -42,6 +42,7 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key, cons
     std::size_t start = 0;
     std::size_t foreign = 0;
     std::size_t damaged = 0;
+    std::string other_data;  // a fingerprint of other data found in this key's lines
     while (start < content->size()) {
       auto end = content->find('\n', start);
       const bool complete = end != std::string::npos;
@@ -65,6 +66,11 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key, cons
         ++foreign;
         continue;
       }
+      if (const auto data = entry.find("data_fingerprint"); !expect.data_fingerprint.empty() && data != entry.end() &&
+                                                data->is_string() && *data != expect.data_fingerprint) {
+        other_data = data->get<std::string>();
+        continue;
+      }
       const auto doc_id = entry["doc_id"].get<long long>();
       if (entries_.count(doc_id)) {
         ++damaged;  // duplicates cannot come from mill itself; keep the first
@@ -74,7 +80,16 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key, cons
       kept += '\n';
       entries_.emplace(doc_id, std::move(entry));
     }
-    if (foreign > 0 && entries_.empty()) {
+    if (!other_data.empty()) {
+      // The data changed since the interrupted run (a file edited or replaced): its samples would mix with new
+      // ones, so the job starts afresh and the old journal is kept aside.
+      const auto aside = move_aside(path);
+      note_ = fmt::format("journal {} was written for other data (fingerprint {}, now {}); kept it as {} and "
+                          "starting afresh",
+                          path.string(), other_data.substr(0, 12), expect.data_fingerprint.substr(0, 12), aside.string());
+      entries_.clear();
+      kept.clear();
+    } else if (foreign > 0 && entries_.empty()) {
       // Computed for another key (another model revision, task definition or scorer): never mixed in.
       const auto aside = move_aside(path);
       note_ = fmt::format("journal {} was written for another job key; moved it to {} and starting afresh",
@@ -110,6 +125,7 @@ void Journal::append(const std::vector<nlohmann::json>& batch) {
   for (auto entry : batch) {
     entry["key"] = key_;
     entry["scoring_version"] = expect_.scoring_version;
+    if (!expect_.data_fingerprint.empty()) entry["data_fingerprint"] = expect_.data_fingerprint;
     text += entry.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     text += '\n';
     const auto doc_id = entry["doc_id"].get<long long>();
