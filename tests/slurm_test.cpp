@@ -490,6 +490,8 @@ TEST_CASE("two mill schedule started together against the same output dir submit
   sweep.tasks = root / "tasks";
   sweep.env = cluster.env;
   write_demo_extra_task(sweep.tasks);
+  // A slow model, so that the array is still in the queue when collect looks.
+  const std::vector<std::string> args = {"schedule", "mill-demo[delay_ms=5000]", "demo", "--cluster", "local", "--json"};
   REQUIRE(sweep.mill({"schedule", "mill-demo", "demo", "--cluster", "local", "--dry_run"}).exit_code == 0);
 
   std::array<test::RunResult, 2> runs;
@@ -499,7 +501,7 @@ TEST_CASE("two mill schedule started together against the same output dir submit
     threads.emplace_back([&, i] {
       ++ready;
       while (ready.load() < 2) std::this_thread::yield();
-      runs[i] = sweep.mill(sweep.schedule_args());
+      runs[i] = sweep.mill(args);
     });
   }
   for (auto& thread : threads) thread.join();
@@ -513,13 +515,20 @@ TEST_CASE("two mill schedule started together against the same output dir submit
       ++submitted;
       arrays.insert(plan["submission"]["array_job_id"].get<std::string>());
     } else {
-      CHECK(plan["counts"]["in_flight"] == 4);  // it waited, then saw the first one's array in flight
+      CHECK(plan["counts"]["in_flight"] == 1);  // it waited, then saw the first one's array in flight
     }
   }
   CHECK(submitted == 1);
   REQUIRE(arrays.size() == 1);
   CHECK(sweep.status()["sweeps"].size() == 1);
+
+  // While it runs, collect --check shows the job in flight, not missing, and prints nothing to resubmit.
+  const auto during = sweep.mill({"collect", "--check"});
+  INFO(during.out << during.err);
+  CHECK(during.exit_code == 3);
+  CHECK_THAT(during.out, Contains("0 missing") && Contains("1 in flight") && !Contains("resubmit exactly"));
   wait_for_array(*arrays.begin(), cluster.env);
+  CHECK(sweep.mill({"collect", "--check"}).exit_code == 0);
 }
 
 TEST_CASE("mill killed after sbatch accepted the array: the next schedule finds it and submits nothing again", "[slurm]") {

@@ -50,7 +50,10 @@ struct SkippedFile {
 
 struct ResultScan {
   std::vector<CollectedResult> results;  // sorted by path
-  std::vector<SkippedFile> skipped;      // corrupt, partial or unreadable files; sorted by path
+  std::vector<SkippedFile> skipped;      // corrupt or partial files; sorted by path
+  // Directories that could not be listed and files that could not be opened (permissions, in a shared tree):
+  // never silently passed over; collect names them and --check fails. Sorted by path.
+  std::vector<SkippedFile> unreadable;
   std::size_t bytes = 0;                 // bytes read
 };
 
@@ -147,15 +150,22 @@ struct CheckRequest {
   // Where a model or task list too long for one command-line word goes (a file named by its content), for
   // `--models_file` / `--tasks_file`; empty: lists always stay on the line.
   std::filesystem::path list_files_dir;
+  // Job key digest → where it is queued or running (submit.hpp's jobs_in_flight); such jobs are reported as in
+  // flight, not missing, and left out of the resubmit lines.
+  std::map<std::string, std::string> in_flight;
 };
 
 struct CheckReport {
   std::size_t expected = 0;
   std::size_t done = 0;
   std::vector<CheckEntry> missing, stale, corrupt;
+  std::vector<CheckEntry> unreadable;  // expected jobs whose result file or directory mill cannot read
+  std::vector<CheckEntry> in_flight;   // not done, but queued or running in a sweep: not resubmitted
   std::vector<std::string> warnings;  // manifests or results that name tasks mill no longer knows, ...
   std::vector<ResubmitCommand> resubmit_commands;
-  bool complete() const { return missing.empty() && stale.empty() && corrupt.empty(); }
+  bool complete() const {
+    return missing.empty() && stale.empty() && corrupt.empty() && unreadable.empty() && in_flight.empty();
+  }
 };
 
 // What should exist: the cross product of models × tasks × n_shots when both models and tasks are given;

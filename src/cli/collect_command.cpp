@@ -2,6 +2,7 @@
 // it, list what is missing or stale with the command that resubmits it (exit 3), and compare two models.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fmt/format.h>
@@ -17,6 +18,8 @@
 #include "mill/model_list.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/report.hpp"
+#include "mill/slurm.hpp"
+#include "mill/submit.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 
@@ -133,8 +136,11 @@ void print_comparison(const Comparison& comparison) {
 }
 
 void print_check(const CheckReport& check) {
-  std::cout << fmt::format("\ncheck: {} expected, {} done, {} missing, {} stale, {} corrupt\n", check.expected, check.done,
+  std::cout << fmt::format("\ncheck: {} expected, {} done, {} missing, {} stale, {} corrupt", check.expected, check.done,
                            check.missing.size(), check.stale.size(), check.corrupt.size());
+  if (!check.unreadable.empty()) std::cout << fmt::format(", {} unreadable", check.unreadable.size());
+  if (!check.in_flight.empty()) std::cout << fmt::format(", {} in flight", check.in_flight.size());
+  std::cout << "\n";
   const auto list = [](const char* title, const std::vector<CheckEntry>& entries) {
     if (entries.empty()) return;
     std::cout << fmt::format("{} ({}):\n", title, entries.size());
@@ -146,10 +152,35 @@ void print_check(const CheckReport& check) {
   list("missing", check.missing);
   list("stale: a result exists but its key no longer matches", check.stale);
   list("corrupt", check.corrupt);
+  list("unreadable (mill cannot read them; not resubmitted)", check.unreadable);
+  list("in flight (queued or running in a sweep; not resubmitted)", check.in_flight);
   if (!check.resubmit_commands.empty()) {
     std::cout << "resubmit exactly these with:\n";
     for (const auto& command : check.resubmit_commands) std::cout << "  " << command.line << "\n";
   }
+}
+
+// Jobs of this output dir's sweeps that SLURM still has (this user's queue), key → where, for --check. Without a
+// sweep there is nothing to ask; without squeue (collect away from the cluster) nothing is known to be in flight.
+std::map<std::string, std::string> jobs_queued_or_running(const std::filesystem::path& output_dir) {
+  std::map<std::string, std::string> out;
+  const auto sweeps = list_sweeps(output_dir);
+  const bool any_submitted = std::any_of(sweeps.begin(), sweeps.end(), [](const SweepPaths& sweep) {
+    std::error_code ec;
+    return std::filesystem::exists(sweep.submission(), ec);
+  });
+  if (!any_submitted) return out;
+  std::string error;
+  const auto queue = query_user_queue(&error);
+  if (!queue) {
+    spdlog::info("check: cannot ask SLURM which jobs are in flight ({}); queued jobs are listed as missing", error);
+    return out;
+  }
+  for (const auto& [key, job] : jobs_in_flight(output_dir, *queue)) {
+    out[key] = fmt::format("{} in sweep {} (array job {}, element {})", job.state, job.sweep_id, job.array_job_id,
+                           job.element);
+  }
+  return out;
 }
 
 void run_collect(const CollectOptions& options, const GlobalOptions& global) {
@@ -189,6 +220,9 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   const auto scan = scan_results(output_dir, registry, static_cast<unsigned>(options.threads));
   for (const auto& skipped : scan.skipped) {
     spdlog::warn("skipping {}: {} (not counted)", skipped.path.string(), one_line(skipped.reason));
+  }
+  for (const auto& entry : scan.unreadable) {
+    spdlog::warn("cannot read {}: {} (not counted)", entry.path.string(), one_line(entry.reason));
   }
   filter.tasks = task_filter(check_request.tasks, registry, scan);
 
@@ -232,7 +266,10 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   }
 
   std::optional<CheckReport> check;
-  if (options.check) check = check_results(check_request, scan, stale, registry);
+  if (options.check) {
+    check_request.in_flight = jobs_queued_or_running(output_dir);
+    check = check_results(check_request, scan, stale, registry);
+  }
 
   ReportInput report;
   report.output_dir = output_dir;
@@ -244,9 +281,10 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   write_file_atomically(output_dir / "heatmap.svg", render_heatmap_svg(rows));
   write_file_atomically(output_dir / "report.md", render_report_markdown(report));
 
-  std::cout << fmt::format("collected {} result(s), {} skipped: {} rows in {}; report in {}\n", scan.results.size(),
-                           scan.skipped.size(), rows.size(), (output_dir / "aggregate.csv").string(),
-                           (output_dir / "report.md").string());
+  std::cout << fmt::format("collected {} result(s), {} skipped{}: {} rows in {}; report in {}\n", scan.results.size(),
+                           scan.skipped.size(),
+                           scan.unreadable.empty() ? "" : fmt::format(", {} unreadable", scan.unreadable.size()),
+                           rows.size(), (output_dir / "aggregate.csv").string(), (output_dir / "report.md").string());
   if (!stale.empty()) {
     std::cout << fmt::format("{} result(s) are stale (computed with other key inputs): aggregated, marked stale in "
                              "aggregate.csv and the report\n",
@@ -257,9 +295,13 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   if (check) {
     for (const auto& warning : check->warnings) spdlog::warn("check: {}", warning);
     print_check(*check);
-    if (!check->complete()) {
-      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s); resubmit with the command(s) above",
-                              check->missing.size(), check->stale.size(), check->corrupt.size()),
+    if (!check->complete() || !scan.unreadable.empty()) {
+      // An unreadable directory may hide results or gaps: the check cannot say the tree is complete.
+      const auto unreadable = scan.unreadable.size();  // the unreadable jobs of the check lie under these
+      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s){}{}; resubmit with the command(s) above",
+                              check->missing.size(), check->stale.size(), check->corrupt.size(),
+                              unreadable == 0 ? "" : fmt::format(", {} unreadable file(s) or directories", unreadable),
+                              check->in_flight.empty() ? "" : fmt::format(", {} in flight", check->in_flight.size())),
                   ExitCode::missing_results);
     }
   }

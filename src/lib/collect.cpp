@@ -44,9 +44,12 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 
 // Reads a whole file with plain syscalls: collect reads 100k small files, where stream set-up would dominate.
 bool read_whole_file(const std::filesystem::path& path, std::string& out, std::string& problem) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NOFOLLOW: a symlink in the results tree is not mill's, and is not read as a result.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
-    problem = fmt::format("cannot open: {}", std::strerror(errno));
+    const int error = errno;
+    problem = fmt::format("cannot open: {}", error == ELOOP ? "it is a symbolic link" : std::strerror(error));
+    errno = error;
     return false;
   }
   struct stat info {};
@@ -150,13 +153,24 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
   ResultScan scan;
   std::vector<std::filesystem::path> files;
   const auto root = output_dir / "results";
-  std::error_code ec;
+  // The entries of one directory; one that exists but cannot be listed (or stops listing) is recorded, not skipped.
+  const auto list = [&](const std::filesystem::path& dir) {
+    std::vector<std::filesystem::directory_entry> entries;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    for (std::filesystem::directory_iterator end; !ec && it != end; it.increment(ec)) entries.push_back(*it);
+    if (ec && !(dir == root && ec == std::errc::no_such_file_or_directory)) {
+      scan.unreadable.push_back({dir, fmt::format("cannot list the directory: {}", ec.message())});
+    }
+    return entries;
+  };
   // The layout is fixed (results/<model>/<task>/<file>), so three flat listings beat a recursive walk.
-  for (const auto& model_dir : std::filesystem::directory_iterator(root, ec)) {
+  std::error_code ec;
+  for (const auto& model_dir : list(root)) {
     if (!model_dir.is_directory(ec)) continue;
-    for (const auto& task_dir : std::filesystem::directory_iterator(model_dir.path(), ec)) {
+    for (const auto& task_dir : list(model_dir.path())) {
       if (!task_dir.is_directory(ec)) continue;
-      for (const auto& file : std::filesystem::directory_iterator(task_dir.path(), ec)) {
+      for (const auto& file : list(task_dir.path())) {
         const auto name = file.path().filename().native();
         if (!ends_with(name, ".json") || name.front() == '.') continue;
         files.push_back(file.path());
@@ -167,6 +181,7 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
 
   std::vector<std::optional<CollectedResult>> parsed(files.size());
   std::vector<std::string> problems(files.size());
+  std::vector<char> cannot_open(files.size(), 0);  // permissions, not damage
   std::atomic<std::size_t> next{0};
   std::atomic<std::size_t> bytes{0};
   const auto work = [&] {
@@ -175,7 +190,10 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
     while (true) {
       const auto i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= files.size()) break;
-      if (!read_whole_file(files[i], content, problems[i])) continue;
+      if (!read_whole_file(files[i], content, problems[i])) {
+        cannot_open[i] = errno == EACCES || errno == EPERM;
+        continue;
+      }
       local_bytes += content.size();
       try {
         parsed[i] = parse_collected_result(files[i], content, registry, problems[i]);
@@ -198,10 +216,14 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
   for (std::size_t i = 0; i < files.size(); ++i) {
     if (parsed[i]) {
       scan.results.push_back(std::move(*parsed[i]));
+    } else if (cannot_open[i]) {
+      scan.unreadable.push_back({files[i], problems[i]});
     } else {
       scan.skipped.push_back({files[i], problems[i].empty() ? "not a valid result" : problems[i]});
     }
   }
+  std::sort(scan.unreadable.begin(), scan.unreadable.end(),
+            [](const SkippedFile& a, const SkippedFile& b) { return a.path < b.path; });
   return scan;
 }
 
@@ -504,6 +526,50 @@ std::vector<SweepJob> read_sweep_jobs(const std::filesystem::path& output_dir, s
   return jobs;
 }
 
+// Jobs that are not done but cannot be judged (their file or directory is unreadable) or need no resubmission
+// (queued or running in a sweep) leave the missing/stale/corrupt lists, and so the resubmit lines.
+void set_aside_unreadable_and_in_flight(CheckReport& report, const ResultScan& scan, const CheckRequest& request,
+                                        const TaskRegistry& registry) {
+  std::unordered_map<std::string, const SkippedFile*> unreadable;
+  for (const auto& entry : scan.unreadable) unreadable.emplace(entry.path.string(), &entry);
+  std::map<std::string, std::string> revisions;  // model spec → revision, resolved once
+  const auto in_flight_reason = [&](const CheckEntry& entry) -> std::string {
+    if (request.in_flight.empty()) return {};
+    const auto* task = registry.find(entry.task);
+    if (!task) return {};
+    try {
+      const auto spec = ModelSpec::parse(entry.model);
+      auto [it, inserted] = revisions.try_emplace(entry.model);
+      if (inserted) it->second = resolve_model_revision(spec);
+      const auto key = make_job_key(Job{spec, task, entry.n_shot, entry.limit}, it->second);
+      const auto found = request.in_flight.find(key.digest);
+      return found == request.in_flight.end() ? std::string() : found->second;
+    } catch (const Error&) {
+      return {};
+    }
+  };
+  for (auto* list : {&report.missing, &report.stale, &report.corrupt}) {
+    std::vector<CheckEntry> kept;
+    for (auto& entry : *list) {
+      const SkippedFile* blocked = nullptr;
+      for (auto path = entry.result; !blocked && path.has_relative_path() && path != request.output_dir;
+           path = path.parent_path()) {
+        if (const auto it = unreadable.find(path.string()); it != unreadable.end()) blocked = it->second;
+      }
+      if (blocked) {
+        entry.reason = fmt::format("{}: {}", blocked->path.string(), blocked->reason);
+        report.unreadable.push_back(std::move(entry));
+      } else if (auto where = in_flight_reason(entry); !where.empty()) {
+        entry.reason = std::move(where);
+        report.in_flight.push_back(std::move(entry));
+      } else {
+        kept.push_back(std::move(entry));
+      }
+    }
+    *list = std::move(kept);
+  }
+}
+
 }  // namespace
 
 CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const StaleResults& stale,
@@ -590,8 +656,10 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
                                             "--extra_task_paths?), are aggregated but not checked",
                                             count, quote_value(task)));
     }
-    for (const auto& skipped : scan.skipped) {
-      // A damaged file still says, through its path, which job it was meant to be.
+    std::vector<SkippedFile> named_by_path = scan.skipped;
+    named_by_path.insert(named_by_path.end(), scan.unreadable.begin(), scan.unreadable.end());
+    for (const auto& skipped : named_by_path) {
+      // A damaged or unreadable file still says, through its path, which job it was meant to be.
       int n_shot = 0;
       std::optional<int> limit;
       if (!parse_result_stem(skipped.path.stem().string(), n_shot, limit)) continue;
@@ -640,6 +708,7 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
     };
     for (auto* list : {&report.missing, &report.stale, &report.corrupt}) std::sort(list->begin(), list->end(), by_job);
   }
+  set_aside_unreadable_and_in_flight(report, scan, request, registry);
   std::vector<const CheckEntry*> pending;
   for (const auto* list : {&report.missing, &report.stale, &report.corrupt}) {
     for (const auto& entry : *list) pending.push_back(&entry);

@@ -1,5 +1,6 @@
 #include "mill/journal.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -110,9 +111,20 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key, cons
     resumed_ = entries_.size();
   }
   if (rewrite) write_file_atomically(path, kept);
-  file_ = std::fopen(path.c_str(), "ab");
+  // Appended through a descriptor that refuses a symlink planted in the results tree (O_NOFOLLOW); 0666 leaves
+  // the permissions to the umask, so a teammate in a group-shared tree can resume the job.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == ELOOP) {
+    throw Error(fmt::format("journal {} is a symbolic link; mill never writes through links in the results tree "
+                            "(remove it if you did not make it)",
+                            path.string()),
+                ExitCode::eval_failed);
+  }
+  file_ = fd < 0 ? nullptr : ::fdopen(fd, "ab");
   if (!file_) {
-    throw Error(fmt::format("cannot open journal {}: {}", path.string(), std::strerror(errno)), ExitCode::eval_failed);
+    const int error = errno;
+    if (fd >= 0) ::close(fd);
+    throw Error(fmt::format("cannot open journal {}: {}", path.string(), std::strerror(error)), ExitCode::eval_failed);
   }
 }
 
