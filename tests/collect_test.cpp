@@ -16,6 +16,7 @@
 #include "mill/results.hpp"
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
+#include "mill/version.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -670,4 +671,20 @@ TEST_CASE("long model lists go to a file that schedule reads with --models_file"
                                     "demo", "--dry_run"});
   CHECK(none.exit_code == static_cast<int>(ExitCode::usage));
   CHECK_THAT(none.err, Contains("--models_file: cannot read"));
+}
+
+TEST_CASE("collect lists a result of a newer scorer as stale with that reason and prints no line to rerun it",
+          "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  const auto path = write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  auto document = nlohmann::json::parse(test::read_text(path));
+  document["key_inputs"]["scoring_version"] = kScoringVersion + 1;
+  document["key"] = content_hash(document["key_inputs"].dump());
+  test::write_text(path, document.dump());
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect"});
+  INFO(run.out << run.err);
+  CHECK(run.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(run.out, Contains("1 stale") && Contains("computed by a newer mill") && !Contains("resubmit exactly"));
 }

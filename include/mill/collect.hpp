@@ -133,6 +133,7 @@ struct CheckEntry {
   // The settings of the newest sweep that planned this job (its manifest's settings.schedule); null when no sweep
   // did (a result found on its own): the resubmit line then carries what collect was given.
   std::shared_ptr<const ScheduleSettings> settings;
+  bool from_newer_scorer = false;  // stale because a newer mill computed it: listed, never resubmitted
 };
 
 // One `mill schedule` command that resubmits pending jobs: its words, and the line to print (shell-quoted).

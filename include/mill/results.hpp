@@ -30,6 +30,10 @@ struct ResultCheck {
 // Why `document` is not a valid final result (empty string when it is valid).
 std::string result_document_problem(const nlohmann::json& document);
 
+// The scoring_version in `key_inputs` when it is higher than the one in `expected_inputs` (a result of a newer
+// mill, which this one must not overwrite), else nothing.
+std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const nlohmann::json& expected_inputs);
+
 // Reads the result file at `path` and compares it with the key the job expects now.
 ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected);
 

@@ -25,6 +25,7 @@
 #include "mill/plan.hpp"
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
+#include "mill/version.hpp"
 
 namespace mill {
 
@@ -282,6 +283,12 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
     if (!it->second) continue;
     const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
     if (key.digest == result.key) continue;
+    if (const auto newer = newer_scoring_version(result.key_inputs, key.inputs)) {
+      stale[result.path.string()] = fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left "
+                                                "as it is",
+                                                *newer, key.inputs["scoring_version"].get<int>());
+      continue;
+    }
     const auto fields = differing_key_inputs(key.inputs, result.key_inputs);
     stale[result.path.string()] = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
   }
@@ -613,7 +620,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
       if (const auto it = sweep_job_at.find(job.result.string()); it != sweep_job_at.end()) {
         expected.settings = it->second->settings;
       }
-      file_entry(report, entry_for(expected, job.check.state, job.check.reason, job.result));
+      auto entry = entry_for(expected, job.check.state, job.check.reason, job.result);
+      entry.from_newer_scorer = job.check.newer_scoring_version.has_value();
+      file_entry(report, std::move(entry));
     }
   } else {
     // Narrowing by whatever was given.
@@ -688,16 +697,21 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
       ++report.expected;
       ResultState state = ResultState::missing;
       std::string reason;
-      if (found.count(path)) {
+      bool newer = false;
+      if (const auto result = found.find(path); result != found.end()) {
         const auto it = stale.find(path);
         state = it == stale.end() ? ResultState::done : ResultState::stale;
         if (it != stale.end()) reason = it->second;
+        newer = state == ResultState::stale &&
+                newer_scoring_version(result->second->key_inputs, {{"scoring_version", kScoringVersion}}).has_value();
       } else if (const auto bad = damaged.find(path); bad != damaged.end()) {
         state = ResultState::corrupt;
         reason = bad->second->reason;
       }
       if (state != ResultState::done) {
-        file_entry(report, entry_for(job, state, reason, path));
+        auto entry = entry_for(job, state, reason, path);
+        entry.from_newer_scorer = newer;
+        file_entry(report, std::move(entry));
       } else {
         ++report.done;
       }
@@ -711,7 +725,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
   set_aside_unreadable_and_in_flight(report, scan, request, registry);
   std::vector<const CheckEntry*> pending;
   for (const auto* list : {&report.missing, &report.stale, &report.corrupt}) {
-    for (const auto& entry : *list) pending.push_back(&entry);
+    for (const auto& entry : *list) {
+      if (!entry.from_newer_scorer) pending.push_back(&entry);  // this mill would refuse to overwrite it
+    }
   }
   ScheduleSettings fallback;
   fallback.output_dir = request.output_dir;

@@ -43,18 +43,16 @@ std::string result_document_problem(const nlohmann::json& document) {
   return {};
 }
 
-namespace {
-// The result's scoring_version when it is higher than the expected key's, else nothing.
-std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const JobKey& expected) {
+std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const nlohmann::json& expected_inputs) {
+  if (!key_inputs.is_object() || !expected_inputs.is_object()) return std::nullopt;
   const auto found = key_inputs.find("scoring_version");
-  const auto ours = expected.inputs.find("scoring_version");
-  if (found == key_inputs.end() || ours == expected.inputs.end() || !found->is_number_integer() ||
+  const auto ours = expected_inputs.find("scoring_version");
+  if (found == key_inputs.end() || ours == expected_inputs.end() || !found->is_number_integer() ||
       !ours->is_number_integer() || found->get<int>() <= ours->get<int>()) {
     return std::nullopt;
   }
   return found->get<int>();
 }
-}  // namespace
 
 ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected) {
   std::optional<std::string> content;
@@ -68,7 +66,7 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
   if (document.is_discarded()) return {ResultState::corrupt, "not valid JSON (truncated or damaged)"};
   if (auto problem = result_document_problem(document); !problem.empty()) return {ResultState::corrupt, problem};
   if (document["key"] != expected.digest) {
-    if (const auto newer = newer_scoring_version(document["key_inputs"], expected)) {
+    if (const auto newer = newer_scoring_version(document["key_inputs"], expected.inputs)) {
       return {ResultState::stale,
               fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
                           expected.inputs["scoring_version"].get<int>()),
