@@ -626,6 +626,26 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
   }
   CHECK(planned == std::set<std::string>{comma_path + " tiny", comma_path + " demo", bracket_value + " tiny",
                                          bracket_value + " demo"});
+
+  // --json gives the same commands as argv lists: run without a shell, they plan the same jobs.
+  const auto json = test::run_mill({"--output_dir", out.string(), "collect", "--extra_task_paths", tasks.string(), "--json"});
+  REQUIRE(json.exit_code == static_cast<int>(ExitCode::missing_results));
+  const auto report = nlohmann::json::parse(json.out);
+  REQUIRE(report["check"]["resubmit"].size() == 2);
+  CHECK(report["check"]["missing"].size() == 4);
+  std::set<std::string> planned_from_json;
+  for (const auto& command : report["check"]["resubmit"]) {
+    CHECK(std::find(lines.begin(), lines.end(), command["line"].get<std::string>()) != lines.end());
+    auto argv = command["argv"].get<std::vector<std::string>>();
+    argv.front() = MILL_BINARY;
+    argv.insert(argv.end(), {"--dry_run", "--json"});
+    const auto run = test::run_program(argv);
+    REQUIRE(run.exit_code == 0);
+    for (const auto& job : nlohmann::json::parse(run.out)["jobs"]) {
+      planned_from_json.insert(job["model"].get<std::string>() + " " + job["task"].get<std::string>());
+    }
+  }
+  CHECK(planned_from_json == planned);
   CHECK_FALSE(std::filesystem::exists(root / "canary"));
 }
 

@@ -35,6 +35,7 @@ struct CollectOptions {
   std::vector<std::string> compare;
   std::string extra_task_paths;
   bool check = true;
+  bool json = false;
   int threads = 0;
   int replicates = kCompareReplicates;
 };
@@ -183,6 +184,11 @@ std::map<std::string, std::string> jobs_queued_or_running(const std::filesystem:
   return out;
 }
 
+void print_summary(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                   const std::filesystem::path& output_dir, const Comparison* comparison, const CheckReport* check);
+nlohmann::json collect_json(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                            const CheckReport* check);
+
 void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   const auto output_dir = global.output_dir_path();
   std::vector<std::filesystem::path> extra_paths;
@@ -281,6 +287,29 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   write_file_atomically(output_dir / "heatmap.svg", render_heatmap_svg(rows));
   write_file_atomically(output_dir / "report.md", render_report_markdown(report));
 
+  if (options.json) {
+    std::cout << collect_json(scan, rows, stale, check ? &*check : nullptr).dump(2) << "\n";
+  } else {
+    print_summary(scan, rows, stale, output_dir, comparison ? &*comparison : nullptr, check ? &*check : nullptr);
+  }
+  if (check) {
+    for (const auto& warning : check->warnings) spdlog::warn("check: {}", warning);
+    if (!check->complete() || !scan.unreadable.empty()) {
+      // An unreadable directory may hide results or gaps: the check cannot say the tree is complete.
+      const auto unreadable = scan.unreadable.size();  // the unreadable jobs of the check lie under these
+      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s){}{}; resubmit with the command(s) {}",
+                              check->missing.size(), check->stale.size(), check->corrupt.size(),
+                              unreadable == 0 ? "" : fmt::format(", {} unreadable file(s) or directories", unreadable),
+                              check->in_flight.empty() ? "" : fmt::format(", {} in flight", check->in_flight.size()),
+                              options.json ? "in check.resubmit" : "above"),
+                  ExitCode::missing_results);
+    }
+  }
+}
+
+// The text report on stdout: summary line, benchmark table, comparison and check.
+void print_summary(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                   const std::filesystem::path& output_dir, const Comparison* comparison, const CheckReport* check) {
   std::cout << fmt::format("collected {} result(s), {} skipped{}: {} rows in {}; report in {}\n", scan.results.size(),
                            scan.skipped.size(),
                            scan.unreadable.empty() ? "" : fmt::format(", {} unreadable", scan.unreadable.size()),
@@ -292,19 +321,42 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   }
   print_rollups(rows);
   if (comparison) print_comparison(*comparison);
-  if (check) {
-    for (const auto& warning : check->warnings) spdlog::warn("check: {}", warning);
-    print_check(*check);
-    if (!check->complete() || !scan.unreadable.empty()) {
-      // An unreadable directory may hide results or gaps: the check cannot say the tree is complete.
-      const auto unreadable = scan.unreadable.size();  // the unreadable jobs of the check lie under these
-      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s){}{}; resubmit with the command(s) above",
-                              check->missing.size(), check->stale.size(), check->corrupt.size(),
-                              unreadable == 0 ? "" : fmt::format(", {} unreadable file(s) or directories", unreadable),
-                              check->in_flight.empty() ? "" : fmt::format(", {} in flight", check->in_flight.size())),
-                  ExitCode::missing_results);
-    }
+  if (check) print_check(*check);
+}
+
+nlohmann::json check_entries_json(const std::vector<CheckEntry>& entries) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : entries) {
+    out.push_back({{"model", e.model}, {"task", e.task}, {"n_shot", e.n_shot},
+                   {"limit", e.limit ? nlohmann::json(*e.limit) : nlohmann::json()}, {"reason", e.reason},
+                   {"result", e.result.string()}});
   }
+  return out;
+}
+
+// --json: the counts, the unreadable paths and the check with its resubmit commands as argv lists (for scripts:
+// no shell parsing needed) and as the printed lines.
+nlohmann::json collect_json(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                            const CheckReport* check) {
+  nlohmann::json out = {{"results", scan.results.size()}, {"skipped", nlohmann::json::array()},
+                        {"unreadable", nlohmann::json::array()}, {"rows", rows.size()}, {"stale_results", stale.size()}};
+  for (const auto& skipped : scan.skipped) out["skipped"].push_back({{"path", skipped.path.string()}, {"reason", skipped.reason}});
+  for (const auto& entry : scan.unreadable) {
+    out["unreadable"].push_back({{"path", entry.path.string()}, {"reason", entry.reason}});
+  }
+  if (!check) return out;
+  nlohmann::json resubmit = nlohmann::json::array();
+  for (const auto& command : check->resubmit_commands) resubmit.push_back({{"argv", command.argv}, {"line", command.line}});
+  out["check"] = {{"expected", check->expected},
+                  {"done", check->done},
+                  {"missing", check_entries_json(check->missing)},
+                  {"stale", check_entries_json(check->stale)},
+                  {"corrupt", check_entries_json(check->corrupt)},
+                  {"unreadable", check_entries_json(check->unreadable)},
+                  {"in_flight", check_entries_json(check->in_flight)},
+                  {"warnings", check->warnings},
+                  {"resubmit", resubmit}};
+  return out;
 }
 
 }  // namespace
@@ -321,6 +373,8 @@ void register_collect_command(CLI::App& app, const GlobalOptions& global) {
       ->expected(2);
   add_option(*command, "extra_task_paths", options->extra_task_paths,
              "Comma-separated directories of extra task YAML files (as given to schedule)");
+  add_flag(*command, "json", options->json,
+           "Print counts and the check (with the resubmit commands as argv lists) as JSON instead of the tables");
   command->add_flag("--check,!--no-check,!--no_check", options->check,
                     "List missing and stale results and exit 3 if any (default: on)");
   add_option(*command, "threads", options->threads, "Threads reading result files (default 0: one per core, at most 8)");
