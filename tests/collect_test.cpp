@@ -11,10 +11,12 @@
 #include "mill/compare.hpp"
 #include "mill/error.hpp"
 #include "mill/job.hpp"
+#include "mill/model_list.hpp"
 #include "mill/report.hpp"
 #include "mill/results.hpp"
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
+#include "mill/version.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -386,12 +388,15 @@ TEST_CASE("resubmit commands are exact products, name whole benchmarks, and surv
   entries.push_back({hostile, "mmlu_pro_law", 5, std::nullopt, ResultState::stale, "", {}});
   std::vector<const CheckEntry*> pending;
   for (const auto& e : entries) pending.push_back(&e);
-  const auto commands = resubmit_commands(pending, "/data/my results", {}, registry);
+  ScheduleSettings settings;
+  settings.output_dir = "/data/my results";
+  const auto commands = resubmit_commands(pending, settings, registry);
   REQUIRE(commands.size() == 2);
-  CHECK(commands[0] == "mill --output_dir '/data/my results' schedule org/a mmlu --n_shots 0,5");
+  CHECK(commands[0].line == "mill --output_dir '/data/my results' schedule org/a mmlu --n_shots 0,5");
   // Run the command line through a real shell with `mill` replaced by printf: every word arrives intact.
   test::TempDir cwd;
-  const auto echoed = test::run_program({"/bin/sh", "-c", "mill() { printf '%s\\n' \"$@\"; }; " + commands[1]}, {}, cwd.path());
+  const auto echoed =
+      test::run_program({"/bin/sh", "-c", "mill() { printf '%s\\n' \"$@\"; }; " + commands[1].line}, {}, cwd.path());
   CHECK(echoed.exit_code == 0);
   CHECK(echoed.out == "--output_dir\n/data/my results\nschedule\n" + hostile + "\nmmlu_pro_law\n--n_shots\n5\n");
   CHECK_FALSE(std::filesystem::exists(cwd / "pwned"));
@@ -501,4 +506,205 @@ TEST_CASE("collect reads what mill eval writes: values, check and a paired compa
   // Every document pairs up: the comparison's pair count is the task's sample count.
   const auto n = nlohmann::json::parse(test::read_text(scan.results.front().path))["n_samples"].get<long long>();
   CHECK_THAT(run.out, Contains(fmt::format(" {} ", n)) && Contains("significant (p="));
+}
+
+TEST_CASE("a model list item reads back as the same spec, commas, quotes and brackets included", "[collect]") {
+  const std::vector<std::string> specs = {
+      "org/plain",
+      "/ckpt/step,100",                                  // a comma in a local checkpoint's path
+      "/ckpt/back\\slash,\"quoted\"[dtype=float16]",     // backslash and quotes in the name, arguments after it
+      "mill-demo[stop=\"x,y]\",note=\"a \\\"b\\\" [c]\"]",  // commas, brackets and quotes inside quoted values
+      "org/b[stop=\"x,y\",note=it's $(touch pwned)]"};
+  std::vector<std::string> items;
+  for (const auto& spec : specs) {
+    CHECK(split_model_list(model_list_item(spec)) == std::vector<std::string>{spec});
+    items.push_back(model_list_item(spec));
+  }
+  CHECK(split_model_list(join(items, ",")) == specs);
+  CHECK(model_list_item("/ckpt/step,100") == "/ckpt/step\\,100");
+  // Lists typed as before keep their meaning.
+  CHECK(split_model_list("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
+}
+
+namespace {
+
+// A sweep manifest as `mill schedule` writes it, with the settings it was planned with.
+void write_sweep_manifest(const std::filesystem::path& out, const std::string& id, const nlohmann::json& elements,
+                          const nlohmann::json& schedule_settings) {
+  const nlohmann::json manifest = {{"schema", "mill.manifest/1"},
+                                   {"settings", {{"extra_task_paths", schedule_settings["extra_task_paths"]},
+                                                 {"data_dir", schedule_settings["data_dir"]},
+                                                 {"schedule", schedule_settings}}},
+                                   {"elements", elements}};
+  test::write_text(out / "sweeps" / id / "manifest.json", manifest.dump(2));
+}
+
+// Runs a printed resubmit line through /bin/sh with `mill` standing for the built binary, plus `extra` words.
+test::RunResult run_printed_line(const std::string& line, const std::string& extra) {
+  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + MILL_BINARY + "' \"$@\"; }; " + line + " " + extra});
+}
+
+}  // namespace
+
+TEST_CASE("the resubmit line carries every setting of the sweep, and run verbatim plans exactly the missing jobs",
+          "[collect]") {
+  test::TempDir root;
+  const auto out = root / "results 'q' $(touch canary)";
+  const auto data = root / "data dir";
+  const auto venv = root / "venv $x";
+  const auto tasks = root / "tasks";
+  test::write_text(venv / "bin" / "activate", "");
+  // A task read from a file under the data dir (found only through --data_dir), in an extra task path.
+  for (const char* split : {"test", "train"}) {
+    test::write_text(data / "tiny" / (std::string(split) + ".jsonl"),
+                     "{\"question\": \"1+1?\", \"choices\": [\"2\", \"3\"], \"answer\": 0}\n"
+                     "{\"question\": \"2+2?\", \"choices\": [\"5\", \"4\"], \"answer\": 1}\n");
+  }
+  auto demo = test::read_text(std::filesystem::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  demo = demo.substr(0, demo.find("dataset:")) + "dataset:\n  format: jsonl\n  path: tiny/{split}.jsonl\n";
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  demo.replace(at, 12, "\ntask: tiny\n");
+  test::write_text(tasks / "tiny.yaml", demo);
+
+  // Two models whose specs need the list escaping: a checkpoint path with a comma and quotes, and a quoted value
+  // with a comma and brackets (the checkpoints are not read: the sweep was planned with --skip_model_check).
+  const std::string comma_path = (root / "ckpt,step \"100\"").string() + "[dtype=float16]";
+  const std::string bracket_value = "org/m[revision=\"r,1]\"]";
+  const nlohmann::json settings = {{"output_dir", out.string()},
+                                   {"cache_dir", (root / "cache").string()},
+                                   {"data_dir", data.string()},
+                                   {"venv_path", venv.string()},
+                                   {"extra_task_paths", {tasks.string()}},
+                                   {"cluster", "local"},
+                                   {"local", false},
+                                   {"minutes_per_eval", 2.5},
+                                   {"evals_per_element", 3},
+                                   {"max_requeues", 1},
+                                   {"skip_model_check", true}};
+  nlohmann::json elements = nlohmann::json::array();
+  for (const auto& model : {comma_path, bracket_value}) {
+    elements.push_back({{"model", model},
+                        {"jobs", {{{"task", "tiny"}, {"n_shot", 0}, {"limit", 1}}, {{"task", "demo"}, {"n_shot", 0}, {"limit", 1}}}}});
+  }
+  write_sweep_manifest(out, "20260101T000000Z-aaaaaa", elements, settings);
+  // An older sweep of the same jobs with other settings: the newest sweep's are the ones repeated.
+  auto older = settings;
+  older["minutes_per_eval"] = 99;
+  write_sweep_manifest(out, "20250101T000000Z-bbbbbb", elements, older);
+
+  const auto check = test::run_mill({"--output_dir", out.string(), "collect", "--extra_task_paths", tasks.string()});
+  INFO(check.out << check.err);
+  REQUIRE(check.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(check.out, Contains("4 expected, 0 done, 4 missing"));
+  const auto begin = check.out.find("resubmit exactly these with:\n");
+  REQUIRE(begin != std::string::npos);
+  std::vector<std::string> lines;
+  std::istringstream printed(check.out.substr(begin));
+  std::string line;
+  std::getline(printed, line);
+  while (std::getline(printed, line) && line.rfind("  mill ", 0) == 0) lines.push_back(line.substr(2));
+  REQUIRE(lines.size() == 2);  // one per model: the comma-path spec keeps a line of its own
+
+  std::set<std::string> planned;
+  for (const auto& command : lines) {
+    CHECK_THAT(command, Contains("--data_dir") && Contains("--cache_dir") && Contains("--venv_path") &&
+                            Contains("--extra_task_paths") && Contains("--minutes_per_eval 2.5") &&
+                            Contains("--evals_per_element 3") && Contains("--cluster local") && Contains("--limit 1") &&
+                            Contains("--max_requeues 1") && Contains("--skip_model_check"));
+    // The line as printed, run by a shell: it plans exactly the missing jobs with the sweep's settings.
+    const auto run = run_printed_line(command, "--dry_run --json");
+    INFO(command << "\n" << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto plan = nlohmann::json::parse(run.out);
+    CHECK(plan["settings"] == settings);
+    CHECK(plan["profile"]["name"] == "local");
+    CHECK(plan["counts"]["pending"] == 2);
+    CHECK_THAT(plan["script"].get<std::string>(), Contains("venv $x/bin/activate"));
+    CHECK(plan["time_limit"]["minutes"] == 12);  // ceil(2 evals × 2.5 × 1.25) + 5: --minutes_per_eval was kept
+    for (const auto& job : plan["jobs"]) planned.insert(job["model"].get<std::string>() + " " + job["task"].get<std::string>());
+  }
+  CHECK(planned == std::set<std::string>{comma_path + " tiny", comma_path + " demo", bracket_value + " tiny",
+                                         bracket_value + " demo"});
+
+  // --json gives the same commands as argv lists: run without a shell, they plan the same jobs.
+  const auto json = test::run_mill({"--output_dir", out.string(), "collect", "--extra_task_paths", tasks.string(), "--json"});
+  REQUIRE(json.exit_code == static_cast<int>(ExitCode::missing_results));
+  const auto report = nlohmann::json::parse(json.out);
+  REQUIRE(report["check"]["resubmit"].size() == 2);
+  CHECK(report["check"]["missing"].size() == 4);
+  std::set<std::string> planned_from_json;
+  for (const auto& command : report["check"]["resubmit"]) {
+    CHECK(std::find(lines.begin(), lines.end(), command["line"].get<std::string>()) != lines.end());
+    auto argv = command["argv"].get<std::vector<std::string>>();
+    argv.front() = MILL_BINARY;
+    argv.insert(argv.end(), {"--dry_run", "--json"});
+    const auto run = test::run_program(argv);
+    REQUIRE(run.exit_code == 0);
+    for (const auto& job : nlohmann::json::parse(run.out)["jobs"]) {
+      planned_from_json.insert(job["model"].get<std::string>() + " " + job["task"].get<std::string>());
+    }
+  }
+  CHECK(planned_from_json == planned);
+  CHECK_FALSE(std::filesystem::exists(root / "canary"));
+}
+
+TEST_CASE("long model lists go to a file that schedule reads with --models_file", "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir root;
+  const auto out = root / "out";
+  // 3000 specs of about 30 bytes: one comma-separated word would pass the 32 KiB line budget.
+  std::vector<CheckEntry> entries;
+  for (int i = 0; i < 3000; ++i) {
+    entries.push_back({fmt::format("mill-demo[seed={},batch_size=2]", i), "demo", 0, std::nullopt,
+                       ResultState::missing, "", {}, nullptr});
+  }
+  std::vector<const CheckEntry*> pending;
+  for (const auto& e : entries) pending.push_back(&e);
+  ScheduleSettings settings;
+  settings.output_dir = out;
+  const auto commands = resubmit_commands(pending, settings, registry, out / "resubmit");
+  REQUIRE(commands.size() == 1);
+  const auto& argv = commands[0].argv;
+  const auto file = std::find(argv.begin(), argv.end(), "--models_file");
+  REQUIRE(file != argv.end());
+  CHECK(commands[0].line.size() < 1000);
+  const auto listed = test::read_text(*(file + 1));
+  CHECK(std::count(listed.begin(), listed.end(), '\n') == 3000);
+
+  // The line, run as printed, plans all 3000 models; a wrong count of words is one clear line.
+  const auto run = run_printed_line(commands[0].line, "--dry_run --json --cluster local");
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK(nlohmann::json::parse(run.out)["counts"]["pending"] == 3000);
+  const auto extra = test::run_mill({"--output_dir", out.string(), "schedule", "--models_file", *(file + 1), "mill-demo",
+                                     "demo", "--dry_run"});
+  CHECK(extra.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(extra.err, Contains("only TASKS") && Contains("--models_file"));
+  const auto tasks_file = root / "tasks.txt";
+  test::write_text(tasks_file, "# the demo task\n\ndemo\n");
+  const auto both = test::run_mill({"--output_dir", out.string(), "schedule", "--models_file", *(file + 1), "--tasks_file",
+                                    tasks_file.string(), "--dry_run", "--json", "--cluster", "local"});
+  REQUIRE(both.exit_code == 0);
+  CHECK(nlohmann::json::parse(both.out)["counts"]["pending"] == 3000);
+  const auto none = test::run_mill({"--output_dir", out.string(), "schedule", "--models_file", (root / "nope").string(),
+                                    "demo", "--dry_run"});
+  CHECK(none.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(none.err, Contains("--models_file: cannot read"));
+}
+
+TEST_CASE("collect lists a result of a newer scorer as stale with that reason and prints no line to rerun it",
+          "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/model[revision=r1]";
+  const auto path = write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  auto document = nlohmann::json::parse(test::read_text(path));
+  document["key_inputs"]["scoring_version"] = kScoringVersion + 1;
+  document["key"] = content_hash(document["key_inputs"].dump());
+  test::write_text(path, document.dump());
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect"});
+  INFO(run.out << run.err);
+  CHECK(run.exit_code == static_cast<int>(ExitCode::missing_results));
+  CHECK_THAT(run.out, Contains("1 stale") && Contains("computed by a newer mill") && !Contains("resubmit exactly"));
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fmt/format.h>
 #include <fstream>
 #include <map>
 #include <set>
@@ -407,4 +408,84 @@ TEST_CASE("Worker mode: manifest element, heartbeats, status, skipping done jobs
                              "--element", "7"});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--element 7"));
+}
+
+TEST_CASE("Data edited between a kill and the rerun: the journal is kept aside and the job restarts cleanly") {
+  TempDir root;
+  const auto data = root / "data";
+  const auto tasks = root / "tasks";
+  write_text(tasks / "filetask.yaml", R"(task: filetask
+output_type: logprobs
+eval_split: test
+prompt:
+  template: "Question: {question}\nAnswer:"
+  options_field: choices
+  target_delimiter: " "
+  continuation: option
+answer_field: answer
+metrics: [acc]
+dataset:
+  format: jsonl
+  path: filetask/{split}.jsonl
+  revision: v1
+)");
+  // 40 questions; the edit changes every answer, so mixing old and new samples would show in the numbers.
+  const auto documents = [](int answer) {
+    std::string text;
+    for (int i = 0; i < 40; ++i) {
+      text += fmt::format("{{\"question\": \"What is {} + {}?\", \"choices\": [\"{}\", \"{}\"], \"answer\": {}}}\n", i, i,
+                          2 * i, 2 * i + 1, answer);
+    }
+    return text;
+  };
+  const auto data_file = data / "filetask" / "test.jsonl";
+  write_text(data_file, documents(0));
+  const std::string model = "mill-demo[delay_ms=60]";
+  const auto out = root / "out";
+  const auto result = out / ("results/" + path_component(ModelSpec::parse(model).identity()) + "/filetask/0shot.json");
+  const auto journal = out / ("results/" + path_component(ModelSpec::parse(model).identity()) +
+                              "/filetask/0shot.journal.jsonl");
+
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null_fd = ::open("/dev/null", O_WRONLY);
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
+    ::execl(MILL_BINARY, MILL_BINARY, "--output_dir", out.c_str(), "eval", model.c_str(), "filetask", "--data_dir",
+            data.c_str(), "--extra_task_paths", tasks.c_str(), "--docs_per_batch", "2", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::size_t seen = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && seen < 6) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (std::filesystem::exists(journal)) seen = journal_lines(journal).size();
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  REQUIRE(seen >= 6);
+  REQUIRE_FALSE(std::filesystem::exists(result));
+  const auto killed_journal = read_text(journal);
+
+  write_text(data_file, documents(1));  // edited in place: same path, same task definition, same job key
+  const std::vector<std::string> rerun = {"--output_dir", out.string(), "eval", model, "filetask", "--data_dir",
+                                          data.string(), "--extra_task_paths", tasks.string()};
+  const auto resumed = run_mill(rerun);
+  INFO(resumed.err);
+  REQUIRE(resumed.exit_code == 0);
+  CHECK_THAT(resumed.err, Catch::Contains("other data") && Catch::Contains("starting afresh"));
+  CHECK(read_text(journal.string() + ".stale") == killed_journal);  // the old journal, kept aside
+
+  TempDir clean;
+  auto fresh_args = rerun;
+  fresh_args[1] = clean.path().string();
+  REQUIRE(run_mill(fresh_args).exit_code == 0);
+  const auto a = nlohmann::json::parse(read_text(result));
+  const auto b = nlohmann::json::parse(read_text(clean.path() / std::filesystem::relative(result, out)));
+  CHECK(a["metrics"] == b["metrics"]);
+  CHECK(a["counts"]["resumed"] == 0);
+  CHECK(a["data"]["eval"]["fingerprint"] == b["data"]["eval"]["fingerprint"]);
+  CHECK(journal_lines(journal).size() == 40);
 }

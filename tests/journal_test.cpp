@@ -1,6 +1,7 @@
 // The per-sample journal: append and resume, torn lines from a killed run, journals of another job key.
 #include <catch2/catch.hpp>
 
+#include "mill/error.hpp"
 #include "mill/journal.hpp"
 #include "support.hpp"
 
@@ -84,4 +85,50 @@ TEST_CASE("Damaged lines in the middle of a journal are dropped and counted, the
   Journal reread(path, "k");
   CHECK(reread.resumed() == 3);
   CHECK(reread.note().empty());
+}
+
+TEST_CASE("Backups of journals set aside are numbered and never overwritten") {
+  TempDir dir;
+  const auto path = dir / "j.jsonl";
+  const std::string first = "{\"doc_id\":0,\"key\":\"k1\",\"scores\":{\"acc\":1}}\n";
+  const std::string second = "{\"doc_id\":0,\"key\":\"k2\",\"scores\":{\"acc\":0}}\n";
+  write_text(path, first);
+  { Journal journal(path, "k2"); }  // the first key change
+  write_text(path, second);
+  Journal journal(path, "k3");      // the second one
+  CHECK_THAT(journal.note(), Catch::Contains(".stale.1"));
+  CHECK(read_text(dir / "j.jsonl.stale") == first);
+  CHECK(read_text(dir / "j.jsonl.stale.1") == second);
+}
+
+TEST_CASE("A journal line from a newer scorer stops the job in one line and the file is left as it is") {
+  TempDir dir;
+  const auto path = dir / "j.jsonl";
+  const std::string newer = "{\"doc_id\":0,\"key\":\"future\",\"scoring_version\":99,\"scores\":{\"acc\":1}}\n";
+  write_text(path, newer);
+  JournalExpectations expect;
+  expect.scoring_version = 1;
+  try {
+    Journal journal(path, "k", expect);
+    FAIL("a newer journal was opened");
+  } catch (const Error& e) {
+    CHECK(e.code() == ExitCode::eval_failed);
+    CHECK_THAT(e.what(), Catch::Contains("scoring_version 99") && Catch::Contains("this mill's is 1"));
+  }
+  CHECK(read_text(path) == newer);
+  CHECK_FALSE(std::filesystem::exists(dir / "j.jsonl.stale"));
+}
+
+TEST_CASE("Journal lines of other data are not resumed: the journal is kept aside and the job restarts") {
+  TempDir dir;
+  const auto path = dir / "j.jsonl";
+  {
+    Journal journal(path, "k", {kScoringVersion, "data-a"});
+    journal.append({{{"doc_id", 0}, {"scores", {{"acc", 1.0}}}}});
+  }
+  CHECK(Journal(path, "k", {kScoringVersion, "data-a"}).resumed() == 1);
+  Journal changed(path, "k", {kScoringVersion, "data-b"});
+  CHECK(changed.resumed() == 0);
+  CHECK_THAT(changed.note(), Catch::Contains("other data") && Catch::Contains("j.jsonl.stale"));
+  CHECK(std::filesystem::exists(dir / "j.jsonl.stale"));
 }

@@ -227,7 +227,7 @@ TEST_CASE("JobLock: one holder at a time, the holder named, released when the ho
   const auto started = std::chrono::steady_clock::now();
   CHECK_FALSE(second.acquire(std::chrono::seconds(1)));
   CHECK(std::chrono::steady_clock::now() - started >= std::chrono::milliseconds(900));  // it waited
-  CHECK_THAT(second.holder(), Catch::StartsWith(fmt::format("{}@{} since ", ::getpid(), host_name())));
+  CHECK_THAT(second.holder(), Catch::StartsWith(fmt::format("{}@{} (user ", ::getpid(), host_name())));
   const std::atomic<bool> stop{true};
   CHECK_FALSE(second.acquire(std::chrono::seconds(60), &stop));  // a stop request ends the wait at once
   first.reset();

@@ -1,9 +1,13 @@
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
 #include "mill/results.hpp"
 #include "mill/tasks.hpp"
+#include "mill/text.hpp"
+#include "mill/version.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -97,4 +101,37 @@ TEST_CASE("job keys change with everything that determines the numbers, and only
   CHECK(make_job_key(base, "other").digest != key);
   // --limit runs live in their own files, so a smoke test never overwrites a full result.
   CHECK(result_path("/o", Job{base.model, task, 5, 10}) != result_path("/o", base));
+}
+
+TEST_CASE("a result from a newer scorer is left alone: not planned, and mill eval refuses to overwrite it") {
+  test::TempDir out;
+  Job job{ModelSpec::parse("mill-demo"), nullptr, 0, std::nullopt};
+  const auto registry = TaskRegistry::load();
+  job.task = registry.find("demo");
+  REQUIRE(job.task);
+  auto future = make_job_key(job, resolve_model_revision(job.model));
+  future.inputs["scoring_version"] = future.inputs["scoring_version"].get<int>() + 1;
+  future.digest = content_hash(future.inputs.dump());
+  const auto path = result_path(out.path(), job);
+  write_result(path, valid_result(job, future));
+  const auto before = test::read_text(path);
+
+  const auto now = make_job_key(job, resolve_model_revision(job.model));
+  const auto check = check_result(path, now);
+  CHECK(check.state == ResultState::stale);
+  CHECK(check.newer_scoring_version == future.inputs["scoring_version"].get<int>());
+  CHECK_THAT(check.reason, Contains("newer mill"));
+
+  const auto plan = test::run_mill({"--output_dir", out.path().string(), "schedule", "mill-demo", "demo", "--dry_run",
+                                    "--json", "--cluster", "local"});
+  REQUIRE(plan.exit_code == 0);
+  const auto planned = nlohmann::json::parse(plan.out);
+  CHECK(planned["counts"]["pending"] == 0);
+  CHECK_THAT(planned["jobs"][0]["reason"].get<std::string>(), Contains("newer mill"));
+
+  const auto eval = test::run_mill({"--output_dir", out.path().string(), "eval", "mill-demo", "demo"});
+  CHECK(eval.exit_code == static_cast<int>(ExitCode::eval_failed));
+  CHECK_THAT(eval.err, Contains(fmt::format("scoring_version {}", kScoringVersion + 1)) &&
+                           Contains(fmt::format("this mill's is {}", kScoringVersion)) && Contains("not overwritten"));
+  CHECK(test::read_text(path) == before);
 }

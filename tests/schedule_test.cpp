@@ -3,7 +3,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <chrono>
+
 #include "mill/cluster.hpp"
+#include "mill/error.hpp"
+#include "mill/job_lock.hpp"
+#include "mill/submit.hpp"
 #include "mill/results.hpp"
 #include "support.hpp"
 
@@ -357,4 +364,21 @@ TEST_CASE("a container profile's script runs mill through apptainer exec with th
   const auto status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / "element-0.json"));
   CHECK(status["state"] == "completed");
   CHECK(std::filesystem::exists(plan["jobs"][0]["result"].get<std::string>()));
+}
+
+TEST_CASE("a schedule that finds another one submitting to the same output dir waits, then names the holder") {
+  test::TempDir root;
+  const auto out = root / "out";
+  // This process holds the output dir's submit lock, as a running mill schedule would.
+  JobLock held(submit_lock_path(out));
+  REQUIRE(held.acquire(std::chrono::seconds(0)));
+  const auto started = std::chrono::steady_clock::now();
+  const auto run = test::run_mill({"--output_dir", out.string(), "--cache_dir", (root / "cache").string(), "schedule",
+                                   "mill-demo", "demo", "--cluster", "local", "--lock_wait", "1"});
+  CHECK(std::chrono::steady_clock::now() - started >= std::chrono::seconds(1));
+  CHECK(run.exit_code == static_cast<int>(ExitCode::busy));
+  CHECK_THAT(run.err, Contains("another mill schedule is submitting") && Contains(std::to_string(::getpid()) + "@") &&
+                          Contains("nothing submitted"));
+  CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
+  CHECK(list_sweeps(out).empty());
 }

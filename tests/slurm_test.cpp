@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -414,6 +415,196 @@ TEST_CASE("mill schedule runs a sweep on SLURM, never submits twice, and resubmi
   REQUIRE(status["sweeps"].size() == 3);
   CHECK(status["sweeps"][2]["counts"]["completed"] == 1);
   CHECK(canaries(root.path()).empty());
+}
+
+namespace {
+
+// The `mill ...` lines collect prints under "resubmit exactly these with:".
+std::vector<std::string> printed_resubmit_lines(const std::string& out) {
+  std::vector<std::string> lines;
+  const auto begin = out.find("resubmit exactly these with:\n");
+  if (begin == std::string::npos) return lines;
+  std::istringstream printed(out.substr(begin));
+  std::string line;
+  std::getline(printed, line);
+  while (std::getline(printed, line) && line.rfind("  mill ", 0) == 0) lines.push_back(line.substr(2));
+  return lines;
+}
+
+// Runs a printed line through /bin/sh, `mill` standing for the built binary.
+test::RunResult run_printed_line(const std::string& line, const std::string& extra,
+                                 const std::map<std::string, std::string>& env) {
+  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + MILL_BINARY + "' \"$@\"; }; " + line + " " + extra},
+                           env);
+}
+
+void write_demo_extra_task(const fs::path& dir) {
+  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  demo.replace(at, 12, "\ntask: demo_extra\n");
+  test::write_text(dir / "demo_extra.yaml", demo);
+}
+
+}  // namespace
+
+TEST_CASE("collect's resubmit line, run verbatim, submits exactly the missing jobs with the sweep's settings", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out 'q' $(touch canary)";
+  sweep.cache = root / "cache dir";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  const auto venv = root / "venv";
+  test::write_text(venv / "bin" / "activate", "");
+  fs::create_directories(root / "data");
+
+  const auto first = sweep.schedule({"--data_dir", (root / "data").string(), "--venv_path", venv.string(),
+                                     "--minutes_per_eval", "3", "--max_requeues", "2"});
+  REQUIRE(first["submitted"] == true);
+  const fs::path first_dir = first["submission"]["sweep_dir"].get<std::string>();
+  const auto planned_with = nlohmann::json::parse(test::read_text(first_dir / "manifest.json"))["settings"]["schedule"];
+  CHECK(planned_with == first["settings"]);
+  wait_for_array(first["submission"]["array_job_id"].get<std::string>(), cluster.env);
+
+  // Two jobs lose their result (and journal): collect, reading the sweep, names them and how to resubmit them.
+  std::set<std::string> lost;
+  for (const auto& [task, n_shot] : std::vector<std::pair<std::string, int>>{{"demo", 1}, {"demo_extra", 0}}) {
+    const auto job = find_job(first, task, n_shot);
+    const fs::path result = job["result"].get<std::string>();
+    REQUIRE(fs::remove(result));
+    fs::remove(fs::path(result.string().substr(0, result.string().size() - 5) + ".journal.jsonl"));
+    lost.insert(job["key"].get<std::string>());
+  }
+  const auto check = sweep.mill({"collect", "--extra_task_paths", sweep.tasks.string()});
+  INFO(check.out << check.err);
+  REQUIRE(check.exit_code == 3);
+  const auto lines = printed_resubmit_lines(check.out);
+  REQUIRE(lines.size() == 2);  // demo at 1 shot, demo_extra at 0 shots: not one product
+
+  std::set<std::string> resubmitted;
+  for (const auto& line : lines) {
+    const auto run = run_printed_line(line, "--json", cluster.env);
+    INFO(line << "\n" << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto plan = nlohmann::json::parse(run.out.substr(run.out.find("{\n")));
+    REQUIRE(plan["submitted"] == true);
+    const fs::path dir = plan["submission"]["sweep_dir"].get<std::string>();
+    const auto manifest = nlohmann::json::parse(test::read_text(dir / "manifest.json"));
+    CHECK(manifest["settings"]["schedule"] == planned_with);
+    CHECK(manifest["settings"]["max_requeues"] == 2);
+    CHECK_THAT(test::read_text(dir / "job.sbatch"), Contains("venv/bin/activate") && Contains("--time=00:09:00"));
+    for (const auto& element : manifest["elements"]) {
+      for (const auto& job : element["jobs"]) resubmitted.insert(job["key"].get<std::string>());
+    }
+    wait_for_array(plan["submission"]["array_job_id"].get<std::string>(), cluster.env);
+  }
+  CHECK(resubmitted == lost);
+  const auto clean = sweep.mill({"collect", "--extra_task_paths", sweep.tasks.string()});
+  INFO(clean.out << clean.err);
+  CHECK(clean.exit_code == 0);
+  CHECK(canaries(root.path()).empty());
+}
+
+TEST_CASE("two mill schedule started together against the same output dir submit one array", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out";
+  sweep.cache = root / "cache";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  // A slow model, so that the array is still in the queue when collect looks.
+  const std::vector<std::string> args = {"schedule", "mill-demo[delay_ms=5000]", "demo", "--cluster", "local", "--json"};
+  REQUIRE(sweep.mill({"schedule", "mill-demo", "demo", "--cluster", "local", "--dry_run"}).exit_code == 0);
+
+  std::array<test::RunResult, 2> runs;
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < 2) std::this_thread::yield();
+      runs[i] = sweep.mill(args);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::set<std::string> arrays;
+  int submitted = 0;
+  for (const auto& run : runs) {
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    const auto plan = nlohmann::json::parse(run.out.substr(run.out.find("{\n")));
+    if (plan["submitted"] == true) {
+      ++submitted;
+      arrays.insert(plan["submission"]["array_job_id"].get<std::string>());
+    } else {
+      CHECK(plan["counts"]["in_flight"] == 1);  // it waited, then saw the first one's array in flight
+    }
+  }
+  CHECK(submitted == 1);
+  REQUIRE(arrays.size() == 1);
+  CHECK(sweep.status()["sweeps"].size() == 1);
+
+  // While it runs, collect --check shows the job in flight, not missing, and prints nothing to resubmit.
+  const auto during = sweep.mill({"collect", "--check"});
+  INFO(during.out << during.err);
+  CHECK(during.exit_code == 3);
+  CHECK_THAT(during.out, Contains("0 missing") && Contains("1 in flight") && !Contains("resubmit exactly"));
+  wait_for_array(*arrays.begin(), cluster.env);
+  CHECK(sweep.mill({"collect", "--check"}).exit_code == 0);
+}
+
+TEST_CASE("mill killed after sbatch accepted the array: the next schedule finds it and submits nothing again", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  Sweep sweep;
+  sweep.root = root.path();
+  sweep.out = root / "out";
+  sweep.cache = root / "cache";
+  sweep.tasks = root / "tasks";
+  sweep.env = cluster.env;
+  write_demo_extra_task(sweep.tasks);
+  // An sbatch first in PATH that runs the real one, then kills the mill that started it: SLURM has the array, mill
+  // never saw the answer.
+  const auto real = test::run_program({"/bin/sh", "-c", "command -v sbatch"}).out;
+  REQUIRE_FALSE(trim(real).empty());
+  const auto wrappers = root / "bin";
+  test::write_text(wrappers / "sbatch", "#!/bin/sh\n'" + trim(real) + "' \"$@\"\nstatus=$?\nkill -9 $PPID\nexit $status\n");
+  fs::permissions(wrappers / "sbatch", fs::perms::owner_all);
+  auto env = cluster.env;
+  env["PATH"] = wrappers.string() + ":" + std::getenv("PATH");
+  auto args = sweep.schedule_args();
+  args.insert(args.begin(), {"--output_dir", sweep.out.string(), "--cache_dir", sweep.cache.string()});
+  const auto killed = test::run_mill(args, env);
+  REQUIRE(killed.exit_code != 0);
+  const auto sweeps = sweep.status()["sweeps"];
+  REQUIRE(sweeps.size() == 1);
+  const fs::path sweep_dir = sweeps[0]["dir"].get<std::string>();
+  const auto record = nlohmann::json::parse(test::read_text(sweep_dir / "submission.json"));
+  CHECK(record["state"] == "submitting");
+  CHECK(record["array_job_id"].is_null());
+  const auto named = test::run_program({"squeue", "-h", "-r", "-n", record["job_name"].get<std::string>(), "-o", "%F"},
+                                       cluster.env);
+  REQUIRE_FALSE(trim(named.out).empty());  // SLURM did accept it
+  const auto array_id = trim(named.out.substr(0, named.out.find('\n')));
+
+  // The next schedule reconciles the record with the queue and submits no second array.
+  const auto next = sweep.schedule();
+  CHECK(next["submitted"] == false);
+  CHECK(next["counts"]["in_flight"] == 4);
+  CHECK_THAT(next["messages"].dump(), Contains("interrupted after SLURM accepted array " + array_id));
+  const auto settled = nlohmann::json::parse(test::read_text(sweep_dir / "submission.json"));
+  CHECK(settled["state"] == "submitted");
+  CHECK(settled["array_job_id"] == array_id);
+  CHECK(sweep.status()["sweeps"].size() == 1);
+  wait_for_array(array_id, cluster.env);
+  CHECK(sweep.schedule({"--dry_run"})["counts"]["pending"] == 0);
 }
 
 TEST_CASE("schedule --local runs every element here with the same result and status files", "[local]") {

@@ -5,6 +5,7 @@
 // docs/results.md, the statistics in docs/collect.md.
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "mill/results.hpp"
+#include "mill/schedule_settings.hpp"
 #include "mill/tasks.hpp"
 
 namespace mill {
@@ -48,7 +50,10 @@ struct SkippedFile {
 
 struct ResultScan {
   std::vector<CollectedResult> results;  // sorted by path
-  std::vector<SkippedFile> skipped;      // corrupt, partial or unreadable files; sorted by path
+  std::vector<SkippedFile> skipped;      // corrupt or partial files; sorted by path
+  // Directories that could not be listed and files that could not be opened (permissions, in a shared tree):
+  // never silently passed over; collect names them and --check fails. Sorted by path.
+  std::vector<SkippedFile> unreadable;
   std::size_t bytes = 0;                 // bytes read
 };
 
@@ -125,6 +130,16 @@ struct CheckEntry {
   ResultState state = ResultState::missing;
   std::string reason;
   std::filesystem::path result;
+  // The settings of the newest sweep that planned this job (its manifest's settings.schedule); null when no sweep
+  // did (a result found on its own): the resubmit line then carries what collect was given.
+  std::shared_ptr<const ScheduleSettings> settings;
+  bool from_newer_scorer = false;  // stale because a newer mill computed it: listed, never resubmitted
+};
+
+// One `mill schedule` command that resubmits pending jobs: its words, and the line to print (shell-quoted).
+struct ResubmitCommand {
+  std::vector<std::string> argv;
+  std::string line;
 };
 
 struct CheckRequest {
@@ -132,16 +147,26 @@ struct CheckRequest {
   std::vector<std::string> models;  // as typed; empty: take the expected set from sweeps and results
   std::vector<std::string> tasks;   // as typed (benchmarks expand)
   std::optional<std::vector<int>> n_shots;
-  std::vector<std::string> extra_task_paths;  // passed on in the resubmit commands
+  std::vector<std::string> extra_task_paths;  // passed on in the resubmit commands of jobs no sweep planned
+  // Where a model or task list too long for one command-line word goes (a file named by its content), for
+  // `--models_file` / `--tasks_file`; empty: lists always stay on the line.
+  std::filesystem::path list_files_dir;
+  // Job key digest → where it is queued or running (submit.hpp's jobs_in_flight); such jobs are reported as in
+  // flight, not missing, and left out of the resubmit lines.
+  std::map<std::string, std::string> in_flight;
 };
 
 struct CheckReport {
   std::size_t expected = 0;
   std::size_t done = 0;
   std::vector<CheckEntry> missing, stale, corrupt;
+  std::vector<CheckEntry> unreadable;  // expected jobs whose result file or directory mill cannot read
+  std::vector<CheckEntry> in_flight;   // not done, but queued or running in a sweep: not resubmitted
   std::vector<std::string> warnings;  // manifests or results that name tasks mill no longer knows, ...
-  std::vector<std::string> resubmit_commands;
-  bool complete() const { return missing.empty() && stale.empty() && corrupt.empty(); }
+  std::vector<ResubmitCommand> resubmit_commands;
+  bool complete() const {
+    return missing.empty() && stale.empty() && corrupt.empty() && unreadable.empty() && in_flight.empty();
+  }
 };
 
 // What should exist: the cross product of models × tasks × n_shots when both models and tasks are given;
@@ -152,18 +177,18 @@ struct CheckReport {
 CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const StaleResults& stale,
                           const TaskRegistry& registry);
 
-// `mill schedule` command lines that rerun exactly `pending` (each line is an exact models × tasks × n_shots
-// product; a full benchmark is written by its name). Arguments are shell-quoted.
-std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>& pending,
-                                           const std::filesystem::path& output_dir,
-                                           const std::vector<std::string>& extra_task_paths,
-                                           const TaskRegistry& registry);
+// `mill schedule` commands that rerun exactly `pending` with the settings each job was planned with (`fallback`
+// for jobs without a sweep): each is an exact models × tasks × n_shots product of jobs with the same settings and
+// limit; a full benchmark is written by its name; model specs are list items (model_list.hpp). A model or task
+// list longer than kLongListBytes is written to a file under `list_files_dir` (one item per line, named by its
+// content) and passed with --models_file / --tasks_file, since one argument may not exceed 128 KiB.
+inline constexpr std::size_t kLongListBytes = 32 * 1024;
+std::vector<ResubmitCommand> resubmit_commands(const std::vector<const CheckEntry*>& pending,
+                                               const ScheduleSettings& fallback, const TaskRegistry& registry,
+                                               const std::filesystem::path& list_files_dir = {});
 
 // A word for a POSIX shell that reads back as `word`: left bare when every character is safe (readable commands),
 // else single-quoted (sbatch.hpp's shell_quote always quotes).
 std::string shell_word(std::string_view word);
-
-// Splits a comma-separated list of model specs, keeping commas inside [...] and "..." (name[a=1,b=2]).
-
 
 }  // namespace mill

@@ -8,14 +8,24 @@
 #include <string>
 #include <vector>
 
+#include "mill/version.hpp"
+
 namespace mill {
+
+// What the lines of a journal must agree with, besides the job key, to be reused.
+struct JournalExpectations {
+  int scoring_version = kScoringVersion;  // a line from a newer scorer stops the job: never overwritten
+  std::string data_fingerprint;           // of the data read now; lines of other data restart the job (empty: not checked)
+};
 
 class Journal {
  public:
   // Opens (creating directories) the journal at `path` for the job with key digest `key`. Lines from an earlier
-  // run with the same key are kept; a journal written for another key is set aside as <path>.stale (never
-  // reused), and a torn last line from a killed run is dropped.
-  Journal(const std::filesystem::path& path, const std::string& key);
+  // run with the same key and data are kept; a journal written for another key or other data is set aside under
+  // the first free name of <path>.stale, <path>.stale.1, ... (never reused, never overwritten), and a torn last
+  // line from a killed run is dropped. A line written by a newer scorer is mill::Error (eval_failed), the file
+  // left as it is.
+  Journal(const std::filesystem::path& path, const std::string& key, const JournalExpectations& expect = {});
   ~Journal();
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
@@ -26,7 +36,8 @@ class Journal {
   std::size_t resumed() const { return resumed_; }
   const std::string& note() const { return note_; }  // what happened to an existing file, for the log
 
-  // Appends entries (each must carry doc_id; `key` is set here) and flushes them to disk (fsync).
+  // Appends entries (each must carry doc_id; `key`, `scoring_version` and `data_fingerprint` are set here) and flushes them
+  // to disk (fsync).
   void append(const std::vector<nlohmann::json>& batch);
 
   const std::filesystem::path& path() const { return path_; }
@@ -34,6 +45,7 @@ class Journal {
  private:
   std::filesystem::path path_;
   std::string key_;
+  JournalExpectations expect_;
   std::FILE* file_ = nullptr;
   std::map<long long, nlohmann::json> entries_;
   std::size_t resumed_ = 0;

@@ -30,7 +30,7 @@ struct PlannedJob {
 struct Plan {
   std::vector<PlannedJob> jobs;  // the whole matrix, models × tasks × n_shots in the order given
   std::size_t count(ResultState state) const;
-  std::vector<const PlannedJob*> pending() const;  // everything not done
+  std::vector<const PlannedJob*> pending() const;  // everything not done, except results of a newer scorer
 };
 
 // Parses and expands the request, resolves each model's revision once and checks every job's result file.

@@ -39,6 +39,11 @@ std::vector<QueueEntry> parse_queue(std::string_view output);
 // cannot be run or fails.
 std::optional<std::vector<QueueEntry>> query_user_queue(std::string* error = nullptr);
 
+// Every user's jobs named `job_name` in the queue (array elements one by one), or nullopt with `error` set when
+// squeue cannot be run or fails. mill names each sweep's array after the sweep, so this finds an array whose
+// submission was interrupted before sbatch's answer was recorded.
+std::optional<std::vector<QueueEntry>> query_jobs_named(const std::string& job_name, std::string* error = nullptr);
+
 // The jobs of one array in the queue, or nullopt when squeue cannot be run or fails.
 std::optional<std::vector<QueueEntry>> query_array_queue(const std::string& array_job_id);
 

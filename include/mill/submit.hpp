@@ -29,6 +29,25 @@ struct SweepPaths {
 
 std::filesystem::path sweeps_root(const std::filesystem::path& output_dir);
 
+// The lock one `mill schedule` holds on an output dir from planning to recording its submission (a JobLock on
+// <output_dir>/sweeps/submit.lock), so that two schedules started together never both submit the same jobs.
+std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir);
+
+// The SLURM job name of a sweep's array: "mill-<sweep id>", unique, so squeue can find the array by it.
+std::string sweep_job_name(const std::string& sweep_id);
+
+// submission.json's `state`: written as `submitting` before sbatch runs and `submitted` (with the array job id)
+// after it answers. A record still `submitting` was interrupted between the two.
+inline constexpr const char* kStateSubmitting = "submitting";
+inline constexpr const char* kStateSubmitted = "submitted";
+inline constexpr const char* kStateNotInQueue = "not_in_queue";
+
+// Settles every submission record left `submitting` (mill was killed while sbatch ran): the array that squeue
+// lists under the sweep's job name is recorded as the sweep's (so its jobs count as in flight and are never
+// submitted again); when the queue has none, the record says `not_in_queue` (nothing of it is in flight). Call it
+// holding the submit lock. Returns one line per settled record; squeue failing is mill::Error (submit_failed).
+std::vector<std::string> reconcile_submissions(const std::filesystem::path& output_dir);
+
 // A new, empty sweep directory <output_dir>/sweeps/<UTC timestamp>-<6 hex> (created, with logs/). The id sorts
 // by time.
 SweepPaths create_sweep(const std::filesystem::path& output_dir);
@@ -77,9 +96,10 @@ struct SubmitResult {
   int jobs = 0;
 };
 
-// Creates the sweep directory, writes manifest.json and job.sbatch, runs sbatch (no shell), parses the job id
-// and writes submission.json. If sbatch fails, the sweep directory is removed and mill::Error
-// (ExitCode::submit_failed) carries sbatch's message.
+// Creates the sweep directory, writes manifest.json, job.sbatch and a `submitting` submission.json, runs sbatch
+// (no shell) with the sweep's job name, parses the job id and records it in submission.json. If sbatch fails and
+// the queue has no array of that name, the sweep directory is removed and mill::Error (ExitCode::submit_failed)
+// carries sbatch's message; if the queue has it after all, it is recorded as submitted.
 SubmitResult submit_sweep(const SubmitRequest& request);
 
 // The record written for a sweep run with --local (no SLURM).

@@ -42,6 +42,9 @@ struct SweepStatus {
   bool asked_slurm = false;        // squeue answered for this sweep
   bool slurm_unavailable = false;  // squeue was needed but could not be run or failed
   std::vector<ElementStatus> elements;
+  // "path: reason" of each file of the sweep that exists but cannot be read (permissions in a shared tree): the
+  // elements it describes are shown as unknown, and the file is named rather than passed over.
+  std::vector<std::string> unreadable;
   std::map<ElementState, int> counts() const;
   bool finished() const;  // nothing queued, running or unknown
 };

@@ -2,6 +2,7 @@
 // it, list what is missing or stale with the command that resubmits it (exit 3), and compare two models.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fmt/format.h>
@@ -14,8 +15,11 @@
 #include "mill/collect.hpp"
 #include "mill/compare.hpp"
 #include "mill/error.hpp"
+#include "mill/model_list.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/report.hpp"
+#include "mill/slurm.hpp"
+#include "mill/submit.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 
@@ -31,6 +35,7 @@ struct CollectOptions {
   std::vector<std::string> compare;
   std::string extra_task_paths;
   bool check = true;
+  bool json = false;
   int threads = 0;
   int replicates = kCompareReplicates;
 };
@@ -132,8 +137,11 @@ void print_comparison(const Comparison& comparison) {
 }
 
 void print_check(const CheckReport& check) {
-  std::cout << fmt::format("\ncheck: {} expected, {} done, {} missing, {} stale, {} corrupt\n", check.expected, check.done,
+  std::cout << fmt::format("\ncheck: {} expected, {} done, {} missing, {} stale, {} corrupt", check.expected, check.done,
                            check.missing.size(), check.stale.size(), check.corrupt.size());
+  if (!check.unreadable.empty()) std::cout << fmt::format(", {} unreadable", check.unreadable.size());
+  if (!check.in_flight.empty()) std::cout << fmt::format(", {} in flight", check.in_flight.size());
+  std::cout << "\n";
   const auto list = [](const char* title, const std::vector<CheckEntry>& entries) {
     if (entries.empty()) return;
     std::cout << fmt::format("{} ({}):\n", title, entries.size());
@@ -145,11 +153,41 @@ void print_check(const CheckReport& check) {
   list("missing", check.missing);
   list("stale: a result exists but its key no longer matches", check.stale);
   list("corrupt", check.corrupt);
+  list("unreadable (mill cannot read them; not resubmitted)", check.unreadable);
+  list("in flight (queued or running in a sweep; not resubmitted)", check.in_flight);
   if (!check.resubmit_commands.empty()) {
     std::cout << "resubmit exactly these with:\n";
-    for (const auto& command : check.resubmit_commands) std::cout << "  " << command << "\n";
+    for (const auto& command : check.resubmit_commands) std::cout << "  " << command.line << "\n";
   }
 }
+
+// Jobs of this output dir's sweeps that SLURM still has (this user's queue), key → where, for --check. Without a
+// sweep there is nothing to ask; without squeue (collect away from the cluster) nothing is known to be in flight.
+std::map<std::string, std::string> jobs_queued_or_running(const std::filesystem::path& output_dir) {
+  std::map<std::string, std::string> out;
+  const auto sweeps = list_sweeps(output_dir);
+  const bool any_submitted = std::any_of(sweeps.begin(), sweeps.end(), [](const SweepPaths& sweep) {
+    std::error_code ec;
+    return std::filesystem::exists(sweep.submission(), ec);
+  });
+  if (!any_submitted) return out;
+  std::string error;
+  const auto queue = query_user_queue(&error);
+  if (!queue) {
+    spdlog::info("check: cannot ask SLURM which jobs are in flight ({}); queued jobs are listed as missing", error);
+    return out;
+  }
+  for (const auto& [key, job] : jobs_in_flight(output_dir, *queue)) {
+    out[key] = fmt::format("{} in sweep {} (array job {}, element {})", job.state, job.sweep_id, job.array_job_id,
+                           job.element);
+  }
+  return out;
+}
+
+void print_summary(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                   const std::filesystem::path& output_dir, const Comparison* comparison, const CheckReport* check);
+nlohmann::json collect_json(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                            const CheckReport* check);
 
 void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   const auto output_dir = global.output_dir_path();
@@ -164,12 +202,13 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
 
   CheckRequest check_request;
   check_request.output_dir = output_dir;
-  check_request.models = split_model_specs(options.models);
+  check_request.models = split_model_list(options.models);
   check_request.tasks = parse_list_option(options.tasks);
   if (!options.n_shots.empty()) check_request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
   std::vector<std::string> absolute_extra;
   for (const auto& path : extra_paths) absolute_extra.push_back(path.string());
   check_request.extra_task_paths = absolute_extra;
+  check_request.list_files_dir = output_dir / "resubmit";
 
   CollectFilter filter;
   for (const auto& model : check_request.models) filter.model_identities.insert(model_identity_or_throw(model, "--models"));
@@ -187,6 +226,9 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   const auto scan = scan_results(output_dir, registry, static_cast<unsigned>(options.threads));
   for (const auto& skipped : scan.skipped) {
     spdlog::warn("skipping {}: {} (not counted)", skipped.path.string(), one_line(skipped.reason));
+  }
+  for (const auto& entry : scan.unreadable) {
+    spdlog::warn("cannot read {}: {} (not counted)", entry.path.string(), one_line(entry.reason));
   }
   filter.tasks = task_filter(check_request.tasks, registry, scan);
 
@@ -230,7 +272,10 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   }
 
   std::optional<CheckReport> check;
-  if (options.check) check = check_results(check_request, scan, stale, registry);
+  if (options.check) {
+    check_request.in_flight = jobs_queued_or_running(output_dir);
+    check = check_results(check_request, scan, stale, registry);
+  }
 
   ReportInput report;
   report.output_dir = output_dir;
@@ -242,9 +287,33 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   write_file_atomically(output_dir / "heatmap.svg", render_heatmap_svg(rows));
   write_file_atomically(output_dir / "report.md", render_report_markdown(report));
 
-  std::cout << fmt::format("collected {} result(s), {} skipped: {} rows in {}; report in {}\n", scan.results.size(),
-                           scan.skipped.size(), rows.size(), (output_dir / "aggregate.csv").string(),
-                           (output_dir / "report.md").string());
+  if (options.json) {
+    std::cout << collect_json(scan, rows, stale, check ? &*check : nullptr).dump(2) << "\n";
+  } else {
+    print_summary(scan, rows, stale, output_dir, comparison ? &*comparison : nullptr, check ? &*check : nullptr);
+  }
+  if (check) {
+    for (const auto& warning : check->warnings) spdlog::warn("check: {}", warning);
+    if (!check->complete() || !scan.unreadable.empty()) {
+      // An unreadable directory may hide results or gaps: the check cannot say the tree is complete.
+      const auto unreadable = scan.unreadable.size();  // the unreadable jobs of the check lie under these
+      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s){}{}; resubmit with the command(s) {}",
+                              check->missing.size(), check->stale.size(), check->corrupt.size(),
+                              unreadable == 0 ? "" : fmt::format(", {} unreadable file(s) or directories", unreadable),
+                              check->in_flight.empty() ? "" : fmt::format(", {} in flight", check->in_flight.size()),
+                              options.json ? "in check.resubmit" : "above"),
+                  ExitCode::missing_results);
+    }
+  }
+}
+
+// The text report on stdout: summary line, benchmark table, comparison and check.
+void print_summary(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                   const std::filesystem::path& output_dir, const Comparison* comparison, const CheckReport* check) {
+  std::cout << fmt::format("collected {} result(s), {} skipped{}: {} rows in {}; report in {}\n", scan.results.size(),
+                           scan.skipped.size(),
+                           scan.unreadable.empty() ? "" : fmt::format(", {} unreadable", scan.unreadable.size()),
+                           rows.size(), (output_dir / "aggregate.csv").string(), (output_dir / "report.md").string());
   if (!stale.empty()) {
     std::cout << fmt::format("{} result(s) are stale (computed with other key inputs): aggregated, marked stale in "
                              "aggregate.csv and the report\n",
@@ -252,15 +321,42 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   }
   print_rollups(rows);
   if (comparison) print_comparison(*comparison);
-  if (check) {
-    for (const auto& warning : check->warnings) spdlog::warn("check: {}", warning);
-    print_check(*check);
-    if (!check->complete()) {
-      throw Error(fmt::format("{} missing, {} stale, {} corrupt result(s); resubmit with the command(s) above",
-                              check->missing.size(), check->stale.size(), check->corrupt.size()),
-                  ExitCode::missing_results);
-    }
+  if (check) print_check(*check);
+}
+
+nlohmann::json check_entries_json(const std::vector<CheckEntry>& entries) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : entries) {
+    out.push_back({{"model", e.model}, {"task", e.task}, {"n_shot", e.n_shot},
+                   {"limit", e.limit ? nlohmann::json(*e.limit) : nlohmann::json()}, {"reason", e.reason},
+                   {"result", e.result.string()}});
   }
+  return out;
+}
+
+// --json: the counts, the unreadable paths and the check with its resubmit commands as argv lists (for scripts:
+// no shell parsing needed) and as the printed lines.
+nlohmann::json collect_json(const ResultScan& scan, const std::vector<AggregateRow>& rows, const StaleResults& stale,
+                            const CheckReport* check) {
+  nlohmann::json out = {{"results", scan.results.size()}, {"skipped", nlohmann::json::array()},
+                        {"unreadable", nlohmann::json::array()}, {"rows", rows.size()}, {"stale_results", stale.size()}};
+  for (const auto& skipped : scan.skipped) out["skipped"].push_back({{"path", skipped.path.string()}, {"reason", skipped.reason}});
+  for (const auto& entry : scan.unreadable) {
+    out["unreadable"].push_back({{"path", entry.path.string()}, {"reason", entry.reason}});
+  }
+  if (!check) return out;
+  nlohmann::json resubmit = nlohmann::json::array();
+  for (const auto& command : check->resubmit_commands) resubmit.push_back({{"argv", command.argv}, {"line", command.line}});
+  out["check"] = {{"expected", check->expected},
+                  {"done", check->done},
+                  {"missing", check_entries_json(check->missing)},
+                  {"stale", check_entries_json(check->stale)},
+                  {"corrupt", check_entries_json(check->corrupt)},
+                  {"unreadable", check_entries_json(check->unreadable)},
+                  {"in_flight", check_entries_json(check->in_flight)},
+                  {"warnings", check->warnings},
+                  {"resubmit", resubmit}};
+  return out;
 }
 
 }  // namespace
@@ -277,6 +373,8 @@ void register_collect_command(CLI::App& app, const GlobalOptions& global) {
       ->expected(2);
   add_option(*command, "extra_task_paths", options->extra_task_paths,
              "Comma-separated directories of extra task YAML files (as given to schedule)");
+  add_flag(*command, "json", options->json,
+           "Print counts and the check (with the resubmit commands as argv lists) as JSON instead of the tables");
   command->add_flag("--check,!--no-check,!--no_check", options->check,
                     "List missing and stale results and exit 3 if any (default: on)");
   add_option(*command, "threads", options->threads, "Threads reading result files (default 0: one per core, at most 8)");

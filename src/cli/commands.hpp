@@ -34,6 +34,10 @@ CLI::Option* add_flag(CLI::App& app, const std::string& underscored, bool& targe
 std::vector<std::string> parse_list_option(const std::string& text);
 std::vector<int> parse_int_list_option(const std::string& text, const std::string& option);
 
+// The items of a list file (--models_file, --tasks_file): one per line, surrounding spaces trimmed, blank lines
+// and lines starting with '#' skipped. An unreadable or empty file is a mill::Error naming `option` and the file.
+std::vector<std::string> read_list_file(const std::string& path, const std::string& option);
+
 // Whether stdout is a terminal that should get colour (NO_COLOR unset).
 bool stdout_is_colour_terminal();
 

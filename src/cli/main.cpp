@@ -8,7 +8,9 @@
 #include <csignal>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <fmt/format.h>
+#include <fstream>
 #include <iostream>
 
 #include "commands.hpp"
@@ -69,6 +71,22 @@ std::vector<int> parse_int_list_option(const std::string& text, const std::strin
   }
   if (values.empty()) throw Error(fmt::format("{}: empty list (expected e.g. 0,5)", option));
   return values;
+}
+
+std::vector<std::string> read_list_file(const std::string& path, const std::string& option) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot read {}: {}", option, quote_value(path), std::strerror(errno)));
+  std::vector<std::string> items;
+  for (std::string line; std::getline(in, line);) {
+    auto item = trim(line);
+    if (!item.empty() && item.front() != '#') items.push_back(std::move(item));
+  }
+  if (in.bad()) throw Error(fmt::format("{}: cannot read {}: {}", option, quote_value(path), std::strerror(errno)));
+  if (items.empty()) {
+    throw Error(fmt::format("{}: {} lists nothing (expected one item per line; # starts a comment line)", option,
+                            quote_value(path)));
+  }
+  return items;
 }
 
 bool stdout_is_colour_terminal() { return ::isatty(STDOUT_FILENO) && environment("NO_COLOR").empty(); }

@@ -5,6 +5,7 @@
 
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -18,11 +19,14 @@
 #include "mill/atomic_file.hpp"
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
+#include "mill/job_lock.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/preflight.hpp"
+#include "mill/model_list.hpp"
 #include "mill/requeue.hpp"
 #include "mill/sbatch.hpp"
+#include "mill/schedule_settings.hpp"
 #include "mill/slurm.hpp"
 #include "mill/submit.hpp"
 #include "mill/tasks.hpp"
@@ -34,9 +38,13 @@ namespace mill::cli {
 
 namespace {
 
+constexpr double kDefaultMinutesPerEval = 10.0;
+constexpr int kDefaultEvalsPerElement = 8;
+
 struct ScheduleOptions {
-  std::string models;
-  std::string tasks;
+  std::vector<std::string> lists;  // the positional MODELS TASKS (only TASKS with --models_file, none with both files)
+  std::string models_file;
+  std::string tasks_file;
   std::string n_shots;
   std::string cluster = "auto";
   bool dry_run = false;
@@ -45,11 +53,13 @@ struct ScheduleOptions {
   std::string venv_path;
   std::string extra_task_paths;
   std::string data_dir;
-  int max_requeues = kDefaultMaxRequeues;
-  double minutes_per_eval = 10.0;
-  int evals_per_element = 8;
+  // Absent unless given, so that the sweep records (and a resubmission repeats) only what the user chose.
+  std::optional<int> max_requeues;
+  std::optional<double> minutes_per_eval;
+  std::optional<int> evals_per_element;
   std::optional<int> limit;
   bool skip_model_check = false;
+  int lock_wait = 60;
 };
 
 std::filesystem::path mill_executable() {
@@ -175,15 +185,17 @@ nlohmann::json job_json(const PlannedJob& job) {
 void check_option_values(const ScheduleOptions& options, std::vector<PreflightProblem>& problems) {
   auto report = [&](const std::string& message) { problems.push_back({"environment", "", {}, message}); };
   constexpr double kMinutesPerYear = 365.0 * 24 * 60;
-  if (!std::isfinite(options.minutes_per_eval) || options.minutes_per_eval <= 0 || options.minutes_per_eval > kMinutesPerYear) {
-    report(fmt::format("--minutes_per_eval: {} is not a number of minutes in 0..{} (e.g. 10 or 0.5)",
-                       options.minutes_per_eval, kMinutesPerYear));
+  const double minutes = options.minutes_per_eval.value_or(kDefaultMinutesPerEval);
+  if (!std::isfinite(minutes) || minutes <= 0 || minutes > kMinutesPerYear) {
+    report(fmt::format("--minutes_per_eval: {} is not a number of minutes in 0..{} (e.g. 10 or 0.5)", minutes,
+                       kMinutesPerYear));
   }
-  if (options.evals_per_element < 1) {
-    report(fmt::format("--evals_per_element: {} is not a positive integer", options.evals_per_element));
+  if (options.evals_per_element.value_or(kDefaultEvalsPerElement) < 1) {
+    report(fmt::format("--evals_per_element: {} is not a positive integer", *options.evals_per_element));
   }
-  if (options.max_requeues < 0) {
-    report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", options.max_requeues));
+  if (options.lock_wait < 0) report(fmt::format("--lock_wait: {} is negative (expected seconds, e.g. 60)", options.lock_wait));
+  if (options.max_requeues.value_or(kDefaultMaxRequeues) < 0) {
+    report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", *options.max_requeues));
   }
   if (options.limit && *options.limit <= 0) {
     report(fmt::format("--limit: {} is not a positive number of documents (leave --limit out to evaluate all)",
@@ -241,6 +253,52 @@ nlohmann::json problem_json(const PreflightProblem& problem) {
   return {{"area", problem.area}, {"model", problem.model}, {"tasks", problem.tasks}, {"message", problem.message}};
 }
 
+struct ModelAndTaskLists {
+  std::vector<std::string> models;
+  std::vector<std::string> tasks;
+};
+
+// MODELS and TASKS from the positional words or from --models_file / --tasks_file (one item per line): a file
+// takes its list's place, so `schedule --models_file F mmlu` and `schedule --models_file F --tasks_file G` work.
+ModelAndTaskLists model_and_task_lists(const ScheduleOptions& options) {
+  const bool models_from_file = !options.models_file.empty();
+  const bool tasks_from_file = !options.tasks_file.empty();
+  const std::size_t wanted = 2 - models_from_file - tasks_from_file;
+  if (options.lists.size() != wanted) {
+    const char* expected = wanted == 2   ? "MODELS TASKS"
+                           : wanted == 0 ? "no MODELS or TASKS words (both come from files)"
+                           : models_from_file ? "only TASKS (the models come from --models_file)"
+                                              : "only MODELS (the tasks come from --tasks_file)";
+    throw Error(fmt::format("schedule takes {}, got {} word(s): {}", expected, options.lists.size(),
+                            quote_value(join(options.lists, " "))));
+  }
+  ModelAndTaskLists lists;
+  std::size_t next = 0;
+  lists.models = models_from_file ? read_list_file(options.models_file, "--models_file")
+                                  : split_model_list(options.lists.at(next++));
+  lists.tasks = tasks_from_file ? read_list_file(options.tasks_file, "--tasks_file")
+                                : parse_list_option(options.lists.at(next++));
+  return lists;
+}
+
+// What this sweep is planned with, recorded in its manifest so that collect --check can repeat it exactly.
+ScheduleSettings schedule_settings(const ScheduleOptions& options, const GlobalOptions& global,
+                                   const std::vector<std::filesystem::path>& extra_paths, const std::string& profile) {
+  ScheduleSettings settings;
+  settings.output_dir = global.output_dir_path();
+  settings.cache_dir = global.cache_dir_path();
+  settings.data_dir = sweep_data_dir(options);
+  if (!options.venv_path.empty()) settings.venv_path = std::filesystem::absolute(options.venv_path);
+  for (const auto& path : extra_paths) settings.extra_task_paths.push_back(path.string());
+  settings.cluster = profile;
+  settings.local = options.local;
+  settings.minutes_per_eval = options.minutes_per_eval;
+  settings.evals_per_element = options.evals_per_element;
+  settings.max_requeues = options.max_requeues;
+  settings.skip_model_check = options.skip_model_check;
+  return settings;
+}
+
 void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   // Choose the profile before touching results, so a configuration error shows up first. Only a submission needs
   // the user's own copy of the profiles; a dry run or --local can go on with the bundled ones.
@@ -284,7 +342,8 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   // Each model spec and task name on its own, so that every bad one is reported, not only the first.
   PlanRequest request;
   PreflightRequest preflight;
-  for (const auto& text : split_model_specs(options.models)) {
+  const auto lists = model_and_task_lists(options);
+  for (const auto& text : lists.models) {
     try {
       auto spec = ModelSpec::parse(text);
       request.models.push_back(text);
@@ -295,7 +354,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       problems.push_back({"model", text, {}, e.what()});
     }
   }
-  for (const auto& name : parse_list_option(options.tasks)) {
+  for (const auto& name : lists.tasks) {
     try {
       for (const auto* task : registry.expand({name})) {
         if (std::find(preflight.tasks.begin(), preflight.tasks.end(), task) == preflight.tasks.end()) {
@@ -326,6 +385,25 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     fail_preflight(problems, "dry run: nothing submitted");
   }
 
+  // One submitter per output dir, from reading the results to recording the array: a second schedule waits here,
+  // then plans with the first one's array in flight (docs/schedule.md, "One submitter at a time").
+  std::optional<JobLock> submit_lock;
+  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
+  if (!options.dry_run && !options.local) {
+    submit_lock.emplace(submit_lock_path(request.output_dir), ExitCode::submit_failed);
+    if (!submit_lock->acquire(std::chrono::seconds(options.lock_wait))) {
+      throw Error(fmt::format("another mill schedule is submitting to {} ({}; lock {}); nothing submitted: run this "
+                              "again when it has finished (it will see that sweep in flight)",
+                              quote_value(request.output_dir.string()), submit_lock->holder(),
+                              submit_lock->path().string()),
+                  ExitCode::busy);
+    }
+    for (auto& line : reconcile_submissions(request.output_dir)) {
+      spdlog::warn("{}", line);
+      messages.push_back(std::move(line));
+    }
+  }
+
   const auto plan = build_plan(request, registry);
   const auto pending = plan.pending();
   const bool submitting = !options.dry_run && !options.local && !pending.empty();
@@ -350,8 +428,10 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   const int largest_share = largest_model_share(to_run);
   // A dry run with problems still shows its plan: values that failed the preflight are replaced by the defaults.
   const bool values_valid = problems.empty();
-  const int evals_per_element = values_valid ? options.evals_per_element : ScheduleOptions{}.evals_per_element;
-  const double minutes_per_eval = values_valid ? options.minutes_per_eval : ScheduleOptions{}.minutes_per_eval;
+  const int evals_per_element = values_valid ? options.evals_per_element.value_or(kDefaultEvalsPerElement)
+                                             : kDefaultEvalsPerElement;
+  const double minutes_per_eval = values_valid ? options.minutes_per_eval.value_or(kDefaultMinutesPerEval)
+                                               : kDefaultMinutesPerEval;
   const auto walltime = compute_walltime(std::min(evals_per_element, std::max(1, largest_share)), minutes_per_eval,
                                          profile.max_time_minutes);
   const auto elements = group_into_elements(to_run, walltime.evals_per_element);
@@ -377,7 +457,10 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   }
   auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
 
-  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()}, {"max_requeues", options.max_requeues}};
+  const auto planned_with = schedule_settings(options, global, extra_paths, options.local ? "" : profile.name);
+  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()},
+                             {"max_requeues", options.max_requeues.value_or(kDefaultMaxRequeues)},
+                             {"schedule", planned_with.to_json()}};
   for (const auto& path : extra_paths) settings["extra_task_paths"].push_back(path.string());
   if (const auto data_dir = sweep_data_dir(options)) settings["data_dir"] = data_dir->string();
 
@@ -387,7 +470,6 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
       plan.count(ResultState::done));
 
-  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
   if (!in_flight.empty()) {
     std::set<std::string> arrays;
     for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);
@@ -454,6 +536,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                                           {"slurm", format_slurm_time(walltime.minutes)},
                                           {"explanation", walltime.explanation}}},
                           {"script", script},
+                          {"settings", planned_with.to_json()},
                           {"submitted", !submission.is_null() && !options.local},
                           {"submission", submission},
                           {"messages", messages}};
@@ -493,8 +576,15 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     }
     for (const auto& message : messages) std::cout << message << "\n";
     if (!problems.empty()) print_problems(std::cout, problems);
+    const auto newer = std::count_if(plan.jobs.begin(), plan.jobs.end(),
+                                     [](const PlannedJob& job) { return job.check.newer_scoring_version.has_value(); });
+    if (newer > 0) {
+      std::cout << fmt::format("{} job(s) have a result computed by a newer mill: left as they are, not run (see the "
+                               "reason column of --dry_run)\n",
+                               newer);
+    }
     if (pending.empty()) {
-      std::cout << "nothing to do: every job is done\n";
+      std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
     } else if (options.dry_run) {
       std::cout << "dry run: nothing submitted\n";
     } else if (to_run.jobs.empty()) {
@@ -518,8 +608,14 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
       "schedule",
       "Plan a sweep of MODELS × TASKS × n_shots, skip jobs whose valid result exists in --output_dir, and submit the "
       "rest as one throttled SLURM array (see docs/schedule.md).");
-  command->add_option("models", options->models, "Comma-separated model specs: NAME_OR_PATH[key=value,...]")->required();
-  command->add_option("tasks", options->tasks, "Comma-separated task or benchmark names (mmlu, mmlu_pro, ...)")->required();
+  command->add_option("lists", options->lists,
+                      "MODELS TASKS: comma-separated model specs NAME_OR_PATH[key=value,...] (a comma in a name is "
+                      "written \\,) and comma-separated task or benchmark names (mmlu, mmlu_pro, ...)")
+      ->expected(0, 2);
+  add_option(*command, "models_file", options->models_file,
+             "File with one model spec per line, instead of MODELS (blank lines and lines starting with # skipped)");
+  add_option(*command, "tasks_file", options->tasks_file,
+             "File with one task or benchmark name per line, instead of TASKS");
   add_option(*command, "n_shots", options->n_shots, "Comma-separated few-shot counts, e.g. 0,5 (default: each task's own)");
   add_option(*command, "cluster", options->cluster, "auto (match the hostname) or a profile name from clusters.yaml")
       ->capture_default_str();
@@ -531,15 +627,14 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "data_dir", options->data_dir,
              "Directory the workers read task data from (default $MILL_DATA_DIR, else each task's own location)");
   add_option(*command, "max_requeues", options->max_requeues,
-             "Times an element stopped by the pre-walltime signal may requeue itself, if it made progress (default 3)")
-      ->capture_default_str();
+             "Times an element stopped by the pre-walltime signal may requeue itself, if it made progress (default 3)");
   add_option(*command, "minutes_per_eval", options->minutes_per_eval,
-             "Expected minutes per eval; the time limit is evals × this × 1.25 + 5 (default 10)")
-      ->capture_default_str();
+             "Expected minutes per eval; the time limit is evals × this × 1.25 + 5 (default 10)");
   add_option(*command, "evals_per_element", options->evals_per_element,
-             "Most evals of one model that one array element runs (default 8)")
-      ->capture_default_str();
+             "Most evals of one model that one array element runs (default 8)");
   add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
+  add_option(*command, "lock_wait", options->lock_wait,
+             "Seconds to wait for another mill schedule submitting to the same output dir (default 60)");
   add_flag(*command, "skip_model_check", options->skip_model_check,
            "Do not look for model checkpoints from here (when the compute nodes see another Hugging Face cache or "
            "file system); model args are still checked");

@@ -2,6 +2,7 @@
 // workers' heartbeats), finished and failed, from the sweep files first and squeue/scontrol where available.
 #include <fmt/color.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
@@ -96,6 +97,18 @@ void run_status(const StatusCommandOptions& options, const GlobalOptions& global
   status_options.sweeps = options.sweeps;
   refuse_unknown_sweep_ids(options.sweeps, output_dir);
   const auto sweeps = read_sweep_statuses(output_dir, status_options);
+  // A sweeps directory that exists but cannot be listed would look like "no sweeps": say so instead.
+  std::error_code unlisted;
+  std::filesystem::directory_iterator listing(output_dir / "sweeps", unlisted);
+  if (unlisted && unlisted != std::errc::no_such_file_or_directory) {
+    throw Error(fmt::format("cannot read {}: {}", (output_dir / "sweeps").string(), unlisted.message()),
+                ExitCode::usage);
+  }
+  std::size_t unreadable = 0;
+  for (const auto& sweep : sweeps) {
+    for (const auto& what : sweep.unreadable) spdlog::warn("sweep {}: {}", sweep.id, one_line(what));
+    unreadable += sweep.unreadable.size();
+  }
   if (options.json) {
     std::cout << to_json(sweeps).dump(2) << "\n";
     return;
@@ -117,6 +130,10 @@ void run_status(const StatusCommandOptions& options, const GlobalOptions& global
                            sweeps.size(), totals[ElementState::queued], totals[ElementState::running],
                            totals[ElementState::completed], totals[ElementState::failed],
                            totals[ElementState::preempted], totals[ElementState::unknown]);
+  if (unreadable > 0) {
+    std::cout << fmt::format("{} file(s) of these sweeps cannot be read (named above): their elements show as unknown\n",
+                             unreadable);
+  }
   if (totals[ElementState::failed] + totals[ElementState::preempted] > 0) {
     std::cout << "failed and preempted jobs are resubmitted by running the same `mill schedule` again; logs are in "
                  "<sweep>/logs/\n";

@@ -35,7 +35,8 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   const auto temporary =
       path.string() + fmt::format(".tmp.{}.{:08x}", static_cast<long>(::getpid()), random());
   Descriptor file;
-  file.fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // 0666: the umask decides who else may read or replace it (002 in a group-shared results tree).
+  file.fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (file.fd < 0) throw Error(fmt::format("cannot write {}: {}", temporary, system_reason(errno)));
   auto fail = [&](const char* step) {
     const int error = errno;

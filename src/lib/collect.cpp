@@ -17,12 +17,15 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
 #include "mill/job.hpp"
+#include "mill/model_list.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
+#include "mill/version.hpp"
 
 namespace mill {
 
@@ -42,9 +45,12 @@ bool ends_with(std::string_view text, std::string_view suffix) {
 
 // Reads a whole file with plain syscalls: collect reads 100k small files, where stream set-up would dominate.
 bool read_whole_file(const std::filesystem::path& path, std::string& out, std::string& problem) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NOFOLLOW: a symlink in the results tree is not mill's, and is not read as a result.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
-    problem = fmt::format("cannot open: {}", std::strerror(errno));
+    const int error = errno;
+    problem = fmt::format("cannot open: {}", error == ELOOP ? "it is a symbolic link" : std::strerror(error));
+    errno = error;
     return false;
   }
   struct stat info {};
@@ -148,13 +154,24 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
   ResultScan scan;
   std::vector<std::filesystem::path> files;
   const auto root = output_dir / "results";
-  std::error_code ec;
+  // The entries of one directory; one that exists but cannot be listed (or stops listing) is recorded, not skipped.
+  const auto list = [&](const std::filesystem::path& dir) {
+    std::vector<std::filesystem::directory_entry> entries;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    for (std::filesystem::directory_iterator end; !ec && it != end; it.increment(ec)) entries.push_back(*it);
+    if (ec && !(dir == root && ec == std::errc::no_such_file_or_directory)) {
+      scan.unreadable.push_back({dir, fmt::format("cannot list the directory: {}", ec.message())});
+    }
+    return entries;
+  };
   // The layout is fixed (results/<model>/<task>/<file>), so three flat listings beat a recursive walk.
-  for (const auto& model_dir : std::filesystem::directory_iterator(root, ec)) {
+  std::error_code ec;
+  for (const auto& model_dir : list(root)) {
     if (!model_dir.is_directory(ec)) continue;
-    for (const auto& task_dir : std::filesystem::directory_iterator(model_dir.path(), ec)) {
+    for (const auto& task_dir : list(model_dir.path())) {
       if (!task_dir.is_directory(ec)) continue;
-      for (const auto& file : std::filesystem::directory_iterator(task_dir.path(), ec)) {
+      for (const auto& file : list(task_dir.path())) {
         const auto name = file.path().filename().native();
         if (!ends_with(name, ".json") || name.front() == '.') continue;
         files.push_back(file.path());
@@ -165,6 +182,7 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
 
   std::vector<std::optional<CollectedResult>> parsed(files.size());
   std::vector<std::string> problems(files.size());
+  std::vector<char> cannot_open(files.size(), 0);  // permissions, not damage
   std::atomic<std::size_t> next{0};
   std::atomic<std::size_t> bytes{0};
   const auto work = [&] {
@@ -173,7 +191,10 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
     while (true) {
       const auto i = next.fetch_add(1, std::memory_order_relaxed);
       if (i >= files.size()) break;
-      if (!read_whole_file(files[i], content, problems[i])) continue;
+      if (!read_whole_file(files[i], content, problems[i])) {
+        cannot_open[i] = errno == EACCES || errno == EPERM;
+        continue;
+      }
       local_bytes += content.size();
       try {
         parsed[i] = parse_collected_result(files[i], content, registry, problems[i]);
@@ -196,10 +217,14 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
   for (std::size_t i = 0; i < files.size(); ++i) {
     if (parsed[i]) {
       scan.results.push_back(std::move(*parsed[i]));
+    } else if (cannot_open[i]) {
+      scan.unreadable.push_back({files[i], problems[i]});
     } else {
       scan.skipped.push_back({files[i], problems[i].empty() ? "not a valid result" : problems[i]});
     }
   }
+  std::sort(scan.unreadable.begin(), scan.unreadable.end(),
+            [](const SkippedFile& a, const SkippedFile& b) { return a.path < b.path; });
   return scan;
 }
 
@@ -258,6 +283,12 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
     if (!it->second) continue;
     const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
     if (key.digest == result.key) continue;
+    if (const auto newer = newer_scoring_version(result.key_inputs, key.inputs)) {
+      stale[result.path.string()] = fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left "
+                                                "as it is",
+                                                *newer, key.inputs["scoring_version"].get<int>());
+      continue;
+    }
     const auto fields = differing_key_inputs(key.inputs, result.key_inputs);
     stale[result.path.string()] = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
   }
@@ -441,11 +472,12 @@ struct ExpectedJob {
   const TaskInfo* task = nullptr;
   int n_shot = 0;
   std::optional<int> limit;
+  std::shared_ptr<const ScheduleSettings> settings;
 };
 
-CheckEntry entry_for(const std::string& model, const std::string& task, int n_shot, const std::optional<int>& limit,
-                     ResultState state, std::string reason, std::filesystem::path result) {
-  return CheckEntry{model, task, n_shot, limit, state, std::move(reason), std::move(result)};
+CheckEntry entry_for(const ExpectedJob& job, ResultState state, std::string reason, std::filesystem::path result) {
+  return CheckEntry{job.spec, job.task->name, job.n_shot, job.limit, state, std::move(reason), std::move(result),
+                    job.settings};
 }
 
 void file_entry(CheckReport& report, CheckEntry entry) {
@@ -457,18 +489,140 @@ void file_entry(CheckReport& report, CheckEntry entry) {
   }
 }
 
+// One job a sweep's manifest planned, with the settings it was planned with.
+struct SweepJob {
+  std::string spec;  // as the sweep had it (execution arguments kept)
+  std::string task;
+  int n_shot = 0;
+  std::optional<int> limit;
+  std::shared_ptr<const ScheduleSettings> settings;
+  std::string manifest;  // where it was read, for warnings
+};
+
+// Every job of every sweep under <output_dir>/sweeps, newest sweep first (ids sort by time), so that the first
+// sweep naming a job is the one whose settings a resubmission repeats.
+std::vector<SweepJob> read_sweep_jobs(const std::filesystem::path& output_dir, std::vector<std::string>& warnings) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> manifests;
+  for (const auto& sweep : std::filesystem::directory_iterator(output_dir / "sweeps", ec)) {
+    if (std::filesystem::is_regular_file(sweep.path() / "manifest.json", ec)) manifests.push_back(sweep.path() / "manifest.json");
+  }
+  std::sort(manifests.rbegin(), manifests.rend());
+  std::vector<SweepJob> jobs;
+  for (const auto& manifest_path : manifests) {
+    std::string content, problem;
+    nlohmann::json manifest;
+    if (read_whole_file(manifest_path, content, problem)) manifest = nlohmann::json::parse(content, nullptr, false);
+    if (!manifest.is_object() || !manifest.contains("elements") || !manifest["elements"].is_array()) {
+      warnings.push_back(fmt::format("sweep manifest {} is unreadable or not a mill manifest; skipped", manifest_path.string()));
+      continue;
+    }
+    const auto settings = std::make_shared<const ScheduleSettings>(
+        ScheduleSettings::from_manifest_settings(manifest.value("settings", nlohmann::json::object()), output_dir));
+    for (const auto& element : manifest["elements"]) {
+      const auto model = string_field(element, "model");
+      if (model.empty() || !element.contains("jobs") || !element["jobs"].is_array()) continue;
+      for (const auto& job : element["jobs"]) {
+        if (!job.is_object() || !job.contains("n_shot") || !job["n_shot"].is_number_integer()) continue;
+        std::optional<int> limit;
+        if (job.contains("limit") && job["limit"].is_number_integer()) limit = job["limit"].get<int>();
+        jobs.push_back({model, string_field(job, "task"), job["n_shot"].get<int>(), limit, settings, manifest_path.string()});
+      }
+    }
+  }
+  return jobs;
+}
+
+// Jobs that are not done but cannot be judged (their file or directory is unreadable) or need no resubmission
+// (queued or running in a sweep) leave the missing/stale/corrupt lists, and so the resubmit lines.
+void set_aside_unreadable_and_in_flight(CheckReport& report, const ResultScan& scan, const CheckRequest& request,
+                                        const TaskRegistry& registry) {
+  std::unordered_map<std::string, const SkippedFile*> unreadable;
+  for (const auto& entry : scan.unreadable) unreadable.emplace(entry.path.string(), &entry);
+  std::map<std::string, std::string> revisions;  // model spec → revision, resolved once
+  const auto in_flight_reason = [&](const CheckEntry& entry) -> std::string {
+    if (request.in_flight.empty()) return {};
+    const auto* task = registry.find(entry.task);
+    if (!task) return {};
+    try {
+      const auto spec = ModelSpec::parse(entry.model);
+      auto [it, inserted] = revisions.try_emplace(entry.model);
+      if (inserted) it->second = resolve_model_revision(spec);
+      const auto key = make_job_key(Job{spec, task, entry.n_shot, entry.limit}, it->second);
+      const auto found = request.in_flight.find(key.digest);
+      return found == request.in_flight.end() ? std::string() : found->second;
+    } catch (const Error&) {
+      return {};
+    }
+  };
+  for (auto* list : {&report.missing, &report.stale, &report.corrupt}) {
+    std::vector<CheckEntry> kept;
+    for (auto& entry : *list) {
+      const SkippedFile* blocked = nullptr;
+      for (auto path = entry.result; !blocked && path.has_relative_path() && path != request.output_dir;
+           path = path.parent_path()) {
+        if (const auto it = unreadable.find(path.string()); it != unreadable.end()) blocked = it->second;
+      }
+      if (blocked) {
+        entry.reason = fmt::format("{}: {}", blocked->path.string(), blocked->reason);
+        report.unreadable.push_back(std::move(entry));
+      } else if (auto where = in_flight_reason(entry); !where.empty()) {
+        entry.reason = std::move(where);
+        report.in_flight.push_back(std::move(entry));
+      } else {
+        kept.push_back(std::move(entry));
+      }
+    }
+    *list = std::move(kept);
+  }
+}
+
 }  // namespace
 
 CheckReport check_results(const CheckRequest& request, const ResultScan& scan, const StaleResults& stale,
                           const TaskRegistry& registry) {
   CheckReport report;
+  const auto sweep_jobs = read_sweep_jobs(request.output_dir, report.warnings);
+  // The result path a planned job writes → its sweep job (the newest sweep's), or null when it names a task mill
+  // does not know or a spec it cannot parse (warned about once, here).
+  std::unordered_map<std::string, const SweepJob*> sweep_job_at;
+  std::vector<std::pair<std::string, ExpectedJob>> planned;  // result path → job, newest sweep's first
+  std::unordered_map<std::string, std::optional<ModelSpec>> specs;  // parsed once per model, not per job
+  for (const auto& job : sweep_jobs) {
+    const auto* task = registry.find(job.task);
+    if (!task) {
+      report.warnings.push_back(fmt::format("{} names task {} which mill does not know (pass --extra_task_paths?); "
+                                            "not checked",
+                                            job.manifest, quote_value(job.task)));
+      continue;
+    }
+    auto [parsed, first] = specs.try_emplace(job.spec);
+    if (first) {
+      try {
+        parsed->second = ModelSpec::parse(job.spec);
+      } catch (const Error& e) {
+        report.warnings.push_back(fmt::format("{}: {}; not checked", job.manifest, e.what()));
+      }
+    }
+    if (!parsed->second) continue;
+    const auto path = result_path(request.output_dir, Job{*parsed->second, task, job.n_shot, job.limit}).string();
+    if (sweep_job_at.emplace(path, &job).second) {
+      planned.push_back({path, ExpectedJob{job.spec, task, job.n_shot, job.limit, job.settings}});
+    }
+  }
+
   if (!request.models.empty() && !request.tasks.empty()) {
     PlanRequest plan_request{request.models, request.tasks, request.n_shots, std::nullopt, request.output_dir};
     const auto plan = build_plan(plan_request, registry);
     for (const auto& job : plan.jobs) {
       ++report.expected;
-      file_entry(report, entry_for(job.job.model.to_string(), job.job.task->name, job.job.n_shot, job.job.limit,
-                                   job.check.state, job.check.reason, job.result));
+      ExpectedJob expected{job.job.model.to_string(), job.job.task, job.job.n_shot, job.job.limit, nullptr};
+      if (const auto it = sweep_job_at.find(job.result.string()); it != sweep_job_at.end()) {
+        expected.settings = it->second->settings;
+      }
+      auto entry = entry_for(expected, job.check.state, job.check.reason, job.result);
+      entry.from_newer_scorer = job.check.newer_scoring_version.has_value();
+      file_entry(report, std::move(entry));
     }
   } else {
     // Narrowing by whatever was given.
@@ -491,53 +645,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
 
     // One entry per job, whatever its sources: keyed by the result path the job writes.
     std::unordered_map<std::string, ExpectedJob> expected;
-    const auto add_planned = [&](const std::string& spec_text, const std::string& task_name, int n_shot,
-                                 const std::optional<int>& limit, const std::string& source) {
-      const auto* task = registry.find(task_name);
-      if (!task) {
-        report.warnings.push_back(fmt::format("{} names task {} which mill does not know (pass --extra_task_paths?); "
-                                              "not checked",
-                                              source, quote_value(task_name)));
-        return;
-      }
-      ModelSpec spec;
-      try {
-        spec = ModelSpec::parse(spec_text);
-      } catch (const Error& e) {
-        report.warnings.push_back(fmt::format("{}: {}; not checked", source, e.what()));
-        return;
-      }
-      if (!wanted(spec.identity(), task->name, n_shot)) return;
-      expected.try_emplace(result_path(request.output_dir, Job{spec, task, n_shot, limit}).string(),
-                           ExpectedJob{spec_text, task, n_shot, limit});
-    };
-
-    // Sweeps first: their specs carry the execution arguments a resubmission should keep.
-    std::error_code ec;
-    std::vector<std::filesystem::path> manifests;
-    for (const auto& sweep : std::filesystem::directory_iterator(request.output_dir / "sweeps", ec)) {
-      if (std::filesystem::is_regular_file(sweep.path() / "manifest.json", ec)) manifests.push_back(sweep.path() / "manifest.json");
-    }
-    std::sort(manifests.begin(), manifests.end());
-    for (const auto& manifest_path : manifests) {
-      std::string content, problem;
-      nlohmann::json manifest;
-      if (read_whole_file(manifest_path, content, problem)) manifest = nlohmann::json::parse(content, nullptr, false);
-      if (!manifest.is_object() || !manifest.contains("elements") || !manifest["elements"].is_array()) {
-        report.warnings.push_back(fmt::format("sweep manifest {} is unreadable or not a mill manifest; skipped",
-                                              manifest_path.string()));
-        continue;
-      }
-      for (const auto& element : manifest["elements"]) {
-        const auto model = string_field(element, "model");
-        if (model.empty() || !element.contains("jobs") || !element["jobs"].is_array()) continue;
-        for (const auto& job : element["jobs"]) {
-          if (!job.is_object() || !job.contains("n_shot") || !job["n_shot"].is_number_integer()) continue;
-          std::optional<int> limit;
-          if (job.contains("limit") && job["limit"].is_number_integer()) limit = job["limit"].get<int>();
-          add_planned(model, string_field(job, "task"), job["n_shot"].get<int>(), limit, manifest_path.string());
-        }
-      }
+    // Sweeps first: their specs carry the execution arguments and settings a resubmission should keep.
+    for (const auto& [path, entry] : planned) {
+      if (wanted(model_identity_of(entry.spec), entry.task->name, entry.n_shot)) expected.try_emplace(path, entry);
     }
     // Results found: their own path is the job's (no spec parsing per file: 100k of them is common).
     std::map<std::string, std::size_t> unknown_tasks;  // one warning per task, not per file
@@ -548,36 +658,60 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
         continue;
       }
       if (!wanted(result.model, result.task, result.n_shot)) continue;
-      expected.try_emplace(result.path.string(), ExpectedJob{result.model, task, result.n_shot, result.limit});
+      expected.try_emplace(result.path.string(), ExpectedJob{result.model, task, result.n_shot, result.limit, nullptr});
     }
     for (const auto& [task, count] : unknown_tasks) {
       report.warnings.push_back(fmt::format("{} result(s) of task {}, which mill does not know (pass "
                                             "--extra_task_paths?), are aggregated but not checked",
                                             count, quote_value(task)));
     }
-    for (const auto& skipped : scan.skipped) {
-      // A damaged file still says, through its path, which job it was meant to be.
+    std::vector<SkippedFile> named_by_path = scan.skipped;
+    named_by_path.insert(named_by_path.end(), scan.unreadable.begin(), scan.unreadable.end());
+    for (const auto& skipped : named_by_path) {
+      // A damaged or unreadable file still says, through its path, which job it was meant to be.
       int n_shot = 0;
       std::optional<int> limit;
       if (!parse_result_stem(skipped.path.stem().string(), n_shot, limit)) continue;
-      add_planned(name_from_path_component(skipped.path.parent_path().parent_path().filename().string()),
-                  skipped.path.parent_path().filename().string(), n_shot, limit, skipped.path.string());
+      const auto spec_text = name_from_path_component(skipped.path.parent_path().parent_path().filename().string());
+      const auto task_name = skipped.path.parent_path().filename().string();
+      const auto* task = registry.find(task_name);
+      if (!task) {
+        report.warnings.push_back(fmt::format("{} names task {} which mill does not know (pass --extra_task_paths?); "
+                                              "not checked",
+                                              skipped.path.string(), quote_value(task_name)));
+        continue;
+      }
+      ModelSpec spec;
+      try {
+        spec = ModelSpec::parse(spec_text);
+      } catch (const Error& e) {
+        report.warnings.push_back(fmt::format("{}: {}; not checked", skipped.path.string(), e.what()));
+        continue;
+      }
+      if (!wanted(spec.identity(), task->name, n_shot)) continue;
+      expected.try_emplace(result_path(request.output_dir, Job{spec, task, n_shot, limit}).string(),
+                           ExpectedJob{spec_text, task, n_shot, limit, nullptr});
     }
 
     for (const auto& [path, job] : expected) {
       ++report.expected;
       ResultState state = ResultState::missing;
       std::string reason;
-      if (found.count(path)) {
+      bool newer = false;
+      if (const auto result = found.find(path); result != found.end()) {
         const auto it = stale.find(path);
         state = it == stale.end() ? ResultState::done : ResultState::stale;
         if (it != stale.end()) reason = it->second;
+        newer = state == ResultState::stale &&
+                newer_scoring_version(result->second->key_inputs, {{"scoring_version", kScoringVersion}}).has_value();
       } else if (const auto bad = damaged.find(path); bad != damaged.end()) {
         state = ResultState::corrupt;
         reason = bad->second->reason;
       }
       if (state != ResultState::done) {
-        file_entry(report, entry_for(job.spec, job.task->name, job.n_shot, job.limit, state, reason, path));
+        auto entry = entry_for(job, state, reason, path);
+        entry.from_newer_scorer = newer;
+        file_entry(report, std::move(entry));
       } else {
         ++report.done;
       }
@@ -588,18 +722,45 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
     };
     for (auto* list : {&report.missing, &report.stale, &report.corrupt}) std::sort(list->begin(), list->end(), by_job);
   }
+  set_aside_unreadable_and_in_flight(report, scan, request, registry);
   std::vector<const CheckEntry*> pending;
   for (const auto* list : {&report.missing, &report.stale, &report.corrupt}) {
-    for (const auto& entry : *list) pending.push_back(&entry);
+    for (const auto& entry : *list) {
+      if (!entry.from_newer_scorer) pending.push_back(&entry);  // this mill would refuse to overwrite it
+    }
   }
-  report.resubmit_commands = resubmit_commands(pending, request.output_dir, request.extra_task_paths, registry);
+  ScheduleSettings fallback;
+  fallback.output_dir = request.output_dir;
+  fallback.extra_task_paths = request.extra_task_paths;
+  report.resubmit_commands = resubmit_commands(pending, fallback, registry, request.list_files_dir);
   return report;
 }
 
-std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>& pending,
-                                           const std::filesystem::path& output_dir,
-                                           const std::vector<std::string>& extra_task_paths,
-                                           const TaskRegistry& registry) {
+namespace {
+
+// A list word too long for one argument goes to a file named by its content (so rerunning collect reuses it),
+// one item per line; `option` is --models_file or --tasks_file. Items with a line break cannot be listed so.
+std::vector<std::string> list_argument(const std::vector<std::string>& items, const std::string& joined,
+                                       const char* option, const std::filesystem::path& list_files_dir) {
+  const bool fits = joined.size() <= kLongListBytes;
+  const bool one_per_line = std::none_of(items.begin(), items.end(), [](const std::string& item) {
+    return item.find_first_of("\r\n") != std::string::npos;
+  });
+  if (fits || list_files_dir.empty() || !one_per_line) return {joined};
+  const auto content = join(items, "\n") + "\n";
+  const auto kind = std::string(option) == "--models_file" ? "models" : "tasks";
+  const auto path = list_files_dir / fmt::format("{}-{}.txt", kind, content_hash(content).substr(0, 16));
+  std::error_code ec;
+  std::filesystem::create_directories(list_files_dir, ec);
+  write_file_atomically(path, content);
+  return {option, path.string()};
+}
+
+}  // namespace
+
+std::vector<ResubmitCommand> resubmit_commands(const std::vector<const CheckEntry*>& pending,
+                                               const ScheduleSettings& fallback, const TaskRegistry& registry,
+                                               const std::filesystem::path& list_files_dir) {
   std::map<std::string, std::size_t> task_order;
   for (std::size_t i = 0; i < registry.tasks().size(); ++i) task_order[registry.tasks()[i].name] = i;
   const auto by_registry_order = [&](const std::string& a, const std::string& b) {
@@ -608,9 +769,20 @@ std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>&
     return std::tie(ia, a) < std::tie(ib, b);
   };
 
-  // 1. tasks per (limit, n_shot, model).
-  std::map<std::tuple<int, int, std::string>, std::set<std::string>> tasks_of;
-  for (const auto* entry : pending) tasks_of[{limit_order(entry->limit), entry->n_shot, entry->model}].insert(entry->task);
+  // 0. jobs planned with the same settings may share a command; the settings' JSON text is their grouping key.
+  std::map<std::string, const ScheduleSettings*> settings_of;
+  const auto settings_key = [&](const CheckEntry& entry) {
+    const auto* settings = entry.settings ? entry.settings.get() : &fallback;
+    auto key = settings->to_json().dump();
+    settings_of.emplace(key, settings);
+    return key;
+  };
+
+  // 1. tasks per (settings, limit, n_shot, model).
+  std::map<std::tuple<std::string, int, int, std::string>, std::set<std::string>> tasks_of;
+  for (const auto* entry : pending) {
+    tasks_of[{settings_key(*entry), limit_order(entry->limit), entry->n_shot, entry->model}].insert(entry->task);
+  }
 
   // 2. a task set as the user would type it: a benchmark whose every task is pending is written by its name.
   const auto task_words = [&](const std::set<std::string>& tasks) {
@@ -636,15 +808,15 @@ std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>&
         words.push_back(name);
       }
     }
-    return join(words, ",");
+    return words;
   };
 
-  // 3. models with the same (limit, n_shot, tasks) share a command; a spec with a comma inside stays alone so the
-  // list never becomes ambiguous.
-  std::map<std::tuple<int, int, std::string>, std::vector<std::vector<std::string>>> models_of;
+  // 3. models with the same (settings, limit, n_shot, tasks) share a command; a spec with a comma inside stays
+  // alone, which keeps the lines easy to read.
+  std::map<std::tuple<std::string, int, int, std::vector<std::string>>, std::vector<std::vector<std::string>>> models_of;
   for (const auto& [key, tasks] : tasks_of) {
-    const auto& [limit, n_shot, model] = key;
-    auto& lists = models_of[{limit, n_shot, task_words(tasks)}];
+    const auto& [settings, limit, n_shot, model] = key;
+    auto& lists = models_of[{settings, limit, n_shot, task_words(tasks)}];
     const bool has_comma = model.find(',') != std::string::npos;
     if (has_comma || lists.empty() || lists.back().front().find(',') != std::string::npos) {
       lists.push_back({model});
@@ -653,22 +825,41 @@ std::vector<std::string> resubmit_commands(const std::vector<const CheckEntry*>&
     }
   }
 
-  // 4. n_shots with the same (limit, models, tasks) share a command.
-  std::map<std::tuple<int, std::string, std::string>, std::vector<int>> shots_of;
+  // 4. n_shots with the same (settings, limit, models, tasks) share a command.
+  std::map<std::tuple<std::string, int, std::vector<std::string>, std::vector<std::string>>, std::vector<int>> shots_of;
   for (const auto& [key, lists] : models_of) {
-    const auto& [limit, n_shot, tasks] = key;
-    for (const auto& models : lists) shots_of[{limit, join(models, ","), tasks}].push_back(n_shot);
+    const auto& [settings, limit, n_shot, tasks] = key;
+    for (const auto& models : lists) shots_of[{settings, limit, models, tasks}].push_back(n_shot);
   }
 
-  std::vector<std::string> commands;
+  std::vector<ResubmitCommand> commands;
   for (const auto& [key, shots] : shots_of) {
-    const auto& [limit, models, tasks] = key;
+    const auto& [settings_text, limit, models, tasks] = key;
+    const auto& settings = *settings_of.at(settings_text);
+    std::vector<std::string> model_items;
+    for (const auto& model : models) model_items.push_back(model_list_item(model));
     std::vector<std::string> shot_text;
     for (int n : shots) shot_text.push_back(std::to_string(n));
-    auto command = fmt::format("mill --output_dir {} schedule {} {} --n_shots {}", shell_word(output_dir.string()),
-                               shell_word(models), shell_word(tasks), join(shot_text, ","));
-    if (limit >= 0) command += fmt::format(" --limit {}", limit);
-    if (!extra_task_paths.empty()) command += " --extra_task_paths " + shell_word(join(extra_task_paths, ","));
+
+    ResubmitCommand command;
+    auto& argv = command.argv;
+    argv.push_back("mill");
+    for (auto& word : settings.global_arguments()) argv.push_back(std::move(word));
+    argv.push_back("schedule");
+    const auto model_words = list_argument(models, join(model_items, ","), "--models_file", list_files_dir);
+    const auto task_list = list_argument(tasks, join(tasks, ","), "--tasks_file", list_files_dir);
+    // Positional lists first (MODELS TASKS), then the files that stand for the others.
+    if (model_words.size() == 1) argv.push_back(model_words.front());
+    if (task_list.size() == 1) argv.push_back(task_list.front());
+    if (model_words.size() == 2) argv.insert(argv.end(), model_words.begin(), model_words.end());
+    if (task_list.size() == 2) argv.insert(argv.end(), task_list.begin(), task_list.end());
+    argv.insert(argv.end(), {"--n_shots", join(shot_text, ",")});
+    if (limit >= 0) argv.insert(argv.end(), {"--limit", std::to_string(limit)});
+    for (auto& word : settings.schedule_arguments()) argv.push_back(std::move(word));
+
+    std::vector<std::string> quoted;
+    for (const auto& word : argv) quoted.push_back(shell_word(word));
+    command.line = join(quoted, " ");
     commands.push_back(std::move(command));
   }
   return commands;

@@ -187,6 +187,20 @@ nlohmann::json aggregate_scores(const std::vector<std::string>& metrics, const s
   return out;
 }
 
+namespace {
+// One fingerprint of everything the job reads: the evaluation split's and the few-shot split's bytes. A journal
+// is resumed only for the same data.
+std::string data_fingerprint(const nlohmann::json& data) {
+  std::string parts;
+  for (const char* split : {"eval", "fewshot"}) {
+    const auto it = data.find(split);
+    parts += it != data.end() && it->is_object() ? it->value("fingerprint", std::string()) : std::string();
+    parts += ';';
+  }
+  return content_hash(parts);
+}
+}  // namespace
+
 JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, const EvalSettings& settings) {
   const auto& task = *job.task;
   const auto started = std::chrono::system_clock::now();
@@ -208,7 +222,11 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
   JobOutcome outcome;
   outcome.result_path = result_path(settings.output_dir, job);
   outcome.total = prepared.samples.size();
-  Journal journal(journal_path(settings.output_dir, job), key.digest);
+  refuse_to_overwrite_newer_result(outcome.result_path, key);
+  JournalExpectations expect;
+  expect.scoring_version = key.inputs.value("scoring_version", kScoringVersion);
+  expect.data_fingerprint = data_fingerprint(prepared.data);
+  Journal journal(journal_path(settings.output_dir, job), key.digest, expect);
   if (!journal.note().empty()) spdlog::warn("{}", journal.note());
   // Entries for documents beyond this run's samples cannot exist with the same key (the key holds the limit).
   std::vector<const Sample*> pending;

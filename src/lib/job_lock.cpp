@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "mill/error.hpp"
+#include "mill/slurm.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -25,7 +26,7 @@ std::string lock_owner_line() {
   gmtime_r(&now, &utc);
   char when[32];
   std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return fmt::format("{}@{} since {}\n", static_cast<long>(::getpid()), host, when);
+  return fmt::format("{}@{} (user {}) since {}\n", static_cast<long>(::getpid()), host, current_user_name(), when);
 }
 }  // namespace
 
@@ -35,16 +36,30 @@ std::filesystem::path job_lock_path(const std::filesystem::path& result_path) {
   return path;
 }
 
-JobLock::JobLock(std::filesystem::path path) : path_(std::move(path)) {
+JobLock::JobLock(std::filesystem::path path, ExitCode on_error) : path_(std::move(path)) {
   std::error_code ec;
   std::filesystem::create_directories(path_.parent_path(), ec);
   if (ec) {
-    throw Error(fmt::format("cannot create {}: {}", path_.parent_path().string(), ec.message()), ExitCode::eval_failed);
+    throw Error(fmt::format("cannot create {}: {}", path_.parent_path().string(), ec.message()), on_error);
   }
-  // O_CLOEXEC: a server or helper started by a backend must not inherit (and so keep) the lock.
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // O_CLOEXEC: a server or helper started by a backend must not inherit (and so keep) the lock. O_NOFOLLOW: in a
+  // shared results tree another user could plant a symlink here; it is refused, never followed (and truncated).
+  // 0666: the umask decides who else may open it (002 in a group-shared tree, so a teammate can resume the job).
+  constexpr int kFlags = O_CREAT | O_NOFOLLOW | O_CLOEXEC;
+  fd_ = ::open(path_.c_str(), O_RDWR | kFlags, 0666);
+  if (fd_ < 0 && errno == EACCES) {
+    // Another user's lock file without group write permission: flock works on a read-only descriptor too; only the
+    // holder line cannot be written.
+    fd_ = ::open(path_.c_str(), O_RDONLY | kFlags, 0666);
+  }
+  if (fd_ < 0 && errno == ELOOP) {
+    throw Error(fmt::format("the lock {} is a symbolic link; mill never follows links in the results tree (remove it if "
+                            "you did not make it)",
+                            path_.string()),
+                on_error);
+  }
   if (fd_ < 0) {
-    throw Error(fmt::format("cannot open the job lock {}: {}", path_.string(), std::strerror(errno)), ExitCode::eval_failed);
+    throw Error(fmt::format("cannot open the lock {}: {}", path_.string(), std::strerror(errno)), on_error);
   }
 }
 

@@ -17,7 +17,8 @@ std::size_t Plan::count(ResultState state) const {
 std::vector<const PlannedJob*> Plan::pending() const {
   std::vector<const PlannedJob*> out;
   for (const auto& job : jobs) {
-    if (job.check.state != ResultState::done) out.push_back(&job);
+    // A result from a newer scorer is never overwritten by this mill, so running its job could only fail.
+    if (job.check.state != ResultState::done && !job.check.newer_scoring_version) out.push_back(&job);
   }
   return out;
 }

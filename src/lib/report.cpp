@@ -342,8 +342,10 @@ std::string render_report_markdown(const ReportInput& input) {
 
   if (input.check) {
     const auto& check = *input.check;
-    md += fmt::format("## Completeness\n\n{} expected, {} done, {} missing, {} stale, {} corrupt.\n\n", check.expected,
-                      check.done, check.missing.size(), check.stale.size(), check.corrupt.size());
+    md += fmt::format("## Completeness\n\n{} expected, {} done, {} missing, {} stale, {} corrupt, {} unreadable, {} in "
+                      "flight.\n\n",
+                      check.expected, check.done, check.missing.size(), check.stale.size(), check.corrupt.size(),
+                      check.unreadable.size(), check.in_flight.size());
     const auto list = [&](const char* title, const std::vector<CheckEntry>& entries) {
       if (entries.empty()) return;
       md += fmt::format("### {}\n\n| model | task | shots | reason |\n| --- | --- | --- | --- |\n", title);
@@ -356,11 +358,20 @@ std::string render_report_markdown(const ReportInput& input) {
     list("Missing", check.missing);
     list("Stale (a result exists but its key no longer matches)", check.stale);
     list("Corrupt", check.corrupt);
+    list("Unreadable (permissions: not resubmitted)", check.unreadable);
+    list("In flight (queued or running: not resubmitted)", check.in_flight);
     if (!check.resubmit_commands.empty()) {
       md += "Resubmit exactly these:\n\n```sh\n";
-      for (const auto& command : check.resubmit_commands) md += command + "\n";
+      for (const auto& command : check.resubmit_commands) md += command.line + "\n";
       md += "```\n\n";
     }
+  }
+  if (input.scan && !input.scan->unreadable.empty()) {
+    md += "## Unreadable directories and files\n\n";
+    for (const auto& entry : input.scan->unreadable) {
+      md += fmt::format("- `{}`: {}\n", md_cell(entry.path.string()), md_cell(entry.reason));
+    }
+    md += "\n";
   }
   if (input.scan && !input.scan->skipped.empty()) {
     md += "## Skipped files\n\n";

@@ -43,6 +43,17 @@ std::string result_document_problem(const nlohmann::json& document) {
   return {};
 }
 
+std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const nlohmann::json& expected_inputs) {
+  if (!key_inputs.is_object() || !expected_inputs.is_object()) return std::nullopt;
+  const auto found = key_inputs.find("scoring_version");
+  const auto ours = expected_inputs.find("scoring_version");
+  if (found == key_inputs.end() || ours == expected_inputs.end() || !found->is_number_integer() ||
+      !ours->is_number_integer() || found->get<int>() <= ours->get<int>()) {
+    return std::nullopt;
+  }
+  return found->get<int>();
+}
+
 ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected) {
   std::optional<std::string> content;
   try {
@@ -55,11 +66,26 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
   if (document.is_discarded()) return {ResultState::corrupt, "not valid JSON (truncated or damaged)"};
   if (auto problem = result_document_problem(document); !problem.empty()) return {ResultState::corrupt, problem};
   if (document["key"] != expected.digest) {
+    if (const auto newer = newer_scoring_version(document["key_inputs"], expected.inputs)) {
+      return {ResultState::stale,
+              fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
+                          expected.inputs["scoring_version"].get<int>()),
+              *newer};
+    }
     const auto fields = differing_key_inputs(expected.inputs, document["key_inputs"]);
     return {ResultState::stale,
             fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ")};
   }
   return {ResultState::done, {}};
+}
+
+void refuse_to_overwrite_newer_result(const std::filesystem::path& path, const JobKey& expected) {
+  const auto check = check_result(path, expected);
+  if (!check.newer_scoring_version) return;
+  throw Error(fmt::format("{} was computed by a newer mill (scoring_version {}; this mill's is {}); not overwritten: "
+                          "evaluate this job with that mill or a newer one",
+                          path.string(), *check.newer_scoring_version, expected.inputs["scoring_version"].get<int>()),
+              ExitCode::eval_failed);
 }
 
 void write_result(const std::filesystem::path& path, const nlohmann::json& document) {

@@ -143,6 +143,10 @@ std::optional<std::vector<QueueEntry>> query_user_queue(std::string* error) {
   return query({"squeue", "-h", "-r", "-u", current_user_name(), "-o", kQueueFormat}, error);
 }
 
+std::optional<std::vector<QueueEntry>> query_jobs_named(const std::string& job_name, std::string* error) {
+  return query({"squeue", "-h", "-r", "-n", job_name, "-o", kQueueFormat}, error);
+}
+
 std::optional<std::vector<QueueEntry>> query_array_queue(const std::string& array_job_id) {
   // squeue fails for a job id it no longer knows; an empty answer then means "not queued".
   const auto output = run_program_captured({"squeue", "-h", "-r", "-j", array_job_id, "-o", kQueueFormat});

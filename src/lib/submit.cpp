@@ -30,6 +30,12 @@ std::filesystem::path SweepPaths::status(int element) const {
 
 std::filesystem::path sweeps_root(const std::filesystem::path& output_dir) { return output_dir / "sweeps"; }
 
+std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) {
+  return sweeps_root(output_dir) / "submit.lock";
+}
+
+std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
+
 namespace {
 
 std::string utc_timestamp(const char* format) {
@@ -57,6 +63,11 @@ std::optional<nlohmann::json> read_json_if_exists(const fs::path& path) {
   auto document = nlohmann::json::parse(*text, nullptr, false);
   if (document.is_discarded() || !document.is_object()) return std::nullopt;
   return document;
+}
+
+// The array job id of the first queue entry, or "" when the queue has none.
+std::string array_in(const std::vector<QueueEntry>& entries) {
+  return entries.empty() ? std::string() : entries.front().array_job_id;
 }
 
 }  // namespace
@@ -155,10 +166,31 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
   sbatch.sweep_dir = result.sweep.dir;
   sbatch.manifest = result.sweep.manifest();
   sbatch.venv_path = request.venv_path;
+  sbatch.job_name = sweep_job_name(result.sweep_id);
   const auto argv = sbatch_command(sbatch, result.sweep.script());
+  // The record exists before sbatch runs: if mill dies after SLURM accepted the array but before its answer is
+  // written, the next schedule finds the array by its job name (reconcile_submissions) instead of submitting again.
+  nlohmann::json record = {{"schema", kSubmissionSchema},
+                           {"sweep_id", result.sweep_id},
+                           {"mode", "slurm"},
+                           {"state", kStateSubmitting},
+                           {"job_name", sbatch.job_name},
+                           {"array_job_id", nullptr},
+                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                           {"host", host_name()},
+                           {"user", current_user_name()},
+                           {"mill_version", version()},
+                           {"profile", request.profile->name},
+                           {"elements", result.elements},
+                           {"jobs", result.jobs},
+                           {"time_limit_minutes", request.time_minutes},
+                           {"max_array_len", request.profile->max_array_len},
+                           {"sbatch", argv},
+                           {"command", request.command_line}};
   try {
     write_file_atomically(result.sweep.manifest(), manifest.dump(2) + "\n");
     write_file_atomically(result.sweep.script(), render_sbatch_script(sbatch));
+    write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   } catch (...) {
     std::error_code ec;
     fs::remove_all(result.sweep.dir, ec);
@@ -168,6 +200,16 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
   spdlog::info("running {}", join(argv, " "));
   const auto output = run_program_captured(argv);
   result.array_job_id = output.exit_code == 0 ? parse_sbatch_job_id(output.out) : "";
+  if (result.array_job_id.empty() && output.started) {
+    // sbatch can fail after slurmctld accepted the job (a timed-out answer): the queue has the last word.
+    if (const auto named = query_jobs_named(sbatch.job_name)) {
+      result.array_job_id = array_in(*named);
+      if (!result.array_job_id.empty()) {
+        spdlog::warn("sbatch reported a failure, but SLURM has array {} of sweep {}: recorded as submitted",
+                     result.array_job_id, result.sweep_id);
+      }
+    }
+  }
   if (result.array_job_id.empty()) {
     std::error_code ec;
     fs::remove_all(result.sweep.dir, ec);
@@ -179,22 +221,45 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
                 ExitCode::submit_failed);
   }
 
-  nlohmann::json record = {{"schema", kSubmissionSchema},
-                           {"sweep_id", result.sweep_id},
-                           {"mode", "slurm"},
-                           {"array_job_id", result.array_job_id},
-                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
-                           {"host", host_name()},
-                           {"mill_version", version()},
-                           {"profile", request.profile->name},
-                           {"elements", result.elements},
-                           {"jobs", result.jobs},
-                           {"time_limit_minutes", request.time_minutes},
-                           {"max_array_len", request.profile->max_array_len},
-                           {"sbatch", argv},
-                           {"command", request.command_line}};
+  record["state"] = kStateSubmitted;
+  record["array_job_id"] = result.array_job_id;
   write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   return result;
+}
+
+std::vector<std::string> reconcile_submissions(const std::filesystem::path& output_dir) {
+  std::vector<std::string> settled;
+  for (const auto& sweep : list_sweeps(output_dir)) {
+    auto record = read_json_if_exists(sweep.submission());
+    if (!record || record->value("state", nlohmann::json()) != kStateSubmitting) continue;
+    const auto sweep_id = sweep.dir.filename().string();
+    const auto name = record->value("job_name", nlohmann::json());
+    const auto job_name = name.is_string() ? name.get<std::string>() : sweep_job_name(sweep_id);
+    std::string error;
+    const auto named = query_jobs_named(job_name, &error);
+    if (!named) {
+      throw Error(fmt::format("cannot tell whether the interrupted submission of sweep {} reached SLURM ({}); nothing "
+                              "submitted",
+                              sweep_id, error),
+                  ExitCode::submit_failed);
+    }
+    const auto array_id = array_in(*named);
+    (*record)["reconciled_at"] = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
+    if (!array_id.empty()) {
+      (*record)["state"] = kStateSubmitted;
+      (*record)["array_job_id"] = array_id;
+      settled.push_back(fmt::format("sweep {}: its submission was interrupted after SLURM accepted array {}; recorded "
+                                    "(its jobs are in flight, not submitted again)",
+                                    sweep_id, array_id));
+    } else {
+      (*record)["state"] = kStateNotInQueue;
+      settled.push_back(fmt::format("sweep {}: its submission was interrupted and SLURM has no array named {}; none of "
+                                    "its jobs count as in flight",
+                                    sweep_id, job_name));
+    }
+    write_file_atomically(sweep.submission(), record->dump(2) + "\n");
+  }
+  return settled;
 }
 
 void write_local_submission(const SweepPaths& sweep, int elements, int jobs, const std::vector<std::string>& command_line) {

@@ -49,13 +49,15 @@ long long parse_timestamp(const nlohmann::json& value) {
 
 namespace {
 
-nlohmann::json read_json_or_null(const std::filesystem::path& path) {
+// The document, or null when absent or not JSON; a file that exists but cannot be read is added to `unreadable`.
+nlohmann::json read_json_or_null(const std::filesystem::path& path, std::vector<std::string>& unreadable) {
   try {
     const auto text = read_file_if_exists(path);
     if (!text) return nullptr;
     auto document = nlohmann::json::parse(*text, nullptr, false);
     return document.is_object() ? document : nlohmann::json();
-  } catch (const Error&) {
+  } catch (const Error& e) {
+    unreadable.push_back(e.what());
     return nullptr;
   }
 }
@@ -185,8 +187,8 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
       continue;
     }
     sweep.dir = paths.dir;
-    const auto submission = read_json_or_null(paths.submission());
-    const auto manifest = read_json_or_null(paths.manifest());
+    const auto submission = read_json_or_null(paths.submission(), sweep.unreadable);
+    const auto manifest = read_json_or_null(paths.manifest(), sweep.unreadable);
     sweep.mode = field_string(submission, "mode");
     sweep.array_job_id = field_string(submission, "array_job_id");
     sweep.submitted_at = field_string(submission, "submitted_at");
@@ -199,8 +201,8 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     std::vector<nlohmann::json> status_files, heartbeats;
     bool settled_by_files = true;  // every element has a final status file that SLURM cannot have overtaken
     for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
-      status_files.push_back(read_json_or_null(paths.status(index)));
-      heartbeats.push_back(read_json_or_null(paths.heartbeat(index)));
+      status_files.push_back(read_json_or_null(paths.status(index), sweep.unreadable));
+      heartbeats.push_back(read_json_or_null(paths.heartbeat(index), sweep.unreadable));
       const auto state = field_string(status_files.back(), "state");
       if (state.empty() || state == "preempted") settled_by_files = false;
     }
@@ -277,6 +279,7 @@ nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
                              {"slurm_unavailable", sweep.slurm_unavailable},
                              {"finished", sweep.finished()},
                              {"counts", counts},
+                             {"unreadable", sweep.unreadable},
                              {"elements", elements}});
   }
   return out;

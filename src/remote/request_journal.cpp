@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -68,7 +69,10 @@ void RequestJournal::record(const std::string& key, const nlohmann::json& answer
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
     file_path_ = directory_ / fmt::format("{}.{}.{}.jsonl", scope_hash_, host_name(), ::getpid());
-    file_ = std::fopen(file_path_.c_str(), "a+");
+    // Never through a symlink planted in a shared results tree; permissions from the umask.
+    const int fd = ::open(file_path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
+    file_ = fd < 0 ? nullptr : ::fdopen(fd, "a+");
+    if (!file_ && fd >= 0) ::close(fd);
     if (!file_) {
       spdlog::warn("cannot write the request journal {}: {}; answers are not kept for a rerun", file_path_.string(),
                    std::strerror(errno));

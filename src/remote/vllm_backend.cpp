@@ -83,7 +83,7 @@ ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::fi
   if (argv.empty()) throw Error("no server command given", ExitCode::internal);
   std::error_code ec;
   std::filesystem::create_directories(log_file.parent_path(), ec);
-  const int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int log_fd = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0666);
   if (log_fd < 0) {
     throw Error(fmt::format("cannot write the server log {}: {}", log_file.string(), std::strerror(errno)),
                 ExitCode::eval_failed);
