@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "mill/model_spec.hpp"
 #include "mill/tasks.hpp"
@@ -26,8 +27,22 @@ struct JobKey {
 // `model_revision` comes from resolve_model_revision(); it is a parameter so a caller resolves each model once.
 JobKey make_job_key(const Job& job, const std::string& model_revision);
 
-// Names of the key inputs that differ between two keys, e.g. {"task_fingerprint", "model_revision"}.
+// Names of the key inputs that differ between the key expected now and one a result recorded, e.g.
+// {"task_fingerprint", "model_revision"}. The recorded `model` is read under today's spelling rules
+// (ModelSpec::identity), so a result written before a rule changed still matches.
 std::vector<std::string> differing_key_inputs(const nlohmann::json& expected, const nlohmann::json& found);
+
+// Whether a result recorded with `found_digest` and `found_inputs` answers the job keyed `expected`: the same
+// digest, or (for results written under earlier spelling rules) self-consistent recorded inputs that
+// differing_key_inputs finds equal. Otherwise `differing` names what changed.
+struct KeyMatch {
+  bool same = false;
+  std::vector<std::string> differing;
+};
+KeyMatch match_job_key(const JobKey& expected, const std::string& found_digest, const nlohmann::json& found_inputs);
+
+// The reason a stale result shows: "model content changed", "computed with a different scoring_version", ...
+std::string stale_reason(const std::vector<std::string>& differing);
 
 // <output_dir>/results/<model>/<task>/<n>shot[-limitN].json — the final result (written atomically).
 std::filesystem::path result_path(const std::filesystem::path& output_dir, const Job& job);

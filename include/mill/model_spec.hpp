@@ -29,8 +29,9 @@ struct ModelSpec {
   // The spec as typed, normalised: name[k=v,...] with args in the given order, quoted where needed.
   std::string to_string() const;
 
-  // What determines the model's numbers: the name plus every argument except those that only change how the
-  // model runs (batch size, device, concurrency, ports, timeouts...). Args are sorted, so order never matters.
+  // What determines the model's numbers, in one spelling: the name plus the arguments in canonical form
+  // (model_args.hpp canonical_model_args: no execution-only arguments, none equal to the backend's default,
+  // booleans and numbers normalised, sorted). `m`, `m[dtype=bfloat16]` and `m[batch_size=8]` are one identity.
   std::string identity() const;
 };
 

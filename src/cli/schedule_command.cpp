@@ -18,6 +18,7 @@
 #include "mill/atomic_file.hpp"
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
+#include "mill/migrate.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/preflight.hpp"
@@ -386,6 +387,12 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       plan.count(ResultState::done));
 
   std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
+  if (const auto legacy = result_directories_to_migrate(request.output_dir); !legacy.empty()) {
+    messages.push_back(fmt::format("{} results director(ies) use an earlier spelling of their model (results/{} is "
+                                   "now results/{}); schedule and collect look only under today's spelling: run `mill "
+                                   "migrate` once to move them",
+                                   legacy.size(), legacy.front().first, legacy.front().second));
+  }
   if (!in_flight.empty()) {
     std::set<std::string> arrays;
     for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);

@@ -104,8 +104,12 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.n_samples = document["n_samples"].get<long long>();
   result.key = document["key"].get<std::string>();
   result.key_inputs = std::move(document["key_inputs"]);
-  auto identity = string_field(result.key_inputs, "model");
+  // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
+  // `mill migrate` share their directory's row.
+  const auto model_directory = path.parent_path().parent_path().filename().string();
+  auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
   if (identity.empty()) identity = string_field(document, "model_identity");
+  if (identity.empty()) identity = string_field(result.key_inputs, "model");
   result.model = identity.empty() ? model_identity_of(document["model"].get<std::string>()) : identity;
   if (const auto it = result.key_inputs.find("limit"); it != result.key_inputs.end() && it->is_number_integer()) {
     result.limit = it->get<int>();
@@ -257,9 +261,8 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
     }
     if (!it->second) continue;
     const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
-    if (key.digest == result.key) continue;
-    const auto fields = differing_key_inputs(key.inputs, result.key_inputs);
-    stale[result.path.string()] = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
+    const auto match = match_job_key(key, result.key, result.key_inputs);
+    if (!match.same) stale[result.path.string()] = stale_reason(match.differing);
   }
   return stale;
 }

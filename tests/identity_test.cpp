@@ -1,0 +1,146 @@
+// A result's identity (issue 13): canonical model specs and `mill migrate` for results under earlier spellings.
+// Run through the real mill binary wherever a user would.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include "mill/model_spec.hpp"
+#include "mill/text.hpp"
+#include "support.hpp"
+
+using namespace mill;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string identity_of(const std::string& spec) { return ModelSpec::parse(spec).identity(); }
+
+// A results tree with the demo task; every command runs the real binary.
+struct Tree {
+  test::TempDir root;
+  std::map<std::string, std::string> env{{"HF_HUB_CACHE", (root / "hub").string()}, {"MILL_HOSTNAME", "testhost"}};
+  std::filesystem::path out() const { return root / "out"; }
+  test::RunResult mill(std::vector<std::string> args) const {
+    std::vector<std::string> all = {"--output_dir", out().string(), "--cache_dir", (root / "cache").string()};
+    all.insert(all.end(), args.begin(), args.end());
+    return test::run_mill(all, env);
+  }
+  nlohmann::json plan(const std::string& models, std::vector<std::string> extra = {}) const {
+    std::vector<std::string> args = {"schedule", models, "demo", "--dry_run", "--json", "--cluster", "local"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto run = mill(args);
+    INFO(run.err);
+    REQUIRE(run.exit_code == 0);
+    return nlohmann::json::parse(run.out);
+  }
+  std::filesystem::path model_dir(const std::string& spec) const {
+    return out() / "results" / path_component(identity_of(spec));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("identity: arguments at the backend's default, boolean and number spellings and order do not matter") {
+  CHECK(identity_of("org/m[dtype=bfloat16]") == "org/m");
+  CHECK(identity_of("org/m[dtype=bf16,use_chat_template=false]") == "org/m");
+  CHECK(identity_of("org/m[dtype=half]") == identity_of("org/m[dtype=float16]"));
+  for (const auto* spelling : {"True", "true", "1", "yes"}) {
+    CHECK(identity_of(std::string("org/m[use_chat_template=") + spelling + "]") == "org/m[use_chat_template=true]");
+  }
+  CHECK(identity_of("org/m[max_context_length=2048.0,dtype=float32]") ==
+        identity_of("org/m[dtype=float32,max_context_length=02048]"));
+  CHECK(identity_of("org/m[share_prefixes=false,generation_cache=true]") == "org/m");  // execution-only
+  CHECK(identity_of("mill-demo[seed=01]") == identity_of("mill-demo[seed=1]"));
+  CHECK(identity_of("mill-demo[seed=0]") == "mill-demo");
+  CHECK(identity_of("vllm[path=org/m,dtype=auto,endpoint=completions,trust_remote_code=False]") == "vllm[path=org/m]");
+  CHECK(identity_of("litellm[model=gpt-x]") == identity_of("api[model=gpt-x]"));
+
+  // What changes the numbers still tells models apart.
+  CHECK(identity_of("org/m[dtype=float16]") != identity_of("org/m"));
+  CHECK(identity_of("org/m[use_chat_template=yes]") != identity_of("org/m"));
+  CHECK(identity_of("mill-demo[seed=1]") != identity_of("mill-demo[seed=2]"));
+  CHECK(identity_of("mill-demo[seed=9007199254740993]") != identity_of("mill-demo[seed=9007199254740992]"));
+  CHECK(identity_of("org/m[revision=v1]") != identity_of("org/m[revision=v2]"));
+  // An unknown argument is kept as typed (the preflight rejects it, naming the valid ones).
+  CHECK(identity_of("org/m[colour=Blue]") == "org/m[colour=Blue]");
+}
+
+TEST_CASE("identity: m[dtype=bfloat16] and m are one job, and the worker writes where the planner looks") {
+  Tree tree;
+  const auto plan = tree.plan("org/m[dtype=bfloat16],org/m[batch_size=4],org/m", {"--skip_model_check"});
+  REQUIRE(plan["jobs"].size() == 1);
+
+  // mill-demo runs for real: planned under one spelling, evaluated under another, planned again under a third.
+  const auto first = tree.plan("mill-demo[seed=01]");
+  REQUIRE(first["jobs"].size() == 1);
+  CHECK(first["jobs"][0]["status"] == "missing");
+  const auto eval = tree.mill({"eval", "mill-demo[seed=001,delay_ms=0]", "demo"});
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  CHECK(first["jobs"][0]["result"] == (tree.model_dir("mill-demo[seed=1]") / "demo" / "0shot.json").string());
+  const auto again = tree.plan("mill-demo[seed=1]");
+  CHECK(again["jobs"][0]["status"] == "done");
+  CHECK(again["jobs"][0]["key"] == first["jobs"][0]["key"]);
+  const auto rerun = tree.mill({"eval", "mill-demo[seed=+1]", "demo"});
+  CHECK(rerun.exit_code == 0);
+  CHECK_THAT(rerun.out, Contains("done (already)"));
+}
+
+TEST_CASE("identity: mill migrate moves results written under an earlier spelling, and they count as done") {
+  Tree tree;
+  REQUIRE(tree.mill({"eval", "mill-demo[seed=1]", "demo"}).exit_code == 0);
+  // What an earlier mill wrote for `mill-demo[seed=01]`: its own directory, and the spelling in the key.
+  const auto canonical = tree.model_dir("mill-demo[seed=1]");
+  const auto legacy = tree.out() / "results" / path_component("mill-demo[seed=01]");
+  std::filesystem::rename(canonical, legacy);
+  auto document = nlohmann::json::parse(test::read_text(legacy / "demo" / "0shot.json"));
+  document["key_inputs"]["model"] = "mill-demo[seed=01]";
+  document["key"] = content_hash(document["key_inputs"].dump());
+  document["model"] = document["model_identity"] = "mill-demo[seed=01]";
+  const auto legacy_bytes = document.dump(2) + "\n";
+  test::write_text(legacy / "demo" / "0shot.json", legacy_bytes);
+
+  // Before the migration: planned again, and schedule says why and what to run.
+  auto plan = tree.plan("mill-demo[seed=01]");
+  CHECK(plan["jobs"][0]["status"] == "missing");
+  CHECK_THAT(plan["messages"].dump(), Contains("mill migrate") && Contains(path_component("mill-demo[seed=01]")));
+
+  const auto dry = tree.mill({"migrate", "--dry_run"});
+  REQUIRE(dry.exit_code == 0);
+  CHECK_THAT(dry.out, Contains("would move 3 file(s)"));
+  CHECK(std::filesystem::exists(legacy / "demo" / "0shot.json"));
+
+  const auto migrated = tree.mill({"migrate"});
+  INFO(migrated.out << migrated.err);
+  REQUIRE(migrated.exit_code == 0);
+  CHECK_THAT(migrated.out, Contains("moved 3 file(s) from 1 model directory"));
+  CHECK_FALSE(std::filesystem::exists(legacy));
+  // Renamed, not rewritten.
+  CHECK(test::read_text(canonical / "demo" / "0shot.json") == legacy_bytes);
+  CHECK(std::filesystem::exists(canonical / "demo" / "0shot.journal.jsonl"));
+
+  plan = tree.plan("mill-demo[seed=01]");
+  CHECK(plan["jobs"][0]["status"] == "done");
+  CHECK(plan["messages"].dump().find("mill migrate") == std::string::npos);
+  const auto collect = tree.mill({"collect", "--check"});
+  INFO(collect.out << collect.err);
+  CHECK(collect.exit_code == 0);
+  const auto csv = test::read_text(tree.out() / "aggregate.csv");
+  CHECK_THAT(csv, Contains("mill-demo[seed=1],demo,"));
+  CHECK(csv.find("seed=01") == std::string::npos);
+  CHECK_THAT(tree.mill({"migrate"}).out, Contains("already has its canonical name"));
+}
+
+TEST_CASE("identity: mill migrate leaves a file in place when the canonical directory has its own") {
+  Tree tree;
+  REQUIRE(tree.mill({"eval", "mill-demo[seed=1]", "demo"}).exit_code == 0);
+  const auto legacy = tree.out() / "results" / path_component("mill-demo[seed=01]");
+  std::filesystem::create_directories(legacy / "demo");
+  std::filesystem::copy_file(tree.model_dir("mill-demo[seed=1]") / "demo" / "0shot.json", legacy / "demo" / "0shot.json");
+  const auto canonical_bytes = test::read_text(tree.model_dir("mill-demo[seed=1]") / "demo" / "0shot.json");
+  const auto migrated = tree.mill({"migrate"});
+  REQUIRE(migrated.exit_code == 0);
+  CHECK_THAT(migrated.out, Contains("1 left in place") && Contains("kept: " + (legacy / "demo" / "0shot.json").string()));
+  CHECK(std::filesystem::exists(legacy / "demo" / "0shot.json"));
+  CHECK(test::read_text(tree.model_dir("mill-demo[seed=1]") / "demo" / "0shot.json") == canonical_bytes);
+}
