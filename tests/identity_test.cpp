@@ -1,9 +1,11 @@
-// A result's identity (issue 13): canonical model specs and `mill migrate` for results under earlier spellings.
-// Run through the real mill binary wherever a user would.
+// A result's identity (issue 13): canonical model specs, `mill migrate` for results under earlier spellings,
+// and content fingerprints of local checkpoints. Run through the real mill binary wherever a user would.
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "mill/checkpoint_files.hpp"
+#include "mill/error.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/text.hpp"
 #include "support.hpp"
@@ -143,4 +145,109 @@ TEST_CASE("identity: mill migrate leaves a file in place when the canonical dire
   CHECK_THAT(migrated.out, Contains("1 left in place") && Contains("kept: " + (legacy / "demo" / "0shot.json").string()));
   CHECK(std::filesystem::exists(legacy / "demo" / "0shot.json"));
   CHECK(test::read_text(tree.model_dir("mill-demo[seed=1]") / "demo" / "0shot.json") == canonical_bytes);
+}
+
+// ---- content identity of checkpoint folders ----
+
+namespace {
+
+bool runtime_plugin_built() {
+#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
+  return std::filesystem::exists(MILL_RUNTIME_PLUGIN_PATH);
+#else
+  return false;
+#endif
+}
+
+#define REQUIRE_RUNTIME_PLUGIN()                                               \
+  if (!runtime_plugin_built()) {                                               \
+    WARN("the model runtime plugin was not built (no libtorch); skipped");     \
+    return;                                                                    \
+  }
+
+void write_checkpoint(const std::filesystem::path& folder, std::vector<std::string> options = {}) {
+  std::vector<std::string> args = {"demo-model", folder.string()};
+  args.insert(args.end(), options.begin(), options.end());
+  const auto run = test::run_mill(args);
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+}
+
+}  // namespace
+
+TEST_CASE("identity: a checkpoint's fingerprint follows its content, not its path") {
+  test::TempDir dir;
+  write_checkpoint(dir / "a");
+  write_checkpoint(dir / "b");
+  write_checkpoint(dir / "c", {"--seed", "7"});  // same shapes and sizes, other weights
+  write_checkpoint(dir / "sharded", {"--shards", "3"});
+  const auto a = checkpoint_fingerprint(dir / "a");
+  CHECK(a.size() == 32);
+  CHECK(checkpoint_fingerprint(dir / "b") == a);
+  CHECK(checkpoint_fingerprint(dir / "c") != a);
+  CHECK(checkpoint_fingerprint(dir / "sharded") != a);
+  CHECK(checkpoint_fingerprint(dir / "sharded") == checkpoint_fingerprint(dir / "sharded"));
+
+  // A generation config or a tokenizer change is a content change too.
+  test::write_text(dir / "b" / "generation_config.json", "{\"max_new_tokens\": 8}");
+  CHECK(checkpoint_fingerprint(dir / "b") != a);
+
+  // A damaged header is one line naming the file.
+  test::write_text(dir / "a" / "model.safetensors", std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + "{}");
+  try {
+    checkpoint_fingerprint(dir / "a");
+    FAIL("accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(std::string(e.what()), Contains((dir / "a" / "model.safetensors").string()) && Contains("header length"));
+  }
+}
+
+TEST_CASE("identity: a moved checkpoint folder keeps its results done, weights replaced in place make them stale") {
+  REQUIRE_RUNTIME_PLUGIN();
+  Tree tree;
+  const auto first = tree.root / "runs" / "step-1000";
+  write_checkpoint(first);
+  const auto spec_at = [](const std::filesystem::path& folder) { return folder.string() + "[dtype=float32,device=cpu]"; };
+  const std::vector<std::string> limit = {"--limit", "4"};
+
+  auto eval = tree.mill({"eval", spec_at(first), "demo", "--limit", "4"});
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  auto plan = tree.plan(spec_at(first), limit);
+  REQUIRE(plan["jobs"].size() == 1);
+  CHECK(plan["jobs"][0]["status"] == "done");
+  const auto result_file = plan["jobs"][0]["result"].get<std::string>();
+  const auto result = nlohmann::json::parse(test::read_text(result_file));
+  // The result records the fingerprint and the folder it was read from; the key holds the fingerprint, not the path.
+  CHECK(result["model_checkpoint"]["folder"] == first.string());
+  CHECK(result["model_checkpoint"]["fingerprint"] == checkpoint_fingerprint(first));
+  CHECK(result["key_inputs"]["model_content"] == checkpoint_fingerprint(first));
+  CHECK(result["key_inputs"]["model"].get<std::string>().find(first.string()) == std::string::npos);
+
+  // Replaced in place by a later training step (same shapes and sizes): stale, and schedule says why.
+  write_checkpoint(first, {"--seed", "7"});
+  plan = tree.plan(spec_at(first), limit);
+  CHECK(plan["jobs"][0]["status"] == "stale");
+  CHECK(plan["jobs"][0]["reason"] == "model content changed");
+  const auto table = tree.mill({"schedule", spec_at(first), "demo", "--limit", "4", "--dry_run", "--cluster", "local"});
+  CHECK_THAT(table.out, Contains("stale    model content changed"));
+  eval = tree.mill({"eval", spec_at(first), "demo", "--limit", "4"});
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  CHECK(tree.plan(spec_at(first), limit)["jobs"][0]["status"] == "done");
+
+  // Moved: planned under its new path, it is done, and the worker agrees.
+  const auto moved = tree.root / "archive" / "step-1000";
+  std::filesystem::create_directories(moved.parent_path());
+  std::filesystem::rename(first, moved);
+  plan = tree.plan(spec_at(moved), limit);
+  CHECK(plan["jobs"][0]["status"] == "done");
+  CHECK(plan["jobs"][0]["result"] == result_file);
+  eval = tree.mill({"eval", spec_at(moved), "demo", "--limit", "4"});
+  CHECK(eval.exit_code == 0);
+  CHECK_THAT(eval.out, Contains("done (already)"));
+  const auto collect = tree.mill({"collect", "--check"});
+  INFO(collect.out << collect.err);
+  CHECK(collect.exit_code == 0);
+  CHECK_THAT(test::read_text(tree.out() / "aggregate.csv"), Contains(first.string()));
 }

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "mill/model_identity.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/tasks.hpp"
 
@@ -16,7 +17,13 @@ struct Job {
   const TaskInfo* task = nullptr;
   int n_shot = 0;
   std::optional<int> limit;  // --limit: evaluate only the first N documents
+  // The model name of its results directory when it is not model.identity(): a checkpoint folder that moved keeps
+  // writing where its content's results are (model_identity.hpp results_model).
+  std::string results_model;
 };
+
+// The model its results directory stands for: job.results_model, else job.model.identity().
+std::string results_model_of(const Job& job);
 
 // What determines a job's numbers, and its digest. Two results with the same digest are interchangeable.
 struct JobKey {
@@ -24,7 +31,10 @@ struct JobKey {
   std::string digest;     // content hash of `inputs`
 };
 
-// `model_revision` comes from resolve_model_revision(); it is a parameter so a caller resolves each model once.
+// `model` comes from identify_model() (model_identity.hpp); it is a parameter so a caller identifies each model
+// once. A checkpoint folder's key holds its content fingerprint (`model_content`) and not its path.
+JobKey make_job_key(const Job& job, const ModelIdentity& model);
+// A model without local content (a hub id, a remote model) at `model_revision`.
 JobKey make_job_key(const Job& job, const std::string& model_revision);
 
 // Names of the key inputs that differ between the key expected now and one a result recorded, e.g.

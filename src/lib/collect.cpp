@@ -19,6 +19,7 @@
 
 #include "mill/error.hpp"
 #include "mill/job.hpp"
+#include "mill/model_identity.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/rollup.hpp"
@@ -105,7 +106,7 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.key = document["key"].get<std::string>();
   result.key_inputs = std::move(document["key_inputs"]);
   // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
-  // `mill migrate` share their directory's row.
+  // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
   const auto model_directory = path.parent_path().parent_path().filename().string();
   auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
   if (identity.empty()) identity = string_field(document, "model_identity");
@@ -245,7 +246,7 @@ int benchmark_size(const TaskRegistry& registry, const std::string& benchmark, i
 
 StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& registry) {
   StaleResults stale;
-  std::map<std::string, std::optional<std::pair<ModelSpec, std::string>>> models;  // identity → spec, revision
+  std::map<std::string, std::optional<std::pair<ModelSpec, ModelIdentity>>> models;  // model → spec, identity
   for (const auto& result : scan.results) {
     const auto* task = registry.find(result.task);
     if (!task) continue;
@@ -253,14 +254,20 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
     if (inserted) {
       try {
         auto spec = ModelSpec::parse(result.model);
-        auto revision = resolve_model_revision(spec);
-        it->second.emplace(std::move(spec), std::move(revision));
+        auto identity = identify_model(spec);
+        it->second.emplace(std::move(spec), std::move(identity));
       } catch (const Error&) {
         // Not a spec mill can parse: no key to compare with.
       }
     }
     if (!it->second) continue;
-    const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
+    // A checkpoint's result is judged by the content of its folder; a folder that is gone or unreadable here
+    // (moved, or on a machine that cannot see it) cannot be judged.
+    const auto& identity = it->second->second;
+    if (result.key_inputs.contains("model_content") && (!identity.is_checkpoint_folder() || !identity.problem.empty())) {
+      continue;
+    }
+    const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, identity);
     const auto match = match_job_key(key, result.key, result.key_inputs);
     if (!match.same) stale[result.path.string()] = stale_reason(match.differing);
   }
@@ -494,6 +501,7 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
 
     // One entry per job, whatever its sources: keyed by the result path the job writes.
     std::unordered_map<std::string, ExpectedJob> expected;
+    std::unordered_map<std::string, std::string> results_models;  // spec as written → its results directory's model
     const auto add_planned = [&](const std::string& spec_text, const std::string& task_name, int n_shot,
                                  const std::optional<int>& limit, const std::string& source) {
       const auto* task = registry.find(task_name);
@@ -511,7 +519,11 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
         return;
       }
       if (!wanted(spec.identity(), task->name, n_shot)) return;
-      expected.try_emplace(result_path(request.output_dir, Job{spec, task, n_shot, limit}).string(),
+      // A checkpoint folder's results may live under the name of the path they were first written for.
+      auto [where, first_time] = results_models.try_emplace(spec_text);
+      if (first_time) where->second = local_checkpoint_folder(spec) ? results_model(request.output_dir, identify_model(spec))
+                                                                     : spec.identity();
+      expected.try_emplace(result_path(request.output_dir, Job{spec, task, n_shot, limit, where->second}).string(),
                            ExpectedJob{spec_text, task, n_shot, limit});
     };
 

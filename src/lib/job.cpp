@@ -8,17 +8,29 @@
 
 namespace mill {
 
+std::string results_model_of(const Job& job) {
+  return job.results_model.empty() ? job.model.identity() : job.results_model;
+}
+
 JobKey make_job_key(const Job& job, const std::string& model_revision) {
+  ModelIdentity model;
+  model.spec = model.key_model = job.model.identity();
+  model.revision = model_revision;
+  return make_job_key(job, model);
+}
+
+JobKey make_job_key(const Job& job, const ModelIdentity& model) {
   JobKey key;
   key.inputs = {
-      {"model", job.model.identity()},
-      {"model_revision", model_revision},
+      {"model", model.key_model},
+      {"model_revision", model.revision},
       {"task", job.task->name},
       {"task_fingerprint", job.task->fingerprint},
       {"n_shot", job.n_shot},
       {"limit", job.limit ? nlohmann::json(*job.limit) : nlohmann::json()},
       {"scoring_version", kScoringVersion},
   };
+  if (!model.content.empty()) key.inputs["model_content"] = model.content;
   key.digest = content_hash(key.inputs.dump());
   return key;
 }
@@ -96,7 +108,7 @@ std::string checked_component(const char* what, const std::string& name) {
 std::filesystem::path job_stem(const std::filesystem::path& output_dir, const Job& job) {
   auto file = fmt::format("{}shot", job.n_shot);
   if (job.limit) file += fmt::format("-limit{}", *job.limit);
-  return output_dir / "results" / checked_component("model", job.model.identity()) /
+  return output_dir / "results" / checked_component("model", results_model_of(job)) /
          checked_component("task", job.task->name) / file;
 }
 }  // namespace

@@ -19,6 +19,7 @@
 #include "mill/job.hpp"
 #include "mill/job_lock.hpp"
 #include "mill/model.hpp"
+#include "mill/model_identity.hpp"
 #include "mill/results.hpp"
 #include "mill/text.hpp"
 
@@ -142,6 +143,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
 
   // Everything that can be checked before the model loads is checked first: spec, task names, data directory.
   ModelSpec spec;
+  ModelIdentity identity;
+  std::string results_name;  // the results directory's model (a moved checkpoint folder keeps its results')
   std::vector<Job> jobs;
   std::vector<JobKey> keys;
   std::vector<bool> runnable(requests.size(), true);
@@ -159,7 +162,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   const auto data_dir = resolve_data_dir(options.data_dir);
   try {
     spec = ModelSpec::parse(model_text);
-    const auto revision = resolve_model_revision(spec);
+    identity = identify_model(spec);
+    results_name = results_model(options.output_dir, identity);
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& request = requests[i];
       const auto* task = registry.find(request.task);
@@ -182,8 +186,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       } catch (const Error& e) {
         fail_job(i, e.what());
       }
-      Job job{spec, task, request.n_shot, request.limit};
-      auto key = make_job_key(job, revision);
+      Job job{spec, task, request.n_shot, request.limit, results_name == identity.spec ? "" : results_name};
+      auto key = make_job_key(job, identity);
       if (!request.expected_key.empty() && request.expected_key != key.digest) {
         spdlog::warn("{} {}-shot: the job key computed now ({}) differs from the manifest's ({}); using the current "
                      "one (the task definition, model revision or mill's scorer changed since planning)",
@@ -274,6 +278,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     settings.data_dir = data_dir;
     settings.docs_per_batch = options.docs_per_batch;
     settings.stop = &stop;
+    settings.model_checkpoint = identity.checkpoint_record();
     double last_progress = 0;
     settings.on_progress = [&, i](const EvalProgress& progress) {
       heartbeat(i, progress, progress.done_samples == 0);
@@ -296,6 +301,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         return static_cast<int>(ExitCode::preempted);
       }
       statuses[i].state = "done";
+      remember_results_model(options.output_dir, identity, results_model_of(job));
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
                 << std::endl;
     } catch (const Error& e) {
