@@ -1,8 +1,11 @@
 // A result's identity (issue 13): canonical model specs, `mill migrate` for results under earlier spellings,
-// and content fingerprints of local checkpoints. Run through the real mill binary wherever a user would.
+// content fingerprints of local checkpoints, and Hugging Face revisions that planner and workers agree on. Run
+// through the real mill binary wherever a user would.
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
 #include "mill/checkpoint_files.hpp"
 #include "mill/error.hpp"
@@ -250,4 +253,115 @@ TEST_CASE("identity: a moved checkpoint folder keeps its results done, weights r
   INFO(collect.out << collect.err);
   CHECK(collect.exit_code == 0);
   CHECK_THAT(test::read_text(tree.out() / "aggregate.csv"), Contains(first.string()));
+}
+
+// ---- Hugging Face revisions when the planner and the workers see different caches ----
+
+namespace {
+constexpr const char* kCommit = "0123456789abcdef0123456789abcdef01234567";
+constexpr const char* kOtherCommit = "fedcba9876543210fedcba9876543210fedcba98";
+
+// The values of aggregate.csv's `stale` column (no field of these rows is quoted).
+std::set<std::string> stale_column(const std::string& csv) {
+  std::set<std::string> values;
+  std::istringstream lines(csv);
+  std::string line;
+  std::size_t column = 0;
+  for (bool header = true; std::getline(lines, line); header = false) {
+    std::vector<std::string> fields;
+    std::istringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) fields.push_back(cell);
+    if (header) {
+      column = static_cast<std::size_t>(std::find(fields.begin(), fields.end(), "stale") - fields.begin());
+    } else if (column < fields.size()) {
+      values.insert(fields[column]);
+    }
+  }
+  return values;
+}
+
+// A hub cache holding org/tiny (a real tiny checkpoint) at `commit`, with refs/main pointing to `main`.
+void write_hub_model(const std::filesystem::path& hub, const std::string& commit, const std::string& main) {
+  write_checkpoint(hub / "models--org--tiny" / "snapshots" / commit);
+  test::write_text(hub / "models--org--tiny" / "refs" / "main", main);
+}
+}  // namespace
+
+TEST_CASE("identity: results written where the workers' cache resolves the revision are done for a planner without it") {
+  REQUIRE_RUNTIME_PLUGIN();
+  Tree tree;  // the planner's HF_HUB_CACHE (tree.root/hub) does not have the model
+  const auto node_cache = tree.root / "node-hub";
+  write_hub_model(node_cache, kCommit, kCommit);
+  const std::string spec = "org/tiny[dtype=float32,device=cpu]";
+  const std::vector<std::string> planning = {"--limit", "3", "--skip_model_check"};
+
+  auto plan = tree.plan(spec, planning);
+  REQUIRE(plan["jobs"].size() == 1);
+  CHECK(plan["jobs"][0]["status"] == "missing");
+  auto worker_env = tree.env;
+  worker_env["HF_HUB_CACHE"] = node_cache.string();
+  const auto eval = test::run_mill({"--output_dir", tree.out().string(), "eval", spec, "demo", "--limit", "3"}, worker_env);
+  INFO(eval.err);
+  REQUIRE(eval.exit_code == 0);
+  const auto result = nlohmann::json::parse(test::read_text(plan["jobs"][0]["result"].get<std::string>()));
+  CHECK(result["key_inputs"]["model_revision"] == kCommit);
+
+  // The next schedule from the login node plans nothing, every time.
+  for (int round = 0; round < 2; ++round) {
+    plan = tree.plan(spec, planning);
+    CHECK(plan["jobs"][0]["status"] == "done");
+    CHECK(plan["counts"]["pending"] == 0);
+  }
+  // collect on the login node does not call it stale either.
+  const auto collect = tree.mill({"collect", "--check"});
+  CHECK(collect.exit_code == 0);
+  CHECK(stale_column(test::read_text(tree.out() / "aggregate.csv")) == std::set<std::string>{"0"});
+
+  // A planner that does see a revision judges by it: another commit is stale.
+  write_hub_model(tree.root / "hub", kOtherCommit, kOtherCommit);
+  plan = tree.plan(spec, planning);
+  CHECK(plan["jobs"][0]["status"] == "stale");
+  CHECK_THAT(plan["jobs"][0]["reason"].get<std::string>(), Contains("model_revision"));
+}
+
+TEST_CASE("identity: a worker evaluates the revision its manifest planned, or fails in one line when its cache lacks it") {
+  REQUIRE_RUNTIME_PLUGIN();
+  Tree tree;
+  const auto node_cache = tree.root / "node-hub";
+  write_hub_model(node_cache, kCommit, kOtherCommit);  // refs/main moved on, the planned snapshot is still there
+  const auto manifest = tree.root / "sweep" / "manifest.json";
+  const auto write_manifest = [&](const std::string& revision) {
+    const nlohmann::json document = {
+        {"schema", "mill.manifest/1"},
+        {"settings", nlohmann::json::object()},
+        {"elements",
+         {{{"model", "org/tiny[dtype=float32,device=cpu]"},
+           {"model_revision", revision},
+           {"jobs", {{{"task", "demo"}, {"n_shot", 0}, {"limit", 2}, {"key", ""}}}}}}}};
+    test::write_text(manifest, document.dump(2));
+  };
+  auto worker_env = tree.env;
+  worker_env["HF_HUB_CACHE"] = node_cache.string();
+  const auto run_element = [&] {
+    return test::run_mill({"--output_dir", tree.out().string(), "eval", "--manifest", manifest.string(), "--element", "0"},
+                          worker_env);
+  };
+
+  write_manifest(kCommit);
+  auto run = run_element();
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto result_file = tree.out() / "results" / "org__tiny%5Bdtype%3Dfloat32%5D" / "demo" / "0shot-limit2.json";
+  const auto result = nlohmann::json::parse(test::read_text(result_file));
+  CHECK(result["key_inputs"]["model_revision"] == kCommit);
+  CHECK(result["provenance"]["backend"]["revision"] == kCommit);
+
+  // Planned at a commit this node's cache does not have: the job fails, saying which and what to do.
+  std::filesystem::remove(result_file);
+  write_manifest("1111111111111111111111111111111111111111");
+  run = run_element();
+  CHECK(run.exit_code == 4);
+  CHECK_THAT(run.err, Contains("planned at revision 1111111111111111111111111111111111111111") &&
+                          Contains(node_cache.string()) && Contains("huggingface-cli download org/tiny"));
+  CHECK_FALSE(std::filesystem::exists(result_file));
 }

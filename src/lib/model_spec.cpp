@@ -193,14 +193,14 @@ std::string resolve_model_revision(const ModelSpec& spec) {
   const std::string model = spec.arg("path").value_or(spec.arg("model").value_or(spec.name));
   std::error_code ec;
   if (std::filesystem::is_directory(model, ec)) return "local";
-  if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return "unresolved";
+  if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return kUnresolvedRevision;
   const auto hub = hub_cache_dir();
-  if (hub.empty()) return "unresolved";
+  if (hub.empty()) return kUnresolvedRevision;
   try {
     if (auto ref = read_file_if_exists(hub_repo_dir(hub, model) / "refs" / "main")) return trim(*ref);
   } catch (const Error&) {
   }
-  return "unresolved";
+  return kUnresolvedRevision;
 }
 
 }  // namespace mill

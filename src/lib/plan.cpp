@@ -94,7 +94,11 @@ nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& 
                       {"limit", job->job.limit ? nlohmann::json(*job->job.limit) : nlohmann::json()},
                       {"key", job->key.digest}});
     }
-    manifest["elements"].push_back({{"model", element.front()->job.model.to_string()}, {"jobs", jobs}});
+    // The revision the plan resolved: the worker evaluates that one, so the result's key is the planned key.
+    const auto& key_inputs = element.front()->key.inputs;
+    manifest["elements"].push_back({{"model", element.front()->job.model.to_string()},
+                                    {"model_revision", key_inputs.value("model_revision", kUnresolvedRevision)},
+                                    {"jobs", jobs}});
   }
   return manifest;
 }

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "mill/atomic_file.hpp"
+#include "mill/checkpoint_files.hpp"
 #include "mill/dataset.hpp"
 #include "mill/engine.hpp"
 #include "mill/error.hpp"
@@ -62,6 +63,30 @@ std::string result_line(const std::string& model, const std::string& task, int n
                        format_metric(result["metrics"][primary]), result.value("n_samples", 0), path.string());
   }
   return fmt::format("{}\t{}\t{}-shot\t{}", model, task, n_shot, state);
+}
+
+// A hub model planned at a concrete revision is evaluated at that revision: `identity` takes it (so the key is the
+// planned one) and the returned spec, given to the backend, names it. This node's cache must hold it.
+ModelSpec pin_planned_revision(const ModelSpec& spec, ModelIdentity& identity, const std::string& planned) {
+  if (planned.empty() || planned == kUnresolvedRevision || planned == "local" || planned == identity.revision) return spec;
+  if (identity.is_checkpoint_folder() || spec.name == "mill-demo" || spec.backend() == "api") return spec;
+  const auto hub_id = spec.backend() == "vllm" ? spec.arg("path").value_or("") : spec.arg("path").value_or(spec.name);
+  try {
+    locate_checkpoint(hub_id, planned);
+  } catch (const Error&) {
+    const auto hub = hub_cache_dir();
+    throw Error(fmt::format("model {}: the sweep was planned at revision {}, which this node's Hugging Face cache ({}) "
+                            "does not hold (its refs/main: {}); download that revision here (huggingface-cli download "
+                            "{} --revision {}) or plan again from a host that sees this cache",
+                            hub_id, planned, hub.empty() ? std::string("none") : hub.string(), identity.revision,
+                            hub_id, planned),
+                ExitCode::eval_failed);
+  }
+  identity.revision = planned;
+  if (spec.arg("revision")) return spec;
+  auto pinned = spec;
+  pinned.args.emplace_back("revision", planned);
+  return pinned;
 }
 
 struct JobStatus {
@@ -143,6 +168,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
 
   // Everything that can be checked before the model loads is checked first: spec, task names, data directory.
   ModelSpec spec;
+  ModelSpec backend_spec;  // `spec`, plus the planned revision when the plan pinned one
   ModelIdentity identity;
   std::string results_name;  // the results directory's model (a moved checkpoint folder keeps its results')
   std::vector<Job> jobs;
@@ -163,6 +189,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   try {
     spec = ModelSpec::parse(model_text);
     identity = identify_model(spec);
+    backend_spec = pin_planned_revision(spec, identity, options.planned_model_revision);
     results_name = results_model(options.output_dir, identity);
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& request = requests[i];
@@ -206,7 +233,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       write_status("failed", static_cast<int>(ExitCode::eval_failed), "no job of this element can run");
       return static_cast<int>(ExitCode::eval_failed);
     }
-    backend = make_backend(spec);
+    backend = make_backend(backend_spec);
   } catch (const Error& e) {
     for (auto& status : statuses) {
       status.state = "failed";
@@ -341,6 +368,9 @@ int run_manifest_element(const std::filesystem::path& manifest_path, int element
     if (path.is_string()) extra_paths.emplace_back(path.get<std::string>());
   }
   WorkerOptions effective = options;
+  if (entry.is_object() && entry.contains("model_revision") && entry["model_revision"].is_string()) {
+    effective.planned_model_revision = entry["model_revision"].get<std::string>();
+  }
   if (!effective.data_dir && settings.contains("data_dir") && settings["data_dir"].is_string()) {
     effective.data_dir = settings["data_dir"].get<std::string>();
   }
