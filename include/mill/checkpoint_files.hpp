@@ -34,6 +34,15 @@ const std::vector<std::string>& runtime_architectures();
 // sorted). Missing weights, pytorch_model.bin-only folders and a malformed index throw mill::Error.
 std::vector<std::string> weight_files(const std::filesystem::path& folder);
 
+// The content fingerprint of a checkpoint folder (32 hex digits): what determines its numbers, read cheaply. It
+// covers the bytes of config.json, generation_config.json, the shard index, the tokenizer files and a chat template,
+// and for every weight file its name, size, safetensors header (an 8-byte little-endian length, then that many
+// bytes of JSON: tensor names, dtypes, shapes, offsets) and 16 blocks of 4 KiB sampled evenly over its tensor
+// bytes, so that weights of the same shapes written in place (a later training step) change it. The folder's path
+// is not in it: a moved or copied folder keeps its fingerprint. A change confined to bytes that no sample covers
+// goes unnoticed. Unreadable or malformed files throw mill::Error naming the file.
+std::string checkpoint_fingerprint(const std::filesystem::path& folder);
+
 // Every problem a worker would hit reading `folder` as a checkpoint: config.json missing or not JSON, an
 // architecture the runtime lacks (when `need_runtime_architecture`), weight files missing or unreadable, no
 // tokenizer. Reads config.json and the shard index, nothing else.

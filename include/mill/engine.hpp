@@ -57,6 +57,8 @@ struct EvalSettings {
   // `preempted`.
   const std::atomic<bool>* stop = nullptr;
   std::function<void(const EvalProgress&)> on_progress;  // after every batch (and once before the first)
+  // The checkpoint folder read and its fingerprint (ModelIdentity::checkpoint_record), recorded in the result.
+  nlohmann::json model_checkpoint;
 };
 
 enum class JobState { completed, preempted };

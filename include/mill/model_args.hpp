@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mill/model_spec.hpp"
@@ -59,5 +61,14 @@ VllmArgs read_vllm_args(const ModelSpec& spec);
 
 // Reads the spec's arguments with the backend that will run it; the first problem throws mill::Error.
 void check_model_args(const ModelSpec& spec);
+
+// The arguments that determine a model's numbers, in one spelling, sorted by name (ModelSpec::identity uses them):
+// execution-only arguments go, so do arguments equal to the backend's default (dtype=bfloat16 for the in-process
+// runtime); booleans become true/false, numbers their shortest decimal form (seed=01 → 1, 1.0 → 1) and dtype
+// aliases their full name (bf16 → bfloat16). Arguments the backend does not know are kept as typed.
+std::vector<std::pair<std::string, std::string>> canonical_model_args(const ModelSpec& spec);
+
+// A boolean model argument as users write it (true/True/1/yes, false/False/0/no); nullopt for anything else.
+std::optional<bool> boolean_arg_value(std::string_view text);
 
 }  // namespace mill

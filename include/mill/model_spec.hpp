@@ -29,8 +29,9 @@ struct ModelSpec {
   // The spec as typed, normalised: name[k=v,...] with args in the given order, quoted where needed.
   std::string to_string() const;
 
-  // What determines the model's numbers: the name plus every argument except those that only change how the
-  // model runs (batch size, device, concurrency, ports, timeouts...). Args are sorted, so order never matters.
+  // What determines the model's numbers, in one spelling: the name plus the arguments in canonical form
+  // (model_args.hpp canonical_model_args: no execution-only arguments, none equal to the backend's default,
+  // booleans and numbers normalised, sorted). `m`, `m[dtype=bfloat16]` and `m[batch_size=8]` are one identity.
   std::string identity() const;
 };
 
@@ -41,9 +42,13 @@ std::vector<std::string> split_model_specs(std::string_view text);
 // Arguments that do not change scores and so are left out of the identity (and the job key).
 const std::vector<std::string>& execution_only_model_args();
 
+// What resolve_model_revision returns for a model whose revision this host cannot tell (its cache lacks the model).
+inline constexpr const char* kUnresolvedRevision = "unresolved";
+
 // The revision a spec evaluates: its `revision` arg, else the commit that the Hugging Face cache's refs/main
 // points to ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub), else "local" for a local
-// directory, else "unresolved". The planner and the worker call this same function, so they agree.
+// directory, else kUnresolvedRevision. The planner and the worker call this same function; when their caches
+// differ, the worker keys with the plan's revision (worker.hpp planned_model_revision).
 std::string resolve_model_revision(const ModelSpec& spec);
 
 }  // namespace mill

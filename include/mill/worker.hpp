@@ -22,6 +22,10 @@ struct WorkerOptions {
   bool progress = true;  // progress lines on stderr
   // How long to wait for a job that another mill process holds (job_lock.hpp) before leaving it to that process.
   std::chrono::seconds lock_wait{120};
+  // The model revision the plan resolved (the manifest's model_revision). A hub model is then evaluated at that
+  // revision and keyed with it, whatever this node's cache's refs/main says; a cache without it fails the jobs in
+  // one line. Empty or "unresolved": the worker resolves the revision from its own cache.
+  std::string planned_model_revision;
 };
 
 // Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).

@@ -217,7 +217,9 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
 
   const bool explicit_matrix = !check_request.models.empty() && !check_request.tasks.empty();
   std::error_code ec;
-  if (!std::filesystem::is_directory(output_dir / "results", ec) && !explicit_matrix) {
+  // Without results, the sweeps still say what was planned (an array whose every job failed).
+  if (!std::filesystem::is_directory(output_dir / "results", ec) && !explicit_matrix &&
+      !std::filesystem::is_directory(output_dir / "sweeps", ec)) {
     throw Error(fmt::format("no results under {} (expected {}/results/<model>/<task>/<n>shot.json written by mill eval; "
                             "is --output_dir right?)",
                             quote_value(output_dir.string()), output_dir.string()));

@@ -48,5 +48,6 @@ void register_collect_command(CLI::App& app, const GlobalOptions& global);
 void register_status_command(CLI::App& app, const GlobalOptions& global);
 void register_demo_model_command(CLI::App& app, const GlobalOptions& global);
 void register_serve_command(CLI::App& app, const GlobalOptions& global);
+void register_migrate_command(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace mill::cli

@@ -140,6 +140,7 @@ int run(int argc, char** argv) {
   register_status_command(app, global);
   register_demo_model_command(app, global);
   register_serve_command(app, global);
+  register_migrate_command(app, global);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });
   // Names and paths end up in JSON files (manifests, results), which must be UTF-8: refuse other bytes up front
   // rather than fail half-way or record a name that no longer matches.

@@ -20,6 +20,7 @@
 #include "mill/cluster.hpp"
 #include "mill/error.hpp"
 #include "mill/job_lock.hpp"
+#include "mill/migrate.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/preflight.hpp"
@@ -390,7 +391,8 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   std::optional<JobLock> submit_lock;
   std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
   if (!options.dry_run && !options.local) {
-    submit_lock.emplace(submit_lock_path(request.output_dir), ExitCode::submit_failed);
+    // A lock that cannot be created is a path problem, like a sweep directory that cannot be (exit 2).
+    submit_lock.emplace(submit_lock_path(request.output_dir), ExitCode::usage);
     if (!submit_lock->acquire(std::chrono::seconds(options.lock_wait))) {
       throw Error(fmt::format("another mill schedule is submitting to {} ({}; lock {}); nothing submitted: run this "
                               "again when it has finished (it will see that sweep in flight)",
@@ -398,10 +400,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                               submit_lock->path().string()),
                   ExitCode::busy);
     }
-    for (auto& line : reconcile_submissions(request.output_dir)) {
-      spdlog::warn("{}", line);
-      messages.push_back(std::move(line));
-    }
+    for (auto& line : reconcile_submissions(request.output_dir)) messages.push_back(std::move(line));
   }
 
   const auto plan = build_plan(request, registry);
@@ -470,6 +469,12 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
       plan.count(ResultState::done));
 
+  if (const auto legacy = result_directories_to_migrate(request.output_dir); !legacy.empty()) {
+    messages.push_back(fmt::format("{} results director(ies) use an earlier spelling of their model (results/{} is "
+                                   "now results/{}); schedule and collect look only under today's spelling: run `mill "
+                                   "migrate` once to move them",
+                                   legacy.size(), legacy.front().first, legacy.front().second));
+  }
   if (!in_flight.empty()) {
     std::set<std::string> arrays;
     for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);

@@ -1,8 +1,12 @@
 #include "mill/checkpoint_files.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -25,7 +29,131 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 
 bool readable(const std::filesystem::path& path) { return ::access(path.c_str(), R_OK) == 0; }
 
+// An open file read by offset; closes itself. Errors name the file.
+class FileReader {
+ public:
+  explicit FileReader(const std::filesystem::path& path) : path_(path), fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+    if (fd_ < 0) fail("cannot open");
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0) fail("cannot stat");
+    size_ = static_cast<std::uint64_t>(info.st_size);
+  }
+  ~FileReader() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FileReader(const FileReader&) = delete;
+  FileReader& operator=(const FileReader&) = delete;
+
+  std::uint64_t size() const { return size_; }
+
+  // Appends `length` bytes from `offset` to `out`.
+  void read_into(std::string& out, std::uint64_t offset, std::uint64_t length) const {
+    const auto start = out.size();
+    out.resize(start + length);
+    std::uint64_t done = 0;
+    while (done < length) {
+      const auto got = ::pread(fd_, out.data() + start + done, length - done, static_cast<off_t>(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) fail("cannot read");
+      if (got == 0) throw Error(fmt::format("{}: ends at {} bytes while being read (changed meanwhile?)", path_.string(), offset + done));
+      done += static_cast<std::uint64_t>(got);
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what) const {
+    throw Error(fmt::format("{}: {}: {}", path_.string(), what, std::strerror(errno)));
+  }
+  std::filesystem::path path_;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+// Appends "<label> <size>\n<bytes>" so that no two inputs run together.
+void append_part(std::string& digest_input, const std::string& label, const std::string& bytes) {
+  digest_input += fmt::format("{} {}\n", label, bytes.size());
+  digest_input += bytes;
+}
+
+constexpr std::uint64_t kMaxSafetensorsHeader = 100u << 20;  // what the safetensors format itself allows
+constexpr std::uint64_t kSampleBlock = 4096;
+constexpr int kSampleBlocks = 16;
+
+// `length` bytes from `start`: all of them when few, else kSampleBlocks blocks spread evenly (first and last included).
+void append_samples(std::string& bytes, const FileReader& file, std::uint64_t start, std::uint64_t length) {
+  if (length <= kSampleBlock * kSampleBlocks) {
+    file.read_into(bytes, start, length);
+    return;
+  }
+  for (int block = 0; block < kSampleBlocks; ++block) {
+    file.read_into(bytes, start + (length - kSampleBlock) * static_cast<std::uint64_t>(block) / (kSampleBlocks - 1),
+                   kSampleBlock);
+  }
+}
+
+// A weight file in another format (pytorch_model.bin for vllm, say): its size and sampled bytes.
+void append_other_weight_file(std::string& digest_input, const std::filesystem::path& path) {
+  const FileReader file(path);
+  std::string bytes;
+  append_samples(bytes, file, 0, file.size());
+  append_part(digest_input, fmt::format("weights {} {}", path.filename().string(), file.size()), bytes);
+}
+
+// A weight file's size, header and sampled tensor bytes.
+void append_weight_file(std::string& digest_input, const std::filesystem::path& path) {
+  const FileReader file(path);
+  std::string bytes;
+  if (file.size() < 8) throw Error(fmt::format("{}: too short for a safetensors file ({} bytes)", path.string(), file.size()));
+  file.read_into(bytes, 0, 8);
+  std::uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[i]);
+  if (header_length > kMaxSafetensorsHeader || header_length > file.size() - 8) {
+    throw Error(fmt::format("{}: not a safetensors file (its header length {} does not fit its {} bytes)", path.string(),
+                            header_length, file.size()));
+  }
+  file.read_into(bytes, 8, header_length);
+  append_samples(bytes, file, 8 + header_length, file.size() - 8 - header_length);
+  append_part(digest_input, fmt::format("weights {} {}", path.filename().string(), file.size()), bytes);
+}
+
 }  // namespace
+
+std::string checkpoint_fingerprint(const std::filesystem::path& folder) {
+  std::string digest_input = "mill.checkpoint_fingerprint/1\n";
+  // Every file that shapes prompts, tokens or the network, when present (a chat template may sit on its own).
+  for (const char* name : {"config.json", "generation_config.json", "model.safetensors.index.json", "tokenizer.json",
+                           "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json", "added_tokens.json",
+                           "vocab.json", "merges.txt", "chat_template.jinja", "chat_template.json"}) {
+    const auto path = folder / name;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) continue;
+    const FileReader file(path);
+    std::string bytes;
+    file.read_into(bytes, 0, file.size());
+    append_part(digest_input, name, bytes);
+  }
+  std::vector<std::string> safetensors;
+  try {
+    safetensors = weight_files(folder);
+  } catch (const Error&) {
+    // Not a safetensors checkpoint (vllm also reads .bin and .pt weights): every weight-like file, sampled.
+    std::vector<std::filesystem::path> others;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, ec)) {
+      const auto extension = entry.path().extension().string();
+      if (entry.is_regular_file(ec) && (extension == ".bin" || extension == ".pt" || extension == ".pth" ||
+                                        extension == ".gguf" || extension == ".safetensors")) {
+        others.push_back(entry.path());
+      }
+    }
+    if (others.empty()) throw;
+    std::sort(others.begin(), others.end());
+    for (const auto& path : others) append_other_weight_file(digest_input, path);
+    return content_hash(digest_input);
+  }
+  for (const auto& file : safetensors) append_weight_file(digest_input, folder / file);
+  return content_hash(digest_input);
+}
 
 std::filesystem::path hub_cache_dir() {
   if (const char* cache = std::getenv("HF_HUB_CACHE"); cache && *cache) return cache;

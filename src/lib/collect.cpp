@@ -21,6 +21,7 @@
 #include "mill/error.hpp"
 #include "mill/job.hpp"
 #include "mill/model_list.hpp"
+#include "mill/model_identity.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/rollup.hpp"
@@ -110,8 +111,12 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.n_samples = document["n_samples"].get<long long>();
   result.key = document["key"].get<std::string>();
   result.key_inputs = std::move(document["key_inputs"]);
-  auto identity = string_field(result.key_inputs, "model");
+  // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
+  // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
+  const auto model_directory = path.parent_path().parent_path().filename().string();
+  auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
   if (identity.empty()) identity = string_field(document, "model_identity");
+  if (identity.empty()) identity = string_field(result.key_inputs, "model");
   result.model = identity.empty() ? model_identity_of(document["model"].get<std::string>()) : identity;
   if (const auto it = result.key_inputs.find("limit"); it != result.key_inputs.end() && it->is_number_integer()) {
     result.limit = it->get<int>();
@@ -266,7 +271,7 @@ int benchmark_size(const TaskRegistry& registry, const std::string& benchmark, i
 
 StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& registry) {
   StaleResults stale;
-  std::map<std::string, std::optional<std::pair<ModelSpec, std::string>>> models;  // identity → spec, revision
+  std::map<std::string, std::optional<std::pair<ModelSpec, ModelIdentity>>> models;  // model → spec, identity
   for (const auto& result : scan.results) {
     const auto* task = registry.find(result.task);
     if (!task) continue;
@@ -274,23 +279,29 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
     if (inserted) {
       try {
         auto spec = ModelSpec::parse(result.model);
-        auto revision = resolve_model_revision(spec);
-        it->second.emplace(std::move(spec), std::move(revision));
+        auto identity = identify_model(spec);
+        it->second.emplace(std::move(spec), std::move(identity));
       } catch (const Error&) {
         // Not a spec mill can parse: no key to compare with.
       }
     }
     if (!it->second) continue;
-    const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, it->second->second);
-    if (key.digest == result.key) continue;
+    // A checkpoint's result is judged by the content of its folder; a folder that is gone or unreadable here
+    // (moved, or on a machine that cannot see it) cannot be judged.
+    const auto& identity = it->second->second;
+    if (result.key_inputs.contains("model_content") && (!identity.is_checkpoint_folder() || !identity.problem.empty())) {
+      continue;
+    }
+    const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, identity);
+    const auto match = match_job_key(key, result.key, result.key_inputs);
+    if (match.same) continue;
     if (const auto newer = newer_scoring_version(result.key_inputs, key.inputs)) {
       stale[result.path.string()] = fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left "
                                                 "as it is",
                                                 *newer, key.inputs["scoring_version"].get<int>());
       continue;
     }
-    const auto fields = differing_key_inputs(key.inputs, result.key_inputs);
-    stale[result.path.string()] = fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ");
+    stale[result.path.string()] = stale_reason(match.differing);
   }
   return stale;
 }
@@ -588,6 +599,7 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
   std::unordered_map<std::string, const SweepJob*> sweep_job_at;
   std::vector<std::pair<std::string, ExpectedJob>> planned;  // result path → job, newest sweep's first
   std::unordered_map<std::string, std::optional<ModelSpec>> specs;  // parsed once per model, not per job
+  std::unordered_map<std::string, std::string> results_models;     // spec as written → its results directory's model
   for (const auto& job : sweep_jobs) {
     const auto* task = registry.find(job.task);
     if (!task) {
@@ -605,7 +617,15 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
       }
     }
     if (!parsed->second) continue;
-    const auto path = result_path(request.output_dir, Job{*parsed->second, task, job.n_shot, job.limit}).string();
+    // A checkpoint folder's results may live under the name of the path they were first written for.
+    auto [where, first_time] = results_models.try_emplace(job.spec);
+    if (first_time) {
+      where->second = local_checkpoint_folder(*parsed->second)
+                          ? results_model(request.output_dir, identify_model(*parsed->second))
+                          : parsed->second->identity();
+    }
+    const auto path =
+        result_path(request.output_dir, Job{*parsed->second, task, job.n_shot, job.limit, where->second}).string();
     if (sweep_job_at.emplace(path, &job).second) {
       planned.push_back({path, ExpectedJob{job.spec, task, job.n_shot, job.limit, job.settings}});
     }
@@ -811,25 +831,19 @@ std::vector<ResubmitCommand> resubmit_commands(const std::vector<const CheckEntr
     return words;
   };
 
-  // 3. models with the same (settings, limit, n_shot, tasks) share a command; a spec with a comma inside stays
-  // alone, which keeps the lines easy to read.
-  std::map<std::tuple<std::string, int, int, std::vector<std::string>>, std::vector<std::vector<std::string>>> models_of;
+  // 3. models with the same (settings, limit, n_shot, tasks) share a command (list items never run together:
+  // model_list.hpp).
+  std::map<std::tuple<std::string, int, int, std::vector<std::string>>, std::vector<std::string>> models_of;
   for (const auto& [key, tasks] : tasks_of) {
     const auto& [settings, limit, n_shot, model] = key;
-    auto& lists = models_of[{settings, limit, n_shot, task_words(tasks)}];
-    const bool has_comma = model.find(',') != std::string::npos;
-    if (has_comma || lists.empty() || lists.back().front().find(',') != std::string::npos) {
-      lists.push_back({model});
-    } else {
-      lists.back().push_back(model);
-    }
+    models_of[{settings, limit, n_shot, task_words(tasks)}].push_back(model);
   }
 
   // 4. n_shots with the same (settings, limit, models, tasks) share a command.
   std::map<std::tuple<std::string, int, std::vector<std::string>, std::vector<std::string>>, std::vector<int>> shots_of;
-  for (const auto& [key, lists] : models_of) {
+  for (const auto& [key, models] : models_of) {
     const auto& [settings, limit, n_shot, tasks] = key;
-    for (const auto& models : lists) shots_of[{settings, limit, models, tasks}].push_back(n_shot);
+    shots_of[{settings, limit, models, tasks}].push_back(n_shot);
   }
 
   std::vector<ResubmitCommand> commands;

@@ -386,7 +386,7 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
       {"task", task.name},
       {"benchmark", task.benchmark.empty() ? nlohmann::json() : nlohmann::json(task.benchmark)},
       {"model", model_name},
-      {"model_identity", job.model.identity()},
+      {"model_identity", results_model_of(job)},
       {"n_shot", job.n_shot},
       {"limit", job.limit ? nlohmann::json(*job.limit) : nlohmann::json()},
       {"output_type", to_string(task.output_type)},
@@ -414,6 +414,7 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
         {"tokens", {{"total", tokens_total}, {"this_run", tokens_this_run}}},
         {"bootstrap", {{"resamples", kBootstrapResamples}, {"seed", kBootstrapSeed}}}}},
   };
+  if (!settings.model_checkpoint.is_null()) result["model_checkpoint"] = settings.model_checkpoint;
   write_result(outcome.result_path, result);
   outcome.result = std::move(result);
   outcome.state = JobState::completed;

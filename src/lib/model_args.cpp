@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <fmt/format.h>
 
@@ -32,9 +33,7 @@ void require_known_args(const ModelSpec& spec, const std::vector<std::string>& k
 }
 
 bool parse_bool(const ModelSpec& spec, const std::string& key, const std::string& value) {
-  const auto v = trim(value);
-  if (v == "true" || v == "True" || v == "1" || v == "yes") return true;
-  if (v == "false" || v == "False" || v == "0" || v == "no") return false;
+  if (const auto parsed = boolean_arg_value(trim(value))) return *parsed;
   throw Error(fmt::format("model spec {}: {}={} is not true or false", quote_value(spec.to_string()), key,
                           quote_value(value)));
 }
@@ -73,7 +72,102 @@ ClientArgs read_client_args(const ModelSpec& spec, int max_concurrency) {
   return client;
 }
 
+// How an argument that determines the numbers is written in a model's identity.
+enum class IdentityForm { text, boolean, number, dtype };
+struct IdentityArg {
+  std::string_view name;
+  IdentityForm form;
+  const char* default_value;  // in canonical form; nullptr when the backend has none (or it depends on the model)
+};
+
+// Per backend, the identity arguments whose spelling can vary. Defaults are the backends' own (docs/backends.md).
+const std::vector<IdentityArg>& identity_args(const ModelSpec& spec) {
+  static const std::vector<IdentityArg> runtime = {{"dtype", IdentityForm::dtype, "bfloat16"},
+                                                   {"max_context_length", IdentityForm::number, nullptr},
+                                                   {"use_chat_template", IdentityForm::boolean, "false"}};
+  static const std::vector<IdentityArg> demo = {{"seed", IdentityForm::number, "0"},
+                                                {"delay_ms", IdentityForm::number, "0"}};
+  static const std::vector<IdentityArg> vllm = {{"dtype", IdentityForm::dtype, "auto"},
+                                                {"max_model_len", IdentityForm::number, nullptr},
+                                                {"trust_remote_code", IdentityForm::boolean, "false"},
+                                                {"seed", IdentityForm::number, nullptr},
+                                                {"endpoint", IdentityForm::text, "completions"}};
+  static const std::vector<IdentityArg> api = {{"endpoint", IdentityForm::text, "completions"},
+                                               {"model", IdentityForm::text, ""}};
+  if (spec.name == "mill-demo") return demo;
+  const auto backend = spec.backend();
+  if (backend == "vllm") return vllm;
+  if (backend == "api") return api;
+  return runtime;
+}
+
+// Shortest exact decimal spelling of a number argument; nullopt when it is not a plain number.
+std::optional<std::string> canonical_number(std::string_view text) {
+  if (text.empty() || text.find_first_not_of("0123456789+-.eE") != std::string_view::npos) return std::nullopt;
+  const bool negative = text.front() == '-';
+  auto digits = text.substr(text.front() == '-' || text.front() == '+' ? 1 : 0);
+  if (!digits.empty() && digits.find_first_not_of("0123456789") == std::string_view::npos) {
+    // A whole number is rewritten as digits, never through a double, so large seeds stay distinct.
+    digits.remove_prefix(std::min(digits.find_first_not_of('0'), digits.size() - 1));
+    return (negative && digits != "0" ? "-" : "") + std::string(digits);
+  }
+  const std::string copy(text);
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(copy.c_str(), &end);
+  if (*end != '\0' || errno != 0 || !std::isfinite(value)) return std::nullopt;
+  if (value == std::floor(value)) {
+    if (std::fabs(value) >= 9007199254740992.0) return std::nullopt;  // beyond 2^53 a double is not exact
+    return fmt::format("{}", static_cast<long long>(value));
+  }
+  return fmt::format("{}", value);
+}
+
+std::string canonical_dtype(const std::string& value) {
+  if (value == "bf16") return "bfloat16";
+  if (value == "fp16" || value == "half") return "float16";
+  if (value == "fp32" || value == "float") return "float32";
+  return value;
+}
+
+std::string canonical_value(IdentityForm form, const std::string& value) {
+  switch (form) {
+    case IdentityForm::boolean:
+      if (const auto parsed = boolean_arg_value(value)) return *parsed ? "true" : "false";
+      return value;
+    case IdentityForm::number: return canonical_number(value).value_or(value);
+    case IdentityForm::dtype: return canonical_dtype(value);
+    case IdentityForm::text: return value;
+  }
+  return value;
+}
+
 }  // namespace
+
+std::optional<bool> boolean_arg_value(std::string_view text) {
+  if (text == "true" || text == "True" || text == "1" || text == "yes") return true;
+  if (text == "false" || text == "False" || text == "0" || text == "no") return false;
+  return std::nullopt;
+}
+
+std::vector<std::pair<std::string, std::string>> canonical_model_args(const ModelSpec& spec) {
+  const auto& execution_only = execution_only_model_args();
+  const auto& known = identity_args(spec);
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (const auto& [key, value] : spec.args) {
+    if (std::find(execution_only.begin(), execution_only.end(), key) != execution_only.end()) continue;
+    const auto rule = std::find_if(known.begin(), known.end(), [&](const IdentityArg& arg) { return arg.name == key; });
+    if (rule == known.end()) {
+      kept.emplace_back(key, value);
+      continue;
+    }
+    auto canonical = canonical_value(rule->form, value);
+    if (rule->default_value && canonical == rule->default_value) continue;
+    kept.emplace_back(key, std::move(canonical));
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
 
 const std::vector<std::string>& runtime_model_args() {
   static const std::vector<std::string> keys = {"dtype",     "device", "batch_size",     "max_context_length",

@@ -8,6 +8,7 @@
 #include "mill/atomic_file.hpp"
 #include "mill/checkpoint_files.hpp"
 #include "mill/error.hpp"
+#include "mill/model_args.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -175,19 +176,16 @@ std::vector<std::string> split_model_specs(std::string_view text) {
 const std::vector<std::string>& execution_only_model_args() {
   static const std::vector<std::string> keys = {
       "batch_size", "device",  "concurrency", "num_concurrent", "port", "timeout", "max_retries",
-      "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "startup_timeout", "api_key_env"};
+      "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "startup_timeout", "api_key_env",
+      // The runtime's prefix sharing and generation cache only save work (tests/runtime_test.cpp holds them to that).
+      "share_prefixes", "generation_cache"};
   return keys;
 }
 
 std::string ModelSpec::identity() const {
-  std::vector<std::pair<std::string, std::string>> kept;
-  const auto& skip = execution_only_model_args();
-  for (const auto& arg : args) {
-    if (std::find(skip.begin(), skip.end(), arg.first) == skip.end()) kept.push_back(arg);
-  }
-  std::sort(kept.begin(), kept.end());
-  ModelSpec normalised{name, kept};
-  return normalised.to_string();
+  // "litellm" is another spelling of the api backend's name.
+  const ModelSpec canonical{backend() == "api" ? "api" : name, canonical_model_args(*this)};
+  return canonical.to_string();
 }
 
 std::string resolve_model_revision(const ModelSpec& spec) {
@@ -195,14 +193,14 @@ std::string resolve_model_revision(const ModelSpec& spec) {
   const std::string model = spec.arg("path").value_or(spec.arg("model").value_or(spec.name));
   std::error_code ec;
   if (std::filesystem::is_directory(model, ec)) return "local";
-  if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return "unresolved";
+  if (model.find('/') == std::string::npos || model.front() == '/' || model.front() == '.') return kUnresolvedRevision;
   const auto hub = hub_cache_dir();
-  if (hub.empty()) return "unresolved";
+  if (hub.empty()) return kUnresolvedRevision;
   try {
     if (auto ref = read_file_if_exists(hub_repo_dir(hub, model) / "refs" / "main")) return trim(*ref);
   } catch (const Error&) {
   }
-  return "unresolved";
+  return kUnresolvedRevision;
 }
 
 }  // namespace mill

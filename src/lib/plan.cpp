@@ -45,12 +45,14 @@ Plan build_plan(const PlanRequest& request, const TaskRegistry& registry) {
 
   Plan plan;
   for (const auto& model : models) {
-    const auto revision = resolve_model_revision(model);
+    const auto identity = identify_model(model);
+    // A checkpoint folder that cannot be read keeps its path's directory; the preflight reports the folder.
+    const auto results_name = results_model(request.output_dir, identity);
     for (const auto* task : tasks) {
       for (int n_shot : request.n_shots ? shots : std::vector<int>{task->default_n_shots}) {
         PlannedJob planned;
-        planned.job = Job{model, task, n_shot, request.limit};
-        planned.key = make_job_key(planned.job, revision);
+        planned.job = Job{model, task, n_shot, request.limit, results_name == identity.spec ? "" : results_name};
+        planned.key = make_job_key(planned.job, identity);
         planned.result = result_path(request.output_dir, planned.job);
         planned.check = check_result(planned.result, planned.key);
         plan.jobs.push_back(std::move(planned));
@@ -93,7 +95,11 @@ nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& 
                       {"limit", job->job.limit ? nlohmann::json(*job->job.limit) : nlohmann::json()},
                       {"key", job->key.digest}});
     }
-    manifest["elements"].push_back({{"model", element.front()->job.model.to_string()}, {"jobs", jobs}});
+    // The revision the plan resolved: the worker evaluates that one, so the result's key is the planned key.
+    const auto& key_inputs = element.front()->key.inputs;
+    manifest["elements"].push_back({{"model", element.front()->job.model.to_string()},
+                                    {"model_revision", key_inputs.value("model_revision", kUnresolvedRevision)},
+                                    {"jobs", jobs}});
   }
   return manifest;
 }

@@ -9,6 +9,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/job.hpp"
+#include "mill/model_identity.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/tasks.hpp"
 
@@ -105,10 +106,12 @@ ElementProgress::ElementProgress(const std::filesystem::path& manifest_path, int
     const auto& entry = manifest.at("elements").at(static_cast<std::size_t>(element));
     const auto registry = TaskRegistry::load(extra_paths);
     const auto spec = ModelSpec::parse(entry.at("model").get<std::string>());
+    // Where the worker writes: a moved checkpoint folder keeps its results' directory (model_identity.hpp).
+    const auto results_name = local_checkpoint_folder(spec) ? results_model(output_dir, identify_model(spec)) : "";
     for (const auto& job : entry.at("jobs")) {
       const auto* task = registry.find(job.value("task", std::string()));
       if (!task) continue;
-      Job planned{spec, task, job.value("n_shot", 0), std::nullopt};
+      Job planned{spec, task, job.value("n_shot", 0), std::nullopt, results_name};
       if (job.contains("limit") && job["limit"].is_number_integer()) planned.limit = job["limit"].get<int>();
       journals_.push_back(journal_path(output_dir, planned));
     }

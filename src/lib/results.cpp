@@ -65,16 +65,15 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
   nlohmann::json document = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) return {ResultState::corrupt, "not valid JSON (truncated or damaged)"};
   if (auto problem = result_document_problem(document); !problem.empty()) return {ResultState::corrupt, problem};
-  if (document["key"] != expected.digest) {
+  const auto match = match_job_key(expected, document["key"].get<std::string>(), document["key_inputs"]);
+  if (!match.same) {
     if (const auto newer = newer_scoring_version(document["key_inputs"], expected.inputs)) {
       return {ResultState::stale,
               fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
                           expected.inputs["scoring_version"].get<int>()),
               *newer};
     }
-    const auto fields = differing_key_inputs(expected.inputs, document["key_inputs"]);
-    return {ResultState::stale,
-            fields.empty() ? std::string("key differs") : "computed with a different " + join(fields, ", ")};
+    return {ResultState::stale, stale_reason(match.differing)};
   }
   return {ResultState::done, {}};
 }

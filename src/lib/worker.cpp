@@ -13,12 +13,14 @@
 #include <optional>
 
 #include "mill/atomic_file.hpp"
+#include "mill/checkpoint_files.hpp"
 #include "mill/dataset.hpp"
 #include "mill/engine.hpp"
 #include "mill/error.hpp"
 #include "mill/job.hpp"
 #include "mill/job_lock.hpp"
 #include "mill/model.hpp"
+#include "mill/model_identity.hpp"
 #include "mill/results.hpp"
 #include "mill/text.hpp"
 
@@ -61,6 +63,30 @@ std::string result_line(const std::string& model, const std::string& task, int n
                        format_metric(result["metrics"][primary]), result.value("n_samples", 0), path.string());
   }
   return fmt::format("{}\t{}\t{}-shot\t{}", model, task, n_shot, state);
+}
+
+// A hub model planned at a concrete revision is evaluated at that revision: `identity` takes it (so the key is the
+// planned one) and the returned spec, given to the backend, names it. This node's cache must hold it.
+ModelSpec pin_planned_revision(const ModelSpec& spec, ModelIdentity& identity, const std::string& planned) {
+  if (planned.empty() || planned == kUnresolvedRevision || planned == "local" || planned == identity.revision) return spec;
+  if (identity.is_checkpoint_folder() || spec.name == "mill-demo" || spec.backend() == "api") return spec;
+  const auto hub_id = spec.backend() == "vllm" ? spec.arg("path").value_or("") : spec.arg("path").value_or(spec.name);
+  try {
+    locate_checkpoint(hub_id, planned);
+  } catch (const Error&) {
+    const auto hub = hub_cache_dir();
+    throw Error(fmt::format("model {}: the sweep was planned at revision {}, which this node's Hugging Face cache ({}) "
+                            "does not hold (its refs/main: {}); download that revision here (huggingface-cli download "
+                            "{} --revision {}) or plan again from a host that sees this cache",
+                            hub_id, planned, hub.empty() ? std::string("none") : hub.string(), identity.revision,
+                            hub_id, planned),
+                ExitCode::eval_failed);
+  }
+  identity.revision = planned;
+  if (spec.arg("revision")) return spec;
+  auto pinned = spec;
+  pinned.args.emplace_back("revision", planned);
+  return pinned;
 }
 
 struct JobStatus {
@@ -142,6 +168,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
 
   // Everything that can be checked before the model loads is checked first: spec, task names, data directory.
   ModelSpec spec;
+  ModelSpec backend_spec;  // `spec`, plus the planned revision when the plan pinned one
+  ModelIdentity identity;
+  std::string results_name;  // the results directory's model (a moved checkpoint folder keeps its results')
   std::vector<Job> jobs;
   std::vector<JobKey> keys;
   std::vector<bool> runnable(requests.size(), true);
@@ -159,7 +188,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   const auto data_dir = resolve_data_dir(options.data_dir);
   try {
     spec = ModelSpec::parse(model_text);
-    const auto revision = resolve_model_revision(spec);
+    identity = identify_model(spec);
+    backend_spec = pin_planned_revision(spec, identity, options.planned_model_revision);
+    results_name = results_model(options.output_dir, identity);
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& request = requests[i];
       const auto* task = registry.find(request.task);
@@ -182,8 +213,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       } catch (const Error& e) {
         fail_job(i, e.what());
       }
-      Job job{spec, task, request.n_shot, request.limit};
-      auto key = make_job_key(job, revision);
+      Job job{spec, task, request.n_shot, request.limit, results_name == identity.spec ? "" : results_name};
+      auto key = make_job_key(job, identity);
       if (!request.expected_key.empty() && request.expected_key != key.digest) {
         spdlog::warn("{} {}-shot: the job key computed now ({}) differs from the manifest's ({}); using the current "
                      "one (the task definition, model revision or mill's scorer changed since planning)",
@@ -202,7 +233,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       write_status("failed", static_cast<int>(ExitCode::eval_failed), "no job of this element can run");
       return static_cast<int>(ExitCode::eval_failed);
     }
-    backend = make_backend(spec);
+    backend = make_backend(backend_spec);
   } catch (const Error& e) {
     for (auto& status : statuses) {
       status.state = "failed";
@@ -274,6 +305,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     settings.data_dir = data_dir;
     settings.docs_per_batch = options.docs_per_batch;
     settings.stop = &stop;
+    settings.model_checkpoint = identity.checkpoint_record();
     double last_progress = 0;
     settings.on_progress = [&, i](const EvalProgress& progress) {
       heartbeat(i, progress, progress.done_samples == 0);
@@ -296,6 +328,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         return static_cast<int>(ExitCode::preempted);
       }
       statuses[i].state = "done";
+      remember_results_model(options.output_dir, identity, results_model_of(job));
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
                 << std::endl;
     } catch (const Error& e) {
@@ -335,6 +368,9 @@ int run_manifest_element(const std::filesystem::path& manifest_path, int element
     if (path.is_string()) extra_paths.emplace_back(path.get<std::string>());
   }
   WorkerOptions effective = options;
+  if (entry.is_object() && entry.contains("model_revision") && entry["model_revision"].is_string()) {
+    effective.planned_model_revision = entry["model_revision"].get<std::string>();
+  }
   if (!effective.data_dir && settings.contains("data_dir") && settings["data_dir"].is_string()) {
     effective.data_dir = settings["data_dir"].get<std::string>();
   }
