@@ -604,7 +604,7 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
   std::string line;
   std::getline(printed, line);
   while (std::getline(printed, line) && line.rfind("  mill ", 0) == 0) lines.push_back(line.substr(2));
-  REQUIRE(lines.size() == 2);  // one per model: the comma-path spec keeps a line of its own
+  REQUIRE(lines.size() == 1);  // both models, both tasks: one exact product
 
   std::set<std::string> planned;
   for (const auto& command : lines) {
@@ -619,7 +619,7 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
     const auto plan = nlohmann::json::parse(run.out);
     CHECK(plan["settings"] == settings);
     CHECK(plan["profile"]["name"] == "local");
-    CHECK(plan["counts"]["pending"] == 2);
+    CHECK(plan["counts"]["pending"] == 4);
     CHECK_THAT(plan["script"].get<std::string>(), Contains("venv $x/bin/activate"));
     CHECK(plan["time_limit"]["minutes"] == 12);  // ceil(2 evals × 2.5 × 1.25) + 5: --minutes_per_eval was kept
     for (const auto& job : plan["jobs"]) planned.insert(job["model"].get<std::string>() + " " + job["task"].get<std::string>());
@@ -631,7 +631,7 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
   const auto json = test::run_mill({"--output_dir", out.string(), "collect", "--extra_task_paths", tasks.string(), "--json"});
   REQUIRE(json.exit_code == static_cast<int>(ExitCode::missing_results));
   const auto report = nlohmann::json::parse(json.out);
-  REQUIRE(report["check"]["resubmit"].size() == 2);
+  REQUIRE(report["check"]["resubmit"].size() == 1);
   CHECK(report["check"]["missing"].size() == 4);
   std::set<std::string> planned_from_json;
   for (const auto& command : report["check"]["resubmit"]) {
@@ -641,7 +641,8 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
     argv.insert(argv.end(), {"--dry_run", "--json"});
     const auto run = test::run_program(argv);
     REQUIRE(run.exit_code == 0);
-    for (const auto& job : nlohmann::json::parse(run.out)["jobs"]) {
+    const auto plan = nlohmann::json::parse(run.out);
+    for (const auto& job : plan["jobs"]) {
       planned_from_json.insert(job["model"].get<std::string>() + " " + job["task"].get<std::string>());
     }
   }
@@ -678,7 +679,7 @@ TEST_CASE("long model lists go to a file that schedule reads with --models_file"
   REQUIRE(run.exit_code == 0);
   CHECK(nlohmann::json::parse(run.out)["counts"]["pending"] == 3000);
   const auto extra = test::run_mill({"--output_dir", out.string(), "schedule", "--models_file", *(file + 1), "mill-demo",
-                                     "demo", "--dry_run"});
+                                     "demo", "--dry_run", "--cluster", "local"});
   CHECK(extra.exit_code == static_cast<int>(ExitCode::usage));
   CHECK_THAT(extra.err, Contains("only TASKS") && Contains("--models_file"));
   const auto tasks_file = root / "tasks.txt";
@@ -688,7 +689,7 @@ TEST_CASE("long model lists go to a file that schedule reads with --models_file"
   REQUIRE(both.exit_code == 0);
   CHECK(nlohmann::json::parse(both.out)["counts"]["pending"] == 3000);
   const auto none = test::run_mill({"--output_dir", out.string(), "schedule", "--models_file", (root / "nope").string(),
-                                    "demo", "--dry_run"});
+                                    "demo", "--dry_run", "--cluster", "local"});
   CHECK(none.exit_code == static_cast<int>(ExitCode::usage));
   CHECK_THAT(none.err, Contains("--models_file: cannot read"));
 }
