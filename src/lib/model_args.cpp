@@ -156,7 +156,8 @@ std::vector<std::pair<std::string, std::string>> canonical_model_args(const Mode
   std::vector<std::pair<std::string, std::string>> kept;
   for (const auto& [key, value] : spec.args) {
     if (std::find(execution_only.begin(), execution_only.end(), key) != execution_only.end()) continue;
-    const auto rule = std::find_if(known.begin(), known.end(), [&](const IdentityArg& arg) { return arg.name == key; });
+    const std::string& name = key;  // (clang 14 cannot capture a structured binding)
+    const auto rule = std::find_if(known.begin(), known.end(), [&](const IdentityArg& arg) { return arg.name == name; });
     if (rule == known.end()) {
       kept.emplace_back(key, value);
       continue;
