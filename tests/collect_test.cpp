@@ -400,7 +400,7 @@ TEST_CASE("resubmit commands are exact products, name whole benchmarks, and surv
   CHECK(echoed.exit_code == 0);
   CHECK(echoed.out == "--output_dir\n/data/my results\nschedule\n" + hostile + "\nmmlu_pro_law\n--n_shots\n5\n");
   CHECK_FALSE(std::filesystem::exists(cwd / "pwned"));
-  CHECK(split_model_specs("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
+  CHECK(split_model_list("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
 }
 
 TEST_CASE("collect --compare reads the journals and says when a difference is not significant", "[collect]") {

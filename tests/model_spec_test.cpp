@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "mill/error.hpp"
+#include "mill/model_list.hpp"
 #include "mill/model_spec.hpp"
 #include "support.hpp"
 
@@ -86,7 +87,7 @@ TEST_CASE("local checkpoints given as relative paths become absolute, so workers
 }
 
 TEST_CASE("model spec lists split on commas outside brackets and quotes") {
-  CHECK(split_model_specs("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
-  CHECK(split_model_specs("m[s=\"a\\\",b\"],n") == std::vector<std::string>{"m[s=\"a\\\",b\"]", "n"});
-  CHECK(split_model_specs("").empty());
+  CHECK(split_model_list("a[x=1,y=2], b ,c[s=\"p,q\"]") == std::vector<std::string>{"a[x=1,y=2]", "b", "c[s=\"p,q\"]"});
+  CHECK(split_model_list("m[s=\"a\\\",b\"],n") == std::vector<std::string>{"m[s=\"a\\\",b\"]", "n"});
+  CHECK(split_model_list("").empty());
 }

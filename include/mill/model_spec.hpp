@@ -35,10 +35,6 @@ struct ModelSpec {
   std::string identity() const;
 };
 
-// Splits a comma-separated list of model specs, keeping commas inside [...] and "..." (with \" escapes):
-// "a[x=1,y=2],b" → {"a[x=1,y=2]", "b"}.
-std::vector<std::string> split_model_specs(std::string_view text);
-
 // Arguments that do not change scores and so are left out of the identity (and the job key).
 const std::vector<std::string>& execution_only_model_args();
 

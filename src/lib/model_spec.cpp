@@ -147,32 +147,6 @@ std::string ModelSpec::to_string() const {
   return name + "[" + join(parts, ",") + "]";
 }
 
-std::vector<std::string> split_model_specs(std::string_view text) {
-  std::vector<std::string> items;
-  std::string current;
-  int depth = 0;
-  bool in_quotes = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_quotes && c == '\\' && i + 1 < text.size()) {
-      current += c;
-      current += text[++i];
-      continue;
-    }
-    if (c == '"') in_quotes = !in_quotes;
-    if (!in_quotes && c == '[') ++depth;
-    if (!in_quotes && c == ']' && depth > 0) --depth;
-    if (c == ',' && depth == 0 && !in_quotes) {
-      if (auto item = trim(current); !item.empty()) items.push_back(std::move(item));
-      current.clear();
-      continue;
-    }
-    current += c;
-  }
-  if (auto item = trim(current); !item.empty()) items.push_back(std::move(item));
-  return items;
-}
-
 const std::vector<std::string>& execution_only_model_args() {
   static const std::vector<std::string> keys = {
       "batch_size", "device",  "concurrency", "num_concurrent", "port", "timeout", "max_retries",
