@@ -1,0 +1,105 @@
+#pragma once
+// How long a job will take: its work (counted at plan time from its data) times a throughput learned from what
+// earlier results cost, and the packing of jobs into array elements by that prediction (docs/schedule.md,
+// "Cost model" and "Packing"). Pure computation: reading history is the only file access.
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mill {
+
+// What one job asks of the model. The same definition is used at plan time (estimated from the data) and in a
+// result's provenance.work (what the run sent), so the throughput learned from one applies to the other.
+struct JobWork {
+  double documents = 0;
+  double input_bytes = 0;    // prompt bytes through the model: each context once, plus every continuation
+  double output_tokens = 0;  // generated tokens (generative tasks; at plan time the expectation)
+};
+JobWork operator+(const JobWork& a, const JobWork& b);
+
+// Where a job runs, as far as speed is concerned. `device` is normalised: "cpu", or the GPU type in lower case
+// ("a100", "h100"), or "gpu" when the type is unknown.
+struct SpeedClass {
+  std::string backend;  // runtime, vllm, api, demo
+  std::string device;
+  std::string dtype;    // "" when the backend has none
+  bool operator==(const SpeedClass&) const = default;
+  std::string to_string() const;  // e.g. "runtime on a100 in bfloat16"
+};
+
+// One finished job of an earlier sweep.
+struct CostObservation {
+  SpeedClass speed;
+  std::string task;         // task name: tasks with history get their own correction
+  double parameters = 0;    // model parameters; 0 when unknown (api, demo)
+  JobWork work;
+  double seconds = 0;       // evaluation seconds of the run (model loading excluded)
+  double load_seconds = 0;  // model loading of the element that ran it (0 when unknown)
+};
+
+// A job's predicted evaluation seconds and where the throughput came from.
+struct CostPrediction {
+  double seconds = 0;
+  bool from_history = false;
+  std::string source;  // e.g. "history: 12 results of runtime on a100 in bfloat16" or "default throughput of vllm on gpu"
+};
+
+class CostModel {
+ public:
+  explicit CostModel(std::vector<CostObservation> history = {});
+
+  CostPrediction predict(const SpeedClass& speed, const std::string& task, double parameters, const JobWork& work) const;
+
+  // Expected model loading seconds for one element (history of the same class and size, else a default).
+  double load_seconds(const SpeedClass& speed, double parameters) const;
+
+  // Generated tokens per document the task produced in history (nullopt without history): replaces the
+  // generation cap in plan-time work.
+  std::optional<double> output_tokens_per_document(const std::string& task) const;
+
+  // The factor on predicted seconds that covers the prediction error history shows (leave-one-out over the
+  // observations: a high quantile of actual/predicted), never below kMinimumMargin; kDefaultMargin without
+  // enough history. `margin_source()` says which.
+  double margin() const;
+  std::string margin_source() const;
+
+  std::size_t observations() const;
+
+ private:
+  std::vector<CostObservation> history_;
+  // implementation's fitted state goes here
+};
+
+inline constexpr double kMinimumMargin = 1.15;
+inline constexpr double kDefaultMargin = 1.5;
+
+// The observations in result files under <output_dir>/results (each result's provenance.work, wall seconds,
+// device, dtype, backend and parameters), newest first, at most `max_results` files read; plus the lines of
+// `history_file` (JSON Lines of CostObservation as cost_observation_json writes them) when given. Unreadable or
+// older results without provenance.work are skipped.
+std::vector<CostObservation> read_cost_history(const std::filesystem::path& output_dir,
+                                               const std::optional<std::filesystem::path>& history_file,
+                                               std::size_t max_results = 2000);
+nlohmann::json cost_observation_json(const CostObservation& observation);
+
+// Packing: jobs of one resource shape → array elements.
+struct PackItem {
+  std::size_t job = 0;     // caller's index
+  std::string model;       // elements hold one model only (weights load once per element)
+  double seconds = 0;      // predicted evaluation seconds (margin not applied)
+};
+struct PackedElement {
+  std::vector<std::size_t> jobs;  // caller's indices, longest first
+  double seconds = 0;             // sum of the jobs' predictions
+};
+// Groups by model, then fills elements longest job first up to `target_seconds` each (a job longer than the
+// target gets an element of its own), never past `max_seconds` when that can be helped, and at most
+// `max_jobs_per_element` jobs per element. Elements come out in the models' first-appearance order.
+std::vector<PackedElement> pack_elements(const std::vector<PackItem>& items, double target_seconds, double max_seconds,
+                                         std::size_t max_jobs_per_element);
+
+}  // namespace mill
