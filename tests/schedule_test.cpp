@@ -119,7 +119,7 @@ TEST_CASE("schedule with cluster auto picks the profile by hostname, or names th
   auto result = test::run_mill(box.args({"schedule", "org/m", "mmlu_anatomy", "--dry_run", "--skip_model_check"}), env);
   CHECK(result.exit_code == 0);
   CHECK_THAT(result.out, Contains("cluster profile: site (hostname \"login07\" matches hostname_pattern \"login*\")") &&
-                             Contains("#SBATCH --time=00:18:00"));
+                             Contains("#SBATCH --partition=p\n") && Contains("--time=00:"));
   env["MILL_HOSTNAME"] = "compute99";
   result = test::run_mill(box.args({"schedule", "org/m", "mmlu_anatomy", "--dry_run", "--skip_model_check"}), env);
   CHECK(result.exit_code == 2);

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <fmt/format.h>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -22,6 +23,7 @@
 #include "mill/cluster.hpp"
 #include "mill/sbatch.hpp"
 #include "mill/slurm.hpp"
+#include "mill/submit.hpp"
 #include "mill/text.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
@@ -661,45 +663,112 @@ TEST_CASE("a hostile model name reaches the SLURM worker unchanged through the m
   CHECK(canaries(root.path()).empty());
 }
 
-TEST_CASE("a sweep larger than queue_limit is submitted in parts by successive mill schedule runs", "[slurm]") {
+namespace {
+
+// Polls `done` every 200 ms until it holds or `timeout` passes (then fails the test).
+void wait_until(const std::function<bool()>& done, std::chrono::seconds timeout, const std::string& what) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) FAIL(what << ": not reached after " << timeout.count() << " s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a sweep larger than queue_limit completes with one mill schedule: a continuation job submits the rest",
+          "[slurm]") {
   REQUIRE_LOCAL_CLUSTER();
   test::TempDir root;
-  // A profile whose queue_limit (2) is smaller than the sweep (4 elements of one job each).
+  // A profile whose queue_limit (3) is smaller than the sweep (4 elements of one job each).
   test::write_text(root / "cache" / "clusters.yaml",
                    "profiles:\n  tiny:\n    hostname_pattern: \"no-such-host\"\n    partition: debug\n"
-                   "    gpus_per_node: 4\n    gpus_per_task: 1\n    mem: 1G\n    queue_limit: 2\n    max_array_len: 3\n"
+                   "    gpus_per_node: 4\n    gpus_per_task: 1\n    mem: 1G\n    queue_limit: 3\n    max_array_len: 3\n"
                    "    max_time: \"1:00:00\"\n    cpus_per_task: 1\n");
   const std::vector<std::string> args = {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
-                                         "schedule", "mill-demo[delay_ms=1500]", "demo", "--n_shots", "0,1,2,3",
+                                         "schedule", "mill-demo[delay_ms=500]", "demo", "--n_shots", "0,1,2,3",
                                          "--cluster", "tiny", "--evals_per_element", "1", "--json"};
-  auto schedule = [&] {
-    const auto run = test::run_mill(args, cluster.env);
+  auto schedule = [&](std::vector<std::string> extra = {}) {
+    auto all = args;
+    all.insert(all.end(), extra.begin(), extra.end());
+    const auto run = test::run_mill(all, cluster.env);
     INFO(run.out << run.err);
     REQUIRE(run.exit_code == 0);
     return nlohmann::json::parse(run.out);
   };
+  // The dry run shows what goes now and what the continuation submits later.
+  const auto dry = schedule({"--dry_run"});
+  CHECK(dry["continuation"]["elements_left"] == 2);
+  CHECK(dry["arrays"][0]["elements_now"] == 2);
+
   const auto first = schedule();
   REQUIRE(first["submitted"] == true);
-  CHECK(first["submission"]["elements"] == 2);
-  CHECK(first["submission"]["deferred_elements"] == 2);
+  CHECK(first["submission"]["elements"] == 2);  // three places in the queue: two elements and the continuation
   CHECK(first["submission"]["deferred_jobs"] == 2);
-  CHECK_THAT(first["messages"].dump(), Contains("not submitted yet: 2 element(s)") && Contains("queue_limit 2"));
+  REQUIRE(first["submission"]["continuation_job_id"].is_string());
+  const auto continuation_id = first["submission"]["continuation_job_id"].get<std::string>();
+  CHECK_THAT(first["messages"].dump(), Contains("continuation job " + continuation_id));
+  const fs::path first_sweep = first["submission"]["sweep_dir"].get<std::string>();
+  CHECK_THAT(test::read_text(first_sweep / "continue.sbatch"),
+             Contains("--continues") && Contains("--models_file") && Contains("--cluster' 'tiny'"));
 
-  // The queue is full while the first part runs: nothing more is submitted, and it says why.
-  const auto full = schedule();
-  CHECK(full["submitted"] == false);
-  CHECK(full["counts"]["in_flight"].get<int>() + full["counts"]["done"].get<int>() >= 2);
-  if (full["counts"]["in_flight"] == 2) CHECK_THAT(full["messages"].dump(), Contains("nothing submitted"));
+  // Nobody runs schedule again: the continuation does, once the first array has ended.
+  wait_until(
+      [&] {
+        const auto plan = nlohmann::json::parse(test::run_mill(
+            {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(), "schedule",
+             "mill-demo[delay_ms=500]", "demo", "--n_shots", "0,1,2,3", "--cluster", "tiny", "--dry_run", "--json"},
+            cluster.env).out);
+        return plan["counts"]["done"] == 4;
+      },
+      std::chrono::seconds(180), "all four jobs done");
+  const auto sweeps = list_sweeps(root.path());
+  REQUIRE(sweeps.size() == 2);
+  const auto second = nlohmann::json::parse(test::read_text(sweeps[1].submission()));
+  CHECK(second["continues"] == first_sweep.filename().string());
+  CHECK(second["jobs"] == 2);
+  CHECK_FALSE(second.contains("continuation"));  // the rest fitted: the chain ends
+  const auto first_record = nlohmann::json::parse(test::read_text(first_sweep / "submission.json"));
+  CHECK(first_record["continuation"]["job_id"] == continuation_id);
+  // SLURM ran it: its log is the continuation's own `mill schedule` output.
+  wait_until([&] { return fs::exists(first_sweep / "logs" / ("continue_" + continuation_id + ".out")); },
+             std::chrono::seconds(30), "the continuation's log");
+  const auto status = test::run_mill({"--output_dir", root.path().string(), "status"}, cluster.env);
+  CHECK_THAT(status.out, Contains("continuation job " + continuation_id) && Contains("continues sweep"));
+}
 
+TEST_CASE("on a real cluster, a first sweep's results set the second sweep's time limit, which holds", "[slurm]") {
+  REQUIRE_LOCAL_CLUSTER();
+  test::TempDir root;
+  const std::vector<std::string> base = {"--output_dir", root.path().string(), "--cache_dir", (root / "cache").string(),
+                                         "schedule", "mill-demo[delay_ms=200]", "demo", "--cluster", "local", "--json"};
+  auto schedule = [&](const std::string& n_shots) {
+    auto all = base;
+    all.insert(all.end(), {"--n_shots", n_shots});
+    const auto run = test::run_mill(all, cluster.env);
+    INFO(run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    return nlohmann::json::parse(run.out);
+  };
+  const auto first = schedule("0,1");
+  REQUIRE(first["submitted"] == true);
+  CHECK(first["arrays"][0]["from_history"] == false);
   wait_for_array(first["submission"]["array_job_id"].get<std::string>(), cluster.env);
-  const auto second = schedule();
+
+  const auto second = schedule("2,3");
   REQUIRE(second["submitted"] == true);
-  CHECK(second["submission"]["jobs"] == 2);
-  CHECK(second["submission"]["deferred_elements"] == 0);
+  CHECK(second["arrays"][0]["from_history"] == true);
+  CHECK_THAT(second["arrays"][0]["explanation"].get<std::string>(), Contains("history: "));
+  const fs::path sweep_dir = second["submission"]["sweep_dir"].get<std::string>();
+  const auto limit = second["arrays"][0]["time_limit"].get<std::string>();
+  CHECK_THAT(test::read_text(sweep_dir / "job.sbatch"), Contains("#SBATCH --time=" + limit + "\n"));
   wait_for_array(second["submission"]["array_job_id"].get<std::string>(), cluster.env);
-  const auto done = schedule();
-  CHECK(done["counts"]["pending"] == 0);
-  CHECK(done["counts"]["done"] == 4);
+  // No element was killed by its limit: every one ended completed, by its own status file.
+  const auto manifest = nlohmann::json::parse(test::read_text(sweep_dir / "manifest.json"));
+  for (std::size_t i = 0; i < manifest["elements"].size(); ++i) {
+    const auto status = nlohmann::json::parse(test::read_text(sweep_dir / "status" / fmt::format("element-{}.json", i)));
+    CHECK(status["state"] == "completed");
+  }
 }
 
 namespace {

@@ -27,27 +27,3 @@ TEST_CASE("minutes format as SLURM times") {
   CHECK(format_slurm_time(1441 + 60) == "1-01:01:00");
   CHECK(parse_slurm_time(format_slurm_time(2 * 1440 + 7)) == 2 * 1440 + 7);
 }
-
-TEST_CASE("walltime is evals × minutes × margin plus start-up") {
-  const auto w = compute_walltime(8, 10.0, 24 * 60);
-  CHECK(w.evals_per_element == 8);
-  CHECK(w.minutes == 8 * 10 * 5 / 4 + kStartupMinutes);  // 105
-  CHECK_FALSE(w.clamped);
-  CHECK(w.explanation.find("--time=01:45:00") != std::string::npos);
-  // Fractional minutes round up.
-  CHECK(compute_walltime(3, 1.1, 600).minutes == 5 + 5);  // ceil(4.125) + 5
-}
-
-TEST_CASE("evals per element are lowered to fit the partition, then the limit is clamped") {
-  const auto lowered = compute_walltime(8, 10.0, 60);  // one eval costs 12.5 min → 4 fit in 55
-  CHECK(lowered.evals_per_element == 4);
-  CHECK(lowered.minutes == 55);
-  CHECK_FALSE(lowered.clamped);
-  CHECK(lowered.explanation.find("lowered from 8") != std::string::npos);
-
-  const auto clamped = compute_walltime(5, 600.0, 120);  // even one eval does not fit
-  CHECK(clamped.evals_per_element == 1);
-  CHECK(clamped.minutes == 120);
-  CHECK(clamped.clamped);
-  CHECK(clamped.explanation.find("clamped") != std::string::npos);
-}

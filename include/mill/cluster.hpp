@@ -27,6 +27,8 @@ struct ClusterProfile {
   int cpus_per_task = 8;
   int max_array_size = 1001;          // the site's MaxArraySize (array indices must stay below it)
   int signal_minutes = 5;             // SIGUSR1 this long before the time limit: finish, flush, exit 75
+  double gpu_memory_bytes = 0;        // memory of one GPU (`gpu_memory: 80G`); 0: known from gpu_type, or unchecked
+  int target_element_minutes = 4 * 60;  // what the packer aims one array element's work at (docs/schedule.md)
   std::vector<std::string> extra_sbatch;  // extra sbatch options, e.g. "--qos=normal"
   std::vector<std::string> setup_lines;   // shell lines run before mill (module load ...): trusted, from your file
   std::filesystem::path venv_path;        // the workers' virtual environment when schedule gets no --venv_path
@@ -65,6 +67,9 @@ ClusterConfig load_cluster_config(const std::filesystem::path& cache_dir, Withou
 // sbatch takes it: digits without leading zeros and an upper-case unit ("64G", "64000M"; "0" stays "0").
 // nullopt when `text` is none of these forms.
 std::optional<std::string> normalize_slurm_memory(std::string_view text);
+
+// Bytes of a memory size as normalize_slurm_memory spells it ("80G" → 80 GiB); 0 for "0".
+double slurm_memory_bytes(std::string_view normalized);
 
 struct ProfileChoice {
   const ClusterProfile* profile = nullptr;

@@ -59,6 +59,10 @@ struct EvalSettings {
   std::function<void(const EvalProgress&)> on_progress;  // after every batch (and once before the first)
   // The checkpoint folder read and its fingerprint (ModelIdentity::checkpoint_record), recorded in the result.
   nlohmann::json model_checkpoint;
+  // Recorded in provenance for the cost model: the profile's GPU type (from the manifest) and how long loading the
+  // model of this element took.
+  std::string gpu_type;
+  double model_load_seconds = 0;
 };
 
 enum class JobState { completed, preempted };

@@ -31,6 +31,7 @@ struct DemoArgs {
   unsigned long long seed = 0;
   int batch_size = 16;
   int delay_ms = 0;
+  int gpus = 1;  // what an array element asks for: it stands in for a one-GPU model in smoke tests of a profile
 };
 DemoArgs read_demo_args(const ModelSpec& spec);
 
@@ -50,6 +51,13 @@ struct ApiArgs {
 };
 struct VllmArgs {
   std::string path;  // a checkpoint folder or a hub id
+  std::string dtype = "auto";  // auto: the checkpoint's torch_dtype
+  int tensor_parallel_size = 1;
+  int pipeline_parallel_size = 1;
+  int data_parallel_size = 1;
+  bool parallelism_given = false;  // any of the three was written in the spec
+  std::optional<double> gpu_memory_utilization;
+  std::optional<std::int64_t> max_model_len;
   std::optional<double> startup_timeout_s;
   int port = 0;  // 0: any free port
   ClientArgs client;

@@ -37,13 +37,6 @@ struct Plan {
 // Bad input (model spec, task name, n_shot) throws mill::Error before anything is checked.
 Plan build_plan(const PlanRequest& request, const TaskRegistry& registry);
 
-// Groups pending jobs into array elements: each element holds jobs of one model only (so it loads the model
-// once), at most `evals_per_element` of them, in plan order.
-std::vector<std::vector<const PlannedJob*>> group_into_elements(const Plan& plan, int evals_per_element);
-
-// The largest number of pending jobs any one model has (what an element could hold at most).
-int largest_model_share(const Plan& plan);
-
 // The manifest that workers read: one entry per array element with its model and jobs (schema in
 // docs/results.md). `settings` holds sweep-wide values (extra task paths, data dir...).
 nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& elements, const nlohmann::json& settings);

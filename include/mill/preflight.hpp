@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "mill/cluster.hpp"
 #include "mill/model_spec.hpp"
 #include "mill/tasks.hpp"
 
@@ -27,6 +28,8 @@ struct PreflightRequest {
   std::optional<std::vector<int>> n_shots;  // absent: each task's default
   std::optional<std::filesystem::path> data_dir;  // the one the workers will use
   std::filesystem::path output_dir;
+  // The profile the sweep runs on (absent for --local): each model's GPUs must fit on its nodes and in their memory.
+  const ClusterProfile* profile = nullptr;
   bool check_model_files = true;  // false: --skip_model_check (the compute nodes see other files than this host)
 };
 

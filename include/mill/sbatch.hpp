@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
 #include "mill/cluster.hpp"
+#include "mill/resources.hpp"
 
 namespace mill {
 
@@ -15,7 +18,10 @@ std::string shell_quote(std::string_view value);
 struct SbatchRequest {
   const ClusterProfile* profile = nullptr;
   std::string job_name = "mill";
-  int array_size = 0;            // elements 0..array_size-1
+  int first_element = 0;         // the array's indices are manifest elements first..first+array_size-1
+  int array_size = 0;
+  // GPUs, CPUs and memory of each element; absent: the profile's gpus_per_task, cpus_per_task and mem.
+  std::optional<ResourceShape> shape;
   int time_minutes = 0;
   std::filesystem::path mill_binary;
   std::filesystem::path output_dir;
@@ -30,6 +36,13 @@ struct SbatchRequest {
 // worker runs through `<container_runtime> exec --bind ...`, the output dir bound too; an output dir that --bind
 // cannot take (a ',' or ':' in it) throws mill::Error.
 std::string render_sbatch_script(const SbatchRequest& request);
+
+// The script of a sweep's continuation job: one CPU, a short limit, on the profile's partition and account, it
+// runs `argv` (a `mill ... schedule ...` command that submits the rest of the sweep). Its log goes to
+// logs/continue_%j.out under the sweep directory.
+std::string render_continuation_script(const ClusterProfile& profile, const std::string& job_name,
+                                       const std::vector<std::string>& argv);
+inline constexpr int kContinuationMinutes = 20;
 
 // The sbatch command line (argv) that submits the script with the sweep directory as working directory.
 std::vector<std::string> sbatch_command(const SbatchRequest& request, const std::filesystem::path& script);

@@ -22,6 +22,7 @@ struct ScheduleSettings {
   std::optional<int> evals_per_element;             // only when given
   std::optional<int> max_requeues;                  // only when given
   bool skip_model_check = false;
+  std::optional<std::filesystem::path> cost_history;  // --cost_history: a shared history file for the cost model
 
   // The manifest's `settings.schedule` object.
   nlohmann::json to_json() const;

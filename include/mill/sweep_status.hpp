@@ -36,7 +36,11 @@ struct SweepStatus {
   std::string id;
   std::filesystem::path dir;
   std::string mode;  // "slurm" or "local"
-  std::string array_job_id;
+  std::string array_job_id;                // the first array's
+  std::vector<std::string> array_job_ids;  // every array's (one per resource shape)
+  std::string continues;                   // the sweep this one continues (submitted by its continuation job)
+  std::string continuation_job_id;         // the job that submits the rest of this sweep, if any
+  int continuation_jobs_left = 0;
   std::string submitted_at;
   std::string profile;
   bool asked_slurm = false;        // squeue answered for this sweep

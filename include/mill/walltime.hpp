@@ -1,5 +1,5 @@
 #pragma once
-// SLURM time limits: parsing and formatting, and the limit computed for an array element.
+// SLURM time limits: parsing and formatting.
 #include <string>
 #include <string_view>
 
@@ -13,19 +13,8 @@ int parse_slurm_time(std::string_view text);
 // Minutes as SLURM's "D-HH:MM:00" (or "HH:MM:00" under a day).
 std::string format_slurm_time(int minutes);
 
-// Fixed allowance per element for start-up and model loading, and the safety factor on eval time.
+// Fixed allowance per element for the batch shell, mill's start-up and writing results (model loading is
+// predicted on its own, docs/schedule.md).
 inline constexpr int kStartupMinutes = 5;
-inline constexpr double kWalltimeMargin = 1.25;
-
-struct Walltime {
-  int evals_per_element = 0;  // may be lowered so that the limit fits the partition
-  int minutes = 0;
-  bool clamped = false;       // hit the partition maximum
-  std::string explanation;    // one line for --dry_run
-};
-
-// limit = ceil(evals × minutes_per_eval × margin) + start-up, at most `max_minutes`. When the requested number
-// of evals per element does not fit, it is reduced to what does (at least 1, then clamped).
-Walltime compute_walltime(int evals_per_element, double minutes_per_eval, int max_minutes);
 
 }  // namespace mill

@@ -26,6 +26,7 @@ struct WorkerOptions {
   // revision and keyed with it, whatever this node's cache's refs/main says; a cache without it fails the jobs in
   // one line. Empty or "unresolved": the worker resolves the revision from its own cache.
   std::string planned_model_revision;
+  std::string gpu_type;  // the profile's GPU type (the manifest's settings.gpu_type), recorded in each result
 };
 
 // Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).

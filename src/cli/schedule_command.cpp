@@ -33,14 +33,15 @@
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 #include "mill/walltime.hpp"
+#include "mill/work_estimate.hpp"
+#include "mill/array_plan.hpp"
+#include "mill/cost_model.hpp"
 #include "mill/worker.hpp"
 
 namespace mill::cli {
 
 namespace {
 
-constexpr double kDefaultMinutesPerEval = 10.0;
-constexpr int kDefaultEvalsPerElement = 8;
 
 struct ScheduleOptions {
   std::vector<std::string> lists;  // the positional MODELS TASKS (only TASKS with --models_file, none with both files)
@@ -61,7 +62,15 @@ struct ScheduleOptions {
   std::optional<int> limit;
   bool skip_model_check = false;
   int lock_wait = 60;
+  bool no_continuation = false;
+  std::string continues;      // set by a continuation job: the sweep it continues
+  std::string cost_history;   // a shared history file (JSON Lines) for the cost model
 };
+
+std::optional<std::filesystem::path> cost_history_file(const ScheduleOptions& options) {
+  if (options.cost_history.empty()) return std::nullopt;
+  return std::filesystem::absolute(options.cost_history);
+}
 
 std::filesystem::path mill_executable() {
   std::error_code ec;
@@ -186,12 +195,12 @@ nlohmann::json job_json(const PlannedJob& job) {
 void check_option_values(const ScheduleOptions& options, std::vector<PreflightProblem>& problems) {
   auto report = [&](const std::string& message) { problems.push_back({"environment", "", {}, message}); };
   constexpr double kMinutesPerYear = 365.0 * 24 * 60;
-  const double minutes = options.minutes_per_eval.value_or(kDefaultMinutesPerEval);
+  const double minutes = options.minutes_per_eval.value_or(1);
   if (!std::isfinite(minutes) || minutes <= 0 || minutes > kMinutesPerYear) {
     report(fmt::format("--minutes_per_eval: {} is not a number of minutes in 0..{} (e.g. 10 or 0.5)", minutes,
                        kMinutesPerYear));
   }
-  if (options.evals_per_element.value_or(kDefaultEvalsPerElement) < 1) {
+  if (options.evals_per_element.value_or(1) < 1) {
     report(fmt::format("--evals_per_element: {} is not a positive integer", *options.evals_per_element));
   }
   if (options.lock_wait < 0) report(fmt::format("--lock_wait: {} is negative (expected seconds, e.g. 60)", options.lock_wait));
@@ -204,6 +213,10 @@ void check_option_values(const ScheduleOptions& options, std::vector<PreflightPr
   }
   if (!options.data_dir.empty() && !std::filesystem::is_directory(options.data_dir)) {
     report(fmt::format("--data_dir: {} is not a directory", quote_value(options.data_dir)));
+  }
+  if (!options.cost_history.empty() && !std::filesystem::is_regular_file(options.cost_history)) {
+    report(fmt::format("--cost_history: {} is not a file (expected a JSON Lines history, docs/schedule.md)",
+                       quote_value(options.cost_history)));
   }
   if (!options.venv_path.empty() && !std::filesystem::exists(std::filesystem::path(options.venv_path) / "bin" / "activate")) {
     report(fmt::format("--venv_path: {} has no bin/activate (expected a virtual environment directory)",
@@ -297,7 +310,26 @@ ScheduleSettings schedule_settings(const ScheduleOptions& options, const GlobalO
   settings.evals_per_element = options.evals_per_element;
   settings.max_requeues = options.max_requeues;
   settings.skip_model_check = options.skip_model_check;
+  settings.cost_history = cost_history_file(options);
   return settings;
+}
+
+// A continuation job that finds as much left to do as when its sweep was submitted (every job of its arrays
+// failed) ends the chain, so a sweep whose jobs cannot succeed does not resubmit itself forever.
+void stop_a_chain_without_progress(const ScheduleOptions& options, const std::filesystem::path& output_dir,
+                                   std::size_t jobs_left_now) {
+  const auto path = SweepPaths{sweeps_root(output_dir) / options.continues}.submission();
+  const auto record = nlohmann::json::parse(read_file(path, "submission record"), nullptr, false);
+  if (!record.is_object()) throw Error(fmt::format("--continues {}: {} is not JSON", options.continues, path.string()));
+  const auto submitted = record.value("jobs", 0);
+  int left_then = 0;
+  if (const auto it = record.find("continuation"); it != record.end() && it->is_object()) left_then = it->value("jobs_left", 0);
+  if (static_cast<int>(jobs_left_now) >= submitted + left_then) {
+    throw Error(fmt::format("continuation of sweep {}: none of its {} job(s) finished ({} still to run), so the chain "
+                            "stops here; see `mill status` and the logs in {}, then run mill schedule again by hand",
+                            options.continues, submitted, jobs_left_now, (path.parent_path() / "logs").string()),
+                ExitCode::eval_failed);
+  }
 }
 
 void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
@@ -374,6 +406,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   preflight.data_dir = sweep_data_dir(options);
   preflight.output_dir = request.output_dir;
   preflight.check_model_files = !options.skip_model_check;
+  if (!options.local) preflight.profile = &profile;
   for (auto& problem : run_preflight(preflight)) problems.push_back(std::move(problem));
   if (!problems.empty() && !options.dry_run) fail_preflight(problems, "nothing was submitted or run");
   if (request.models.empty() || request.tasks.empty()) {
@@ -418,32 +451,59 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       throw Error(fmt::format("cannot read the queue ({}); nothing submitted", error), ExitCode::submit_failed);
     }
     queue = std::move(*answer);
+    // A continuation job plans from inside SLURM: its own job is not part of the sweep's queue budget.
+    if (const char* self = std::getenv("SLURM_JOB_ID"); self && *self && !options.continues.empty()) {
+      std::erase_if(queue, [&](const QueueEntry& entry) { return entry.array_job_id == self; });
+    }
     in_flight = jobs_in_flight(request.output_dir, queue);
   }
-  Plan to_run;  // pending jobs not in flight, in plan order
+  std::vector<const PlannedJob*> to_run;  // pending jobs not in flight, in plan order
   for (const auto* job : pending) {
-    if (!in_flight.count(job->key.digest)) to_run.jobs.push_back(*job);
+    if (!in_flight.count(job->key.digest)) to_run.push_back(job);
   }
-  const int largest_share = largest_model_share(to_run);
+  if (!options.continues.empty() && !options.dry_run) stop_a_chain_without_progress(options, request.output_dir, to_run.size());
   // A dry run with problems still shows its plan: values that failed the preflight are replaced by the defaults.
   const bool values_valid = problems.empty();
-  const int evals_per_element = values_valid ? options.evals_per_element.value_or(kDefaultEvalsPerElement)
-                                             : kDefaultEvalsPerElement;
-  const double minutes_per_eval = values_valid ? options.minutes_per_eval.value_or(kDefaultMinutesPerEval)
-                                               : kDefaultMinutesPerEval;
-  const auto walltime = compute_walltime(std::min(evals_per_element, std::max(1, largest_share)), minutes_per_eval,
-                                         profile.max_time_minutes);
-  const auto elements = group_into_elements(to_run, walltime.evals_per_element);
-  const auto budget = submit_budget(profile, static_cast<int>(queue.size()), static_cast<int>(elements.size()));
-  const auto submit_count = options.dry_run || options.local ? elements.size() : static_cast<std::size_t>(budget.elements);
+  WorkEstimator work(global.cache_dir_path(), sweep_data_dir(options));
+  const CostModel cost(read_cost_history(request.output_dir, cost_history_file(options)));
+  ArrayPlanRequest arrays_request;
+  arrays_request.profile = &profile;
+  arrays_request.registry = &registry;
+  arrays_request.requested_tasks = request.tasks;
+  if (values_valid) {
+    arrays_request.minutes_per_eval = options.minutes_per_eval;
+    arrays_request.evals_per_element = options.evals_per_element;
+  }
+  arrays_request.read_checkpoints = !options.skip_model_check;
+  arrays_request.work = &work;
+  arrays_request.cost = &cost;
+  const auto arrays = plan_arrays(to_run, arrays_request);
+  work.save();
+  const auto elements = arrays.all_elements();
+  std::size_t planned_jobs = 0;
+  for (const auto& element : elements) planned_jobs += element.size();
+
+  // What goes to SLURM now: the budget's share of the elements, one slot kept for the continuation job when the
+  // rest must wait. A dry run assumes an empty queue (it does not ask squeue).
+  auto budget = submit_budget(profile, static_cast<int>(queue.size()), static_cast<int>(elements.size()));
+  const bool continuing = !options.local && !options.no_continuation && budget.elements < static_cast<int>(elements.size());
+  if (continuing && budget.elements > 0) --budget.elements;
+  const auto submit_count = options.local ? elements.size() : static_cast<std::size_t>(budget.elements);
   const std::vector<std::vector<const PlannedJob*>> to_submit(elements.begin(), elements.begin() + submit_count);
   std::size_t deferred_jobs = 0;
   for (auto it = elements.begin() + submit_count; it != elements.end(); ++it) deferred_jobs += it->size();
+  // The arrays cut to what is submitted now.
+  std::vector<ArrayRequest> array_requests;
+  for (std::size_t a = 0, first = 0; a < arrays.arrays.size() && first < submit_count; ++a) {
+    const auto& array = arrays.arrays[a];
+    const auto count = std::min(array.elements.size(), submit_count - first);
+    array_requests.push_back({static_cast<int>(first), static_cast<int>(count), array.shape, array.time_minutes,
+                              array.explanation});
+    first += array.elements.size();
+  }
 
   SbatchRequest sbatch;
   sbatch.profile = &profile;
-  sbatch.array_size = static_cast<int>(to_submit.size());
-  sbatch.time_minutes = walltime.minutes;
   sbatch.mill_binary = mill_executable();
   sbatch.output_dir = request.output_dir;
   sbatch.cache_dir = global.cache_dir_path();
@@ -454,7 +514,18 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   } else if (!profile.venv_path.empty() && !options.local) {
     sbatch.venv_path = profile.venv_path;  // the profile's default (checked by the preflight)
   }
-  auto script = to_submit.empty() || options.local ? std::string() : render_sbatch_script(sbatch);
+  // The scripts of a dry run, one per array, as they will be submitted.
+  std::vector<std::string> scripts;
+  if (!options.local) {
+    for (const auto& array : array_requests) {
+      auto rendered = sbatch;
+      rendered.first_element = array.first_element;
+      rendered.array_size = array.elements;
+      rendered.shape = array.shape;
+      rendered.time_minutes = array.time_minutes;
+      scripts.push_back(render_sbatch_script(rendered));
+    }
+  }
 
   const auto planned_with = schedule_settings(options, global, extra_paths, options.local ? "" : profile.name);
   nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()},
@@ -462,6 +533,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
                              {"schedule", planned_with.to_json()}};
   for (const auto& path : extra_paths) settings["extra_task_paths"].push_back(path.string());
   if (const auto data_dir = sweep_data_dir(options)) settings["data_dir"] = data_dir->string();
+  if (!options.local && !profile.gpu_type.empty()) settings["gpu_type"] = profile.gpu_type;  // for the results' provenance
 
   const auto summary = fmt::format(
       "{} job(s) = {} model(s) × {} task(s) × n_shots; {} to run ({} missing, {} stale, {} corrupt), {} done (skipped)",
@@ -498,49 +570,112 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   } else if (submitting && !to_submit.empty()) {
     SubmitRequest submit;
     submit.elements = to_submit;
+    submit.arrays = array_requests;
     submit.profile = &profile;
-    submit.time_minutes = walltime.minutes;
     submit.mill_binary = sbatch.mill_binary;
     submit.output_dir = request.output_dir;
     submit.cache_dir = sbatch.cache_dir;
     submit.venv_path = sbatch.venv_path;
     submit.settings = settings;
     submit.command_line = own_command_line();
+    submit.continues = options.continues;
+    submit.models = request.models;
+    submit.tasks = request.tasks;
+    if (continuing) {
+      ContinuationRequest continuation;
+      continuation.before_schedule = {sbatch.mill_binary.string()};
+      for (auto& word : planned_with.global_arguments()) continuation.before_schedule.push_back(std::move(word));
+      if (!options.n_shots.empty()) continuation.schedule_options = {"--n_shots", options.n_shots};
+      if (request.limit) {
+        continuation.schedule_options.insert(continuation.schedule_options.end(), {"--limit", std::to_string(*request.limit)});
+      }
+      for (auto& word : planned_with.schedule_arguments()) continuation.schedule_options.push_back(std::move(word));
+      continuation.jobs_left = static_cast<int>(deferred_jobs);
+      continuation.elements_left = static_cast<int>(elements.size() - to_submit.size());
+      submit.continuation = continuation;
+    }
     const auto result = submit_sweep(submit);
-    script = read_file(result.sweep.script(), "sbatch script");  // with the real sweep paths
-    submission = {{"sweep_id", result.sweep_id},       {"sweep_dir", result.sweep.dir.string()},
-                  {"array_job_id", result.array_job_id}, {"elements", result.elements},
-                  {"jobs", result.jobs},                 {"deferred_elements", elements.size() - to_submit.size()},
-                  {"deferred_jobs", deferred_jobs}};
-    messages.push_back(fmt::format("submitted array job {}: {} element(s) with {} job(s), at most {} running at once; "
-                                   "sweep {} (logs in {}); follow it with `mill status`",
-                                   result.array_job_id, result.elements, result.jobs, profile.max_array_len,
-                                   result.sweep_id, result.sweep.logs().string()));
-    if (to_submit.size() < elements.size()) {
+    scripts.clear();
+    for (std::size_t a = 0; a < array_requests.size(); ++a) {
+      scripts.push_back(read_file(result.sweep.script(a), "sbatch script"));  // with the real sweep paths
+    }
+    submission = {{"sweep_id", result.sweep_id},
+                  {"sweep_dir", result.sweep.dir.string()},
+                  {"array_job_id", result.array_job_id},
+                  {"array_job_ids", result.array_job_ids},
+                  {"elements", result.elements},
+                  {"jobs", result.jobs},
+                  {"deferred_elements", elements.size() - to_submit.size()},
+                  {"deferred_jobs", deferred_jobs},
+                  {"continuation_job_id", result.continuation_job_id.empty() ? nlohmann::json()
+                                                                             : nlohmann::json(result.continuation_job_id)}};
+    messages.push_back(fmt::format("submitted array job{} {}: {} element(s) with {} job(s), at most {} running at once "
+                                   "per array; sweep {} (logs in {}); follow it with `mill status`",
+                                   result.array_job_ids.size() > 1 ? "s" : "", join(result.array_job_ids, ", "),
+                                   result.elements, result.jobs, profile.max_array_len, result.sweep_id,
+                                   result.sweep.logs().string()));
+    for (const auto& warning : result.warnings) messages.push_back(warning);
+    if (!result.continuation_job_id.empty()) {
+      messages.push_back(fmt::format("not submitted yet: {} element(s) with {} job(s), because of the {}; continuation "
+                                     "job {} submits them when these arrays end (--no_continuation to do it by hand)",
+                                     elements.size() - to_submit.size(), deferred_jobs, budget.limited_by,
+                                     result.continuation_job_id));
+    } else if (to_submit.size() < elements.size()) {
       messages.push_back(fmt::format("not submitted yet: {} element(s) with {} job(s), because of the {}; run the same "
                                      "mill schedule again once the queue drains (it submits only what is still missing)",
                                      elements.size() - to_submit.size(), deferred_jobs, budget.limited_by));
     }
   }
 
+  std::size_t largest_element = 0;
+  for (const auto& element : elements) largest_element = std::max(largest_element, element.size());
+  // Per array: what is submitted now (cut to the budget) and what was planned for it.
+  nlohmann::json arrays_json = nlohmann::json::array();
+  for (std::size_t a = 0, first = 0; a < arrays.arrays.size(); first += arrays.arrays[a].elements.size(), ++a) {
+    const auto& array = arrays.arrays[a];
+    const bool submitted_now = a < array_requests.size();
+    arrays_json.push_back({{"gpus", array.shape.gpus},
+                           {"cpus", array.shape.cpus},
+                           {"mem", array.shape.mem},
+                           {"mem_per_gpu", array.shape.mem_per_gpu},
+                           {"first_element", first},
+                           {"elements", array.elements.size()},
+                           {"elements_now", submitted_now ? array_requests[a].elements : 0},
+                           {"time_minutes", array.time_minutes},
+                           {"time_limit", format_slurm_time(array.time_minutes)},
+                           {"from_history", array.from_history},
+                           {"explanation", array.explanation},
+                           {"predicted_gpu_hours", array.predicted_gpu_hours},
+                           {"requested_gpu_hours", array.requested_gpu_hours},
+                           {"script", submitted_now && a < scripts.size() ? nlohmann::json(scripts[a]) : nlohmann::json()}});
+  }
+  const nlohmann::json continuation_json =
+      continuing ? nlohmann::json{{"elements_left", elements.size() - to_submit.size()}, {"jobs_left", deferred_jobs},
+                                  {"limited_by", budget.limited_by}}
+                 : nlohmann::json();
   if (options.json) {
     nlohmann::json out = {{"summary", summary},
                           {"jobs", nlohmann::json::array()},
                           {"counts",
                            {{"total", plan.jobs.size()},
                             {"pending", pending.size()},
-                            {"in_flight", pending.size() - to_run.jobs.size()},
+                            {"in_flight", pending.size() - to_run.size()},
                             {"done", plan.count(ResultState::done)},
                             {"missing", plan.count(ResultState::missing)},
                             {"stale", plan.count(ResultState::stale)},
                             {"corrupt", plan.count(ResultState::corrupt)}}},
                           {"profile", {{"name", profile.name}, {"reason", choice.reason}}},
-                          {"array", {{"elements", elements.size()}, {"evals_per_element", walltime.evals_per_element},
+                          {"array", {{"elements", elements.size()}, {"max_jobs_per_element", largest_element},
                                      {"throttle", profile.max_array_len}}},
-                          {"time_limit", {{"minutes", walltime.minutes},
-                                          {"slurm", format_slurm_time(walltime.minutes)},
-                                          {"explanation", walltime.explanation}}},
-                          {"script", script},
+                          {"time_limit", array_requests.empty()
+                                             ? nlohmann::json()
+                                             : nlohmann::json{{"minutes", array_requests.front().time_minutes},
+                                                              {"slurm", format_slurm_time(array_requests.front().time_minutes)},
+                                                              {"explanation", array_requests.front().time_explanation}}},
+                          {"arrays", arrays_json},
+                          {"gpu_hours", {{"predicted", arrays.predicted_gpu_hours}, {"requested", arrays.requested_gpu_hours}}},
+                          {"continuation", continuation_json},
+                          {"script", scripts.empty() ? std::string() : scripts.front()},
                           {"settings", planned_with.to_json()},
                           {"submitted", !submission.is_null() && !options.local},
                           {"submission", submission},
@@ -570,14 +705,32 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
     }
     if (!elements.empty() && !options.local) {
-      std::cout << fmt::format("array: {} element(s), up to {} eval(s) of one model each, at most {} running (%{})\n",
-                               elements.size(), walltime.evals_per_element, profile.max_array_len, profile.max_array_len);
-      std::cout << "time limit: " << walltime.explanation << "\n";
+      for (std::size_t a = 0; a < arrays.arrays.size(); ++a) {
+        const auto& array = arrays.arrays[a];
+        std::cout << fmt::format("array {} of {}: {} per element; {} element(s), at most {} running (%{}); {:.1f} "
+                                 "GPU-hours predicted, {:.1f} requested\n",
+                                 a + 1, arrays.arrays.size(), array.shape.to_string(), array.elements.size(),
+                                 profile.max_array_len, profile.max_array_len, array.predicted_gpu_hours,
+                                 array.requested_gpu_hours);
+        std::cout << "  time limit: " << array.explanation << "\n";
+      }
+      std::cout << fmt::format("sweep: {:.1f} GPU-hours predicted, {:.1f} requested\n", arrays.predicted_gpu_hours,
+                               arrays.requested_gpu_hours);
+      if (continuing && options.dry_run) {
+        std::cout << fmt::format("now: {} of {} element(s) ({}, assuming none of your jobs are queued); then a "
+                                 "continuation job submits the other {} with {} job(s) when these end\n",
+                                 to_submit.size(), elements.size(), budget.limited_by, elements.size() - to_submit.size(),
+                                 deferred_jobs);
+      }
     }
-    if (options.dry_run && !script.empty()) {
-      std::cout << "\n--- sbatch script (submitted as: " << join(sbatch_command(sbatch, sbatch.sweep_dir / "job.sbatch"), " ")
-                << ") ---\n"
-                << script << "--- end of script ---\n";
+    if (options.dry_run) {
+      for (std::size_t a = 0; a < scripts.size(); ++a) {
+        auto rendered = sbatch;
+        const auto name = a == 0 ? std::string("job.sbatch") : fmt::format("job-{}.sbatch", a);
+        std::cout << "\n--- sbatch script " << name << " (submitted as: "
+                  << join(sbatch_command(rendered, sbatch.sweep_dir / name), " ") << ") ---\n"
+                  << scripts[a] << "--- end of script ---\n";
+      }
     }
     for (const auto& message : messages) std::cout << message << "\n";
     if (!problems.empty()) print_problems(std::cout, problems);
@@ -592,7 +745,7 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
     } else if (options.dry_run) {
       std::cout << "dry run: nothing submitted\n";
-    } else if (to_run.jobs.empty()) {
+    } else if (to_run.empty()) {
       std::cout << "nothing to submit: every job that is not done is already queued or running\n";
     }
   }
@@ -634,9 +787,19 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "max_requeues", options->max_requeues,
              "Times an element stopped by the pre-walltime signal may requeue itself, if it made progress (default 3)");
   add_option(*command, "minutes_per_eval", options->minutes_per_eval,
-             "Expected minutes per eval; the time limit is evals × this × 1.25 + 5 (default 10)");
+             "Time budget in minutes for each task or benchmark named in TASKS (a benchmark's subtasks share it by "
+             "document count), instead of the cost model's prediction (docs/schedule.md)");
   add_option(*command, "evals_per_element", options->evals_per_element,
-             "Most evals of one model that one array element runs (default 8)");
+             "Most evals of one model that one array element runs (default: as many as fit the profile's "
+             "target_element_time)");
+  add_flag(*command, "no_continuation", options->no_continuation,
+           "When queue_limit leaves part of the sweep unsubmitted, do not submit the continuation job that submits "
+           "the rest later; run mill schedule again by hand instead");
+  add_option(*command, "cost_history", options->cost_history,
+             "A shared JSON Lines history of measured job costs, used besides the results in --output_dir "
+             "(docs/schedule.md, \"Cost model and packing\")");
+  command->add_option("--continues", options->continues, "Set by a continuation job: the sweep it continues")
+      ->group("");  // internal
   add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
   add_option(*command, "lock_wait", options->lock_wait,
              "Seconds to wait for another mill schedule submitting to the same output dir (default 60)");

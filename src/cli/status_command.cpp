@@ -36,12 +36,18 @@ std::string coloured(ElementState state, bool colour) {
 }
 
 void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
-  std::string where = sweep.mode == "slurm" ? fmt::format("array job {}", sweep.array_job_id.empty() ? "?" : sweep.array_job_id)
-                                            : sweep.mode;
+  std::string where = sweep.mode != "slurm"            ? sweep.mode
+                      : sweep.array_job_ids.size() > 1 ? fmt::format("array jobs {}", join(sweep.array_job_ids, ", "))
+                                                       : fmt::format("array job {}", sweep.array_job_id.empty() ? "?" : sweep.array_job_id);
   if (!sweep.profile.empty()) where += ", profile " + sweep.profile;
   if (!sweep.submitted_at.empty()) where += ", submitted " + sweep.submitted_at;
   std::cout << fmt::format("sweep {} ({}{})\n", sweep.id, where,
                            sweep.slurm_unavailable ? "; squeue did not answer: from files only" : "");
+  if (!sweep.continues.empty()) std::cout << fmt::format("  continues sweep {} (submitted by its continuation job)\n", sweep.continues);
+  if (!sweep.continuation_job_id.empty()) {
+    std::cout << fmt::format("  continuation job {} submits the remaining {} job(s) when these arrays end\n",
+                             sweep.continuation_job_id, sweep.continuation_jobs_left);
+  }
   const auto counts = sweep.counts();
   std::vector<std::string> parts;
   for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,

@@ -47,6 +47,15 @@ std::optional<std::string> normalize_slurm_memory(std::string_view text) {
   return std::string(number) + letter;
 }
 
+double slurm_memory_bytes(std::string_view normalized) {
+  if (normalized.empty() || normalized == "0") return 0;
+  const char unit = normalized.back();
+  const double number = std::stod(std::string(normalized.substr(0, normalized.size() - 1)));
+  const double scale = unit == 'K' ? 1024.0 : unit == 'M' ? 1024.0 * 1024 : unit == 'G' ? 1024.0 * 1024 * 1024
+                                                                                         : 1024.0 * 1024 * 1024 * 1024;
+  return number * scale;
+}
+
 namespace {
 
 const std::vector<std::string>& known_fields() {
@@ -54,7 +63,7 @@ const std::vector<std::string>& known_fields() {
       "hostname_pattern", "partition",      "account",        "gpu_type",     "gpus_per_node",   "gpus_per_task",
       "mem",              "mem_per_gpu",    "queue_limit",    "max_array_len", "max_time",       "cpus_per_task",
       "max_array_size",   "signal_minutes", "extra_sbatch",   "setup_lines",  "venv_path",       "container_image",
-      "container_runtime", "bind_paths"};
+      "container_runtime", "bind_paths",   "gpu_memory",     "target_element_time"};
   return fields;
 }
 
@@ -312,6 +321,13 @@ ClusterProfile read_profile(const std::string& name, const YAML::Node& node, con
                                               "or raise max_time",
                                               reader.given("signal_minutes") ? "" : "the default ", profile.signal_minutes,
                                               profile.max_time_minutes));
+  }
+  if (const auto memory = reader.memory("gpu_memory", false)) profile.gpu_memory_bytes = slurm_memory_bytes(*memory);
+  if (auto time = reader.scalar("target_element_time")) {
+    profile.target_element_minutes = parse_slurm_time(*time);
+    if (profile.target_element_minutes <= 0) {
+      reader.fail("target_element_time", fmt::format("{} is not a SLURM time (e.g. 4:00:00 or 240)", quote_value(*time)));
+    }
   }
   profile.extra_sbatch = reader.lines("extra_sbatch");
   for (const auto& option : profile.extra_sbatch) {

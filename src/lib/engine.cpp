@@ -1,4 +1,5 @@
 #include "mill/engine.hpp"
+#include "mill/work_estimate.hpp"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -374,6 +375,9 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
   const auto finished = std::chrono::system_clock::now();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - steady_start).count();
   const auto backend_facts = backend.provenance();
+  // What this run sent through the model, in the cost model's units (cost_model.hpp), so later plans learn from it.
+  auto work = work_of_samples(pending);
+  if (task.output_type == OutputType::generative) work.output_tokens = static_cast<double>(tokens_this_run);
   nlohmann::json counts = {{"samples", ordered.size()}, {"resumed", outcome.resumed}, {"evaluated", outcome.evaluated}};
   if (task.output_type == OutputType::generative) {
     counts["unparsed"] = unparsed;
@@ -412,6 +416,9 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
         {"finished_at", iso_time(finished)},
         {"wall_seconds", wall},
         {"tokens", {{"total", tokens_total}, {"this_run", tokens_this_run}}},
+        {"work", {{"documents", work.documents}, {"input_bytes", work.input_bytes}, {"output_tokens", work.output_tokens}}},
+        {"gpu_type", settings.gpu_type.empty() ? nlohmann::json() : nlohmann::json(settings.gpu_type)},
+        {"load_seconds", settings.model_load_seconds},
         {"bootstrap", {{"resamples", kBootstrapResamples}, {"seed", kBootstrapSeed}}}}},
   };
   if (!settings.model_checkpoint.is_null()) result["model_checkpoint"] = settings.model_checkpoint;

@@ -209,11 +209,12 @@ RuntimeArgs read_runtime_args(const ModelSpec& spec) {
 }
 
 DemoArgs read_demo_args(const ModelSpec& spec) {
-  require_known_args(spec, {"seed", "batch_size", "delay_ms"}, "mill-demo");
+  require_known_args(spec, {"seed", "batch_size", "delay_ms", "gpus"}, "mill-demo");
   DemoArgs args;
   args.seed = static_cast<unsigned long long>(whole_number(spec, "seed", 0, 0, 1LL << 62));
   args.batch_size = static_cast<int>(whole_number(spec, "batch_size", 16, 1, 1 << 20));
   args.delay_ms = static_cast<int>(whole_number(spec, "delay_ms", 0, 0, 60000));
+  args.gpus = static_cast<int>(whole_number(spec, "gpus", 1, 0, 64));
   return args;
 }
 
@@ -225,7 +226,7 @@ const std::vector<std::string>& api_model_args() {
 
 const std::vector<std::string>& vllm_model_args() {
   static const std::vector<std::string> keys = {
-      "path",    "dtype", "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
+      "path",    "dtype", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
       "revision", "trust_remote_code", "seed", "port", "startup_timeout", "concurrency", "num_concurrent", "timeout",
       "max_retries", "endpoint"};
   return keys;
@@ -255,8 +256,14 @@ VllmArgs read_vllm_args(const ModelSpec& spec) {
   }
   args.startup_timeout_s = optional_number(spec, "startup_timeout", 1, 86400);
   args.port = static_cast<int>(whole_number(spec, "port", 0, 0, 65535));
-  for (const char* key : {"tensor_parallel_size", "data_parallel_size"}) whole_number(spec, key, 1, 1, 1024);
-  optional_number(spec, "gpu_memory_utilization", 0.01, 1);
+  args.tensor_parallel_size = static_cast<int>(whole_number(spec, "tensor_parallel_size", 1, 1, 1024));
+  args.pipeline_parallel_size = static_cast<int>(whole_number(spec, "pipeline_parallel_size", 1, 1, 1024));
+  args.data_parallel_size = static_cast<int>(whole_number(spec, "data_parallel_size", 1, 1, 1024));
+  args.parallelism_given = spec.arg("tensor_parallel_size") || spec.arg("pipeline_parallel_size") ||
+                           spec.arg("data_parallel_size");
+  args.gpu_memory_utilization = optional_number(spec, "gpu_memory_utilization", 0.01, 1);
+  if (spec.arg("max_model_len")) args.max_model_len = whole_number(spec, "max_model_len", 0, 1, 1LL << 40);
+  args.dtype = spec.arg("dtype").value_or("auto");
   args.client = read_client_args(spec, 4096);
   return args;
 }

@@ -150,7 +150,7 @@ std::string ModelSpec::to_string() const {
 const std::vector<std::string>& execution_only_model_args() {
   static const std::vector<std::string> keys = {
       "batch_size", "device",  "concurrency", "num_concurrent", "port", "timeout", "max_retries",
-      "tensor_parallel_size", "data_parallel_size", "gpu_memory_utilization", "startup_timeout", "api_key_env",
+      "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpus", "gpu_memory_utilization", "startup_timeout", "api_key_env",
       // The runtime's prefix sharing and generation cache only save work (tests/runtime_test.cpp holds them to that).
       "share_prefixes", "generation_cache"};
   return keys;

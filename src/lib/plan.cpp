@@ -62,29 +62,6 @@ Plan build_plan(const PlanRequest& request, const TaskRegistry& registry) {
   return plan;
 }
 
-std::vector<std::vector<const PlannedJob*>> group_into_elements(const Plan& plan, int evals_per_element) {
-  std::vector<std::vector<const PlannedJob*>> elements;
-  std::map<std::string, std::size_t> open_element;  // model identity → index of its element being filled
-  for (const auto* job : plan.pending()) {
-    const auto model = job->job.model.identity();
-    auto it = open_element.find(model);
-    if (it == open_element.end() || elements[it->second].size() >= static_cast<std::size_t>(evals_per_element)) {
-      elements.emplace_back();
-      open_element[model] = elements.size() - 1;
-      it = open_element.find(model);
-    }
-    elements[it->second].push_back(job);
-  }
-  return elements;
-}
-
-int largest_model_share(const Plan& plan) {
-  std::map<std::string, int> counts;
-  int largest = 0;
-  for (const auto* job : plan.pending()) largest = std::max(largest, ++counts[job->job.model.identity()]);
-  return largest;
-}
-
 nlohmann::json make_manifest(const std::vector<std::vector<const PlannedJob*>>& elements, const nlohmann::json& settings) {
   nlohmann::json manifest = {{"schema", "mill.manifest/1"}, {"settings", settings}, {"elements", nlohmann::json::array()}};
   for (const auto& element : elements) {

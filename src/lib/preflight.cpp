@@ -11,6 +11,7 @@
 #include "mill/dataset.hpp"
 #include "mill/error.hpp"
 #include "mill/model_args.hpp"
+#include "mill/resources.hpp"
 #include "mill/task_check.hpp"
 #include "mill/text.hpp"
 
@@ -78,6 +79,11 @@ void check_model(const PreflightRequest& request, const ModelSpec& spec, std::ve
   auto report = [&](const std::string& message) { problems.push_back({"model", name, {}, message}); };
   try {
     check_model_args(spec);
+    // GPUs per node and memory per GPU: known here, so a model that cannot start never waits in the queue.
+    if (request.profile) {
+      const auto resources = model_resources(spec, *request.profile, request.check_model_files);
+      if (auto problem = resources_problem(spec, resources, *request.profile)) report(*problem);
+    }
   } catch (const Error& e) {
     report(e.what());
   }

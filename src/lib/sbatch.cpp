@@ -63,17 +63,20 @@ std::string render_sbatch_script(const SbatchRequest& request) {
   directive("--job-name=" + request.job_name);
   if (!profile.partition.empty()) directive("--partition=" + profile.partition);  // else SLURM's default partition
   if (!profile.account.empty()) directive("--account=" + profile.account);
-  directive(fmt::format("--array=0-{}%{}", request.array_size - 1, profile.max_array_len));
+  const auto shape = request.shape.value_or(
+      ResourceShape{profile.gpus_per_task, profile.cpus_per_task, profile.mem, profile.mem_per_gpu});
+  directive(fmt::format("--array={}-{}%{}", request.first_element, request.first_element + request.array_size - 1,
+                        profile.max_array_len));
   directive("--time=" + format_slurm_time(request.time_minutes));
   directive("--nodes=1");
   directive("--ntasks=1");
-  directive(fmt::format("--cpus-per-task={}", profile.cpus_per_task));
-  if (!profile.mem.empty()) directive("--mem=" + profile.mem);
-  if (profile.gpus_per_task > 0) {
-    directive(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", profile.gpus_per_task)
-                                       : fmt::format("--gres=gpu:{}:{}", profile.gpu_type, profile.gpus_per_task));
+  directive(fmt::format("--cpus-per-task={}", shape.cpus));
+  if (!shape.mem.empty()) directive("--mem=" + shape.mem);
+  if (shape.gpus > 0) {
+    directive(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", shape.gpus)
+                                       : fmt::format("--gres=gpu:{}:{}", profile.gpu_type, shape.gpus));
   }
-  if (!profile.mem_per_gpu.empty()) directive("--mem-per-gpu=" + profile.mem_per_gpu);
+  if (!shape.mem_per_gpu.empty()) directive("--mem-per-gpu=" + shape.mem_per_gpu);
   // Logs are relative to the working directory (--chdir=<sweep dir>), so no user path appears in a directive.
   directive("--output=logs/%A_%a.out");
   directive("--error=logs/%A_%a.err");
@@ -105,6 +108,29 @@ std::string render_sbatch_script(const SbatchRequest& request) {
             shell_quote(request.manifest.string()) + " --element \"$SLURM_ARRAY_TASK_ID\"";
 
   script += "\n";
+  return script;
+}
+
+std::string render_continuation_script(const ClusterProfile& profile, const std::string& job_name,
+                                       const std::vector<std::string>& argv) {
+  std::string script = "#!/bin/bash\n";
+  auto directive = [&](const std::string& option) { script += "#SBATCH " + option + "\n"; };
+  directive("--job-name=" + job_name);
+  if (!profile.partition.empty()) directive("--partition=" + profile.partition);
+  if (!profile.account.empty()) directive("--account=" + profile.account);
+  directive("--time=" + format_slurm_time(kContinuationMinutes));
+  directive("--nodes=1");
+  directive("--ntasks=1");
+  directive("--cpus-per-task=1");
+  directive("--mem=2G");
+  directive("--output=logs/continue_%j.out");
+  directive("--error=logs/continue_%j.out");
+  for (const auto& option : profile.extra_sbatch) directive(option);
+  script += "\nset -eu\n";
+  for (const auto& line : profile.setup_lines) script += line + "\n";
+  std::vector<std::string> words;
+  for (const auto& word : argv) words.push_back(shell_quote(word));
+  script += "exec " + join(words, " ") + "\n";
   return script;
 }
 

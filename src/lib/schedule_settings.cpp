@@ -25,7 +25,7 @@ std::string number_text(double value) { return fmt::format("{}", value); }
 }  // namespace
 
 nlohmann::json ScheduleSettings::to_json() const {
-  return {{"output_dir", output_dir.string()},
+  nlohmann::json json = {{"output_dir", output_dir.string()},
           {"cache_dir", cache_dir.string()},
           {"data_dir", data_dir ? nlohmann::json(data_dir->string()) : nlohmann::json()},
           {"venv_path", venv_path ? nlohmann::json(venv_path->string()) : nlohmann::json()},
@@ -36,6 +36,8 @@ nlohmann::json ScheduleSettings::to_json() const {
           {"evals_per_element", optional_json(evals_per_element)},
           {"max_requeues", optional_json(max_requeues)},
           {"skip_model_check", skip_model_check}};
+  if (cost_history) json["cost_history"] = cost_history->string();  // only when given: older manifests lack it
+  return json;
 }
 
 ScheduleSettings ScheduleSettings::from_manifest_settings(const nlohmann::json& settings,
@@ -55,6 +57,7 @@ ScheduleSettings ScheduleSettings::from_manifest_settings(const nlohmann::json& 
   // The output dir the manifest was found under wins: a results tree may have been moved since.
   if (const auto cache = path_field(schedule, "cache_dir")) out.cache_dir = *cache;
   out.venv_path = path_field(schedule, "venv_path");
+  out.cost_history = path_field(schedule, "cost_history");
   if (const auto cluster = schedule.find("cluster"); cluster != schedule.end() && cluster->is_string()) {
     out.cluster = cluster->get<std::string>();
   }
@@ -93,6 +96,7 @@ std::vector<std::string> ScheduleSettings::schedule_arguments() const {
   if (evals_per_element) words.insert(words.end(), {"--evals_per_element", std::to_string(*evals_per_element)});
   if (max_requeues) words.insert(words.end(), {"--max_requeues", std::to_string(*max_requeues)});
   if (skip_model_check) words.push_back("--skip_model_check");
+  if (cost_history) words.insert(words.end(), {"--cost_history", cost_history->string()});
   return words;
 }
 

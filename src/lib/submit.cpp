@@ -28,6 +28,10 @@ std::filesystem::path SweepPaths::status(int element) const {
   return dir / "status" / fmt::format("element-{}.json", element);
 }
 
+std::filesystem::path SweepPaths::script(std::size_t array) const {
+  return array == 0 ? script() : dir / fmt::format("job-{}.sbatch", array);
+}
+
 std::filesystem::path sweeps_root(const std::filesystem::path& output_dir) { return output_dir / "sweeps"; }
 
 std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) {
@@ -65,12 +69,24 @@ std::optional<nlohmann::json> read_json_if_exists(const fs::path& path) {
   return document;
 }
 
-// The array job id of the first queue entry, or "" when the queue has none.
-std::string array_in(const std::vector<QueueEntry>& entries) {
-  return entries.empty() ? std::string() : entries.front().array_job_id;
-}
 
 }  // namespace
+
+std::vector<std::string> submitted_array_ids(const nlohmann::json& submission) {
+  std::vector<std::string> ids;
+  if (const auto arrays = submission.find("arrays"); arrays != submission.end() && arrays->is_array()) {
+    for (const auto& array : *arrays) {
+      if (array.is_object() && array.contains("array_job_id") && array["array_job_id"].is_string()) {
+        ids.push_back(array["array_job_id"].get<std::string>());
+      }
+    }
+  }
+  // Sweeps of one array (and records written before `arrays`) name it only here.
+  if (ids.empty() && submission.contains("array_job_id") && submission["array_job_id"].is_string()) {
+    ids.push_back(submission["array_job_id"].get<std::string>());
+  }
+  return ids;
+}
 
 SweepPaths create_sweep(const std::filesystem::path& output_dir) {
   std::random_device random;
@@ -110,19 +126,21 @@ std::map<std::string, InFlightJob> jobs_in_flight(const std::filesystem::path& o
   if (queued_by_array.empty()) return in_flight;
   for (const auto& sweep : list_sweeps(output_dir)) {
     const auto submission = read_json_if_exists(sweep.submission());
-    if (!submission || !submission->contains("array_job_id") || !(*submission)["array_job_id"].is_string()) continue;
-    const auto array_id = (*submission)["array_job_id"].get<std::string>();
-    const auto queued = queued_by_array.find(array_id);
-    if (queued == queued_by_array.end()) continue;
-    const auto manifest = read_json_if_exists(sweep.manifest());
-    if (!manifest || !manifest->contains("elements") || !(*manifest)["elements"].is_array()) continue;
-    const auto& elements = (*manifest)["elements"];
-    for (const auto* entry : queued->second) {
-      if (entry->array_task_id < 0 || entry->array_task_id >= static_cast<int>(elements.size())) continue;
-      for (const auto& job : elements[entry->array_task_id].value("jobs", nlohmann::json::array())) {
-        if (!job.contains("key") || !job["key"].is_string()) continue;
-        in_flight[job["key"].get<std::string>()] =
-            InFlightJob{sweep.dir.filename().string(), array_id, entry->array_task_id, entry->state};
+    if (!submission) continue;
+    std::optional<nlohmann::json> manifest;
+    for (const auto& array_id : submitted_array_ids(*submission)) {
+      const auto queued = queued_by_array.find(array_id);
+      if (queued == queued_by_array.end()) continue;
+      if (!manifest) manifest = read_json_if_exists(sweep.manifest());
+      if (!manifest || !manifest->contains("elements") || !(*manifest)["elements"].is_array()) break;
+      const auto& elements = (*manifest)["elements"];
+      for (const auto* entry : queued->second) {
+        if (entry->array_task_id < 0 || entry->array_task_id >= static_cast<int>(elements.size())) continue;
+        for (const auto& job : elements[entry->array_task_id].value("jobs", nlohmann::json::array())) {
+          if (!job.contains("key") || !job["key"].is_string()) continue;
+          in_flight[job["key"].get<std::string>()] =
+              InFlightJob{sweep.dir.filename().string(), array_id, entry->array_task_id, entry->state};
+        }
       }
     }
   }
@@ -144,6 +162,43 @@ SubmitBudget submit_budget(const ClusterProfile& profile, int queued_by_user, in
   return budget;
 }
 
+namespace {
+
+// sbatch's answer: the job id, or (when sbatch failed after slurmctld may have accepted the job) what the queue
+// lists under the job name that no earlier array of this sweep has; "" when neither.
+std::string run_sbatch(const std::vector<std::string>& argv, const std::string& job_name,
+                       const std::vector<std::string>& known_ids, std::string& failure) {
+  spdlog::info("running {}", join(argv, " "));
+  const auto output = run_program_captured(argv);
+  auto job_id = output.exit_code == 0 ? parse_sbatch_job_id(output.out) : "";
+  if (job_id.empty() && output.started) {
+    if (const auto named = query_jobs_named(job_name)) {
+      for (const auto& entry : *named) {
+        if (std::find(known_ids.begin(), known_ids.end(), entry.array_job_id) == known_ids.end()) {
+          job_id = entry.array_job_id;
+          spdlog::warn("sbatch reported a failure, but SLURM has job {} named {}: recorded as submitted", job_id, job_name);
+          break;
+        }
+      }
+    }
+  }
+  if (job_id.empty()) {
+    failure = !output.started ? output.err
+              : output.exit_code != 0
+                  ? fmt::format("exit {}: {}", output.exit_code, one_line(trim(output.err)))
+                  : fmt::format("no job id in its output {}", quote_value(trim(output.out)));
+  }
+  return job_id;
+}
+
+void write_list(const fs::path& path, const std::vector<std::string>& items) {
+  std::string text;
+  for (const auto& item : items) text += item + "\n";
+  write_file_atomically(path, text);
+}
+
+}  // namespace
+
 SubmitResult submit_sweep(const SubmitRequest& request) {
   if (request.elements.empty()) throw Error("internal error: nothing to submit", ExitCode::internal);
   SubmitResult result;
@@ -156,26 +211,52 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
   settings["sweep_id"] = result.sweep_id;
   const auto manifest = make_manifest(request.elements, settings);
 
-  SbatchRequest sbatch;
-  sbatch.profile = request.profile;
-  sbatch.array_size = result.elements;
-  sbatch.time_minutes = request.time_minutes;
-  sbatch.mill_binary = request.mill_binary;
-  sbatch.output_dir = request.output_dir;
-  sbatch.cache_dir = request.cache_dir;
-  sbatch.sweep_dir = result.sweep.dir;
-  sbatch.manifest = result.sweep.manifest();
-  sbatch.venv_path = request.venv_path;
-  sbatch.job_name = sweep_job_name(result.sweep_id);
-  const auto argv = sbatch_command(sbatch, result.sweep.script());
+  auto arrays = request.arrays;
+  if (arrays.empty()) {
+    const auto& profile = *request.profile;
+    arrays.push_back({0, result.elements,
+                      ResourceShape{profile.gpus_per_task, profile.cpus_per_task, profile.mem, profile.mem_per_gpu},
+                      request.time_minutes, ""});
+  }
+  const auto job_name = sweep_job_name(result.sweep_id);
+  std::vector<SbatchRequest> scripts;
+  for (const auto& array : arrays) {
+    SbatchRequest sbatch;
+    sbatch.profile = request.profile;
+    sbatch.first_element = array.first_element;
+    sbatch.array_size = array.elements;
+    sbatch.shape = array.shape;
+    sbatch.time_minutes = array.time_minutes;
+    sbatch.mill_binary = request.mill_binary;
+    sbatch.output_dir = request.output_dir;
+    sbatch.cache_dir = request.cache_dir;
+    sbatch.sweep_dir = result.sweep.dir;
+    sbatch.manifest = result.sweep.manifest();
+    sbatch.venv_path = request.venv_path;
+    sbatch.job_name = job_name;
+    scripts.push_back(std::move(sbatch));
+  }
   // The record exists before sbatch runs: if mill dies after SLURM accepted the array but before its answer is
   // written, the next schedule finds the array by its job name (reconcile_submissions) instead of submitting again.
+  nlohmann::json array_records = nlohmann::json::array();
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    array_records.push_back({{"array_job_id", nullptr},
+                             {"first_element", arrays[i].first_element},
+                             {"elements", arrays[i].elements},
+                             {"gpus", arrays[i].shape.gpus},
+                             {"shape", arrays[i].shape.to_string()},
+                             {"time_limit_minutes", arrays[i].time_minutes},
+                             {"time_limit", arrays[i].time_explanation},
+                             {"script", result.sweep.script(i).filename().string()},
+                             {"sbatch", sbatch_command(scripts[i], result.sweep.script(i))}});
+  }
   nlohmann::json record = {{"schema", kSubmissionSchema},
                            {"sweep_id", result.sweep_id},
                            {"mode", "slurm"},
                            {"state", kStateSubmitting},
-                           {"job_name", sbatch.job_name},
+                           {"job_name", job_name},
                            {"array_job_id", nullptr},
+                           {"arrays", array_records},
                            {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
                            {"host", host_name()},
                            {"user", current_user_name()},
@@ -183,13 +264,27 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
                            {"profile", request.profile->name},
                            {"elements", result.elements},
                            {"jobs", result.jobs},
-                           {"time_limit_minutes", request.time_minutes},
+                           {"time_limit_minutes", arrays.front().time_minutes},
                            {"max_array_len", request.profile->max_array_len},
-                           {"sbatch", argv},
+                           {"sbatch", array_records.front()["sbatch"]},
                            {"command", request.command_line}};
+  if (!request.continues.empty()) record["continues"] = request.continues;
   try {
     write_file_atomically(result.sweep.manifest(), manifest.dump(2) + "\n");
-    write_file_atomically(result.sweep.script(), render_sbatch_script(sbatch));
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+      write_file_atomically(result.sweep.script(i), render_sbatch_script(scripts[i]));
+    }
+    if (request.continuation) {
+      write_list(result.sweep.models_list(), request.models);
+      write_list(result.sweep.tasks_list(), request.tasks);
+      auto argv = request.continuation->before_schedule;
+      argv.insert(argv.end(), {"schedule", "--models_file", result.sweep.models_list().string(), "--tasks_file",
+                               result.sweep.tasks_list().string()});
+      argv.insert(argv.end(), request.continuation->schedule_options.begin(), request.continuation->schedule_options.end());
+      argv.insert(argv.end(), {"--continues", result.sweep_id});
+      write_file_atomically(result.sweep.continuation_script(),
+                            render_continuation_script(*request.profile, job_name + "-continue", argv));
+    }
     write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   } catch (...) {
     std::error_code ec;
@@ -197,32 +292,59 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
     throw;
   }
 
-  spdlog::info("running {}", join(argv, " "));
-  const auto output = run_program_captured(argv);
-  result.array_job_id = output.exit_code == 0 ? parse_sbatch_job_id(output.out) : "";
-  if (result.array_job_id.empty() && output.started) {
-    // sbatch can fail after slurmctld accepted the job (a timed-out answer): the queue has the last word.
-    if (const auto named = query_jobs_named(sbatch.job_name)) {
-      result.array_job_id = array_in(*named);
-      if (!result.array_job_id.empty()) {
-        spdlog::warn("sbatch reported a failure, but SLURM has array {} of sweep {}: recorded as submitted",
-                     result.array_job_id, result.sweep_id);
-      }
+  for (std::size_t i = 0; i < arrays.size(); ++i) {
+    std::string failure;
+    const auto id = run_sbatch(sbatch_command(scripts[i], result.sweep.script(i)), job_name, result.array_job_ids, failure);
+    if (id.empty() && i == 0) {
+      std::error_code ec;
+      fs::remove_all(result.sweep.dir, ec);
+      throw Error(fmt::format("sbatch did not accept the array ({}); nothing was submitted", failure),
+                  ExitCode::submit_failed);
     }
+    if (id.empty()) {
+      result.warnings.push_back(fmt::format("sbatch did not accept array {} of {} ({} element(s), {}): {}; its jobs "
+                                            "are planned again by the next mill schedule",
+                                            i + 1, arrays.size(), arrays[i].elements, arrays[i].shape.to_string(), failure));
+      record["arrays"][i]["array_job_id"] = "refused";
+      continue;
+    }
+    result.array_job_ids.push_back(id);
+    record["arrays"][i]["array_job_id"] = id;
+    if (i == 0) {
+      result.array_job_id = id;
+      record["array_job_id"] = id;
+      record["state"] = kStateSubmitted;
+    }
+    write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   }
-  if (result.array_job_id.empty()) {
-    std::error_code ec;
-    fs::remove_all(result.sweep.dir, ec);
-    const auto detail = !output.started ? output.err
-                        : output.exit_code != 0
-                            ? fmt::format("exit {}: {}", output.exit_code, one_line(trim(output.err)))
-                            : fmt::format("no job id in its output {}", quote_value(trim(output.out)));
-    throw Error(fmt::format("sbatch did not accept the array ({}); nothing was submitted", detail),
-                ExitCode::submit_failed);
+  // Refused arrays are not the sweep's: only accepted ids stay as strings.
+  nlohmann::json accepted = nlohmann::json::array();
+  for (const auto& array : record["arrays"]) {
+    if (array["array_job_id"].is_string() && array["array_job_id"] != "refused") accepted.push_back(array);
   }
+  record["arrays"] = accepted;
 
-  record["state"] = kStateSubmitted;
-  record["array_job_id"] = result.array_job_id;
+  if (request.continuation) {
+    std::vector<std::string> argv = {"sbatch", "--parsable", "--chdir=" + result.sweep.dir.string(),
+                                     "--dependency=afterany:" + join(result.array_job_ids, ":"),
+                                     result.sweep.continuation_script().string()};
+    std::string failure;
+    const auto id = run_sbatch(argv, job_name + "-continue", {}, failure);
+    nlohmann::json continuation = {{"jobs_left", request.continuation->jobs_left},
+                                   {"elements_left", request.continuation->elements_left},
+                                   {"script", result.sweep.continuation_script().filename().string()},
+                                   {"sbatch", argv}};
+    if (id.empty()) {
+      result.warnings.push_back(fmt::format("sbatch did not accept the continuation job ({}); run the same mill schedule "
+                                            "again once the queue drains",
+                                            failure));
+      continuation["job_id"] = nullptr;
+    } else {
+      result.continuation_job_id = id;
+      continuation["job_id"] = id;
+    }
+    record["continuation"] = continuation;
+  }
   write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   return result;
 }
@@ -231,7 +353,13 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
   std::vector<std::string> settled;
   for (const auto& sweep : list_sweeps(output_dir)) {
     auto record = read_json_if_exists(sweep.submission());
-    if (!record || record->value("state", nlohmann::json()) != kStateSubmitting) continue;
+    if (!record) continue;
+    // Interrupted before the first array's answer (state `submitting`), or between two arrays (one without its id).
+    bool unanswered_array = false;
+    if (const auto arrays = record->find("arrays"); arrays != record->end() && arrays->is_array()) {
+      for (const auto& array : *arrays) unanswered_array |= array.is_object() && array.value("array_job_id", nlohmann::json()).is_null();
+    }
+    if (record->value("state", nlohmann::json()) != kStateSubmitting && !unanswered_array) continue;
     const auto sweep_id = sweep.dir.filename().string();
     const auto name = record->value("job_name", nlohmann::json());
     const auto job_name = name.is_string() ? name.get<std::string>() : sweep_job_name(sweep_id);
@@ -243,8 +371,25 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
                               sweep_id, error),
                   ExitCode::submit_failed);
     }
-    const auto array_id = array_in(*named);
+    // The sweep's arrays were submitted in order, so their ids ascend.
+    std::vector<std::string> ids;
+    for (const auto& entry : *named) {
+      if (std::find(ids.begin(), ids.end(), entry.array_job_id) == ids.end()) ids.push_back(entry.array_job_id);
+    }
+    std::sort(ids.begin(), ids.end(), [](const std::string& a, const std::string& b) {
+      return a.size() != b.size() ? a.size() < b.size() : a < b;
+    });
+    const auto array_id = ids.empty() ? std::string() : ids.front();
     (*record)["reconciled_at"] = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
+    if (auto arrays = record->find("arrays"); arrays != record->end() && arrays->is_array()) {
+      nlohmann::json found = nlohmann::json::array();
+      for (std::size_t i = 0; i < arrays->size() && i < ids.size(); ++i) {
+        auto array = (*arrays)[i];
+        array["array_job_id"] = ids[i];
+        found.push_back(array);
+      }
+      *arrays = found;
+    }
     if (!array_id.empty()) {
       (*record)["state"] = kStateSubmitted;
       (*record)["array_job_id"] = array_id;

@@ -191,6 +191,14 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     const auto manifest = read_json_or_null(paths.manifest(), sweep.unreadable);
     sweep.mode = field_string(submission, "mode");
     sweep.array_job_id = field_string(submission, "array_job_id");
+    if (submission.is_object()) {
+      sweep.array_job_ids = submitted_array_ids(submission);
+      sweep.continues = field_string(submission, "continues");
+      if (const auto it = submission.find("continuation"); it != submission.end() && it->is_object()) {
+        sweep.continuation_job_id = field_string(*it, "job_id");
+        sweep.continuation_jobs_left = it->value("jobs_left", 0);
+      }
+    }
     sweep.submitted_at = field_string(submission, "submitted_at");
     sweep.profile = field_string(submission, "profile");
     if (sweep.mode.empty()) sweep.mode = submission.is_null() ? "unsubmitted" : "slurm";
@@ -209,14 +217,17 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     // Finished sweeps are reported from their files alone, so old sweeps cost no squeue call.
     std::map<int, QueueEntry> queued;
     std::map<int, std::string> final_states;
-    if (options.ask_slurm && sweep.mode == "slurm" && !sweep.array_job_id.empty() && !settled_by_files) {
-      if (const auto entries = query_array_queue(sweep.array_job_id)) {
-        sweep.asked_slurm = true;
-        for (const auto& entry : *entries) {
-          if (entry.array_job_id == sweep.array_job_id && entry.array_task_id >= 0) queued[entry.array_task_id] = entry;
+    if (options.ask_slurm && sweep.mode == "slurm" && !sweep.array_job_ids.empty() && !settled_by_files) {
+      for (const auto& array_id : sweep.array_job_ids) {
+        if (const auto entries = query_array_queue(array_id)) {
+          sweep.asked_slurm = true;
+          for (const auto& entry : *entries) {
+            // Element indices are the manifest's in every array of the sweep.
+            if (entry.array_job_id == array_id && entry.array_task_id >= 0) queued[entry.array_task_id] = entry;
+          }
+        } else {
+          sweep.slurm_unavailable = true;
         }
-      } else {
-        sweep.slurm_unavailable = true;
       }
     }
     bool fetched_final_states = false;
@@ -232,7 +243,7 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
       }
       if (sweep.asked_slurm && !queue_state && status_file.is_null() && !fetched_final_states) {
         // Only elements that vanished without a status file need scontrol's memory of how they ended.
-        final_states = query_array_final_states(sweep.array_job_id);
+        for (const auto& array_id : sweep.array_job_ids) final_states.merge(query_array_final_states(array_id));
         fetched_final_states = true;
       }
       const auto final_state = final_states.count(index) ? final_states[index] : std::string();
@@ -273,6 +284,10 @@ nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
                              {"dir", sweep.dir.string()},
                              {"mode", sweep.mode},
                              {"array_job_id", sweep.array_job_id},
+                             {"array_job_ids", sweep.array_job_ids},
+                             {"continues", sweep.continues.empty() ? nlohmann::json() : nlohmann::json(sweep.continues)},
+                             {"continuation_job_id", sweep.continuation_job_id.empty() ? nlohmann::json()
+                                                                                       : nlohmann::json(sweep.continuation_job_id)},
                              {"submitted_at", sweep.submitted_at},
                              {"profile", sweep.profile},
                              {"asked_slurm", sweep.asked_slurm},

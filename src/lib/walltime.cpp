@@ -63,34 +63,4 @@ std::string format_slurm_time(int minutes) {
   return fmt::format("{:02}:{:02}:00", hours, mins);
 }
 
-Walltime compute_walltime(int evals_per_element, double minutes_per_eval, int max_minutes) {
-  auto limit_for = [&](int evals) {
-    return static_cast<int>(std::ceil(evals * minutes_per_eval * kWalltimeMargin)) + kStartupMinutes;
-  };
-  Walltime walltime;
-  walltime.evals_per_element = std::max(1, evals_per_element);
-  const int requested = walltime.evals_per_element;
-  while (walltime.evals_per_element > 1 && limit_for(walltime.evals_per_element) > max_minutes) {
-    --walltime.evals_per_element;
-  }
-  const int wanted = limit_for(walltime.evals_per_element);
-  walltime.minutes = std::min(wanted, max_minutes);
-  walltime.clamped = wanted > max_minutes;
-  walltime.explanation = fmt::format("{} eval(s) per element × {} min × {} margin + {} min start-up = {} min",
-                                     walltime.evals_per_element, minutes_per_eval, kWalltimeMargin, kStartupMinutes,
-                                     wanted);
-  if (walltime.evals_per_element < requested) {
-    walltime.explanation += fmt::format(" (lowered from {} evals per element to fit the partition's {})", requested,
-                                        format_slurm_time(max_minutes));
-  }
-  if (walltime.clamped) {
-    walltime.explanation += fmt::format(
-        "; clamped to the partition maximum {}: one eval may not finish, but progress is journaled and the next "
-        "`mill schedule` resumes it",
-        format_slurm_time(max_minutes));
-  }
-  walltime.explanation += fmt::format(" → --time={}", format_slurm_time(walltime.minutes));
-  return walltime;
-}
-
 }  // namespace mill

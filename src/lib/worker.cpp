@@ -14,6 +14,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/checkpoint_files.hpp"
+#include "mill/cost_model.hpp"
 #include "mill/dataset.hpp"
 #include "mill/engine.hpp"
 #include "mill/error.hpp"
@@ -94,6 +95,7 @@ struct JobStatus {
   int n_shot = 0;
   std::string state = "pending";  // pending, running, done, skipped, failed, busy, preempted
   std::string message;
+  nlohmann::json cost;  // a done job's cost observation (cost_model.hpp): the history later plans learn from
 };
 
 }  // namespace
@@ -125,6 +127,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     for (const auto& status : statuses) {
       nlohmann::json job = {{"task", status.task}, {"n_shot", status.n_shot}, {"state", status.state}};
       if (!status.message.empty()) job["message"] = status.message;
+      if (!status.cost.is_null()) job["cost"] = status.cost;
       jobs.push_back(job);
     }
     const nlohmann::json document = {{"element", files->element}, {"state", state},   {"exit_code", exit_code},
@@ -185,6 +188,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     any_failed = true;
   };
   std::unique_ptr<ModelBackend> backend;
+  double load_seconds = 0;  // model loading of this element, recorded in every result for the cost model
   const auto data_dir = resolve_data_dir(options.data_dir);
   try {
     spec = ModelSpec::parse(model_text);
@@ -233,7 +237,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       write_status("failed", static_cast<int>(ExitCode::eval_failed), "no job of this element can run");
       return static_cast<int>(ExitCode::eval_failed);
     }
+    const auto loading = std::chrono::steady_clock::now();
     backend = make_backend(backend_spec);
+    load_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loading).count();
   } catch (const Error& e) {
     for (auto& status : statuses) {
       status.state = "failed";
@@ -306,6 +312,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     settings.docs_per_batch = options.docs_per_batch;
     settings.stop = &stop;
     settings.model_checkpoint = identity.checkpoint_record();
+    settings.gpu_type = options.gpu_type;
+    settings.model_load_seconds = load_seconds;
     double last_progress = 0;
     settings.on_progress = [&, i](const EvalProgress& progress) {
       heartbeat(i, progress, progress.done_samples == 0);
@@ -328,6 +336,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         return static_cast<int>(ExitCode::preempted);
       }
       statuses[i].state = "done";
+      if (const auto observation = cost_observation_from_result(outcome.result)) {
+        statuses[i].cost = cost_observation_json(*observation);
+      }
       remember_results_model(options.output_dir, identity, results_model_of(job));
       std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
                 << std::endl;
@@ -374,6 +385,7 @@ int run_manifest_element(const std::filesystem::path& manifest_path, int element
   if (!effective.data_dir && settings.contains("data_dir") && settings["data_dir"].is_string()) {
     effective.data_dir = settings["data_dir"].get<std::string>();
   }
+  if (settings.contains("gpu_type") && settings["gpu_type"].is_string()) effective.gpu_type = settings["gpu_type"].get<std::string>();
   if (!entry.is_object() || !entry.contains("model") || !entry["model"].is_string() || !entry.contains("jobs") ||
       !entry["jobs"].is_array()) {
     throw Error(fmt::format("{}: element {} has no `model` and `jobs`", where, element));

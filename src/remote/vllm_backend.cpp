@@ -214,6 +214,7 @@ std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& 
   const std::vector<std::pair<std::string, std::string>> passed = {
       {"dtype", "--dtype"},
       {"tensor_parallel_size", "--tensor-parallel-size"},
+      {"pipeline_parallel_size", "--pipeline-parallel-size"},
       {"data_parallel_size", "--data-parallel-size"},
       {"gpu_memory_utilization", "--gpu-memory-utilization"},
       {"max_model_len", "--max-model-len"},
@@ -223,6 +224,17 @@ std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& 
     if (auto value = spec.arg(arg)) {
       argv.push_back(flag);
       argv.push_back(*value);
+    }
+  }
+  // A spec that names no parallelism gets the profile's GPUs per element (docs/schedule.md, "Resources per model"):
+  // spread the model over all the GPUs the element was given, not one of them.
+  if (!read_vllm_args(spec).parallelism_given) {
+    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
+      const auto devices = split_list(visible, ',');
+      if (devices.size() > 1) {
+        argv.push_back("--tensor-parallel-size");
+        argv.push_back(std::to_string(devices.size()));
+      }
     }
   }
   if (auto trust = spec.arg("trust_remote_code"); trust && (*trust == "true" || *trust == "1")) {
