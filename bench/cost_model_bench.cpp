@@ -117,9 +117,10 @@ Run run_job(const Model& model, const Task& task, Random& random) {
   Run run;
   run.work = {task.documents, task.documents * task.bytes_per_document,
               task.documents * task.tokens_per_document * model.verbosity};
-  const double compute = model.billions * efficiency_penalty(model.billions) *
-                         (kPrefillPerBillionByte * run.work.input_bytes + kDecodePerBillionToken * run.work.output_tokens) /
-                         parallel_speedup(model.gpus);
+  const double per_billion =
+      kPrefillPerBillionByte * run.work.input_bytes + kDecodePerBillionToken * run.work.output_tokens;
+  const double compute =
+      model.billions * efficiency_penalty(model.billions) * per_billion / parallel_speedup(model.gpus);
   run.expected = kJobOverheadSeconds + compute;
   run.seconds = run.expected * random.lognormal(kNoiseSigma);
   return run;
@@ -158,7 +159,7 @@ int main(int argc, char** argv) {
   std::vector<Model> models;
   for (double billions : sizes) models.push_back({billions, billions > 40 ? 4 : 1, random.lognormal(0.15)});
   const auto tasks = sweep_tasks();
-  auto in_history = [](std::size_t model) { return model == 0 || model == 3 || model == 4 || model == 7 || model == 9; };
+  auto in_history = [](std::size_t m) { return m == 0 || m == 3 || m == 4 || m == 7 || m == 9; };  // 0.5 7 8 27 70B
 
   // The earlier sweep: every model's 0-shot MMLU, and the whole matrix of five models.
   std::vector<CostObservation> history;
@@ -239,14 +240,17 @@ int main(int argc, char** argv) {
     results.push_back(result);
   }
 
-  auto quantile = [&](double q) { return errors[static_cast<std::size_t>(q * static_cast<double>(errors.size() - 1))]; };
+  auto quantile = [&](double q) {
+    return errors[static_cast<std::size_t>(q * static_cast<double>(errors.size() - 1))];
+  };
   fmt::print("seed {}: {} history results, {} predicted jobs of 5 models; margin ×{:.2f} ({})\n\n", seed,
              history.size(), jobs.size(), cost.margin(), cost.margin_source());
   fmt::print("job predictions within ±25%: {:.1f}% (median error {:.1f}%, 90th percentile {:.1f}%); the noiseless "
              "truth itself: {:.1f}%\n\n",
              100.0 * static_cast<double>(jobs_within) / static_cast<double>(jobs.size()), 100 * quantile(0.5),
              100 * quantile(0.9), 100.0 * static_cast<double>(oracle_within) / static_cast<double>(jobs.size()));
-  fmt::print("| policy | elements | within ±25% | GPU-h requested | GPU-h used | used/requested | killed by limit |\n");
+  fmt::print("| policy | elements | element within ±25% | GPU-h requested | GPU-h used | used/requested | "
+             "killed by limit |\n");
   fmt::print("| --- | --- | --- | --- | --- | --- | --- |\n");
   for (const auto& r : results) {
     const auto within_text = r.name.rfind("cost", 0) == 0

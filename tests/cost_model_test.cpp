@@ -188,7 +188,8 @@ TEST_CASE("cost history is read from results newest first and from a history fil
                                        {"device", "cuda:0"},
                                        {"gpu_type", "H100"},
                                        {"dtype", "bfloat16"},
-                                       {"backend", {{"backend", "local"}, {"parameters", 8030261248}, {"load_seconds", 41}}}}),
+                                       {"backend",
+                                        {{"backend", "local"}, {"parameters", 8030261248}, {"load_seconds", 41}}}}),
              10);
   write_aged(results / "m1/broken/0shot.json", "{\"schema\": \"mill.result/1\", \"task", 20);  // truncated
   write_json(results / "m2/arc/5shot.json",
@@ -200,14 +201,16 @@ TEST_CASE("cost history is read from results newest first and from a history fil
                                      {"backend", {{"backend", "vllm"}, {"server_startup_seconds", 95}}}}),
              30);
   write_json(results / "m2/old/0shot.json",  // written before provenance.work
-             result_document("old", {{"wall_seconds", 30}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}}), 40);
+             result_document("old", {{"wall_seconds", 30}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}}),
+             40);
   write_json(results / "m3/t/0shot.json",
              result_document("t", {{"work", work}, {"wall_seconds", 2}, {"device", "cuda:1"}, {"gpu_type", nullptr},
                                    {"dtype", "float16"}, {"backend", {{"backend", "local"}, {"parameters", 5e8}}}}),
              50);
   // Neither a journal nor another kind of document is a result, even when it looks like one.
-  write_json(results / "m3/t/0shot.journal.json", result_document("t", {{"work", work}, {"wall_seconds", 2}, {"device", "cpu"},
-                                                                     {"backend", {{"backend", "local"}}}}), 1);
+  const nlohmann::json journal_like = {
+      {"work", work}, {"wall_seconds", 2}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}};
+  write_json(results / "m3/t/0shot.journal.json", result_document("t", journal_like), 1);
   write_json(results / "m3/other.json", {{"schema", "mill.sweep/1"}, {"task", "x"}}, 2);
 
   const auto all = read_cost_history(dir.path(), std::nullopt);
@@ -233,7 +236,8 @@ TEST_CASE("cost history is read from results newest first and from a history fil
                                      cost_observation_json(all[1]).dump() + "\n");
   std::ostringstream log;
   const auto previous = spdlog::default_logger();
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(log)));
+  const auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
   const auto with_file = read_cost_history(dir.path(), history_file, 1);
   spdlog::set_default_logger(previous);
   REQUIRE(with_file.size() == 2);  // the newest file is not a result; both good lines of the history file
@@ -266,7 +270,8 @@ TEST_CASE("packing: one model per element, longest first, within the target", "[
   CHECK(unlimited[0].jobs.size() == 6);
   CHECK(unlimited[1].seconds == 4200);
   // Deterministic, and a model's elements follow its first appearance.
-  std::vector<PackItem> reordered = {items[6], items[0], items[8], items[1], items[2], items[7], items[3], items[4], items[5]};
+  const std::vector<PackItem> reordered = {items[6], items[0], items[8], items[1], items[2],
+                                           items[7], items[3], items[4], items[5]};
   const auto again = pack_elements(reordered, 3600, 7200, 3);
   REQUIRE(again.size() == 4);
   CHECK(again[0].jobs == std::vector<std::size_t>{6});

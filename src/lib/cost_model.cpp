@@ -452,7 +452,9 @@ const nlohmann::json* member(const nlohmann::json& object, const char* name) {
   const auto found = object.find(name);
   return found == object.end() ? nullptr : &*found;
 }
-std::string text_of(const nlohmann::json* value) { return value && value->is_string() ? value->get<std::string>() : ""; }
+std::string text_of(const nlohmann::json* value) {
+  return value && value->is_string() ? value->get<std::string>() : "";
+}
 double number_of(const nlohmann::json* value) { return value && value->is_number() ? value->get<double>() : 0.0; }
 
 std::optional<JobWork> work_of(const nlohmann::json* work) {
@@ -560,7 +562,9 @@ std::vector<CostObservation> read_cost_history(const fs::path& output_dir, const
     std::ifstream in(*history_file);
     if (!in) {
       // A shared history file that no sweep has written yet is normal; one that exists but cannot be read is not.
-      if (fs::exists(*history_file, error)) spdlog::warn("cannot read the cost history file {}", history_file->string());
+      if (fs::exists(*history_file, error)) {
+        spdlog::warn("cannot read the cost history file {}", history_file->string());
+      }
       return observations;
     }
     std::string line;
