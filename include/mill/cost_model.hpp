@@ -4,8 +4,10 @@
 // "Cost model" and "Packing"). Pure computation: reading history is the only file access.
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -30,6 +32,13 @@ struct SpeedClass {
   bool operator==(const SpeedClass&) const = default;
   std::string to_string() const;  // e.g. "runtime on a100 in bfloat16"
 };
+
+// The speed class of a run, normalised the way read_cost_history reads results, so that plan time and history
+// agree: backend `mill-demo` → demo, `local` → runtime, `litellm` → api; device cpu → "cpu", a CUDA device →
+// lower-case `gpu_type` or "gpu"; vllm without a device → the GPU type too, api → "remote"; dtype aliases take
+// the full name and vllm's `auto` is "" (its results record no dtype).
+SpeedClass make_speed_class(std::string_view backend, std::string_view device, std::string_view gpu_type,
+                            std::string_view dtype);
 
 // One finished job of an earlier sweep.
 struct CostObservation {
@@ -70,8 +79,9 @@ class CostModel {
   std::size_t observations() const;
 
  private:
-  std::vector<CostObservation> history_;
-  // implementation's fitted state goes here
+  std::vector<CostObservation> history_;  // the usable observations (positive seconds and work)
+  struct Fitted;                          // sums of the least-squares fits, task corrections, margin
+  std::shared_ptr<const Fitted> fitted_;  // shared: copies of a model share its fit
 };
 
 inline constexpr double kMinimumMargin = 1.15;
