@@ -50,15 +50,6 @@ std::vector<CostObservation> synthetic_history(int count, double spread) {
   return history;
 }
 
-void write_aged(const std::filesystem::path& path, const std::string& text, int age_seconds) {
-  test::write_text(path, text);
-  std::filesystem::last_write_time(path, std::filesystem::file_time_type::clock::now() -
-                                             std::chrono::seconds(age_seconds));
-}
-void write_json(const std::filesystem::path& path, const nlohmann::json& document, int age_seconds) {
-  write_aged(path, document.dump(), age_seconds);
-}
-
 nlohmann::json result_document(const std::string& task, const nlohmann::json& provenance) {
   return {{"schema", "mill.result/1"}, {"task", task}, {"provenance", provenance}};
 }
@@ -178,86 +169,112 @@ TEST_CASE("cost model: speed classes are normalised the same at plan time and fr
   CHECK(SpeedClass{"api", "remote", ""}.to_string() == "api on remote");
 }
 
-TEST_CASE("cost history is read from results newest first and from a history file", "[cost_model]") {
-  test::TempDir dir;
-  const auto results = dir.path() / "results";
+TEST_CASE("a result's provenance is one cost observation; other documents and older results are none", "[cost_model]") {
   const nlohmann::json work = {{"documents", 100}, {"input_bytes", 5e5}, {"output_tokens", 0}};
-  write_json(results / "m1/gsm8k/0shot.json",
-             result_document("gsm8k", {{"work", {{"documents", 50}, {"input_bytes", 4e4}, {"output_tokens", 9000}}},
-                                       {"wall_seconds", 120.5},
-                                       {"device", "cuda:0"},
-                                       {"gpu_type", "H100"},
-                                       {"dtype", "bfloat16"},
-                                       {"backend",
-                                        {{"backend", "local"}, {"parameters", 8030261248}, {"load_seconds", 41}}}}),
-             10);
-  write_aged(results / "m1/broken/0shot.json", "{\"schema\": \"mill.result/1\", \"task", 20);  // truncated
-  write_json(results / "m2/arc/5shot.json",
-             result_document("arc", {{"work", work},
-                                     {"wall_seconds", 30},
-                                     {"device", nullptr},
-                                     {"gpu_type", "A100"},
-                                     {"dtype", nullptr},
-                                     {"backend", {{"backend", "vllm"}, {"server_startup_seconds", 95}}}}),
-             30);
-  write_json(results / "m2/old/0shot.json",  // written before provenance.work
-             result_document("old", {{"wall_seconds", 30}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}}),
-             40);
-  write_json(results / "m3/t/0shot.json",
-             result_document("t", {{"work", work}, {"wall_seconds", 2}, {"device", "cuda:1"}, {"gpu_type", nullptr},
-                                   {"dtype", "float16"}, {"backend", {{"backend", "local"}, {"parameters", 5e8}}}}),
-             50);
-  // Neither a journal nor another kind of document is a result, even when it looks like one.
-  const nlohmann::json journal_like = {
-      {"work", work}, {"wall_seconds", 2}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}};
-  write_json(results / "m3/t/0shot.journal.json", result_document("t", journal_like), 1);
-  write_json(results / "m3/other.json", {{"schema", "mill.sweep/1"}, {"task", "x"}}, 2);
+  const auto gsm8k = cost_observation_from_result(
+      result_document("gsm8k", {{"work", {{"documents", 50}, {"input_bytes", 4e4}, {"output_tokens", 9000}}},
+                                {"wall_seconds", 120.5},
+                                {"device", "cuda:0"},
+                                {"gpu_type", "H100"},
+                                {"dtype", "bfloat16"},
+                                {"backend", {{"backend", "local"}, {"parameters", 8030261248}, {"load_seconds", 41}}}}));
+  REQUIRE(gsm8k);
+  CHECK(gsm8k->task == "gsm8k");
+  CHECK(gsm8k->speed == SpeedClass{"runtime", "h100", "bfloat16"});
+  CHECK(gsm8k->parameters == 8030261248.0);
+  CHECK(gsm8k->work.output_tokens == 9000);
+  CHECK(gsm8k->seconds == 120.5);
+  CHECK(gsm8k->load_seconds == 41);
+  const auto arc = cost_observation_from_result(
+      result_document("arc", {{"work", work},
+                              {"wall_seconds", 30},
+                              {"device", nullptr},
+                              {"gpu_type", "A100"},
+                              {"dtype", nullptr},
+                              {"backend", {{"backend", "vllm"}, {"server_startup_seconds", 95}}}}));
+  REQUIRE(arc);
+  CHECK(arc->speed == SpeedClass{"vllm", "a100", ""});
+  CHECK(arc->load_seconds == 95);
+  const auto unsized = cost_observation_from_result(
+      result_document("t", {{"work", work}, {"wall_seconds", 2}, {"device", "cuda:1"}, {"gpu_type", nullptr},
+                            {"dtype", "float16"}, {"backend", {{"backend", "local"}, {"parameters", 5e8}}}}));
+  REQUIRE(unsized);
+  CHECK(unsized->speed == SpeedClass{"runtime", "gpu", "float16"});
+  // Written before provenance.work, or not a result at all.
+  CHECK_FALSE(cost_observation_from_result(
+      result_document("old", {{"wall_seconds", 30}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}})));
+  CHECK_FALSE(cost_observation_from_result({{"schema", "mill.sweep/1"}, {"task", "x"}}));
+  // The JSON form round-trips through a history file line.
+  CHECK(cost_observation_json(*gsm8k)["work"]["output_tokens"] == 9000);
+}
+
+TEST_CASE("cost history is read from the sweeps' status files newest first, and from a history file", "[cost_model]") {
+  test::TempDir dir;
+  auto observation = [](const std::string& task, double seconds) {
+    CostObservation o;
+    o.task = task;
+    o.speed = {"runtime", "a100", "bfloat16"};
+    o.parameters = 8e9;
+    o.work = {100, 5e5, 0};
+    o.seconds = seconds;
+    return o;
+  };
+  // Two sweeps (ids sort by time), the older with two elements; failed jobs carry no cost.
+  auto status = [&](const std::string& sweep, int element, const std::vector<CostObservation>& done) {
+    nlohmann::json jobs = nlohmann::json::array();
+    for (const auto& o : done) jobs.push_back({{"task", o.task}, {"state", "done"}, {"cost", cost_observation_json(o)}});
+    jobs.push_back({{"task", "failed_one"}, {"state", "failed"}});
+    test::write_text(dir / "sweeps" / sweep / "status" / fmt::format("element-{}.json", element),
+                     nlohmann::json{{"element", element}, {"jobs", jobs}}.dump());
+  };
+  status("20261130T010000Z-aaaaaa", 0, {observation("old_a", 10)});
+  status("20261130T010000Z-aaaaaa", 1, {observation("old_b", 11)});
+  status("20261130T020000Z-bbbbbb", 0, {observation("new_a", 20), observation("new_b", 21)});
+  test::write_text(dir / "sweeps" / "20261130T020000Z-bbbbbb" / "status" / "element-1.json", "{ truncated");
+  std::filesystem::create_directories(dir / "sweeps" / "20261130T030000Z-cccccc" / "logs");  // nothing finished yet
 
   const auto all = read_cost_history(dir.path(), std::nullopt);
-  REQUIRE(all.size() == 3);
-  CHECK(all[0].task == "gsm8k");
-  CHECK(all[0].speed == SpeedClass{"runtime", "h100", "bfloat16"});
-  CHECK(all[0].parameters == 8030261248.0);
-  CHECK(all[0].work.output_tokens == 9000);
-  CHECK(all[0].seconds == 120.5);
-  CHECK(all[0].load_seconds == 41);
-  CHECK(all[1].task == "arc");
-  CHECK(all[1].speed == SpeedClass{"vllm", "a100", ""});
-  CHECK(all[1].load_seconds == 95);
-  CHECK(all[2].speed == SpeedClass{"runtime", "gpu", "float16"});
-
-  // The cap counts files read, newest first: other.json, gsm8k, the broken one, arc.
-  CHECK(read_cost_history(dir.path(), std::nullopt, 3).size() == 1);
-  CHECK(read_cost_history(dir.path(), std::nullopt, 4).size() == 2);
+  REQUIRE(all.size() == 4);
+  CHECK(all[0].task == "new_a");
+  CHECK(all[1].task == "new_b");
+  CHECK(all[2].task == "old_a");
+  CHECK(all[3].task == "old_b");
+  CHECK(all[0].seconds == 20);
+  CHECK(all[0].speed == SpeedClass{"runtime", "a100", "bfloat16"});
+  // The cap is checked per sweep: the newest sweep is read whole, older ones only while under it.
+  CHECK(read_cost_history(dir.path(), std::nullopt, 2).size() == 2);
+  CHECK(read_cost_history(dir.path(), std::nullopt, 3).size() == 4);
   CHECK(read_cost_history(dir.path() / "nowhere", std::nullopt).empty());
 
   const auto history_file = dir.path() / "history.jsonl";
   test::write_text(history_file, cost_observation_json(all[0]).dump() + "\n{\"task\": \"x\", \"backend\": 3}\n\n" +
-                                     cost_observation_json(all[1]).dump() + "\n");
+                                     cost_observation_json(all[2]).dump() + "\n");
   std::ostringstream log;
   const auto previous = spdlog::default_logger();
   const auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log);
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
-  const auto with_file = read_cost_history(dir.path(), history_file, 1);
+  const auto with_file = read_cost_history(dir.path() / "nowhere", history_file);
   spdlog::set_default_logger(previous);
-  REQUIRE(with_file.size() == 2);  // the newest file is not a result; both good lines of the history file
-  CHECK(with_file[0].speed == all[0].speed);
+  REQUIRE(with_file.size() == 2);  // both good lines of the history file
+  CHECK(with_file[0].task == "new_a");
   CHECK(with_file[0].parameters == all[0].parameters);
   CHECK(with_file[0].work.input_bytes == all[0].work.input_bytes);
-  CHECK(with_file[0].load_seconds == all[0].load_seconds);
-  CHECK(with_file[1].task == "arc");
+  CHECK(with_file[1].task == "old_a");
   CHECK_THAT(log.str(), Contains("history.jsonl:2: not a cost observation"));
-  CHECK(read_cost_history(dir.path(), dir.path() / "not-yet.jsonl").size() == 3);
+  CHECK(read_cost_history(dir.path(), dir.path() / "not-yet.jsonl").size() == 4);
 }
 
-TEST_CASE("packing: one model per element, longest first, within the target", "[cost_model]") {
+TEST_CASE("packing: one model per element, longest first, balanced within the target", "[cost_model]") {
   const std::vector<PackItem> items = {{0, "a", 100}, {1, "a", 3000}, {2, "a", 500}, {3, "a", 2500}, {4, "a", 200},
                                        {5, "a", 50},  {6, "b", 4000}, {7, "b", 100}, {8, "b", 100}};
   const auto elements = pack_elements(items, 3600, 7200, 3);
   REQUIRE(elements.size() == 4);
-  CHECK(elements[0].jobs == std::vector<std::size_t>{1, 2, 0});  // 3000 + 500 + 100: exactly the target
-  CHECK(elements[0].seconds == 3600);
-  CHECK(elements[1].jobs == std::vector<std::size_t>{3, 4, 5});  // three jobs: the limit
+  // Model a's 6350 s need two elements of 3600; balanced, longest first to the lighter one: 3250 and 3100
+  // (first fit would give 3600 and 2750), three jobs each (the limit).
+  CHECK(elements[0].jobs == std::vector<std::size_t>{1, 4, 5});
+  CHECK(elements[0].seconds == 3250);
+  CHECK(elements[1].jobs == std::vector<std::size_t>{3, 2, 0});
+  CHECK(elements[1].seconds == 3100);
   CHECK(elements[2].jobs == std::vector<std::size_t>{6});        // longer than the target: alone
   CHECK(elements[2].seconds == 4000);
   CHECK(elements[3].jobs == std::vector<std::size_t>{7, 8});     // equal lengths: caller's order

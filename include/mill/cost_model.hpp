@@ -87,13 +87,16 @@ class CostModel {
 inline constexpr double kMinimumMargin = 1.15;
 inline constexpr double kDefaultMargin = 1.5;
 
-// The observations in result files under <output_dir>/results (each result's provenance.work, wall seconds,
-// device, dtype, backend and parameters), newest first, at most `max_results` files read; plus the lines of
-// `history_file` (JSON Lines of CostObservation as cost_observation_json writes them) when given. Unreadable or
-// older results without provenance.work are skipped.
+// The observations the workers recorded in the element status files of the sweeps under <output_dir>/sweeps
+// (jobs[].cost), newest sweep first, at most about `max_observations`; plus the lines of `history_file` (JSON
+// Lines of cost_observation_json objects) when given. Unreadable files and bad lines are skipped.
 std::vector<CostObservation> read_cost_history(const std::filesystem::path& output_dir,
                                                const std::optional<std::filesystem::path>& history_file,
-                                               std::size_t max_results = 2000);
+                                               std::size_t max_observations = 2000);
+
+// The observation a result document makes (its provenance.work, wall seconds, device, dtype, backend, parameters,
+// load seconds); nothing for other documents and results written before provenance.work.
+std::optional<CostObservation> cost_observation_from_result(const nlohmann::json& result);
 nlohmann::json cost_observation_json(const CostObservation& observation);
 
 // Packing: jobs of one resource shape → array elements.

@@ -121,7 +121,13 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
       seconds[job] = predictions[job].seconds;
     }
   }
-  const double margin = budgeted ? 1.0 : request.cost->margin();
+  // The margin history shows covers predictions made from history; a default throughput gets at least the
+  // default margin.
+  bool all_from_history = !budgeted;
+  for (const auto& [job, prediction] : predictions) all_from_history &= prediction.from_history;
+  const double margin = budgeted           ? 1.0
+                        : all_from_history ? request.cost->margin()
+                                           : std::max(request.cost->margin(), kDefaultMargin);
 
   // One array per shape, in the order the shapes first appear.
   std::vector<ResourceShape> shapes;
@@ -180,7 +186,10 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
           "longest element {} job(s) of {}: predicted {:.1f} min ({}) × margin {:.2f} ({}) + {:.1f} min loading + {} "
           "min start-up = {} min",
           array.elements[longest].size(), sample->job.model.to_string(), longest_seconds / 60, prediction.source, margin,
-          request.cost->margin_source(), load / 60, kStartupMinutes, wanted);
+          all_from_history || request.cost->margin() >= kDefaultMargin
+              ? request.cost->margin_source()
+              : std::string("the default margin: the throughput is not from history"),
+          load / 60, kStartupMinutes, wanted);
     }
     if (array.clamped) {
       array.explanation += fmt::format("; clamped to the partition maximum {}: progress is journaled and requeued",

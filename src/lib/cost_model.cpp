@@ -467,7 +467,9 @@ std::optional<JobWork> work_of(const nlohmann::json* work) {
 }
 
 // A result's provenance as one observation; nothing for other documents and results older than provenance.work.
-std::optional<CostObservation> observation_from_result(const nlohmann::json& document) {
+}  // namespace
+
+std::optional<CostObservation> cost_observation_from_result(const nlohmann::json& document) {
   if (text_of(member(document, "schema")) != kResultSchema) return std::nullopt;
   const auto* provenance = member(document, "provenance");
   const auto work = provenance ? work_of(member(*provenance, "work")) : std::nullopt;
@@ -489,6 +491,8 @@ std::optional<CostObservation> observation_from_result(const nlohmann::json& doc
   if (o.task.empty() || o.speed.backend.empty() || !usable(o)) return std::nullopt;
   return o;
 }
+
+namespace {
 
 std::optional<CostObservation> observation_from_json(const nlohmann::json& line, std::string& problem) {
   CostObservation o;
@@ -521,41 +525,42 @@ nlohmann::json cost_observation_json(const CostObservation& o) {
 }
 
 std::vector<CostObservation> read_cost_history(const fs::path& output_dir, const std::optional<fs::path>& history_file,
-                                               std::size_t max_results) {
-  struct Found {
-    fs::file_time_type modified;
-    fs::path path;
-  };
-  std::vector<Found> found;
+                                               std::size_t max_observations) {
+  // The workers put each done job's observation into their element's status file: reading the sweeps newest first
+  // (their ids sort by time) costs one small file per element, however many results the tree holds.
+  std::vector<fs::path> sweeps;
   std::error_code error;
-  const auto root = output_dir / "results";
-  for (fs::recursive_directory_iterator it(root, fs::directory_options::skip_permission_denied, error), end;
-       !error && it != end; it.increment(error)) {
-    const auto name = it->path().filename().string();
-    const bool json = name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0;
-    if (!json || name.find(".journal") != std::string::npos) continue;
-    std::error_code stat_error;
-    if (!it->is_regular_file(stat_error)) continue;
-    const auto modified = it->last_write_time(stat_error);
-    if (!stat_error) found.push_back({modified, it->path()});
+  for (fs::directory_iterator it(output_dir / "sweeps", error), end; !error && it != end; it.increment(error)) {
+    sweeps.push_back(it->path());
   }
-  // Newest first; the path breaks ties so that the cap always keeps the same files.
-  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {
-    return a.modified != b.modified ? a.modified > b.modified : a.path < b.path;
-  });
-  if (found.size() > max_results) found.resize(max_results);
-
+  std::sort(sweeps.rbegin(), sweeps.rend());
   std::vector<CostObservation> observations;
-  for (const auto& file : found) {
-    std::optional<std::string> content;
-    try {
-      content = read_file_if_exists(file.path);
-    } catch (const Error& e) {
-      spdlog::debug("cost history: {}", e.what());
+  for (const auto& sweep : sweeps) {
+    if (observations.size() >= max_observations) break;
+    std::vector<fs::path> statuses;
+    for (fs::directory_iterator it(sweep / "status", error), end; !error && it != end; it.increment(error)) {
+      statuses.push_back(it->path());
     }
-    if (!content) continue;
-    const auto document = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
-    if (auto observation = observation_from_result(document)) observations.push_back(std::move(*observation));
+    error.clear();
+    std::sort(statuses.begin(), statuses.end());
+    for (const auto& path : statuses) {
+      std::optional<std::string> content;
+      try {
+        content = read_file_if_exists(path);
+      } catch (const Error& e) {
+        spdlog::debug("cost history: {}", e.what());
+      }
+      if (!content) continue;
+      const auto status = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
+      const auto* jobs = member(status, "jobs");
+      if (!jobs || !jobs->is_array()) continue;
+      for (const auto& job : *jobs) {
+        const auto* cost = member(job, "cost");
+        if (!cost) continue;
+        std::string problem;
+        if (auto observation = observation_from_json(*cost, problem)) observations.push_back(std::move(*observation));
+      }
+    }
   }
 
   if (history_file) {
@@ -603,17 +608,32 @@ std::vector<PackedElement> pack_elements(const std::vector<PackItem>& items, dou
     std::sort(group.begin(), group.end(), [](const PackItem* a, const PackItem* b) {
       return a->seconds != b->seconds ? a->seconds > b->seconds : a->job < b->job;
     });
-    const std::size_t first = elements.size();
-    for (const auto* item : group) {
-      const double seconds = std::max(0.0, item->seconds);
-      auto chosen = elements.begin() + static_cast<std::ptrdiff_t>(first);
-      while (chosen != elements.end() &&
-             (chosen->jobs.size() >= job_limit || chosen->seconds + seconds > capacity * (1 + 1e-12))) {
-        ++chosen;
+    double total = 0;
+    for (const auto* item : group) total += std::max(0.0, item->seconds);
+    // As few elements as the capacity and the job limit allow, then balanced: each job, longest first, goes to
+    // the least loaded element. One array has one --time for all its elements, so even elements waste least.
+    std::size_t count = std::max<std::size_t>(
+        {1, std::isfinite(capacity) ? static_cast<std::size_t>(std::ceil(total / capacity * (1 - 1e-12))) : 1,
+         (group.size() + job_limit - 1) / job_limit});
+    std::vector<PackedElement> bins;
+    for (;; ++count) {
+      bins.assign(std::min(count, group.size()), PackedElement{});
+      for (const auto* item : group) {
+        PackedElement* lightest = nullptr;
+        for (auto& bin : bins) {
+          if (bin.jobs.size() < job_limit && (!lightest || bin.seconds < lightest->seconds)) lightest = &bin;
+        }
+        lightest->jobs.push_back(item->job);
+        lightest->seconds += std::max(0.0, item->seconds);
       }
-      if (chosen == elements.end()) chosen = elements.insert(elements.end(), PackedElement{});
-      chosen->jobs.push_back(item->job);
-      chosen->seconds += seconds;
+      // Over capacity is only acceptable for a job alone (it is longer than the capacity by itself).
+      const bool fits = std::all_of(bins.begin(), bins.end(), [&](const PackedElement& bin) {
+        return bin.jobs.size() == 1 || bin.seconds <= capacity * (1 + 1e-12);
+      });
+      if (fits || count >= group.size()) break;
+    }
+    for (auto& bin : bins) {
+      if (!bin.jobs.empty()) elements.push_back(std::move(bin));
     }
   }
   return elements;

@@ -19,9 +19,11 @@
 #include <fstream>
 #include <thread>
 
+#include "mill/checkpoint_files.hpp"
 #include "mill/error.hpp"
 #include "mill/openai_protocol.hpp"
 #include "mill/request_journal.hpp"
+#include "mill/resources.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -265,6 +267,12 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
   const auto log_dir = options_.log_dir.empty() ? remote_state_dir() / "servers" : options_.log_dir;
   const auto log_file = log_dir / fmt::format("vllm-{}-{}-{}.log", host_name(), ::getpid(), port_);
   launch_facts_ = {{"command", join(argv, " ")}, {"log", log_file.string()}, {"port", port_}};
+  // The model's size, for the cost model of later plans (docs/schedule.md): read from the checkpoint's headers when
+  // it is a local folder or in the hub cache here; vLLM may also download it itself, and then it stays unknown.
+  try {
+    launch_facts_["parameters"] = checkpoint_parameters(locate_checkpoint(args.path, spec.arg("revision").value_or("")).folder);
+  } catch (const Error&) {
+  }
   spdlog::info("starting {} (log {})", join(argv, " "), log_file.string());
   server_ = std::make_unique<ServerProcess>(argv, log_file);
 
@@ -309,6 +317,7 @@ nlohmann::json VllmBackend::provenance() const {
   facts["server_command"] = launch_facts_["command"];
   facts["server_log"] = launch_facts_["log"];
   facts["server_startup_seconds"] = startup_seconds_;
+  if (launch_facts_.contains("parameters")) facts["parameters"] = launch_facts_["parameters"];
   return facts;
 }
 
