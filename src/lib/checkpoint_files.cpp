@@ -250,8 +250,8 @@ std::vector<std::string> weight_files(const std::filesystem::path& folder) {
     throw Error(fmt::format("{} holds pytorch_model.bin weights; mill reads safetensors only. Convert once with: "
                             "python -c \"import sys, transformers as t; src, dst = sys.argv[1:]; "
                             "t.AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True); "
-                            "t.AutoTokenizer.from_pretrained(src).save_pretrained(dst)\" {} {}-safetensors",
-                            folder.string(), shell_quote(folder.string()), shell_quote(folder.string())));
+                            "t.AutoTokenizer.from_pretrained(src).save_pretrained(dst)\" {} {}",
+                            folder.string(), shell_quote(folder.string()), shell_quote(folder.string() + "-safetensors")));
   }
   throw Error(fmt::format("{} has neither model.safetensors nor model.safetensors.index.json", folder.string()));
 }

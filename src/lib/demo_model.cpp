@@ -247,13 +247,15 @@ void write_modern_demo(WeightWriter& w, nlohmann::ordered_json& config, const De
   const std::int64_t hidden = options.hidden_size, inner = options.intermediate_size;
   const std::int64_t head_dim = hidden / options.heads;
   const std::int64_t q_size = head_dim * options.heads, kv_size = head_dim * options.kv_heads;
-  const std::int64_t experts = 4, expert_inner = std::max<std::int64_t>(8, inner / 2);
+  // Mixtral's experts are intermediate_size wide; Qwen3-MoE's have their own moe_intermediate_size.
+  const std::int64_t experts = 4, expert_inner = arch == "mixtral" ? inner : std::max<std::int64_t>(8, inner / 2);
   const float in_std = 1.0f / std::sqrt(static_cast<float>(hidden));
   const float inner_std = 1.0f / std::sqrt(static_cast<float>(inner));
   // Gemma's norms scale by (1 + weight): weights around 0 there, around 1 elsewhere.
   const float norm_mean = gemma ? 0.0f : 1.0f;
   const bool tied = gemma || arch == "qwen3";
-  w.add("model.embed_tokens.weight", {vocab, hidden}, gemma ? 0.2f : 1.0f);
+  // Tied embeddings are also the output projection: smaller, so the random logits stay in a realistic range.
+  w.add("model.embed_tokens.weight", {vocab, hidden}, tied ? 0.2f : 1.0f);
   for (int l = 0; l < options.layers; ++l) {
     const auto p = fmt::format("model.layers.{}.", l);
     if (arch != "olmo2") w.add(p + "input_layernorm.weight", {hidden}, 0.1f, norm_mean);
