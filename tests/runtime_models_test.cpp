@@ -575,3 +575,29 @@ TEST_CASE("runtime: demo checkpoints agree with llama.cpp on the same weights", 
   }
   CHECK(folders > 0);
 }
+
+// llama.cpp's log-probabilities for four demo families, computed once by tests/llamacpp/run.sh (UPDATE=1) and
+// stored, so CI holds mill to an outside implementation without npm. The demo checkpoints are the same bytes on
+// every machine, so the stored numbers stay valid until the demo writer changes (then the script rewrites them).
+TEST_CASE("runtime: demo checkpoints score as llama.cpp scored them (stored reference)", "[runtime]") {
+  REQUIRE_PLUGIN();
+  const auto stored = nlohmann::json::parse(read_text(std::filesystem::path(MILL_SOURCE_DIR) / "tests" / "data" / "llamacpp" / "demo-logprobs.json"));
+  REQUIRE(stored["families"].size() == 4);
+  for (const auto& [family, reference] : stored["families"].items()) {
+    INFO(family);
+    TempDir dir;
+    DemoModelOptions options;
+    options.architecture = family;
+    write_demo_model(dir.path(), options);
+    const auto got = load_float32(dir.path())->token_logprobs(reference["sequences"].get<std::vector<std::vector<std::int32_t>>>());
+    const auto expected = reference["logprobs"].get<std::vector<std::vector<double>>>();
+    REQUIRE(got.size() == expected.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      REQUIRE(got[i].size() == expected[i].size());
+      for (std::size_t t = 0; t < got[i].size(); ++t) worst = std::max(worst, std::abs(got[i][t] - expected[i][t]));
+    }
+    INFO("largest per-token difference from llama.cpp " << worst);
+    CHECK(worst < 1e-4);
+  }
+}

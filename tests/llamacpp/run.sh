@@ -7,7 +7,9 @@
 #
 #   tests/llamacpp/run.sh [FAMILY ...]      (default: llama qwen3 olmo2 mixtral)
 # Environment: BUILD_DIR (default build), NODE_LLAMA_CPP_DIR (an npm folder; installed there when missing,
-# default ~/.cache/mill/node-llama-cpp), KEEP=1 keeps the work folder.
+# default ~/.cache/mill/node-llama-cpp), KEEP=1 keeps the work folder, UPDATE=1 rewrites
+# tests/data/llamacpp/demo-logprobs.json (llama.cpp's numbers, which CI holds mill to without npm; needed when the
+# demo checkpoints change).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,3 +38,15 @@ for family in "${families[@]}"; do
   node "$here/score.mjs" "$dir/model.gguf" "$dir/ids.json" "$dir/llamacpp.json"
 done
 MILL_LLAMACPP_WORK="$work" "$build/tests/mill_tests" "[llamacpp]"
+if [ "${UPDATE:-0}" = 1 ]; then
+  node -e '
+    const fs = require("fs"), path = require("path");
+    const [work, out, ...families] = process.argv.slice(1);
+    const result = { source: "tests/llamacpp/run.sh with UPDATE=1: llama.cpp (npm node-llama-cpp 3.22.1, prebuilt CPU build, F32 KV cache) on mill demo-model checkpoints written as GGUF by tests/llamacpp/hf_to_gguf.mjs", families: {} };
+    for (const family of families) {
+      const read = (name) => JSON.parse(fs.readFileSync(path.join(work, family, name), "utf8"));
+      result.families[family] = { sequences: read("ids.json").sequences,
+                                  logprobs: read("llamacpp.json").logprobs.map((s) => s.map((x) => Math.round(x * 1e9) / 1e9)) };
+    }
+    fs.writeFileSync(out, JSON.stringify(result));' "$work" "$root/tests/data/llamacpp/demo-logprobs.json" "${families[@]}"
+fi
