@@ -37,7 +37,7 @@ TEST_CASE("mill demo-model writes the same checkpoint every time, in real format
 
   const auto bad = run_mill({"demo-model", (dir / "d").string(), "--architecture", "bert"});
   CHECK(bad.exit_code == 2);
-  CHECK_THAT(bad.err, Catch::Contains("llama, qwen2, gpt2, gpt_neox"));
+  CHECK_THAT(bad.err, Catch::Contains("llama, qwen2, qwen3, qwen3_moe, mixtral, gemma2, gemma3, phi3, olmo2, gpt2, gpt_neox"));
 }
 
 TEST_CASE("the demo tokenizer is a byte-level BPE that mill's tokenizer reads back exactly") {

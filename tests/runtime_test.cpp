@@ -400,7 +400,8 @@ TEST_CASE("runtime: bad checkpoints and arguments are one-line errors", "[runtim
   mill::test::write_text(dir / "config.json", config.dump());
   const auto unknown = message(folder);
   CHECK_THAT(unknown, Catch::Contains("BertForMaskedLM"));
-  CHECK_THAT(unknown, Catch::Contains("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM"));
+  CHECK_THAT(unknown, Catch::Contains("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"));
+  CHECK_THAT(unknown, Catch::Contains("Gemma3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM"));
 }
 
 TEST_CASE("runtime: models are found in the Hugging Face cache layout through refs/main", "[runtime]") {

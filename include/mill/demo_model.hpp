@@ -11,14 +11,16 @@
 namespace mill {
 
 struct DemoModelOptions {
-  std::string architecture = "llama";  // llama (Llama-3 style rope scaling), qwen2 (qkv bias, tied), gpt2, gpt_neox
+  // llama (Llama-3 style rope scaling), qwen2 (qkv bias, tied), qwen3, qwen3_moe, mixtral, gemma2, gemma3, phi3,
+  // olmo2, gpt2, gpt_neox (demo_model_architectures())
+  std::string architecture = "llama";
   std::string dtype = "float32";       // float32, bfloat16 or float16: how the weights are stored
   int shards = 1;                      // > 1 writes model-0000i-of-0000n.safetensors + model.safetensors.index.json
   std::uint64_t seed = 20241;
   int hidden_size = 64;
   int layers = 2;
   int heads = 4;
-  int kv_heads = 2;  // llama/qwen2 only (grouped-query attention)
+  int kv_heads = 2;  // all but gpt2 and gpt_neox (grouped-query attention)
   int intermediate_size = 128;
   int bpe_merges = 256;  // vocabulary = 256 bytes + merges + <|endoftext|>
 };

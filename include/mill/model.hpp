@@ -2,6 +2,7 @@
 // The model interface the evaluation engine talks to: three request kinds, sent in batches so a backend can
 // sort them, share contexts and reuse prefixes. Backends: the in-process runtime (a plugin, see
 // runtime_plugin.hpp), remote servers (vLLM, OpenAI-compatible APIs) and the built-in demo model.
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -60,6 +61,10 @@ class ModelBackend {
   virtual std::vector<LoglikelihoodResult> loglikelihood(const std::vector<LoglikelihoodRequest>& requests) = 0;
   virtual std::vector<RollingResult> loglikelihood_rolling(const std::vector<RollingRequest>& requests) = 0;
   virtual std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests) = 0;
+  // Below the text level, for checking a runtime against reference log-probabilities: for each sequence of
+  // token ids, log P(ids[t+1] | ids[0..t]) for every t (no tokenization, no BOS added, one window). Backends
+  // that never see token ids (servers, APIs) throw mill::Error.
+  virtual std::vector<std::vector<double>> token_logprobs(const std::vector<std::vector<std::int32_t>>& sequences);
 };
 
 // Creates the backend a spec names (ModelSpec::backend()). Unknown or unavailable backends throw mill::Error.

@@ -17,15 +17,16 @@ void register_demo_model_command(CLI::App& app, const GlobalOptions&) {
   auto* command = app.add_subcommand("demo-model", "Write a tiny random-weight checkpoint (config.json, "
                                                    "model.safetensors, tokenizer.json) for trying mill out");
   command->add_option("folder", options->folder, "Folder to write (created if needed)")->required();
-  add_option(*command, "architecture", options->model.architecture,
-             "llama (default), qwen2, gpt2 or gpt_neox");
+  const auto architectures = join(demo_model_architectures(), ", ");
+  add_option(*command, "architecture", options->model.architecture, "One of " + architectures + " (default llama)");
+  command->add_option("--arch", options->model.architecture, "Same as --architecture");
   add_option(*command, "dtype", options->model.dtype, "How weights are stored: float32 (default), bfloat16, float16");
   add_option(*command, "shards", options->model.shards, "Number of safetensors shards (default 1)");
   add_option(*command, "seed", options->model.seed, "Seed of the fixed random weights");
   add_option(*command, "hidden_size", options->model.hidden_size, "Hidden size (default 64)");
   add_option(*command, "layers", options->model.layers, "Number of layers (default 2)");
   add_option(*command, "heads", options->model.heads, "Attention heads (default 4)");
-  add_option(*command, "kv_heads", options->model.kv_heads, "Key/value heads, llama and qwen2 (default 2)");
+  add_option(*command, "kv_heads", options->model.kv_heads, "Key/value heads, all but gpt2 and gpt_neox (default 2)");
   add_option(*command, "intermediate_size", options->model.intermediate_size, "MLP width (default 128)");
   command->callback([options] {
     write_demo_model(options->folder, options->model);

@@ -20,4 +20,9 @@ std::unique_ptr<ModelBackend> make_backend(const ModelSpec& spec) {
               ExitCode::eval_failed);
 }
 
+std::vector<std::vector<double>> ModelBackend::token_logprobs(const std::vector<std::vector<std::int32_t>>&) {
+  throw Error("this model backend scores text only; token-level log-probabilities need the in-process runtime",
+              ExitCode::eval_failed);
+}
+
 }  // namespace mill

@@ -14,6 +14,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
+#include "mill/sbatch.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -215,8 +216,10 @@ CheckpointLocation locate_checkpoint(const ModelSpec& spec) {
 }
 
 const std::vector<std::string>& runtime_architectures() {
-  static const std::vector<std::string> names = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                                                 "GPT2LMHeadModel", "GPTNeoXForCausalLM"};
+  static const std::vector<std::string> names = {
+      "LlamaForCausalLM",  "MistralForCausalLM", "Qwen2ForCausalLM",   "Qwen3ForCausalLM",   "Qwen3MoeForCausalLM",
+      "MixtralForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",  "Phi3ForCausalLM",    "Olmo2ForCausalLM",
+      "GPT2LMHeadModel",   "GPTNeoXForCausalLM"};
   return names;
 }
 
@@ -243,9 +246,12 @@ std::vector<std::string> weight_files(const std::filesystem::path& folder) {
   if (std::filesystem::exists(folder / "model.safetensors", ec)) return {"model.safetensors"};
   if (std::filesystem::exists(folder / "pytorch_model.bin", ec) ||
       std::filesystem::exists(folder / "pytorch_model.bin.index.json", ec)) {
-    throw Error(fmt::format("{} holds pytorch_model.bin weights; mill reads safetensors only (convert the checkpoint "
-                            "to model.safetensors)",
-                            folder.string()));
+    // Unpickling is code execution by design; mill reads safetensors only and says how to convert, once.
+    throw Error(fmt::format("{} holds pytorch_model.bin weights; mill reads safetensors only. Convert once with: "
+                            "python -c \"import sys, transformers as t; src, dst = sys.argv[1:]; "
+                            "t.AutoModelForCausalLM.from_pretrained(src).save_pretrained(dst, safe_serialization=True); "
+                            "t.AutoTokenizer.from_pretrained(src).save_pretrained(dst)\" {} {}",
+                            folder.string(), shell_quote(folder.string()), shell_quote(folder.string() + "-safetensors")));
   }
   throw Error(fmt::format("{} has neither model.safetensors nor model.safetensors.index.json", folder.string()));
 }

@@ -237,6 +237,149 @@ class WeightWriter {
   std::vector<safetensors::TensorToWrite> tensors_;
 };
 
+// The 2024-26 families, each with the features that set it apart switched on at sizes where they matter in a
+// tiny model (short sliding windows, low soft-caps, rope scaling whose bands fall inside its head dimension).
+void write_modern_demo(WeightWriter& w, nlohmann::ordered_json& config, const DemoModelOptions& options, std::int64_t vocab,
+                       int max_positions) {
+  const auto& arch = options.architecture;
+  const bool gemma = arch == "gemma2" || arch == "gemma3";
+  const bool moe = arch == "mixtral" || arch == "qwen3_moe";
+  const std::int64_t hidden = options.hidden_size, inner = options.intermediate_size;
+  const std::int64_t head_dim = hidden / options.heads;
+  const std::int64_t q_size = head_dim * options.heads, kv_size = head_dim * options.kv_heads;
+  // Mixtral's experts are intermediate_size wide; Qwen3-MoE's have their own moe_intermediate_size.
+  const std::int64_t experts = 4, expert_inner = arch == "mixtral" ? inner : std::max<std::int64_t>(8, inner / 2);
+  const float in_std = 1.0f / std::sqrt(static_cast<float>(hidden));
+  const float inner_std = 1.0f / std::sqrt(static_cast<float>(inner));
+  // Gemma's norms scale by (1 + weight): weights around 0 there, around 1 elsewhere.
+  const float norm_mean = gemma ? 0.0f : 1.0f;
+  const bool tied = gemma || arch == "qwen3";
+  // Tied embeddings are also the output projection: smaller, so the random logits stay in a realistic range.
+  w.add("model.embed_tokens.weight", {vocab, hidden}, tied ? 0.2f : 1.0f);
+  for (int l = 0; l < options.layers; ++l) {
+    const auto p = fmt::format("model.layers.{}.", l);
+    if (arch != "olmo2") w.add(p + "input_layernorm.weight", {hidden}, 0.1f, norm_mean);
+    if (arch == "phi3") {
+      w.add(p + "self_attn.qkv_proj.weight", {q_size + 2 * kv_size, hidden}, in_std);
+    } else {
+      w.add(p + "self_attn.q_proj.weight", {q_size, hidden}, in_std);
+      w.add(p + "self_attn.k_proj.weight", {kv_size, hidden}, in_std);
+      w.add(p + "self_attn.v_proj.weight", {kv_size, hidden}, in_std);
+    }
+    if (arch == "qwen3" || arch == "qwen3_moe" || arch == "gemma3") {
+      w.add(p + "self_attn.q_norm.weight", {head_dim}, 0.1f, norm_mean);
+      w.add(p + "self_attn.k_norm.weight", {head_dim}, 0.1f, norm_mean);
+    } else if (arch == "olmo2") {
+      w.add(p + "self_attn.q_norm.weight", {q_size}, 0.1f, 1.0f);
+      w.add(p + "self_attn.k_norm.weight", {kv_size}, 0.1f, 1.0f);
+    }
+    w.add(p + "self_attn.o_proj.weight", {hidden, q_size}, in_std);
+    w.add(p + "post_attention_layernorm.weight", {hidden}, 0.1f, norm_mean);
+    if (gemma) w.add(p + "pre_feedforward_layernorm.weight", {hidden}, 0.1f, 0.0f);
+    if (gemma || arch == "olmo2") w.add(p + "post_feedforward_layernorm.weight", {hidden}, 0.1f, norm_mean);
+    const bool dense = !moe || (arch == "qwen3_moe" && l == 1);  // Qwen3-MoE's mlp_only_layers: [1]
+    if (!dense) {
+      const auto m = p + (arch == "mixtral" ? "block_sparse_moe." : "mlp.");
+      w.add(m + "gate.weight", {experts, hidden}, 4 * in_std);
+      for (int e = 0; e < experts; ++e) {
+        const auto x = fmt::format("{}experts.{}.", m, e);
+        const bool mixtral = arch == "mixtral";
+        w.add(x + (mixtral ? "w1.weight" : "gate_proj.weight"), {expert_inner, hidden}, in_std);
+        w.add(x + (mixtral ? "w3.weight" : "up_proj.weight"), {expert_inner, hidden}, in_std);
+        w.add(x + (mixtral ? "w2.weight" : "down_proj.weight"), {hidden, expert_inner}, 1.0f / std::sqrt(static_cast<float>(expert_inner)));
+      }
+    } else if (arch == "phi3") {
+      w.add(p + "mlp.gate_up_proj.weight", {2 * inner, hidden}, in_std);
+      w.add(p + "mlp.down_proj.weight", {hidden, inner}, inner_std);
+    } else {
+      w.add(p + "mlp.gate_proj.weight", {inner, hidden}, in_std);
+      w.add(p + "mlp.up_proj.weight", {inner, hidden}, in_std);
+      w.add(p + "mlp.down_proj.weight", {hidden, inner}, inner_std);
+    }
+  }
+  w.add("model.norm.weight", {hidden}, 0.1f, norm_mean);
+  if (!tied) w.add("lm_head.weight", {vocab, hidden}, 2 * in_std);
+
+  static const std::map<std::string, std::string> names = {
+      {"qwen3", "Qwen3ForCausalLM"},   {"qwen3_moe", "Qwen3MoeForCausalLM"}, {"mixtral", "MixtralForCausalLM"},
+      {"gemma2", "Gemma2ForCausalLM"}, {"gemma3", "Gemma3ForCausalLM"},      {"phi3", "Phi3ForCausalLM"},
+      {"olmo2", "Olmo2ForCausalLM"}};
+  const int eos = static_cast<int>(vocab) - 1;
+  config = {{"architectures", {names.at(arch)}},
+            {"model_type", arch == "gemma3" ? "gemma3_text" : arch},
+            {"hidden_size", hidden},
+            {"intermediate_size", inner},
+            {"num_hidden_layers", options.layers},
+            {"num_attention_heads", options.heads},
+            {"num_key_value_heads", options.kv_heads},
+            {"head_dim", head_dim},
+            {"max_position_embeddings", max_positions},
+            {"rms_norm_eps", 1e-6},
+            {"vocab_size", vocab},
+            {"bos_token_id", eos},
+            {"eos_token_id", eos},
+            {"tie_word_embeddings", tied},
+            {"attention_bias", false}};
+  if (gemma) {
+    config["hidden_activation"] = "gelu_pytorch_tanh";
+    config["query_pre_attn_scalar"] = head_dim + 8;  // not head_dim, so the scale is visibly its own
+    config["sliding_window"] = 12;
+    std::vector<std::string> types;
+    for (int l = 0; l < options.layers; ++l) {
+      const bool local = arch == "gemma2" ? l % 2 == 0 : (l + 1) % 2 != 0;
+      types.push_back(local ? "sliding_attention" : "full_attention");
+    }
+    config["layer_types"] = types;
+    if (arch == "gemma2") {
+      config["attn_logit_softcapping"] = 4.0;
+      config["final_logit_softcapping"] = 6.0;
+      config["rope_theta"] = 10000.0;
+    } else {
+      config["sliding_window_pattern"] = 2;
+      config["rope_theta"] = 1000000.0;
+      config["rope_local_base_freq"] = 10000.0;
+      config["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+      config["attn_logit_softcapping"] = nullptr;
+      config["final_logit_softcapping"] = nullptr;
+    }
+  } else {
+    config["hidden_act"] = "silu";
+  }
+  if (arch == "qwen3" || arch == "qwen3_moe") {
+    config["rope_theta"] = 1000000.0;
+    // Qwen's long-context recipe (YaRN), scaled down so its ramp falls inside a 16-wide head.
+    config["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 64}};
+    config["use_sliding_window"] = false;
+  }
+  if (moe) {
+    config[arch == "mixtral" ? "num_local_experts" : "num_experts"] = experts;
+    config["num_experts_per_tok"] = 2;
+    if (arch == "mixtral") {
+      config["rope_theta"] = 1000000.0;
+      config["sliding_window"] = nullptr;
+    } else {
+      config["moe_intermediate_size"] = expert_inner;
+      config["norm_topk_prob"] = false;  // Qwen2-MoE's choice; Mixtral covers the renormalised routing
+      config["decoder_sparse_step"] = 1;
+      config["mlp_only_layers"] = {1};
+    }
+  }
+  if (arch == "phi3") {
+    const std::int64_t rotary_dim = head_dim / 2;
+    config["partial_rotary_factor"] = 0.5;
+    config["rope_theta"] = 10000.0;
+    config["sliding_window"] = 24;
+    config["original_max_position_embeddings"] = 32;
+    std::vector<double> short_factor, long_factor;
+    for (std::int64_t i = 0; i < rotary_dim / 2; ++i) {
+      short_factor.push_back(1.0 + 0.25 * static_cast<double>(i));
+      long_factor.push_back(2.0 + 1.5 * static_cast<double>(i));
+    }
+    config["rope_scaling"] = {{"type", "longrope"}, {"short_factor", short_factor}, {"long_factor", long_factor}};
+  }
+  if (arch == "olmo2") config["rope_theta"] = 500000.0;
+}
+
 void check_option(bool ok, const std::string& message) {
   if (!ok) throw Error("demo-model: " + message);
 }
@@ -244,7 +387,8 @@ void check_option(bool ok, const std::string& message) {
 }  // namespace
 
 const std::vector<std::string>& demo_model_architectures() {
-  static const std::vector<std::string> names = {"llama", "qwen2", "gpt2", "gpt_neox"};
+  static const std::vector<std::string> names = {"llama",  "qwen2",  "qwen3", "qwen3_moe", "mixtral", "gemma2",
+                                                 "gemma3", "phi3",   "olmo2", "gpt2",      "gpt_neox"};
   return names;
 }
 
@@ -334,6 +478,9 @@ void write_demo_model(const std::filesystem::path& folder, const DemoModelOption
                                 {"original_max_position_embeddings", 256}};
       config["attention_bias"] = false;
     }
+  } else if (arch == "qwen3" || arch == "qwen3_moe" || arch == "mixtral" || arch == "gemma2" || arch == "gemma3" ||
+             arch == "phi3" || arch == "olmo2") {
+    write_modern_demo(w, config, options, vocab, max_positions);
   } else if (arch == "gpt2") {
     w.add("wte.weight", {vocab, hidden}, 0.5f);
     w.add("wpe.weight", {max_positions / 2, hidden}, 0.1f);

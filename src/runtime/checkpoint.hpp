@@ -17,11 +17,27 @@
 namespace mill::runtime {
 
 enum class NormKind { rms, layer };
-enum class Activation { silu_gated, gelu_exact, gelu_tanh };
+enum class Activation { silu_gated, gelu_tanh_gated, gelu_exact, gelu_tanh };
+// Where q/k RMSNorm applies: not at all, over each head (Qwen3, Gemma 3) or over the whole projection (OLMo 2).
+enum class QKNorm { none, per_head, whole };
+
+// How the rotary angles are made from the positions (transformers' rope types, plus the per-layer choice).
+struct RopeSettings {
+  std::string type = "default";  // default, linear, llama3, yarn, dynamic, longrope
+  double theta = 10000;
+  double factor = 1;
+  double low_freq_factor = 1;   // llama3
+  double high_freq_factor = 4;  // llama3
+  double original_max_positions = 8192;  // llama3, yarn, longrope
+  double attention_factor = 1;  // yarn, longrope: cos and sin are scaled by it
+  double beta_fast = 32, beta_slow = 1;  // yarn
+  bool truncate = true;                  // yarn
+  std::vector<double> short_factor, long_factor;  // longrope
+};
 
 struct TransformerConfig {
   std::string architecture;  // the config.json value, e.g. LlamaForCausalLM
-  std::string family;        // llama, gpt2, gpt_neox
+  std::string family;        // llama (and the families written like it), phi3, gpt2, gpt_neox
   std::int64_t vocab_size = 0;
   std::int64_t hidden_size = 0;
   std::int64_t layers = 0;
@@ -30,20 +46,37 @@ struct TransformerConfig {
   std::int64_t head_dim = 0;
   std::int64_t intermediate_size = 0;
   std::int64_t max_positions = 0;  // max_position_embeddings / n_positions
-  std::int64_t sliding_window = 0;  // 0: none
+  std::int64_t sliding_window = 0;  // Mistral/Qwen2: caps the context length; 0: none
   double norm_eps = 1e-5;
   NormKind norm = NormKind::rms;
+  bool norm_plus_one = false;     // Gemma: RMSNorm scales by (1 + weight)
+  bool norm_scale_in_float = false;  // Gemma, OLMo 2: the weight multiplies in float32 before the cast back
+  // Which norms a layer has: before attention/MLP (pre), after them on the branch (post), or both (Gemma's
+  // sandwich). OLMo 2 has only the post norms.
+  bool pre_norms = true;
+  bool post_norms = false;
+  QKNorm qk_norm = QKNorm::none;
   Activation activation = Activation::silu_gated;
   bool tied_embeddings = false;
   bool learned_positions = false;   // GPT-2
   bool parallel_residual = false;   // GPT-NeoX
+  double embedding_scale = 0;       // Gemma: embeddings times sqrt(hidden_size) (rounded to the compute dtype); 0: none
+  double attention_scale = 0;       // score scale; 0: 1/sqrt(head_dim) (Gemma: query_pre_attn_scalar^-1/2)
+  double attention_softcap = 0;     // Gemma 2: scores = cap * tanh(scores / cap); 0: none
+  double final_softcap = 0;         // Gemma 2: logits likewise
+  // Sliding-window layers (Gemma 2/3, Phi-3): a query attends to keys less than local_window positions back.
+  std::int64_t local_window = 0;
+  std::vector<bool> local_layers;   // per layer; empty: none
   std::int64_t rotary_dim = 0;      // 0: no rotary embedding
-  double rope_theta = 10000;
-  std::string rope_type = "default";  // default, linear, llama3
-  double rope_factor = 1;
-  double rope_low_freq_factor = 1;
-  double rope_high_freq_factor = 4;
-  double rope_original_max_positions = 8192;
+  RopeSettings rope;                // global layers (all layers unless local_rope is set)
+  bool has_local_rope = false;      // Gemma 3: local layers rotate with their own base
+  RopeSettings local_rope;
+  // Mixture of experts (Mixtral, Qwen3-MoE): per layer, a router picks experts_per_token of `experts` SwiGLU MLPs.
+  std::int64_t experts = 0;
+  std::int64_t experts_per_token = 0;
+  std::int64_t expert_intermediate_size = 0;
+  bool normalize_top_k = true;      // renormalise the chosen experts' weights to sum to one
+  std::vector<bool> sparse_layers;  // per layer: true = MoE, false = dense MLP
   std::vector<std::int64_t> eos_token_ids;
 };
 

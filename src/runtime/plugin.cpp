@@ -4,8 +4,15 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <dlfcn.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -51,6 +58,46 @@ auto guarded(const char* what, F&& body) {
   }
 }
 
+// Why this node looks like it has GPUs, asked without CUDA: CUDA_VISIBLE_DEVICES when it is set (SLURM sets it
+// for a job's GPUs; empty or -1 means none), else the GPUs `nvidia-smi -L` lists. Empty when there are none.
+std::string gpus_on_this_node() {
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    const std::string value = trim(visible);
+    if (value.empty() || value == "-1" || value == "NoDevFiles") return {};
+    return fmt::format("CUDA_VISIBLE_DEVICES={}", value);
+  }
+  const char* path = std::getenv("PATH");
+  if (!path) return {};
+  for (const auto& dir : split_list(path, ':')) {
+    if (dir.empty()) continue;
+    const auto program = std::filesystem::path(dir) / "nvidia-smi";
+    if (::access(program.c_str(), X_OK) != 0) continue;
+    // The path goes to the shell single-quoted; a quote inside it ends the look-up rather than the quoting.
+    if (program.string().find('\'') != std::string::npos) return {};
+    FILE* pipe = ::popen(fmt::format("'{}' -L 2>/dev/null", program.string()).c_str(), "r");
+    if (!pipe) return {};
+    int gpus = 0;
+    char line[512];
+    while (std::fgets(line, sizeof line, pipe)) {
+      if (std::strncmp(line, "GPU ", 4) == 0) ++gpus;
+    }
+    ::pclose(pipe);
+    return gpus > 0 ? fmt::format("nvidia-smi lists {} GPU{}", gpus, gpus == 1 ? "" : "s") : std::string();
+  }
+  return {};
+}
+
+// libtorch_cuda is loaded with libtorch when the build has CUDA; a CPU-only build (Debian's) has none.
+bool libtorch_has_cuda() {
+  for (const char* name : {"libtorch_cuda.so", "libc10_cuda.so"}) {
+    if (void* handle = ::dlopen(name, RTLD_NOLOAD | RTLD_LAZY)) {
+      ::dlclose(handle);
+      return true;
+    }
+  }
+  return false;
+}
+
 class RuntimeBackend final : public ModelBackend {
  public:
   explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
@@ -90,8 +137,31 @@ class RuntimeBackend final : public ModelBackend {
     if (!prefix) throw Error(fmt::format("{}: the tokenizer has neither a BOS nor an EOS token", location_.folder.string()));
     prefix_token_ = *prefix;
     load_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("loaded {} ({}, {} parameters) on {} as {} in {:.1f} s", location_.folder.string(), config.architecture,
-                 parameters_, device_.str(), dtype_name(dtype_), load_seconds_);
+    // Once per load, at the default log level (quiet only from --log_level error): where the model runs decides
+    // whether a job takes minutes or days.
+    if (spdlog::should_log(spdlog::level::warn)) {
+      std::fprintf(stderr, "%s\n",
+                   one_line(fmt::format("mill: model {} ({}, {} parameters, {} weights) on {} as {}, loaded in {:.1f} s",
+                                        location_.folder.string(), config.architecture, parameters_, weights_dtype_,
+                                        device_.str(), dtype_name(dtype_), load_seconds_))
+                       .c_str());
+    }
+    if (args.device == "auto" && device_.is_cpu()) {
+      if (const auto gpus = gpus_on_this_node(); !gpus.empty()) {
+        spdlog::warn("device=auto runs the model on the CPU although this node has GPUs ({}): {}; see docs/runtime.md, "
+                     "Building (or pass device=cpu to choose the CPU knowingly)",
+                     gpus,
+                     libtorch_has_cuda() ? "libtorch found no usable CUDA device (driver, or the devices this job may use)"
+                                         : "this mill runtime was built against a CPU-only libtorch; rebuild it with "
+                                           "-DCMAKE_PREFIX_PATH pointing at a CUDA PyTorch's libtorch");
+      }
+    }
+  }
+
+  std::vector<std::vector<double>> token_logprobs(const std::vector<std::vector<std::int32_t>>& sequences) override {
+    std::vector<Tokens> items;
+    for (const auto& ids : sequences) items.emplace_back(ids.begin(), ids.end());
+    return guarded("token scoring", [&] { return runtime_->score_tokens(items); });
   }
 
   BackendCapabilities capabilities() const override { return {true, true, true}; }

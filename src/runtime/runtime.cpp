@@ -148,6 +148,7 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
       cache.keys[l].narrow(2, 0, P).copy_(prefix->cache.keys[l].expand({B, -1, -1, -1}));
       cache.values[l].narrow(2, 0, P).copy_(prefix->cache.values[l].expand({B, -1, -1, -1}));
     }
+    cache.positions.narrow(1, 0, P).copy_(prefix->cache.positions.narrow(1, 0, P).expand({B, -1}));
     cache.length = P;
   }
   const auto hidden = model_->forward(long_tensor(tokens, {B, T}, device_), long_tensor(positions, {B, T}, device_),
@@ -400,6 +401,39 @@ std::vector<Score> Runtime::score_rolling(const std::vector<Tokens>& texts, std:
   }
   run_rows(rows, nullptr, results);
   return results;
+}
+
+std::vector<std::vector<double>> Runtime::score_tokens(const std::vector<Tokens>& sequences) {
+  c10::InferenceMode guard;
+  std::vector<Row> rows;
+  std::vector<std::size_t> first_slot(sequences.size() + 1, 0);
+  for (std::size_t i = 0; i < sequences.size(); ++i) {
+    const auto& ids = sequences[i];
+    const auto predicted = ids.empty() ? 0 : ids.size() - 1;
+    first_slot[i + 1] = first_slot[i] + predicted;
+    if (static_cast<std::int64_t>(predicted) > max_length_) {
+      throw Error(fmt::format("token sequence {} has {} tokens; at most max_context_length + 1 = {} are scored in one window", i,
+                              ids.size(), max_length_ + 1),
+                  ExitCode::eval_failed);
+    }
+    if (predicted == 0) continue;
+    Row row;
+    row.tokens.assign(ids.begin(), ids.end() - 1);
+    row.positions.resize(row.tokens.size());
+    std::iota(row.positions.begin(), row.positions.end(), 0);
+    row.branch.assign(row.tokens.size(), 0);
+    for (std::size_t t = 0; t < predicted; ++t) {
+      row.targets.push_back({static_cast<std::int32_t>(t), ids[t + 1], static_cast<std::int32_t>(first_slot[i] + t)});
+    }
+    rows.push_back(std::move(row));
+  }
+  std::vector<Score> slots(first_slot.back());
+  run_rows(rows, nullptr, slots);
+  std::vector<std::vector<double>> out(sequences.size());
+  for (std::size_t i = 0; i < sequences.size(); ++i) {
+    for (auto s = first_slot[i]; s < first_slot[i + 1]; ++s) out[i].push_back(slots[s].logprob);
+  }
+  return out;
 }
 
 std::vector<Generation> Runtime::generate(const std::vector<GenerateRequest>& requests, const StopCheck& stop) {

@@ -59,6 +59,8 @@ class Runtime {
   // max_context_length tokens.
   std::vector<Score> score_rolling(const std::vector<Tokens>& texts, std::int64_t prefix_token);
   std::vector<Generation> generate(const std::vector<GenerateRequest>& requests, const StopCheck& stop);
+  // log P(ids[t+1] | ids[0..t]) for every t of each sequence, in one window (for checks against references).
+  std::vector<std::vector<double>> score_tokens(const std::vector<Tokens>& sequences);
 
   const Counters& counters() const { return counters_; }
   const Transformer& model() const { return *model_; }

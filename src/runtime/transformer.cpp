@@ -39,37 +39,141 @@ constexpr std::int64_t kMaxScoreElements = std::int64_t{1} << 27;
 void KVCache::select_rows(const at::Tensor& rows) {
   for (auto& k : keys) k = k.index_select(0, rows);
   for (auto& v : values) v = v.index_select(0, rows);
+  if (positions.defined()) positions = positions.index_select(0, rows);
 }
+
+at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotary_dim, std::int64_t length) {
+  const auto float_options = at::TensorOptions().dtype(at::kFloat);
+  const auto rotary = static_cast<float>(rotary_dim);
+  // Computed in float32 the way the reference implementation does, so the angles agree bit for bit.
+  const auto exponents = at::arange(0, rotary_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / rotary;
+  const auto powers = [&](double theta) { return at::pow(static_cast<float>(theta), exponents); };
+  auto inv_freq = powers(rope.theta).reciprocal();
+  const double factor = rope.factor;
+  if (rope.type == "linear") {
+    inv_freq = inv_freq / factor;
+  } else if (rope.type == "llama3") {
+    // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
+    const double old_length = rope.original_max_positions;
+    const double low_wavelength = old_length / rope.low_freq_factor;
+    const double high_wavelength = old_length / rope.high_freq_factor;
+    auto wavelength = (2 * M_PI) / inv_freq;
+    auto scaled = at::where(wavelength > low_wavelength, inv_freq / factor, inv_freq);
+    auto smooth = (old_length / wavelength - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor);
+    auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    auto medium = (wavelength >= high_wavelength).logical_and(wavelength <= low_wavelength);
+    inv_freq = at::where(medium, smoothed, scaled);
+  } else if (rope.type == "yarn") {
+    // YaRN: dimensions that turn many times within the original context keep their frequency, slow ones are
+    // divided by `factor`, with a linear ramp between the two correction dimensions.
+    const auto correction_dim = [&](double rotations) {
+      return static_cast<double>(rotary_dim) * std::log(rope.original_max_positions / (rotations * 2 * M_PI)) /
+             (2 * std::log(rope.theta));
+    };
+    double low = correction_dim(rope.beta_fast), high = correction_dim(rope.beta_slow);
+    if (rope.truncate) {
+      low = std::floor(low);
+      high = std::ceil(high);
+    }
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(rotary_dim - 1));
+    if (low == high) high += 0.001;
+    const auto ramp = ((at::arange(rotary_dim / 2, float_options) - low) / (high - low)).clamp(0, 1);
+    const auto keep = 1 - ramp;
+    const auto pos_freqs = powers(rope.theta);
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - keep) + (1.0 / pos_freqs) * keep;
+  } else if (rope.type == "dynamic") {
+    // Dynamic NTK: past the trained length the base grows with the sequence; within it, the plain rope.
+    if (static_cast<double>(length) > rope.original_max_positions) {
+      const double d = static_cast<double>(rotary_dim);
+      const double base = rope.theta * std::pow(factor * static_cast<double>(length) / rope.original_max_positions - (factor - 1), d / (d - 2));
+      inv_freq = powers(base).reciprocal();
+    }
+  } else if (rope.type == "longrope") {
+    // LongRoPE (Phi-3): per-dimension divisors, the long set once the sequence passes the trained length.
+    const auto& divisors = static_cast<double>(length) > rope.original_max_positions ? rope.long_factor : rope.short_factor;
+    const auto ext = at::tensor(std::vector<float>(divisors.begin(), divisors.end()), float_options);
+    inv_freq = 1.0 / (ext * powers(rope.theta));
+  }
+  return inv_freq;
+}
+
+namespace {
+
+bool depends_on_length(const RopeSettings& rope) { return rope.type == "dynamic" || rope.type == "longrope"; }
+
+}  // namespace
 
 Transformer::Transformer(const TransformerConfig& config, const WeightStore& weights, const at::TensorOptions& options)
     : config_(config), options_(options) {
   const auto V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size, D = config.head_dim;
   const auto q_size = config.heads * D, kv_size = config.kv_heads * D;
   auto get = [&](const std::string& name, std::vector<std::int64_t> shape) { return weights.get(name, shape, options); };
-  if (config.family == "llama") {
+  // RMSNorm weights; Gemma's (1 + w) is folded in here, in float32 as the reference computes it.
+  auto norm_weight = [&](const std::string& name, std::int64_t size) {
+    if (!config.norm_plus_one) return get(name, {size});
+    return (weights.get(name, {size}, at::TensorOptions().dtype(at::kFloat)) + 1).to(options);
+  };
+  if (config.family == "llama" || config.family == "phi3") {
+    const bool phi3 = config.family == "phi3";
     embedding_ = get("model.embed_tokens.weight", {V, H});
     for (std::int64_t l = 0; l < config.layers; ++l) {
       const auto p = fmt::format("model.layers.{}.", l);
       Layer layer;
-      layer.norm1_weight = get(p + "input_layernorm.weight", {H});
-      layer.norm2_weight = get(p + "post_attention_layernorm.weight", {H});
-      layer.qkv_weight = at::cat({get(p + "self_attn.q_proj.weight", {q_size, H}), get(p + "self_attn.k_proj.weight", {kv_size, H}),
-                                  get(p + "self_attn.v_proj.weight", {kv_size, H})});
-      if (weights.contains(p + "self_attn.q_proj.bias")) {
-        layer.qkv_bias = at::cat({get(p + "self_attn.q_proj.bias", {q_size}), get(p + "self_attn.k_proj.bias", {kv_size}),
-                                  get(p + "self_attn.v_proj.bias", {kv_size})});
+      if (config.pre_norms) {
+        layer.norm1_weight = norm_weight(p + "input_layernorm.weight", H);
+        layer.norm2_weight = norm_weight(p + (config.post_norms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"), H);
+      }
+      if (config.post_norms) {
+        layer.post1_weight = norm_weight(p + "post_attention_layernorm.weight", H);
+        layer.post2_weight = norm_weight(p + "post_feedforward_layernorm.weight", H);
+      }
+      if (config.qk_norm == QKNorm::per_head) {
+        layer.q_norm = norm_weight(p + "self_attn.q_norm.weight", D);
+        layer.k_norm = norm_weight(p + "self_attn.k_norm.weight", D);
+      } else if (config.qk_norm == QKNorm::whole) {
+        layer.q_norm = norm_weight(p + "self_attn.q_norm.weight", q_size);
+        layer.k_norm = norm_weight(p + "self_attn.k_norm.weight", kv_size);
+      }
+      if (phi3) {
+        layer.qkv_weight = get(p + "self_attn.qkv_proj.weight", {q_size + 2 * kv_size, H});
+      } else {
+        layer.qkv_weight = at::cat({get(p + "self_attn.q_proj.weight", {q_size, H}), get(p + "self_attn.k_proj.weight", {kv_size, H}),
+                                    get(p + "self_attn.v_proj.weight", {kv_size, H})});
+        if (weights.contains(p + "self_attn.q_proj.bias")) {
+          layer.qkv_bias = at::cat({get(p + "self_attn.q_proj.bias", {q_size}), get(p + "self_attn.k_proj.bias", {kv_size}),
+                                    get(p + "self_attn.v_proj.bias", {kv_size})});
+        }
       }
       layer.out_weight = get(p + "self_attn.o_proj.weight", {H, q_size});
       layer.out_bias = optional_bias(weights, p + "self_attn.o_proj.bias", H, options);
-      layer.up_weight = at::cat({get(p + "mlp.gate_proj.weight", {I, H}), get(p + "mlp.up_proj.weight", {I, H})});
-      if (weights.contains(p + "mlp.gate_proj.bias")) {
-        layer.up_bias = at::cat({get(p + "mlp.gate_proj.bias", {I}), get(p + "mlp.up_proj.bias", {I})});
+      const bool sparse = config.experts > 0 && config.sparse_layers.at(static_cast<std::size_t>(l));
+      if (sparse) {
+        const bool mixtral = config.architecture == "MixtralForCausalLM";
+        const auto E = config.experts, J = config.expert_intermediate_size;
+        const auto m = p + (mixtral ? "block_sparse_moe." : "mlp.");
+        layer.router = get(m + "gate.weight", {E, H});
+        for (std::int64_t e = 0; e < E; ++e) {
+          const auto x = fmt::format("{}experts.{}.", m, e);
+          layer.expert_up.push_back(at::cat({get(x + (mixtral ? "w1.weight" : "gate_proj.weight"), {J, H}),
+                                             get(x + (mixtral ? "w3.weight" : "up_proj.weight"), {J, H})}));
+          layer.expert_down.push_back(get(x + (mixtral ? "w2.weight" : "down_proj.weight"), {H, J}));
+        }
+      } else if (phi3) {
+        layer.up_weight = get(p + "mlp.gate_up_proj.weight", {2 * I, H});  // gate rows first, as Phi-3 splits it
+        layer.down_weight = get(p + "mlp.down_proj.weight", {H, I});
+      } else {
+        layer.up_weight = at::cat({get(p + "mlp.gate_proj.weight", {I, H}), get(p + "mlp.up_proj.weight", {I, H})});
+        if (weights.contains(p + "mlp.gate_proj.bias")) {
+          layer.up_bias = at::cat({get(p + "mlp.gate_proj.bias", {I}), get(p + "mlp.up_proj.bias", {I})});
+        }
+        layer.down_weight = get(p + "mlp.down_proj.weight", {H, I});
+        layer.down_bias = optional_bias(weights, p + "mlp.down_proj.bias", H, options);
       }
-      layer.down_weight = get(p + "mlp.down_proj.weight", {H, I});
-      layer.down_bias = optional_bias(weights, p + "mlp.down_proj.bias", H, options);
+      layer.local = !config.local_layers.empty() && config.local_layers.at(static_cast<std::size_t>(l));
       layers_.push_back(std::move(layer));
     }
-    final_norm_weight_ = get("model.norm.weight", {H});
+    final_norm_weight_ = norm_weight("model.norm.weight", H);
     lm_head_ = config.tied_embeddings ? embedding_ : get("lm_head.weight", {V, H});
   } else if (config.family == "gpt2") {
     const std::string prefix = weights.contains("transformer.wte.weight") ? "transformer." : "";
@@ -130,28 +234,9 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
   }
 
   if (config.rotary_dim > 0) {
-    const auto float_options = at::TensorOptions().dtype(at::kFloat);
-    const auto rotary = static_cast<float>(config.rotary_dim);
-    // Computed in float32 the way the reference implementation does, so the angles agree bit for bit.
-    auto exponents = at::arange(0, config.rotary_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / rotary;
-    auto inv_freq = at::pow(static_cast<float>(config.rope_theta), exponents).reciprocal();
-    const double factor = config.rope_factor;
-    if (config.rope_type == "linear") {
-      inv_freq = inv_freq / factor;
-    } else if (config.rope_type == "llama3") {
-      // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
-      const double old_length = config.rope_original_max_positions;
-      const double low_wavelength = old_length / config.rope_low_freq_factor;
-      const double high_wavelength = old_length / config.rope_high_freq_factor;
-      auto wavelength = (2 * M_PI) / inv_freq;
-      auto scaled = at::where(wavelength > low_wavelength, inv_freq / factor, inv_freq);
-      auto smooth = (old_length / wavelength - config.rope_low_freq_factor) /
-                    (config.rope_high_freq_factor - config.rope_low_freq_factor);
-      auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
-      auto medium = (wavelength >= high_wavelength).logical_and(wavelength <= low_wavelength);
-      inv_freq = at::where(medium, smoothed, scaled);
-    }
-    inv_freq_ = inv_freq.to(float_options.device(options.device()));
+    const auto device = at::TensorOptions().dtype(at::kFloat).device(options.device());
+    if (!depends_on_length(config.rope)) inv_freq_ = rope_inverse_frequencies(config.rope, config.rotary_dim, 0).to(device);
+    if (config.has_local_rope) local_inv_freq_ = rope_inverse_frequencies(config.local_rope, config.rotary_dim, 0).to(device);
   }
 }
 
@@ -161,28 +246,70 @@ KVCache Transformer::make_cache(std::int64_t batch, std::int64_t capacity) const
     cache.keys.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options_));
     cache.values.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options_));
   }
+  cache.positions = at::zeros({batch, capacity}, at::TensorOptions().dtype(at::kLong).device(options_.device()));
   return cache;
 }
 
 at::Tensor Transformer::norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
-  if (config_.norm == NormKind::layer) return at::layer_norm(x, {config_.hidden_size}, weight, bias, config_.norm_eps);
-  // RMSNorm in float32, scaled in the model's dtype, as the reference implementation does.
+  if (config_.norm == NormKind::layer) return at::layer_norm(x, {x.size(-1)}, weight, bias, config_.norm_eps);
+  // RMSNorm in float32; Llama scales in the model's dtype, Gemma and OLMo 2 in float32 before the cast back.
   auto xf = x.to(at::kFloat);
   xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + config_.norm_eps);
+  if (config_.norm_scale_in_float) return (xf * weight.to(at::kFloat)).to(x.scalar_type());
   return weight * xf.to(x.scalar_type());
 }
 
-at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                  const at::Tensor& blocked, KVCache* cache, std::size_t index) const {
+Transformer::Rotary Transformer::rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq,
+                                        at::ScalarType dtype) const {
+  auto inv_freq = fixed_inv_freq;  // [rotary_dim / 2], or [B, 1, rotary_dim / 2] per row
+  if (!inv_freq.defined() && rope.type == "longrope") {
+    // LongRoPE switches divisors at original_max_position_embeddings. transformers switches by the longest row of
+    // the batch; mill switches by each row's own longest position, so numbers do not depend on batching (keys
+    // already cached keep the rotation they were computed with, as in transformers' generation).
+    const auto device = positions.device();
+    const auto short_freq = rope_inverse_frequencies(rope, config_.rotary_dim, 0).to(device);
+    const auto long_freq = rope_inverse_frequencies(rope, config_.rotary_dim, static_cast<std::int64_t>(rope.original_max_positions) + 1).to(device);
+    const auto is_long = (std::get<0>(positions.max(1, true)) + 1 > static_cast<std::int64_t>(rope.original_max_positions)).unsqueeze(-1);
+    inv_freq = at::where(is_long, long_freq, short_freq);
+  } else if (!inv_freq.defined()) {
+    // dynamic: by the longest position of this forward, as transformers does. mill never scores past
+    // max_position_embeddings, where dynamic equals the plain rope.
+    const auto length = positions.max().item<std::int64_t>() + 1;
+    inv_freq = rope_inverse_frequencies(rope, config_.rotary_dim, length).to(positions.device());
+  }
+  const auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;
+  const auto angles = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [B, 1, T, rotary_dim]
+  auto cos = angles.cos(), sin = angles.sin();
+  if (rope.attention_factor != 1) {
+    cos = cos * rope.attention_factor;
+    sin = sin * rope.attention_factor;
+  }
+  return {cos.to(dtype), sin.to(dtype)};
+}
+
+at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const Rotary& rotary, const at::Tensor& blocked,
+                                  KVCache* cache, std::size_t index) const {
   const auto B = x.size(0), T = x.size(1), D = config_.head_dim;
   const auto Hq = config_.heads, Hkv = config_.kv_heads, G = Hq / Hkv;
   const auto qkv = linear(x, layer.qkv_weight, layer.qkv_bias);
-  auto q = qkv.narrow(-1, 0, Hq * D).view({B, T, Hq, D}).transpose(1, 2);
-  auto k = qkv.narrow(-1, Hq * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
+  auto q = qkv.narrow(-1, 0, Hq * D);
+  auto k = qkv.narrow(-1, Hq * D, Hkv * D);
+  if (config_.qk_norm == QKNorm::whole) {
+    q = norm(q, layer.q_norm, {});
+    k = norm(k, layer.k_norm, {});
+  }
+  q = q.reshape({B, T, Hq, D});
+  k = k.reshape({B, T, Hkv, D});
+  if (config_.qk_norm == QKNorm::per_head) {
+    q = norm(q, layer.q_norm, {});
+    k = norm(k, layer.k_norm, {});
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
   if (config_.rotary_dim > 0) {
-    q = apply_rotary(q, cos, sin, config_.rotary_dim);
-    k = apply_rotary(k, cos, sin, config_.rotary_dim);
+    q = apply_rotary(q, rotary.cos, rotary.sin, config_.rotary_dim);
+    k = apply_rotary(k, rotary.cos, rotary.sin, config_.rotary_dim);
   }
   if (cache) {
     const auto start = cache->length;
@@ -192,7 +319,8 @@ at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const
     v = cache->values[index].narrow(2, 0, start + T);
   }
   const auto S = k.size(2);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale = config_.attention_scale > 0 ? config_.attention_scale : 1.0 / std::sqrt(static_cast<double>(D));
+  const double cap = config_.attention_softcap;
   const auto kt = k.transpose(-1, -2);
   // Grouped-query attention without copying keys: the G query heads of one key head share a matrix product.
   const auto chunk = std::max<std::int64_t>(1, std::min<std::int64_t>(T, kMaxScoreElements / std::max<std::int64_t>(1, B * Hq * S)));
@@ -201,6 +329,7 @@ at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const
     const auto Tc = std::min(chunk, T - t0);
     const auto qc = (Tc == T ? q : q.narrow(2, t0, Tc)).reshape({B, Hkv, G * Tc, D});
     auto scores = at::matmul(qc, kt).mul_(scale).view({B, Hq, Tc, S});
+    if (cap > 0) scores = at::tanh(scores / cap) * cap;  // Gemma 2's soft-capping, before the mask
     scores.masked_fill_(Tc == T ? blocked : blocked.narrow(2, t0, Tc), -std::numeric_limits<float>::infinity());
     auto probs = at::softmax(scores, -1, at::kFloat).to(x.scalar_type());
     outputs.push_back(at::matmul(probs.view({B, Hkv, G * Tc, S}), v).view({B, Hq, Tc, D}));
@@ -210,15 +339,44 @@ at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const
   return linear(out, layer.out_weight, layer.out_bias);
 }
 
+at::Tensor Transformer::gated(const at::Tensor& gate_up, std::int64_t width) const {
+  const auto gate = gate_up.narrow(-1, 0, width), up = gate_up.narrow(-1, width, width);
+  if (config_.activation == Activation::gelu_tanh_gated) return at::gelu(gate, "tanh") * up;
+  return at::silu(gate) * up;
+}
+
 at::Tensor Transformer::mlp(const Layer& layer, const at::Tensor& x) const {
+  if (layer.router.defined()) return mixture_of_experts(layer, x);
   auto h = linear(x, layer.up_weight, layer.up_bias);
-  if (config_.activation == Activation::silu_gated) {
-    const auto I = config_.intermediate_size;
-    h = at::silu(h.narrow(-1, 0, I)) * h.narrow(-1, I, I);
+  if (config_.activation == Activation::silu_gated || config_.activation == Activation::gelu_tanh_gated) {
+    h = gated(h, config_.intermediate_size);
   } else {
     h = at::gelu(h, config_.activation == Activation::gelu_tanh ? "tanh" : "none");
   }
   return linear(h, layer.down_weight, layer.down_bias);
+}
+
+// Mixtral / Qwen3-MoE: softmax over the router's logits in float32, the top experts_per_token kept (and, where the
+// model says so, renormalised to sum to one), each token's output the weighted sum of its experts' SwiGLU MLPs.
+at::Tensor Transformer::mixture_of_experts(const Layer& layer, const at::Tensor& x) const {
+  const auto H = config_.hidden_size, K = config_.experts_per_token;
+  const auto flat = x.reshape({-1, H});
+  const auto probs = at::softmax(at::linear(flat, layer.router), -1, at::kFloat);
+  auto top = at::topk(probs, K, -1);
+  auto weights = std::get<0>(top);
+  const auto chosen = std::get<1>(top);
+  if (config_.normalize_top_k) weights = weights / weights.sum(-1, true);
+  weights = weights.to(x.scalar_type()).reshape({-1});
+  auto out = at::zeros_like(flat);
+  for (std::size_t e = 0; e < layer.expert_up.size(); ++e) {
+    const auto hits = (chosen == static_cast<std::int64_t>(e)).nonzero();  // [M, 2]: token, rank
+    if (hits.size(0) == 0) continue;
+    const auto tokens = hits.select(1, 0), ranks = hits.select(1, 1);
+    const auto h = gated(at::linear(flat.index_select(0, tokens), layer.expert_up[e]), config_.expert_intermediate_size);
+    const auto y = at::linear(h, layer.expert_down[e]) * weights.index_select(0, tokens * K + ranks).unsqueeze(-1);
+    out.index_add_(0, tokens, y);
+  }
+  return out.view(x.sizes());
 }
 
 at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& mask,
@@ -229,23 +387,44 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& posi
                 ExitCode::internal);
   }
   auto x = at::embedding(embedding_, tokens);
+  // Gemma multiplies by sqrt(hidden_size) rounded to the compute dtype, as the reference does.
+  if (config_.embedding_scale > 0) x = x * at::scalar_tensor(config_.embedding_scale, x.options());
   if (config_.learned_positions) x = x + at::embedding(position_embedding_, positions);
-  at::Tensor cos, sin;
+  Rotary global, local;
   if (config_.rotary_dim > 0) {
-    const auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq_;
-    const auto angles = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [B, 1, T, rotary_dim]
-    cos = angles.cos().to(x.scalar_type());
-    sin = angles.sin().to(x.scalar_type());
+    global = rotary(positions, config_.rope, inv_freq_, x.scalar_type());
+    local = config_.has_local_rope ? rotary(positions, config_.local_rope, local_inv_freq_, x.scalar_type()) : global;
   }
   const auto blocked = mask.logical_not();
+  at::Tensor blocked_local;
+  if (config_.local_window > 0) {
+    // Sliding-window layers also block keys local_window or more positions back (by position, so prefixes,
+    // branches and left padding stay right).
+    at::Tensor key_positions = positions;
+    if (cache) {
+      cache->positions.narrow(1, cache->length, T).copy_(positions);
+      key_positions = cache->positions.narrow(1, 0, cache->length + T);
+    }
+    const auto distance = positions.unsqueeze(-1) - key_positions.unsqueeze(1);  // [B, T, S]
+    blocked_local = blocked.logical_or((distance >= config_.local_window).unsqueeze(1));
+  } else if (cache) {
+    cache->positions.narrow(1, cache->length, T).copy_(positions);
+  }
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const auto& layer = layers_[i];
+    const auto& layer_blocked = layer.local ? blocked_local : blocked;
+    const auto& layer_rotary = layer.local ? local : global;
+    auto pre = [&](const at::Tensor& weight, const at::Tensor& bias) { return weight.defined() ? norm(x, weight, bias) : x; };
     if (config_.parallel_residual) {
-      auto attended = attention(layer, norm(x, layer.norm1_weight, layer.norm1_bias), cos, sin, blocked, cache, i);
-      x = x + attended + mlp(layer, norm(x, layer.norm2_weight, layer.norm2_bias));
+      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
+      x = x + attended + mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
     } else {
-      x = x + attention(layer, norm(x, layer.norm1_weight, layer.norm1_bias), cos, sin, blocked, cache, i);
-      x = x + mlp(layer, norm(x, layer.norm2_weight, layer.norm2_bias));
+      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
+      if (layer.post1_weight.defined()) attended = norm(attended, layer.post1_weight, {});
+      x = x + attended;
+      auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
+      if (layer.post2_weight.defined()) transformed = norm(transformed, layer.post2_weight, {});
+      x = x + transformed;
     }
   }
   if (cache) cache->length += T;
@@ -253,18 +432,26 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& posi
 }
 
 at::Tensor Transformer::log_probs(const at::Tensor& hidden) const {
-  return at::log_softmax(at::linear(hidden, lm_head_).to(at::kFloat), -1);
+  auto logits = at::linear(hidden, lm_head_).to(at::kFloat);
+  if (config_.final_softcap > 0) logits = at::tanh(logits / config_.final_softcap) * config_.final_softcap;
+  return at::log_softmax(logits, -1);
 }
 
 std::int64_t Transformer::parameter_count() const {
   std::int64_t total = embedding_.numel() + (lm_head_.is_same(embedding_) ? 0 : lm_head_.numel());
   if (position_embedding_.defined()) total += position_embedding_.numel();
+  for (const auto* t : {&final_norm_weight_, &final_norm_bias_}) {
+    if (t->defined()) total += t->numel();
+  }
   for (const auto& layer : layers_) {
-    for (const auto* t : {&layer.norm1_weight, &layer.norm1_bias, &layer.norm2_weight, &layer.norm2_bias, &layer.qkv_weight,
-                          &layer.qkv_bias, &layer.out_weight, &layer.out_bias, &layer.up_weight, &layer.up_bias,
-                          &layer.down_weight, &layer.down_bias}) {
+    for (const auto* t : {&layer.norm1_weight, &layer.norm1_bias, &layer.norm2_weight, &layer.norm2_bias, &layer.post1_weight,
+                          &layer.post2_weight, &layer.q_norm, &layer.k_norm, &layer.qkv_weight, &layer.qkv_bias,
+                          &layer.out_weight, &layer.out_bias, &layer.up_weight, &layer.up_bias, &layer.down_weight,
+                          &layer.down_bias, &layer.router}) {
       if (t->defined()) total += t->numel();
     }
+    for (const auto& t : layer.expert_up) total += t.numel();
+    for (const auto& t : layer.expert_down) total += t.numel();
   }
   return total;
 }

@@ -1,7 +1,9 @@
 #pragma once
-// The decoder-only transformer in the three weight layouts mill reads (Llama family, GPT-2, GPT-NeoX), mapped
-// at load time onto one canonical layer: fused q/k/v and (for gated MLPs) fused gate/up projections, so each
-// layer is a handful of matrix products whatever the architecture.
+// The decoder-only transformer in the weight layouts mill reads (the Llama family and the models written like it,
+// Phi-3, GPT-2, GPT-NeoX), mapped at load time onto one canonical layer: fused q/k/v and (for gated MLPs) fused
+// gate/up projections, so each layer is a handful of matrix products whatever the architecture. What differs
+// between families is a parameter of that layer (which norms exist and where, q/k norms, score scale and
+// soft-capping, sliding-window layers, rope variant); a mixture-of-experts MLP is the one separate piece.
 #include <ATen/ATen.h>
 
 #include <vector>
@@ -15,12 +17,17 @@ namespace mill::runtime {
 struct KVCache {
   std::vector<at::Tensor> keys;
   std::vector<at::Tensor> values;
+  at::Tensor positions;  // [batch, capacity] int64: each cached key's position (sliding-window layers need it)
   std::int64_t length = 0;
   std::int64_t capacity() const { return keys.empty() ? 0 : keys.front().size(2); }
   std::int64_t batch() const { return keys.empty() ? 0 : keys.front().size(0); }
   // Keeps only the given batch rows (after some sequences finished).
   void select_rows(const at::Tensor& rows);
 };
+
+// The rotary inverse frequencies (float32, [rotary_dim / 2]) for a forward whose largest position is
+// `length` - 1; only `dynamic` and `longrope` depend on that length.
+at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotary_dim, std::int64_t length);
 
 class Transformer {
  public:
@@ -44,21 +51,34 @@ class Transformer {
 
  private:
   struct Layer {
-    at::Tensor norm1_weight, norm1_bias, norm2_weight, norm2_bias;
+    // norm1/norm2 before attention/MLP (absent in OLMo 2); post1/post2 on the attention/MLP output before the
+    // residual add (Gemma's sandwich, OLMo 2).
+    at::Tensor norm1_weight, norm1_bias, norm2_weight, norm2_bias, post1_weight, post2_weight;
+    at::Tensor q_norm, k_norm;  // [head_dim] per head, or over the whole projection
     at::Tensor qkv_weight, qkv_bias;  // [(heads + 2 kv_heads) * head_dim, hidden]
     at::Tensor out_weight, out_bias;
     at::Tensor up_weight, up_bias;  // gated: gate and up stacked, [2 * intermediate, hidden]
     at::Tensor down_weight, down_bias;
+    at::Tensor router;                         // MoE: [experts, hidden]
+    std::vector<at::Tensor> expert_up, expert_down;  // MoE: per expert, gate and up stacked / down
+    bool local = false;                        // sliding-window attention
+  };
+  struct Rotary {
+    at::Tensor cos, sin;  // [B, 1, T, rotary_dim]
   };
   at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
-  at::Tensor attention(const Layer& layer, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                       const at::Tensor& mask, KVCache* cache, std::size_t index) const;
+  at::Tensor attention(const Layer& layer, const at::Tensor& x, const Rotary& rotary, const at::Tensor& mask,
+                       KVCache* cache, std::size_t index) const;
   at::Tensor mlp(const Layer& layer, const at::Tensor& x) const;
+  at::Tensor gated(const at::Tensor& gate_up, std::int64_t width) const;
+  at::Tensor mixture_of_experts(const Layer& layer, const at::Tensor& x) const;
+  Rotary rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq,
+                at::ScalarType dtype) const;
 
   TransformerConfig config_;
   at::TensorOptions options_;
   at::Tensor embedding_, position_embedding_, final_norm_weight_, final_norm_bias_, lm_head_;
-  at::Tensor inv_freq_;  // float32 [rotary_dim / 2]
+  at::Tensor inv_freq_, local_inv_freq_;  // float32 [rotary_dim / 2]; undefined when they depend on the length
   std::vector<Layer> layers_;
 };
 
