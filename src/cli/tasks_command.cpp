@@ -1,5 +1,6 @@
 // `mill tasks [NAMES]`: list the known tasks with their benchmark, output type, default n_shots, metrics, the
 // number of evaluation documents (when the data is present) and where each is defined.
+#include <algorithm>
 #include <fmt/format.h>
 #include <iostream>
 

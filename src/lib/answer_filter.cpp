@@ -1,5 +1,7 @@
 #include "mill/answer_filter.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <fmt/format.h>
 
 #include "mill/error.hpp"

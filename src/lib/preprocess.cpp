@@ -3,6 +3,7 @@
 #include <utf8proc.h>
 
 #include <algorithm>
+#include <tuple>
 #include <fmt/format.h>
 
 #include "mill/error.hpp"

@@ -1,5 +1,6 @@
 #include "mill/python_random.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <unordered_set>
