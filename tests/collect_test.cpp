@@ -197,7 +197,11 @@ TEST_CASE("collect aggregates result files into task and rollup rows", "[collect
   REQUIRE(scan.results.size() == 2);
   CHECK(scan.skipped.empty());
   const auto rows = aggregate_results(scan.results, {}, registry);
-  REQUIRE(rows.size() == 4);  // two tasks, micro, macro
+  REQUIRE(rows.size() == 6);  // two tasks; micro and macro for mmlu and for their category group mmlu_stem
+  const auto* stem = find_row(rows, "mmlu_stem", "acc", kAggregationMicro);
+  REQUIRE(stem);
+  CHECK(stem->value == Approx((0.9 * 100 + 0.5 * 300) / 400));
+  CHECK(stem->n_tasks_expected == 19);
   const auto* anatomy = find_row(rows, "mmlu_anatomy", "acc", kAggregationTask);
   REQUIRE(anatomy);
   CHECK(anatomy->value == Approx(0.9));
@@ -230,7 +234,7 @@ TEST_CASE("collect aggregates result files into task and rollup rows", "[collect
   // --metric narrows the rows; filters by task and n_shot work.
   CollectFilter only_anatomy;
   only_anatomy.tasks = {"mmlu_anatomy"};
-  CHECK(aggregate_results(scan.results, only_anatomy, registry).size() == 3);
+  CHECK(aggregate_results(scan.results, only_anatomy, registry).size() == 5);  // the task, mmlu and mmlu_stem rollups
   CollectFilter other_shots;
   other_shots.n_shots = {0};
   CHECK(aggregate_results(scan.results, other_shots, registry).empty());

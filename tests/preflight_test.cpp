@@ -95,7 +95,7 @@ TEST_CASE("each preflight problem stops schedule, its dry run (text and JSON) an
       {"mill-demo", "mmlu_anatomy", {}, "read data files but no data directory is set: pass --data_dir DIR or set MILL_DATA_DIR"},
       {"mill-demo", "missing_data", {"--data_dir", data_dir}, "data file for split \"test\" not found"},
       {"mill-demo", "typo_task", {"--data_dir", data_dir}, "unknown field `promt`; did you mean prompt?"},
-      {"mill-demo", "parquet_task", {"--data_dir", data_dir}, "field `dataset.format`: \"parquet\" is not one of csv, json, jsonl, inline"},
+      {"mill-demo", "parquet_task", {"--data_dir", data_dir}, "field `dataset.format`: \"parquet\" is not one of csv, tsv, json, jsonl, inline"},
       {"mill-demo", "demo", {"--n_shots", "25"}, "--n_shots 25 is more than the 5 few-shot example(s) in split \"train\""},
       {"mill-demo", "mmlu_anatomy", {"--n_shots", "6", "--data_dir", data_dir}, "--n_shots 6 is more than the 5 few-shot example(s) in split \"dev\""},
       {"mill-demo[SEED=1]", "demo", {}, "mill-demo has no argument \"SEED\"; did you mean seed?"},

@@ -1,6 +1,7 @@
 #pragma once
 // Task datasets: where a task's documents live (the data directory), and loaders for CSV (both MMLU layouts),
-// JSON, JSON Lines and documents written inline in the task YAML. Every document becomes a JSON object.
+// TSV, JSON, JSON Lines and documents written inline in the task YAML. Every document becomes a JSON object, after the
+// task's `dataset.filter` and then its `preprocess:` steps (preprocess.hpp).
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -37,6 +38,11 @@ SplitData load_split(const TaskInfo& task, const std::string& split, const std::
 // relative path without a data directory throws mill::Error naming --data_dir / MILL_DATA_DIR.
 std::filesystem::path data_file_path(const TaskInfo& task, const std::string& split,
                                      const std::optional<std::filesystem::path>& data_dir);
+
+// A file pattern of the task's (dataset.path, dataset.labels_path) for one split: {split} replaced, under `data_dir`
+// unless absolute.
+std::filesystem::path split_file_path(const TaskInfo& task, const std::string& pattern, const std::string& split,
+                                      const std::optional<std::filesystem::path>& data_dir);
 
 // Whether the task's documents come from files (not written inline in its YAML).
 bool task_reads_files(const TaskInfo& task);

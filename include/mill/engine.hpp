@@ -20,10 +20,12 @@ namespace mill {
 struct Sample {
   long long doc_id = 0;  // 0-based index in the evaluation split after the task's filter
   nlohmann::json doc;
-  std::string context;                     // logprobs and generative
-  std::vector<std::string> continuations;  // logprobs: one per option
-  int gold = -1;                           // index of the correct option, where there are options
-  std::string target;                      // generative: the expected answer (e.g. "C")
+  std::string context;                     // logprobs and generative (partial evaluation: the first option's)
+  std::vector<std::string> contexts;       // logprobs: one per request (partial evaluation: each option's own)
+  std::vector<std::string> continuations;  // logprobs: one per request
+  int gold = -1;                           // index of the correct option (the first, with several), where there are options
+  std::vector<int> golds;                  // every correct option (several with multiple true targets)
+  std::string target;                      // generative, and logprobs with `continuation: target`: the expected answer
   std::string text;                        // perplexity: the text scored
 };
 
@@ -33,10 +35,13 @@ struct PreparedTask {
 };
 
 
-// Loads the task's data and builds every sample's prompt. Few-shot examples are the first n_shot documents of
-// the few-shot split (skipping the document itself when it is the evaluation split). `limit` keeps the first N.
+// Loads the task's data and builds every sample's prompt. Few-shot examples come from the few-shot split (or the
+// task's inline `fewshot_documents`) as its `fewshot_sampler` picks them (fewshot.hpp). `limit` keeps the first N.
 PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> limit,
                           const std::optional<std::filesystem::path>& data_dir);
+
+// The task's inline few-shot pool (`fewshot_documents`, used as written); the task must have one.
+std::vector<nlohmann::json> fewshot_documents(const TaskInfo& task);
 
 // The request kind a task needs, in words ("log-likelihood", "generation", "rolling log-likelihood").
 std::string request_kind(OutputType type);

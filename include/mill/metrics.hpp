@@ -10,16 +10,20 @@
 namespace mill {
 
 // Log-likelihood multiple choice, as lm-evaluation-harness scores it: the prediction is the first option with the
-// highest log-likelihood (ties go to the lowest index); acc_norm divides each log-likelihood by the
-// continuation's length in bytes first.
+// highest log-likelihood (ties go to the lowest index); acc_norm divides each log-likelihood by the option's length
+// in characters (Unicode code points, Python's len) first. With several correct options (multiple true targets) a
+// prediction is correct when it is any of them.
 struct ChoiceScore {
   int predicted = -1;
   int predicted_norm = -1;
   bool correct = false;
   bool correct_norm = false;
-  bool greedy_correct = false;  // greedy decoding would have produced the gold continuation exactly
+  bool greedy_correct = false;  // greedy decoding would have produced a correct continuation exactly
+  double true_mass = 0;         // TruthfulQA MC2: softmax of the log-likelihoods summed over the correct options
 };
-ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& byte_lengths,
+ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& lengths,
+                          const std::vector<bool>& greedy, const std::vector<int>& golds);
+ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& lengths,
                           const std::vector<bool>& greedy, int gold);
 
 // Ordered regexes (PCRE2, UTF-8, Unicode \b and \w as in Python): the first pattern that matches wins; its first

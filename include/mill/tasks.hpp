@@ -15,6 +15,8 @@ std::string to_string(OutputType type);
 struct TaskInfo {
   std::string name;
   std::string benchmark;  // the group it belongs to, or empty
+  std::vector<std::string> groups;  // further groups it belongs to (`groups:`, e.g. mmlu_stem), each expandable by name
+  bool in_group(const std::string& name) const;  // its benchmark or one of its groups
   OutputType output_type = OutputType::logprobs;
   int default_n_shots = 0;
   std::string source;           // "builtin:tasks/mmlu.yaml" or the file path it came from
@@ -33,6 +35,7 @@ class TaskRegistry {
 
   const std::vector<TaskInfo>& tasks() const { return tasks_; }
   const TaskInfo* find(std::string_view name) const;
+  // Benchmark names, then the further group names (`groups:`), in definition order.
   std::vector<std::string> benchmarks() const;
 
   // Expands task and benchmark names (in order, without duplicates). An unknown name throws mill::Error

@@ -262,7 +262,7 @@ int limit_order(const std::optional<int>& limit) { return limit ? *limit : -1; }
 int benchmark_size(const TaskRegistry& registry, const std::string& benchmark, int found) {
   int count = 0;
   for (const auto& task : registry.tasks()) {
-    if (task.benchmark == benchmark) ++count;
+    if (task.in_group(benchmark)) ++count;
   }
   return count > 0 ? count : found;  // a benchmark mill no longer defines: only what was found can be counted
 }
@@ -341,13 +341,18 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       row.primary = metric.name == primary;
       row.stale = is_stale;
       rows.push_back(row);
-      if (result.benchmark.empty()) continue;
-      auto& group = groups[{result.model, result.n_shot, limit_order(result.limit), result.benchmark, metric.name}];
-      group.subjects.push_back({metric.value, metric.standard_error, metric.n});
-      if (metric.standard_error) group.methods.insert(metric.stderr_method);
-      if (group.output_type.empty()) group.output_type = result.output_type;
-      group.primary = group.primary || row.primary;
-      group.stale += is_stale;
+      // The benchmark's rollup, and those of the further groups the task belongs to (mmlu_stem).
+      std::vector<std::string> rollups;
+      if (!result.benchmark.empty()) rollups.push_back(result.benchmark);
+      if (const auto* task = registry.find(result.task)) rollups.insert(rollups.end(), task->groups.begin(), task->groups.end());
+      for (const auto& rollup : rollups) {
+        auto& group = groups[{result.model, result.n_shot, limit_order(result.limit), rollup, metric.name}];
+        group.subjects.push_back({metric.value, metric.standard_error, metric.n});
+        if (metric.standard_error) group.methods.insert(metric.stderr_method);
+        if (group.output_type.empty()) group.output_type = result.output_type;
+        group.primary = group.primary || row.primary;
+        group.stale += is_stale;
+      }
     }
   }
   for (const auto& [key, group] : groups) {

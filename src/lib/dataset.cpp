@@ -12,6 +12,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
+#include "mill/preprocess.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -123,6 +124,58 @@ std::vector<nlohmann::json> parse_generic_csv(std::string_view text, const std::
   return documents;
 }
 
+// Tab-separated values with a header row and no quoting (AI2's OpenBookQA release): every line is one record.
+std::vector<nlohmann::json> parse_tsv(std::string_view text, const std::string& source) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+  std::vector<std::vector<std::string>> rows;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    auto line = text.substr(start, end - start);
+    start = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    std::vector<std::string> row;
+    std::size_t from = 0;
+    for (std::size_t tab; (tab = line.find('\t', from)) != std::string_view::npos; from = tab + 1) {
+      row.emplace_back(line.substr(from, tab - from));
+    }
+    row.emplace_back(line.substr(from));
+    rows.push_back(std::move(row));
+  }
+  std::vector<nlohmann::json> documents;
+  if (rows.empty()) return documents;
+  const auto& header = rows[0];
+  for (std::size_t r = 1; r < rows.size(); ++r) {
+    if (rows[r].size() != header.size()) {
+      throw Error(fmt::format("{}: line {} has {} tab-separated fields but the header has {}", source, r + 1,
+                              rows[r].size(), header.size()));
+    }
+    nlohmann::json document = nlohmann::json::object();
+    for (std::size_t c = 0; c < header.size(); ++c) document[header[c]] = rows[r][c];
+    documents.push_back(std::move(document));
+  }
+  return documents;
+}
+
+// `dataset.ordered_mappings`: these fields are mappings whose key order is data (TruthfulQA's mc1_targets lists
+// its answers in order); each becomes {"choices": [keys in file order], "labels": [values]}, Hugging Face's shape.
+void unfold_ordered_mappings(const nlohmann::ordered_json& parsed, const std::vector<std::string>& fields,
+                             nlohmann::json& document) {
+  for (const auto& field : fields) {
+    const auto it = parsed.find(field);
+    if (it == parsed.end() || !it->is_object()) continue;
+    auto choices = nlohmann::json::array();
+    auto labels = nlohmann::json::array();
+    for (const auto& item : it->items()) {
+      choices.push_back(item.key());
+      labels.push_back(nlohmann::json::parse(item.value().dump()));
+    }
+    document[field] = {{"choices", std::move(choices)}, {"labels", std::move(labels)}};
+  }
+}
+
 std::vector<nlohmann::json> parse_json_documents(const std::string& text, const std::string& source) {
   auto parsed = nlohmann::json::parse(text, nullptr, false);
   if (parsed.is_discarded()) throw Error(fmt::format("{}: not valid JSON", source));
@@ -155,7 +208,6 @@ std::vector<nlohmann::json> parse_jsonl_documents(const std::string& text, const
   return documents;
 }
 
-std::string scalar_text(const nlohmann::json& value) { return value.is_string() ? value.get<std::string>() : value.dump(); }
 
 std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})", task.name, task.source); }
 
@@ -171,6 +223,30 @@ const nlohmann::json& dataset_of(const TaskInfo& task) {
 std::vector<nlohmann::json> parse_documents(const TaskInfo& task, std::string_view text, const std::string& source) {
   const auto& dataset = dataset_of(task);
   const auto format = dataset.value("format", std::string());
+  if (format == "tsv") return parse_tsv(text, source);
+  const auto ordered = dataset.value("ordered_mappings", std::vector<std::string>());
+  if (!ordered.empty() && (format == "json" || format == "jsonl")) {
+    // Parsed twice: once as usual, once keeping key order for the named fields.
+    auto documents = format == "json" ? parse_json_documents(std::string(text), source)
+                                      : parse_jsonl_documents(std::string(text), source);
+    std::vector<nlohmann::ordered_json> in_order;
+    if (format == "json") {
+      for (auto& item : nlohmann::ordered_json::parse(text)) in_order.push_back(std::move(item));
+    } else {
+      std::size_t start = 0;
+      while (start < text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        const auto line = trim(text.substr(start, end - start));
+        start = end + 1;
+        if (!line.empty()) in_order.push_back(nlohmann::ordered_json::parse(line));
+      }
+    }
+    for (std::size_t i = 0; i < documents.size() && i < in_order.size(); ++i) {
+      unfold_ordered_mappings(in_order[i], ordered, documents[i]);
+    }
+    return documents;
+  }
   if (format == "json") return parse_json_documents(std::string(text), source);
   if (format == "jsonl") return parse_jsonl_documents(std::string(text), source);
   const auto layout = dataset.value("layout", std::string());
@@ -197,6 +273,31 @@ void apply_filter(const TaskInfo& task, std::vector<nlohmann::json>& documents) 
     if (keep) kept.push_back(std::move(document));
   }
   documents = std::move(kept);
+}
+
+// `dataset.labels_path`: a file of one label per line, aligned with the documents (PIQA's valid-labels.lst); each
+// line becomes the field `dataset.labels_field` (an integer when it is one).
+void attach_labels(const TaskInfo& task, const std::string& text, const std::string& source,
+                   std::vector<nlohmann::json>& documents) {
+  const auto field = dataset_of(task).value("labels_field", std::string("label"));
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(trim(std::string_view(text).substr(start, end - start)));
+    start = end + 1;
+  }
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (lines.size() != documents.size()) {
+    throw Error(fmt::format("{}: {} has {} labels for {} documents (one label per line, in document order)",
+                            task_where(task), source, lines.size(), documents.size()));
+  }
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto& line = lines[i];
+    const bool integer = !line.empty() && line.size() < 10 && line.find_first_not_of("0123456789") == std::string::npos;
+    documents[i][field] = integer ? nlohmann::json(std::stoi(line)) : nlohmann::json(line);
+  }
 }
 
 std::string missing_file_message(const TaskInfo& task, const std::string& split, const std::filesystem::path& path,
@@ -250,6 +351,11 @@ std::filesystem::path data_file_path(const TaskInfo& task, const std::string& sp
   const auto& dataset = dataset_of(task);
   const auto pattern = dataset.value("path", std::string());
   if (pattern.empty()) throw Error(fmt::format("{}: field `dataset.path` is missing", task_where(task)));
+  return split_file_path(task, pattern, split, data_dir);
+}
+
+std::filesystem::path split_file_path(const TaskInfo& task, const std::string& pattern, const std::string& split,
+                                      const std::optional<std::filesystem::path>& data_dir) {
   std::string relative = pattern;
   for (std::size_t at; (at = relative.find("{split}")) != std::string::npos;) relative.replace(at, 7, split);
   if (std::filesystem::path(relative).is_absolute()) return relative;
@@ -265,8 +371,9 @@ bool task_reads_files(const TaskInfo& task) { return dataset_of(task).value("for
 
 std::size_t check_split(const TaskInfo& task, const std::string& split, const std::optional<std::filesystem::path>& data_dir,
                         std::size_t needed, bool filtered) {
-  const auto format = dataset_of(task).value("format", std::string());
-  if (format == "inline" || format == "json") {
+  const auto& dataset = dataset_of(task);
+  const auto format = dataset.value("format", std::string());
+  if (format == "inline" || format == "json" || dataset.contains("labels_path") || dataset.contains("ordered_mappings")) {
     auto documents = load_split(task, split, data_dir).documents;
     return documents.size();  // load_split filters
   }
@@ -314,18 +421,29 @@ SplitData load_split(const TaskInfo& task, const std::string& split, const std::
     }
     data.origin = "inline";
     data.fingerprint = content_hash(documents[split].dump());
-  } else if (format == "csv" || format == "json" || format == "jsonl") {
+  } else if (format == "csv" || format == "tsv" || format == "json" || format == "jsonl") {
     const auto path = data_file_path(task, split, data_dir);
     auto content = read_file_if_exists(path);
     if (!content) throw Error(missing_file_message(task, split, path, data_dir));
     data.documents = parse_documents(task, *content, path.string());
     data.origin = path.string();
     data.fingerprint = content_hash(*content);
+    if (dataset.contains("labels_path")) {
+      const auto labels_file = split_file_path(task, dataset["labels_path"].get<std::string>(), split, data_dir);
+      auto labels = read_file_if_exists(labels_file);
+      if (!labels) throw Error(missing_file_message(task, split, labels_file, data_dir));
+      attach_labels(task, *labels, labels_file.string(), data.documents);
+      data.fingerprint = content_hash(data.fingerprint + content_hash(*labels));
+    }
   } else {
-    throw Error(fmt::format("{}: field `dataset.format`: {} is not one of csv, json, jsonl, inline", where,
+    throw Error(fmt::format("{}: field `dataset.format`: {} is not one of csv, tsv, json, jsonl, inline", where,
                             format.empty() ? std::string("missing") : quote_value(format)));
   }
   apply_filter(task, data.documents);
+  const Preprocessor preprocess(task);
+  if (!preprocess.empty()) {
+    for (auto& document : data.documents) preprocess.apply(document);
+  }
   return data;
 }
 

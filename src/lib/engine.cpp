@@ -11,7 +11,10 @@
 #include <ctime>
 #include <fmt/format.h>
 
+#include "mill/answer_filter.hpp"
 #include "mill/dataset.hpp"
+#include "mill/fewshot.hpp"
+#include "mill/preprocess.hpp"
 #include "mill/error.hpp"
 #include "mill/journal.hpp"
 #include "mill/metrics.hpp"
@@ -32,11 +35,6 @@ std::size_t code_points(const std::string& text) {
   std::size_t count = 0;
   for (unsigned char c : text) count += (c & 0xC0) != 0x80;
   return count;
-}
-
-// Multiple-choice tasks have options and a gold index; free-form generative tasks give a `target` template instead.
-bool has_options(const TaskInfo& task) {
-  return task.output_type == OutputType::logprobs || !task.definition.contains("target");
 }
 
 std::string iso_time(std::chrono::system_clock::time_point when) {
@@ -106,27 +104,36 @@ PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> l
   }
   SplitData shots_data;
   const SplitData* shots = &eval;
+  const auto settings = fewshot_settings(task);
+  const bool inline_shots = task.definition.contains("fewshot_documents");
   if (n_shot > 0 && task.output_type != OutputType::perplexity) {
-    if (fewshot_split.empty()) {
+    if (inline_shots) {
+      shots_data.documents = fewshot_documents(task);
+      shots_data.origin = "inline";
+      shots_data.fingerprint = content_hash(task.definition["fewshot_documents"].dump());
+      shots = &shots_data;
+    } else if (fewshot_split.empty()) {
       throw Error(fmt::format("{}: --n_shots {} needs few-shot examples but the task has no `fewshot_split`", where, n_shot));
-    }
-    if (fewshot_split != eval_split) {
+    } else if (fewshot_split != eval_split) {
       shots_data = load_split(task, fewshot_split, data_dir);
       shots = &shots_data;
     }
-    prepared.data["fewshot"] = {{"split", fewshot_split},
+    prepared.data["fewshot"] = {{"split", inline_shots ? std::string("fewshot_documents") : fewshot_split},
                                 {"origin", shots->origin},
                                 {"fingerprint", shots->fingerprint},
                                 {"documents", shots->documents.size()}};
-    const std::size_t available = shots->documents.size() - (shots == &eval ? 1 : 0);
-    if (static_cast<std::size_t>(n_shot) > available) {
+    const bool same = shots == &eval;
+    const auto needed = fewshot_pool_needed(settings, static_cast<std::size_t>(n_shot), same);
+    if (needed > shots->documents.size()) {
+      const auto extra = needed - static_cast<std::size_t>(n_shot);  // the evaluated document, drawn or skipped
       throw Error(fmt::format("{}: --n_shots {} is more than the {} few-shot example(s) in split {}", where, n_shot,
-                              available, quote_value(fewshot_split)));
+                              shots->documents.size() > extra ? shots->documents.size() - extra : 0,
+                              quote_value(inline_shots ? std::string("fewshot_documents") : fewshot_split)));
     }
   }
+  FewshotSampler sampler(settings, shots->documents, shots == &eval);
   std::size_t count = eval.documents.size();
   if (limit && static_cast<std::size_t>(*limit) < count) count = static_cast<std::size_t>(*limit);
-  const bool options = has_options(task);
   for (std::size_t i = 0; i < count; ++i) {
     Sample sample;
     sample.doc_id = static_cast<long long>(i);
@@ -134,24 +141,44 @@ PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> l
     if (task.output_type == OutputType::perplexity) {
       sample.text = prompt.text(sample.doc);
     } else {
-      std::vector<const nlohmann::json*> examples;
-      for (std::size_t k = 0; examples.size() < static_cast<std::size_t>(n_shot) && k < shots->documents.size(); ++k) {
-        if (shots == &eval && k == i) continue;
-        examples.push_back(&shots->documents[k]);
+      const auto examples = sampler.next(n_shot > 0 ? static_cast<std::size_t>(n_shot) : 0, i, sample.doc);
+      if (prompt.has_options()) {
+        sample.golds = prompt.answer_indices(sample.doc);
+        sample.gold = sample.golds.front();
       }
-      sample.context = prompt.context(examples, sample.doc);
-      if (options) sample.gold = prompt.answer_index(sample.doc);
       if (task.output_type == OutputType::logprobs) {
+        sample.contexts = prompt.request_contexts(examples, sample.doc);
+        sample.context = sample.contexts.front();
         sample.continuations = prompt.continuations(sample.doc);
+        // Options in the context (partial evaluation) give one context per option; otherwise one is shared.
+        sample.contexts.resize(sample.continuations.size(), sample.context);
+        if (prompt.continuation() == ContinuationKind::target) {
+          sample.target = sample.continuations.front();
+          sample.gold = 0;
+          sample.golds = {0};
+        }
       } else {
-        sample.target = task.definition.contains("target")
-                            ? prompt.render(task.definition["target"].get<std::string>(), sample.doc, "target")
-                            : prompt.answer_label(sample.doc);
+        sample.context = prompt.context(examples, sample.doc);
+        sample.target = prompt.has_target() ? prompt.target(sample.doc) : prompt.answer_label(sample.doc);
       }
     }
     prepared.samples.push_back(std::move(sample));
   }
   return prepared;
+}
+
+std::vector<nlohmann::json> fewshot_documents(const TaskInfo& task) {
+  const auto where = task_where(task);
+  const auto& list = task.definition.at("fewshot_documents");
+  if (!list.is_array() || list.empty()) {
+    throw Error(fmt::format("{}: field `fewshot_documents` must be a non-empty list of documents (mappings)", where));
+  }
+  std::vector<nlohmann::json> out;  // written in final form: not preprocessed (as lm-eval's fewshot_config.samples)
+  for (const auto& document : list) {
+    if (!document.is_object()) throw Error(fmt::format("{}: every entry of `fewshot_documents` must be a mapping", where));
+    out.push_back(document);
+  }
+  return out;
 }
 
 nlohmann::json aggregate_scores(const std::vector<std::string>& metrics, const std::vector<nlohmann::json>& entries) {
@@ -166,7 +193,11 @@ nlohmann::json aggregate_scores(const std::vector<std::string>& metrics, const s
   for (const auto& metric : metrics) {
     if (metric == "perplexity" || metric == "bits_per_byte") {
       const auto nll = column("nll");
-      const auto denominator = column(metric == "perplexity" ? "tokens" : "bytes");
+      // A rolling perplexity divides by tokens; a target's (logprobs `continuation: target`, LAMBADA) averages over
+      // documents, as lm-eval's loglikelihood perplexity exp(-mean(ll)).
+      const bool per_document = metric == "perplexity" && !entries.empty() && !entries.front().at("scores").contains("tokens");
+      const auto denominator = per_document ? std::vector<double>(entries.size(), 1.0)
+                                            : column(metric == "perplexity" ? "tokens" : "bytes");
       double top = 0;
       double bottom = 0;
       for (std::size_t i = 0; i < nll.size(); ++i) {
@@ -214,10 +245,14 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
   const bool text_continuations = prompt.continuation_is_text();
   GenerationSettings generation;
   std::optional<AnswerExtractor> extractor;
+  std::vector<AnswerFilter> filters;
+  const AnswerNormalizer normalizer(task);
+  const auto delimiter_length = code_points(task.definition.value("prompt", nlohmann::json::object())
+                                                .value("target_delimiter", std::string(" ")));
   if (task.output_type == OutputType::generative) {
     generation = generation_settings(task);
-    const auto patterns = extraction_patterns(task);
-    extractor.emplace(patterns);
+    filters = answer_filters(task);
+    if (filters.empty()) extractor.emplace(extraction_patterns(task));
   }
 
   JobOutcome outcome;
@@ -253,7 +288,10 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
     if (task.output_type == OutputType::logprobs) {
       std::vector<LoglikelihoodRequest> requests;
       for (std::size_t s = start; s < end; ++s) {
-        for (const auto& continuation : pending[s]->continuations) requests.push_back({pending[s]->context, continuation});
+        const auto& sample = *pending[s];
+        for (std::size_t c = 0; c < sample.continuations.size(); ++c) {
+          requests.push_back({sample.contexts[c], sample.continuations[c]});
+        }
       }
       const auto results = backend.loglikelihood(requests);
       if (results.size() != requests.size()) {
@@ -273,22 +311,31 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
         for (const auto& continuation : sample.continuations) {
           const auto& result = results[r++];
           logprobs.push_back(result.logprob);
-          lengths.push_back(code_points(continuation));
+          // acc_norm divides by the option's own length, without the target delimiter (lm-eval's len(choice)).
+          lengths.push_back(code_points(continuation) - std::min(code_points(continuation), delimiter_length));
           greedy.push_back(result.greedy);
           tokens += result.n_tokens;
           response["logprobs"].push_back(result.logprob);
           response["greedy"].push_back(result.greedy);
           response["n_tokens"].push_back(result.n_tokens);
         }
-        const auto score = score_choices(logprobs, lengths, greedy, sample.gold);
-        nlohmann::json scores = {{"acc", score.correct ? 1.0 : 0.0}, {"greedy_acc", score.greedy_correct ? 1.0 : 0.0}};
+        const auto score = score_choices(logprobs, lengths, greedy, sample.golds);
+        nlohmann::json scores = {{"greedy_acc", score.greedy_correct ? 1.0 : 0.0}};
+        if (prompt.continuation() == ContinuationKind::target) {
+          scores["nll"] = -logprobs.front();  // corpus perplexity: exp of the mean over documents (lm-eval's)
+        } else {
+          scores["acc"] = score.correct ? 1.0 : 0.0;
+          scores["mc2"] = score.true_mass;
+        }
         if (text_continuations) scores["acc_norm"] = score.correct_norm ? 1.0 : 0.0;
+        nlohmann::json request = {{"context", sample.context}, {"continuations", sample.continuations}};
+        if (prompt.continuation() == ContinuationKind::suffix) request["contexts"] = sample.contexts;
         nlohmann::json entry = {{"doc_id", sample.doc_id},
                                 {"scores", scores},
-                                {"target", sample.gold},
+                                {"target", sample.golds.size() > 1 ? nlohmann::json(sample.golds) : nlohmann::json(sample.gold)},
                                 {"target_text", sample.continuations[static_cast<std::size_t>(sample.gold)]},
                                 {"prediction", score.predicted},
-                                {"request", {{"context", sample.context}, {"continuations", sample.continuations}}},
+                                {"request", request},
                                 {"response", response},
                                 {"n_tokens", tokens}};
         if (text_continuations) entry["prediction_norm"] = score.predicted_norm;
@@ -306,17 +353,33 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
       for (std::size_t s = start; s < end; ++s) {
         const auto& sample = *pending[s];
         const auto& result = results[s - start];
-        const auto match = extractor->extract(result.text);
-        const bool correct = match && trim(match->answer) == sample.target;
+        nlohmann::json scores = {{"hit_token_limit_rate", result.hit_token_limit ? 1.0 : 0.0}};
+        nlohmann::json prediction;
+        nlohmann::json extracted_by;
+        if (filters.empty()) {
+          const auto match = extractor->extract(result.text);
+          scores["exact_match"] = match && normalizer.same(trim(match->answer), sample.target) ? 1.0 : 0.0;
+          scores["unparsed_rate"] = match ? 0.0 : 1.0;
+          if (match) {
+            prediction = match->answer;
+            extracted_by = match->pattern;
+          }
+        } else {
+          // Every filter gives its own answer and its own metrics (lm-eval's strict-match and flexible-extract).
+          prediction = nlohmann::json::object();
+          for (const auto& filter : filters) {
+            const auto answer = filter.apply(result.text);
+            scores["exact_match_" + filter.name] = answer && normalizer.same(*answer, sample.target) ? 1.0 : 0.0;
+            scores["unparsed_rate_" + filter.name] = answer ? 0.0 : 1.0;
+            prediction[filter.name] = answer ? nlohmann::json(*answer) : nlohmann::json();
+          }
+        }
         nlohmann::json entry = {
             {"doc_id", sample.doc_id},
-            {"scores",
-             {{"exact_match", correct ? 1.0 : 0.0},
-              {"unparsed_rate", match ? 0.0 : 1.0},
-              {"hit_token_limit_rate", result.hit_token_limit ? 1.0 : 0.0}}},
+            {"scores", scores},
             {"target", sample.target},
-            {"prediction", match ? nlohmann::json(match->answer) : nlohmann::json()},
-            {"extracted_by", match ? nlohmann::json(match->pattern) : nlohmann::json()},
+            {"prediction", prediction},
+            {"extracted_by", extracted_by},
             {"request",
              {{"context", sample.context}, {"stop", generation.stop}, {"max_new_tokens", generation.max_new_tokens}}},
             {"response", {{"text", result.text}, {"hit_token_limit", result.hit_token_limit}, {"n_tokens", result.n_tokens}}},

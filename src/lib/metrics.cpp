@@ -3,6 +3,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -11,14 +12,14 @@
 
 namespace mill {
 
-ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& byte_lengths,
-                          const std::vector<bool>& greedy, int gold) {
+ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& lengths,
+                          const std::vector<bool>& greedy, const std::vector<int>& golds) {
   ChoiceScore score;
   if (logprobs.empty()) return score;
   double best = 0;
   double best_norm = 0;
   for (std::size_t i = 0; i < logprobs.size(); ++i) {
-    const double norm = logprobs[i] / static_cast<double>(std::max<std::size_t>(1, byte_lengths.at(i)));
+    const double norm = logprobs[i] / static_cast<double>(std::max<std::size_t>(1, lengths.at(i)));
     if (score.predicted < 0 || logprobs[i] > best) {
       best = logprobs[i];
       score.predicted = static_cast<int>(i);
@@ -28,10 +29,30 @@ ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector
       score.predicted_norm = static_cast<int>(i);
     }
   }
-  score.correct = score.predicted == gold;
-  score.correct_norm = score.predicted_norm == gold;
-  score.greedy_correct = gold >= 0 && static_cast<std::size_t>(gold) < greedy.size() && greedy[gold];
+  auto is_gold = [&](int index) { return std::find(golds.begin(), golds.end(), index) != golds.end(); };
+  score.correct = is_gold(score.predicted);
+  score.correct_norm = is_gold(score.predicted_norm);
+  for (int gold : golds) {
+    if (gold >= 0 && static_cast<std::size_t>(gold) < greedy.size() && greedy[static_cast<std::size_t>(gold)]) {
+      score.greedy_correct = true;
+    }
+  }
+  // exp(ll) / sum(exp(ll)) computed from the largest log-likelihood: the same value as lm-eval's direct form, which
+  // underflows to 0/0 only for continuations far less likely than any float64 can hold.
+  double total = 0;
+  double mass = 0;
+  for (std::size_t i = 0; i < logprobs.size(); ++i) {
+    const double weight = std::exp(logprobs[i] - best);
+    total += weight;
+    if (is_gold(static_cast<int>(i))) mass += weight;
+  }
+  score.true_mass = total > 0 ? mass / total : 0;
   return score;
+}
+
+ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector<std::size_t>& lengths,
+                          const std::vector<bool>& greedy, int gold) {
+  return score_choices(logprobs, lengths, greedy, std::vector<int>{gold});
 }
 
 struct AnswerExtractor::Compiled {

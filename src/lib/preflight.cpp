@@ -10,6 +10,7 @@
 #include "mill/checkpoint_files.hpp"
 #include "mill/dataset.hpp"
 #include "mill/error.hpp"
+#include "mill/fewshot.hpp"
 #include "mill/model_args.hpp"
 #include "mill/resources.hpp"
 #include "mill/task_check.hpp"
@@ -47,13 +48,22 @@ void check_data(const PreflightRequest& request, const TaskInfo& task, std::vect
   const int n_shot = largest_n_shot(request, task);
   if (n_shot == 0 || task.output_type == OutputType::perplexity) return;
   const auto fewshot_split = task.definition.value("fewshot_split", std::string());
+  if (task.definition.contains("fewshot_documents")) return;  // written in the task: check_task_definition checked them
   if (fewshot_split.empty()) {
     report(fmt::format("{}: --n_shots {} needs few-shot examples but the task has no `fewshot_split` (use --n_shots 0)",
                        where, n_shot));
     return;
   }
-  // From the evaluation split itself, a document is never its own example: one more is needed.
-  const std::size_t own = fewshot_split == eval_split ? 1 : 0;
+  // From the evaluation split itself, a document is never its own example: one more is needed (the engine's rule).
+  FewshotSettings settings;
+  try {
+    settings = fewshot_settings(task);
+  } catch (const Error& e) {
+    report(e.what());
+    return;
+  }
+  const std::size_t own = fewshot_pool_needed(settings, static_cast<std::size_t>(n_shot), fewshot_split == eval_split) -
+                          static_cast<std::size_t>(n_shot);
   try {
     const auto found = check_split(task, fewshot_split, request.data_dir, static_cast<std::size_t>(n_shot) + own, true);
     if (found < static_cast<std::size_t>(n_shot) + own) {

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include "mill/error.hpp"
+#include "mill/preprocess.hpp"
+#include "mill/regex.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -11,9 +13,9 @@ namespace mill {
 namespace {
 
 std::string string_field(const nlohmann::json& object, const char* name, const std::string& fallback,
-                         const std::string& where) {
+                         const std::string& where, const char* prefix = "prompt.") {
   if (!object.contains(name) || object[name].is_null()) return fallback;
-  if (!object[name].is_string()) throw Error(fmt::format("{}: field `prompt.{}` must be a string", where, name));
+  if (!object[name].is_string()) throw Error(fmt::format("{}: field `{}{}` must be a string", where, prefix, name));
   return object[name].get<std::string>();
 }
 
@@ -28,17 +30,11 @@ std::vector<std::string> string_list(const nlohmann::json& object, const char* n
   return out;
 }
 
-// Python's str.strip(): leading and trailing whitespace.
-std::string strip(const std::string& text) {
-  const char* space = " \t\n\r\f\v";
-  const auto first = text.find_first_not_of(space);
-  if (first == std::string::npos) return {};
-  return text.substr(first, text.find_last_not_of(space) - first + 1);
-}
-
-std::string scalar(const nlohmann::json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  return value.dump();
+// A 0/1 (or false/true) flag of a multiple-true-targets answer list.
+std::optional<bool> flag_of(const nlohmann::json& value) {
+  if (value.is_boolean()) return value.get<bool>();
+  if (value.is_number_integer() && (value.get<long long>() == 0 || value.get<long long>() == 1)) return value.get<long long>() == 1;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -72,27 +68,57 @@ PromptBuilder::PromptBuilder(const TaskInfo& task) : task_(task.name) {
     }
     if (!ok) throw Error(fmt::format("{}: field `prompt.fewshot_replace` must be a list of [from, to] string pairs", where));
   }
-  continuation_ = string_field(prompt, "continuation", "label", where);
-  if (continuation_ != "label" && continuation_ != "option") {
-    throw Error(fmt::format("{}: field `prompt.continuation`: {} is not one of label, option", where,
-                            quote_value(continuation_)));
+  const auto continuation = string_field(prompt, "continuation", "label", where);
+  if (continuation == "label") {
+    continuation_ = ContinuationKind::label;
+  } else if (continuation == "option") {
+    continuation_ = ContinuationKind::option;
+  } else if (continuation == "suffix") {
+    continuation_ = ContinuationKind::suffix;
+  } else if (continuation == "target") {
+    continuation_ = ContinuationKind::target;
+  } else {
+    throw Error(fmt::format("{}: field `prompt.continuation`: {} is not one of label, option, suffix, target", where,
+                            quote_value(continuation)));
   }
-  answer_field_ = task.definition.value("answer_field", std::string("answer"));
-  text_field_ = task.definition.value("text_field", std::string("text"));
+  suffix_ = string_field(prompt, "suffix", "", where);
+  if (continuation_ == ContinuationKind::suffix && suffix_.empty()) {
+    throw Error(fmt::format("{}: `prompt.continuation: suffix` needs `prompt.suffix`, the template of the text scored "
+                            "after each option-filled context",
+                            where));
+  }
+  if (continuation_ != ContinuationKind::suffix && !suffix_.empty()) {
+    throw Error(fmt::format("{}: field `prompt.suffix` applies only with `prompt.continuation: suffix`", where));
+  }
+  answer_field_ = string_field(task.definition, "answer_field", "answer", where, "");
+  answer_labels_field_ = string_field(task.definition, "answer_labels_field", "", where, "");
+  text_field_ = string_field(task.definition, "text_field", "text", where, "");
+  target_ = string_field(task.definition, "target", "", where, "");
+  const auto target_regex = string_field(task.definition, "target_regex", "", where, "");
+  if (!target_regex.empty()) {
+    if (target_.empty()) throw Error(fmt::format("{}: field `target_regex` needs `target` (the template it reads)", where));
+    target_regex_ = std::make_shared<const Regex>(target_regex, where + ": field `target_regex`");
+  }
+  if (continuation_ == ContinuationKind::target && target_.empty()) {
+    throw Error(fmt::format("{}: `prompt.continuation: target` needs `target`, the template of the scored continuation", where));
+  }
+  has_options_ = task.output_type == OutputType::logprobs ? continuation_ != ContinuationKind::target : target_.empty();
 }
 
 std::vector<std::string> PromptBuilder::options(const nlohmann::json& doc) const {
-  if (!doc.contains(options_field_) || !doc[options_field_].is_array()) {
+  const auto list = field_value(doc, options_field_);
+  if (!list || !list->is_array()) {
     throw Error(fmt::format("task {}: document has no list field {} (prompt.options_field)", task_,
                             quote_value(options_field_)));
   }
   std::vector<std::string> out;
-  for (const auto& option : doc[options_field_]) {
-    auto text = scalar(option);
+  for (const auto& option : *list) {
+    auto text = scalar_text(option);
     if (std::find(drop_options_.begin(), drop_options_.end(), text) != drop_options_.end()) continue;
     out.push_back(std::move(text));
   }
-  if (out.size() > labels_.size()) {
+  // Labels are needed only where they are shown or scored; label() names a missing one.
+  if (out.size() > labels_.size() && (continuation_ == ContinuationKind::label || template_.find("{options}") != std::string::npos)) {
     throw Error(fmt::format("task {}: a document has {} options but prompt.labels has only {}", task_, out.size(),
                             labels_.size()));
   }
@@ -104,35 +130,68 @@ std::string PromptBuilder::label(std::size_t index) const {
   return labels_[index];
 }
 
-int PromptBuilder::answer_index(const nlohmann::json& doc) const {
-  if (!doc.contains(answer_field_)) {
-    throw Error(fmt::format("task {}: document has no answer field {}", task_, quote_value(answer_field_)));
-  }
-  const auto& answer = doc[answer_field_];
+std::vector<int> PromptBuilder::answer_indices(const nlohmann::json& doc) const {
+  const auto found = field_value(doc, answer_field_);
+  if (!found) throw Error(fmt::format("task {}: document has no answer field {}", task_, quote_value(answer_field_)));
+  const auto& answer = *found;
   const auto count = options(doc).size();
+  if (answer.is_array()) {
+    // Multiple true targets: one 0/1 flag per option.
+    std::vector<int> indices;
+    bool flags = answer.size() == count;
+    for (std::size_t i = 0; flags && i < answer.size(); ++i) {
+      const auto flag = flag_of(answer[i]);
+      if (!flag) flags = false;
+      else if (*flag) indices.push_back(static_cast<int>(i));
+    }
+    if (!flags || indices.empty()) {
+      throw Error(fmt::format("task {}: answer field {} holds a list; it must give one 0/1 flag per option ({} options) "
+                              "with at least one 1, not {}",
+                              task_, quote_value(answer_field_), count, answer.dump()));
+    }
+    return indices;
+  }
+  if (!answer_labels_field_.empty()) {
+    // The answer is one of the document's own labels (ARC's answerKey among choices.label).
+    const auto labels = field_value(doc, answer_labels_field_);
+    if (!labels || !labels->is_array()) {
+      throw Error(fmt::format("task {}: document has no list field {} (answer_labels_field)", task_,
+                              quote_value(answer_labels_field_)));
+    }
+    const auto text = trim(scalar_text(answer));
+    for (std::size_t i = 0; i < labels->size() && i < count; ++i) {
+      if (scalar_text((*labels)[i]) == text) return {static_cast<int>(i)};
+    }
+    throw Error(fmt::format("task {}: answer {} is not one of the document's labels {}", task_, quote_value(text),
+                            labels->dump()));
+  }
   if (answer.is_number_integer()) {
     const auto index = answer.get<long long>();
     if (index < 0 || static_cast<std::size_t>(index) >= count) {
-      throw Error(fmt::format("task {}: answer index {} is outside 0..{}", task_, index, count - 1));
+      throw Error(fmt::format("task {}: answer index {} is outside 0..{}", task_, index, count == 0 ? 0 : count - 1));
     }
-    return static_cast<int>(index);
+    return {static_cast<int>(index)};
   }
   if (answer.is_string()) {
     const auto text = trim(answer.get<std::string>());
-    for (std::size_t i = 0; i < count; ++i) {
-      if (labels_[i] == text) return static_cast<int>(i);
+    for (std::size_t i = 0; i < count && i < labels_.size(); ++i) {
+      if (labels_[i] == text) return {static_cast<int>(i)};
     }
-    if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+    if (!text.empty() && text.size() < 9 && text.find_first_not_of("0123456789") == std::string::npos) {
       const auto index = std::stoul(text);
-      if (index < count) return static_cast<int>(index);
+      if (index < count) return {static_cast<int>(index)};
     }
   }
   throw Error(fmt::format("task {}: answer {} is neither an option index nor one of the labels {}", task_,
-                          answer.dump(), join(std::vector<std::string>(labels_.begin(), labels_.begin() + count), ",")));
+                          answer.dump(), join(std::vector<std::string>(labels_.begin(), labels_.begin() + std::min(count, labels_.size())), ",")));
 }
 
-std::string PromptBuilder::render(const std::string& pattern, const nlohmann::json& doc, const std::string& field_name) const {
+int PromptBuilder::answer_index(const nlohmann::json& doc) const { return answer_indices(doc).front(); }
+
+std::string PromptBuilder::render(const std::string& pattern, const nlohmann::json& doc, const std::string& field_name,
+                                  const std::string* option) const {
   std::string out;
+  const auto what = fmt::format("field `{}`", field_name);
   for (std::size_t i = 0; i < pattern.size();) {
     if (pattern.compare(i, 2, "{{") == 0 || pattern.compare(i, 2, "}}") == 0) {
       out += pattern[i];
@@ -144,86 +203,122 @@ std::string PromptBuilder::render(const std::string& pattern, const nlohmann::js
       continue;
     }
     const auto close = pattern.find('}', i);
-    if (close == std::string::npos) {
-      throw Error(fmt::format("task {}: field `prompt.{}` has an unclosed '{{'", task_, field_name));
-    }
-    auto name = pattern.substr(i + 1, close - i - 1);
-    bool strip_it = false;
-    if (const auto bar = name.find('|'); bar != std::string::npos) {
-      const auto filter = name.substr(bar + 1);
-      if (filter != "strip") {
-        throw Error(fmt::format("task {}: field `prompt.{}`: filter {} is unknown (only strip)", task_, field_name,
-                                quote_value(filter)));
-      }
-      strip_it = true;
-      name = name.substr(0, bar);
-    }
+    if (close == std::string::npos) throw Error(fmt::format("task {}: {} has an unclosed '{{'", task_, what));
+    const auto inside = pattern.substr(i + 1, close - i - 1);
+    const auto bar = inside.find('|');
+    const auto name = inside.substr(0, bar);
     std::string value;
     if (name == "options") {
       const auto list = options(doc);
       for (std::size_t k = 0; k < list.size(); ++k) {
-        std::string line;
         for (std::size_t j = 0; j < option_template_.size();) {
           if (option_template_.compare(j, 7, "{label}") == 0) {
-            line += labels_[k];
+            value += labels_[k];
             j += 7;
           } else if (option_template_.compare(j, 8, "{option}") == 0) {
-            line += list[k];
+            value += list[k];
             j += 8;
           } else {
-            line += option_template_[j++];
+            value += option_template_[j++];
           }
         }
-        value += line;
       }
     } else if (name == "answer_label") {
       value = answer_label(doc);
     } else if (name == "answer_option") {
       value = options(doc)[static_cast<std::size_t>(answer_index(doc))];
-    } else if (doc.contains(name)) {
-      value = scalar(doc[name]);
+    } else if (name == "option" && !doc.contains("option")) {
+      if (!option) {
+        throw Error(fmt::format("task {}: {} uses {{option}}, which only templates of `prompt.continuation: suffix` "
+                                "tasks may use (the option being scored)",
+                                task_, what));
+      }
+      value = *option;
+    } else if (auto found = field_value(doc, name)) {
+      value = scalar_text(*found);
     } else {
-      throw Error(fmt::format("task {}: field `prompt.{}` uses {{{}}} but the document has no field {}", task_,
-                              field_name, name, quote_value(name)));
+      throw Error(fmt::format("task {}: {} uses {{{}}} but the document has no field {}", task_, what, name,
+                              quote_value(name)));
     }
-    out += strip_it ? strip(value) : value;
+    if (bar != std::string::npos) {
+      for (const auto& filter : split_list(inside.substr(bar + 1), '|')) {
+        auto filtered = apply_text_filter(filter, value);
+        if (!filtered) {
+          throw Error(fmt::format("task {}: {}: filter {} is unknown (valid: {})", task_, what, quote_value(filter),
+                                  join(kTextFilters, ", ")));
+        }
+        value = std::move(*filtered);
+      }
+    }
+    out += value;
     i = close + 1;
   }
   return out;
 }
 
-std::string PromptBuilder::render_question(const nlohmann::json& doc) const { return render(template_, doc, "template"); }
+std::string PromptBuilder::render_question(const nlohmann::json& doc, const std::string* option) const {
+  return render(template_, doc, "prompt.template", option);
+}
 
 std::string PromptBuilder::render_shot(const nlohmann::json& doc) const {
-  auto target = render(fewshot_target_, doc, "fewshot_target");
+  auto target = render(fewshot_target_, doc, "prompt.fewshot_target");
   for (const auto& [from, to] : fewshot_replace_) {
     for (std::size_t at = 0; (at = target.find(from, at)) != std::string::npos; at += to.size()) {
       target.replace(at, from.size(), to);
     }
   }
-  return render_question(doc) + target_delimiter_ + target;
+  // A shot of a partial-evaluation task shows its correct option filled in (lm-eval's multiple-input shots).
+  std::optional<std::string> gold;
+  if (continuation_ == ContinuationKind::suffix) gold = options(doc).at(static_cast<std::size_t>(answer_index(doc)));
+  return render_question(doc, gold ? &*gold : nullptr) + target_delimiter_ + target;
+}
+
+std::vector<std::string> PromptBuilder::request_contexts(const std::vector<const nlohmann::json*>& shots,
+                                                         const nlohmann::json& doc) const {
+  std::string prefix = description_;
+  for (const auto* shot : shots) prefix += render_shot(*shot) + fewshot_delimiter_;
+  std::vector<std::string> out;
+  if (continuation_ == ContinuationKind::suffix) {
+    for (const auto& option : options(doc)) out.push_back(prefix + render_question(doc, &option) + query_suffix_);
+    return out;
+  }
+  out.push_back(prefix + render_question(doc) + query_suffix_);
+  return out;
 }
 
 std::string PromptBuilder::context(const std::vector<const nlohmann::json*>& shots, const nlohmann::json& doc) const {
-  std::string out = description_;
-  for (const auto* shot : shots) out += render_shot(*shot) + fewshot_delimiter_;
-  return out + render_question(doc) + query_suffix_;
+  return request_contexts(shots, doc).front();
 }
 
 std::vector<std::string> PromptBuilder::continuations(const nlohmann::json& doc) const {
+  if (continuation_ == ContinuationKind::target) return {target(doc)};
   const auto list = options(doc);
   std::vector<std::string> out;
   for (std::size_t i = 0; i < list.size(); ++i) {
-    out.push_back(target_delimiter_ + (continuation_ == "option" ? list[i] : labels_[i]));
+    switch (continuation_) {
+      case ContinuationKind::label: out.push_back(target_delimiter_ + labels_[i]); break;
+      case ContinuationKind::option: out.push_back(target_delimiter_ + list[i]); break;
+      default: out.push_back(target_delimiter_ + render(suffix_, doc, "prompt.suffix")); break;
+    }
   }
   return out;
 }
 
-std::string PromptBuilder::text(const nlohmann::json& doc) const {
-  if (!doc.contains(text_field_)) {
-    throw Error(fmt::format("task {}: document has no field {} (text_field)", task_, quote_value(text_field_)));
+std::string PromptBuilder::target(const nlohmann::json& doc) const {
+  auto text = render(target_, doc, "target");
+  if (!target_regex_) return text;
+  auto found = target_regex_->first(text);
+  if (!found) {
+    throw Error(fmt::format("task {}: `target_regex` {} does not match the target {}", task_,
+                            quote_value(target_regex_->pattern()), quote_value(text)));
   }
-  return scalar(doc[text_field_]);
+  return *found;
+}
+
+std::string PromptBuilder::text(const nlohmann::json& doc) const {
+  const auto found = field_value(doc, text_field_);
+  if (!found) throw Error(fmt::format("task {}: document has no field {} (text_field)", task_, quote_value(text_field_)));
+  return scalar_text(*found);
 }
 
 }  // namespace mill

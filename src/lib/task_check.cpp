@@ -3,7 +3,11 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "mill/answer_filter.hpp"
+#include "mill/engine.hpp"
 #include "mill/error.hpp"
+#include "mill/fewshot.hpp"
+#include "mill/preprocess.hpp"
 #include "mill/metrics.hpp"
 #include "mill/prompt.hpp"
 #include "mill/text.hpp"
@@ -17,7 +21,7 @@ std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})"
 // The dataset fields load_split() reads, checked without reading data.
 void check_dataset_fields(const nlohmann::json& dataset, const std::string& where) {
   const auto format = dataset.value("format", nlohmann::json());
-  const std::vector<std::string> formats = {"csv", "json", "jsonl", "inline"};
+  const std::vector<std::string> formats = {"csv", "tsv", "json", "jsonl", "inline"};
   if (!format.is_string() || std::find(formats.begin(), formats.end(), format.get<std::string>()) == formats.end()) {
     throw Error(fmt::format("{}: field `dataset.format`: {} is not one of {}", where,
                             format.is_null() ? std::string("missing") : format.dump(), join(formats, ", ")));
@@ -40,6 +44,24 @@ void check_dataset_fields(const nlohmann::json& dataset, const std::string& wher
   }
   if (dataset.contains("filter") && !dataset["filter"].is_object()) {
     throw Error(fmt::format("{}: field `dataset.filter` must map field names to values", where));
+  }
+  if (dataset.contains("labels_path") && (!dataset["labels_path"].is_string() || format == "inline")) {
+    throw Error(fmt::format("{}: field `dataset.labels_path` must be a file path (one label per line, {{split}} standing "
+                            "for the split name) beside a file-based dataset",
+                            where));
+  }
+  if (dataset.contains("labels_field") && (!dataset["labels_field"].is_string() || !dataset.contains("labels_path"))) {
+    throw Error(fmt::format("{}: field `dataset.labels_field` must be a field name, and needs `dataset.labels_path`", where));
+  }
+  if (dataset.contains("ordered_mappings")) {
+    const auto& fields = dataset["ordered_mappings"];
+    bool ok = fields.is_array() && (format == "json" || format == "jsonl");
+    for (const auto& field : ok ? fields : nlohmann::json::array()) ok = ok && field.is_string();
+    if (!ok) {
+      throw Error(fmt::format("{}: field `dataset.ordered_mappings` must be a list of field names, for json or jsonl "
+                              "datasets",
+                              where));
+    }
   }
 }
 
@@ -101,25 +123,34 @@ void check_task_definition(const TaskInfo& task) {
   const auto& definition = task.definition;
   check_keys(definition, "",
              {"task", "benchmark", "metadata", "output_type", "default_n_shots", "dataset", "eval_split", "fewshot_split",
-              "fewshot_sampler", "prompt", "answer_field", "target", "text_field", "metrics", "generation",
-              "answer_extraction"});
+              "fewshot_sampler", "fewshot_seed", "fewshot_draw_extra", "fewshot_documents", "preprocess", "prompt",
+              "answer_field", "answer_labels_field", "target", "target_regex", "text_field", "metrics", "generation",
+              "answer_extraction", "answer_filters", "answer_normalization"});
   if (!definition.contains("dataset")) throw Error(fmt::format("{}: field `dataset` is missing (see docs/tasks.md)", where));
-  check_keys(definition["dataset"], "dataset.", {"format", "path", "layout", "documents", "filter", "revision"});
+  check_keys(definition["dataset"], "dataset.",
+             {"format", "path", "layout", "documents", "filter", "revision", "labels_path", "labels_field",
+              "ordered_mappings"});
   check_dataset_fields(definition["dataset"], where);
   if (definition.contains("prompt")) {
     check_keys(definition["prompt"], "prompt.",
                {"description", "template", "options_field", "drop_options", "labels", "option_template", "query_suffix",
-                "target_delimiter", "fewshot_delimiter", "fewshot_target", "fewshot_replace", "continuation"});
+                "target_delimiter", "fewshot_delimiter", "fewshot_target", "fewshot_replace", "continuation", "suffix"});
   }
   if (definition.contains("generation")) {
     check_keys(definition["generation"], "generation.", {"stop", "max_new_tokens", "temperature"});
   }
   if (definition.contains("answer_extraction")) check_keys(definition["answer_extraction"], "answer_extraction.", {"patterns"});
-  const auto sampler = definition.value("fewshot_sampler", nlohmann::json("first_n"));
-  if (sampler != "first_n") {
-    throw Error(fmt::format("{}: field `fewshot_sampler`: {} is not supported (only first_n)", where, sampler.dump()));
+  fewshot_settings(task);
+  if (definition.contains("fewshot_documents")) {
+    if (definition.contains("fewshot_split")) {
+      throw Error(fmt::format("{}: fields `fewshot_split` and `fewshot_documents` exclude each other (one few-shot pool)", where));
+    }
+    fewshot_documents(task);
   }
-  for (const char* field : {"eval_split", "fewshot_split", "answer_field", "target", "text_field"}) {
+  Preprocessor preprocess(task);  // parses the steps and compiles their regexes
+  AnswerNormalizer normalizer(task);
+  for (const char* field : {"eval_split", "fewshot_split", "answer_field", "answer_labels_field", "target", "target_regex",
+                            "text_field"}) {
     if (definition.contains(field) && !definition[field].is_string()) {
       throw Error(fmt::format("{}: field `{}` must be a string", where, field));
     }
@@ -128,23 +159,46 @@ void check_task_definition(const TaskInfo& task) {
   task_metrics(task);
   if (task.output_type == OutputType::generative) {
     generation_settings(task);
-    if (extraction_patterns(task).empty()) {
-      throw Error(fmt::format("{}: a generative task needs `answer_extraction.patterns` (ordered regexes)", where));
+    const auto filters = answer_filters(task);  // compiles them: a bad regex is named here
+    const auto patterns = extraction_patterns(task);
+    if (filters.empty() == patterns.empty()) {
+      throw Error(fmt::format("{}: a generative task needs either `answer_extraction.patterns` (ordered regexes, one "
+                              "answer) or `answer_filters` (each reported as its own metric), {}",
+                              where, filters.empty() ? "and has neither" : "not both"));
     }
-    AnswerExtractor check(extraction_patterns(task));  // compiles them: a bad regex is named here
+    AnswerExtractor check(patterns);  // compiles them: a bad regex is named here
+  } else if (definition.contains("answer_filters") || definition.contains("answer_extraction")) {
+    throw Error(fmt::format("{}: `answer_filters` and `answer_extraction` apply only to generative tasks", where));
   }
 }
 
 std::vector<std::string> task_metrics(const TaskInfo& task) {
   std::vector<std::string> available;
+  std::vector<std::string> opt_in;  // available when asked for in `metrics`, not reported by default
   switch (task.output_type) {
     case OutputType::logprobs: {
+      const PromptBuilder prompt(task);
+      if (prompt.continuation() == ContinuationKind::target) {
+        available = {"perplexity", "greedy_acc"};
+        break;
+      }
       available = {"acc"};
-      if (PromptBuilder(task).continuation_is_text()) available.push_back("acc_norm");
+      if (prompt.continuation_is_text()) available.push_back("acc_norm");
       available.push_back("greedy_acc");
+      opt_in = {"mc2"};
       break;
     }
-    case OutputType::generative: available = {"exact_match", "unparsed_rate", "hit_token_limit_rate"}; break;
+    case OutputType::generative: {
+      const auto filters = answer_filters(task);
+      if (filters.empty()) {
+        available = {"exact_match", "unparsed_rate", "hit_token_limit_rate"};
+      } else {
+        for (const auto& filter : filters) available.push_back("exact_match_" + filter.name);
+        for (const auto& filter : filters) available.push_back("unparsed_rate_" + filter.name);
+        available.push_back("hit_token_limit_rate");
+      }
+      break;
+    }
     case OutputType::perplexity: available = {"perplexity", "bits_per_byte"}; break;
   }
   if (!task.definition.contains("metrics")) return available;
@@ -152,9 +206,12 @@ std::vector<std::string> task_metrics(const TaskInfo& task) {
   std::vector<std::string> chosen;
   for (const auto& item : wanted.is_array() ? wanted : nlohmann::json::array({wanted})) {
     const auto name = item.is_string() ? item.get<std::string>() : item.dump();
-    if (std::find(available.begin(), available.end(), name) == available.end()) {
-      throw Error(fmt::format("{}: field `metrics`: {} is not available for a {} task (available: {})", task_where(task),
-                              quote_value(name), to_string(task.output_type), join(available, ", ")));
+    if (std::find(available.begin(), available.end(), name) == available.end() &&
+        std::find(opt_in.begin(), opt_in.end(), name) == opt_in.end()) {
+      auto all = available;
+      all.insert(all.end(), opt_in.begin(), opt_in.end());
+      throw Error(fmt::format("{}: field `metrics`: {} is not available for this {} task (available: {})", task_where(task),
+                              quote_value(name), to_string(task.output_type), join(all, ", ")));
     }
     chosen.push_back(name);
   }

@@ -200,6 +200,18 @@ TaskInfo make_task(nlohmann::json definition, const std::string& source) {
     throw Error(fmt::format("{}: field `benchmark` must be a name", where));
   }
   task.benchmark = definition.value("benchmark", std::string());
+  if (definition.contains("groups")) {
+    // Further groups (MMLU's categories): they name the task for expansion and rollups but do not change what it
+    // computes, so they stay out of the definition and its fingerprint.
+    const auto& groups = definition["groups"];
+    bool ok = groups.is_array();
+    for (const auto& group : ok ? groups : nlohmann::json::array()) {
+      ok = ok && group.is_string() && valid_task_name(group.get<std::string>());
+      if (ok) task.groups.push_back(group.get<std::string>());
+    }
+    if (!ok) throw Error(fmt::format("{}: field `groups` must be a list of group names (letters, digits, '_', '-', '.')", where));
+    definition.erase("groups");
+  }
   task.source = source;
   auto numeric = definition;
   numeric.erase("metadata");
@@ -308,11 +320,20 @@ const TaskInfo* TaskRegistry::find(std::string_view name) const {
   return nullptr;
 }
 
+bool TaskInfo::in_group(const std::string& name) const {
+  return benchmark == name || std::find(groups.begin(), groups.end(), name) != groups.end();
+}
+
 std::vector<std::string> TaskRegistry::benchmarks() const {
   std::vector<std::string> names;
   for (const auto& task : tasks_) {
     if (!task.benchmark.empty() && std::find(names.begin(), names.end(), task.benchmark) == names.end()) {
       names.push_back(task.benchmark);
+    }
+  }
+  for (const auto& task : tasks_) {
+    for (const auto& group : task.groups) {
+      if (std::find(names.begin(), names.end(), group) == names.end()) names.push_back(group);
     }
   }
   return names;
@@ -326,7 +347,7 @@ std::vector<const TaskInfo*> TaskRegistry::expand(const std::vector<std::string>
   for (const auto& name : names) {
     bool matched = false;
     for (const auto& task : tasks_) {
-      if (task.benchmark == name) {
+      if (task.in_group(name)) {
         add(&task);
         matched = true;
       }
