@@ -169,7 +169,7 @@ TEST_CASE("cost model: speed classes are normalised the same at plan time and fr
   CHECK(SpeedClass{"api", "remote", ""}.to_string() == "api on remote");
 }
 
-TEST_CASE("a result's provenance is one cost observation; other documents and older results are none", "[cost_model]") {
+TEST_CASE("a result's provenance is one cost observation, other documents and older results none", "[cost_model]") {
   const nlohmann::json work = {{"documents", 100}, {"input_bytes", 5e5}, {"output_tokens", 0}};
   const auto gsm8k = cost_observation_from_result(
       result_document("gsm8k", {{"work", {{"documents", 50}, {"input_bytes", 4e4}, {"output_tokens", 9000}}},

@@ -498,7 +498,10 @@ TEST_CASE("collect's resubmit line, run verbatim, submits exactly the missing jo
     const auto manifest = nlohmann::json::parse(test::read_text(dir / "manifest.json"));
     CHECK(manifest["settings"]["schedule"] == planned_with);
     CHECK(manifest["settings"]["max_requeues"] == 2);
-    CHECK_THAT(test::read_text(dir / "job.sbatch"), Contains("venv/bin/activate") && Contains("--time=00:09:00"));
+    CHECK_THAT(test::read_text(dir / "job.sbatch"),
+               Contains("venv/bin/activate") && Contains("--time=" + plan["arrays"][0]["time_limit"].get<std::string>()));
+    // --minutes_per_eval 3 was repeated: the limit is that budget's, not the cost model's.
+    CHECK_THAT(plan["arrays"][0]["explanation"].get<std::string>(), Contains("--minutes_per_eval 3"));
     for (const auto& element : manifest["elements"]) {
       for (const auto& job : element["jobs"]) resubmitted.insert(job["key"].get<std::string>());
     }

@@ -170,7 +170,7 @@ TEST_CASE("model sizes are read from safetensors headers and GPU memory from the
   CHECK(profile_gpu_memory_bytes(profile) == Approx(24e9));
 }
 
-TEST_CASE("--minutes_per_eval is a budget per benchmark: mmlu_pro at 240 asks for about 4 GPU-hours, not 14 × 4") {
+TEST_CASE("a --minutes_per_eval budget covers a whole benchmark: mmlu_pro at 240 asks for about 4 GPU-hours, not 14 × 4") {
   Cluster cluster;
   const auto plan = cluster.plan({kLlama8B.id, "mmlu_pro", "--n_shots", "0", "--minutes_per_eval", "240"});
   const double requested = plan["gpu_hours"]["requested"];

@@ -153,7 +153,8 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
     for (std::size_t i = 0; i < members.size(); ++i) {
       items.push_back({i, members[i]->job.model.to_string(), seconds[members[i]]});
     }
-    const double fits = std::max(60.0, (max_seconds - startup_seconds - load) / margin);
+    const double fits =
+        std::max(60.0, (max_seconds - startup_seconds - profile.signal_minutes * 60.0 - load) / margin);
     const auto packed = pack_elements(items, std::min(profile.target_element_minutes * 60.0, fits), fits,
                                       request.evals_per_element ? static_cast<std::size_t>(*request.evals_per_element)
                                                                 : kMaxJobsPerElement);
@@ -161,35 +162,40 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
     array.shape = shapes[s];
     std::size_t longest = 0;
     for (std::size_t e = 0; e < packed.size(); ++e) {
+      // Packing chose the members; they run in plan order (models × tasks × n_shots as typed), as logs expect.
+      auto indices = packed[e].jobs;
+      std::sort(indices.begin(), indices.end());
       std::vector<const PlannedJob*> element;
-      for (const auto index : packed[e].jobs) element.push_back(members[index]);
+      for (const auto index : indices) element.push_back(members[index]);
       array.elements.push_back(std::move(element));
       array.element_seconds.push_back(packed[e].seconds);
       if (packed[e].seconds > packed[longest].seconds) longest = e;
     }
     if (packed.empty()) continue;
     const double longest_seconds = packed[longest].seconds;
-    const int wanted = static_cast<int>(std::ceil((longest_seconds * margin + load) / 60.0)) + kStartupMinutes;
+    // The pre-walltime signal comes signal_minutes before the limit: the work's allowance ends before it.
+    const int wanted = static_cast<int>(std::ceil((longest_seconds * margin + load) / 60.0)) + kStartupMinutes +
+                       profile.signal_minutes;
     array.time_minutes = std::min(wanted, profile.max_time_minutes);
     array.clamped = wanted > profile.max_time_minutes;
     const auto* sample = array.elements[longest].front();
     if (budgeted) {
       array.explanation = fmt::format(
           "--minutes_per_eval {} per task or benchmark, split among its subtasks by documents: longest element {} "
-          "job(s) of {} = {:.1f} min + {} min start-up = {} min",
+          "job(s) of {} = {:.1f} min + {} min start-up + {} min before the stop signal = {} min",
           *request.minutes_per_eval, array.elements[longest].size(), sample->job.model.to_string(), longest_seconds / 60,
-          kStartupMinutes, wanted);
+          kStartupMinutes, profile.signal_minutes, wanted);
     } else {
       const auto& prediction = predictions[sample];
       array.from_history = prediction.from_history;
       array.explanation = fmt::format(
           "longest element {} job(s) of {}: predicted {:.1f} min ({}) × margin {:.2f} ({}) + {:.1f} min loading + {} "
-          "min start-up = {} min",
+          "min start-up + {} min before the stop signal = {} min",
           array.elements[longest].size(), sample->job.model.to_string(), longest_seconds / 60, prediction.source, margin,
           all_from_history || request.cost->margin() >= kDefaultMargin
               ? request.cost->margin_source()
               : std::string("the default margin: the throughput is not from history"),
-          load / 60, kStartupMinutes, wanted);
+          load / 60, kStartupMinutes, profile.signal_minutes, wanted);
     }
     if (array.clamped) {
       array.explanation += fmt::format("; clamped to the partition maximum {}: progress is journaled and requeued",
