@@ -480,8 +480,6 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   const auto arrays = plan_arrays(to_run, arrays_request);
   work.save();
   const auto elements = arrays.all_elements();
-  std::size_t planned_jobs = 0;
-  for (const auto& element : elements) planned_jobs += element.size();
 
   // What goes to SLURM now: the budget's share of the elements, one slot kept for the continuation job when the
   // rest must wait. A dry run assumes an empty queue (it does not ask squeue).
