@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "mill/cost_model.hpp"
-#include "mill/walltime.hpp"
+#include "mill/walltime.hpp"  // kStartupMinutes
 
 using namespace mill;
 
@@ -199,6 +199,7 @@ int main(int argc, char** argv) {
 
   constexpr double kMaxSeconds = 18 * 3600;
   constexpr double kTargetSeconds = 2 * 3600;
+  constexpr double kSignalMinutes = 5;  // a profile's default signal_minutes
   std::vector<PolicyResult> results;
   auto account = [&](PolicyResult& result, const Model& model, double limit, double actual) {
     ++result.elements;
@@ -218,7 +219,9 @@ int main(int argc, char** argv) {
       const double predicted = cost.load_seconds(speed, model.billions * 1e9) + element.seconds;
       double actual = loads[jobs[element.jobs.front()].model];
       for (const auto job : element.jobs) actual += jobs[job].actual;
-      const double limit = std::min(kMaxSeconds, std::ceil(predicted * cost.margin() / 60 + kStartupMinutes) * 60);
+      // As mill schedule computes it: start-up and the stop signal's minutes on top (docs/schedule.md).
+      const double limit =
+          std::min(kMaxSeconds, std::ceil(predicted * cost.margin() / 60 + kStartupMinutes + kSignalMinutes) * 60);
       account(result, model, limit, actual);
       result.elements_within += within(predicted, actual, 0.25);
     }
@@ -226,15 +229,21 @@ int main(int argc, char** argv) {
   }
   for (double minutes_per_eval : {10.0, 60.0}) {  // flat: the model's jobs in plan order, 8 per element
     PolicyResult result{fmt::format("flat {} min/eval, max 18 h", minutes_per_eval)};
-    const auto walltime = compute_walltime(8, minutes_per_eval, static_cast<int>(kMaxSeconds / 60));
-    const auto per_element = static_cast<std::size_t>(walltime.evals_per_element);
+    // The flat policy mill had before issue 14: ceil(evals × minutes × 1.25) + 5 min, fewer evals per element when
+    // that passes max_time, then clamped to it.
+    const int max_minutes = static_cast<int>(kMaxSeconds / 60);
+    auto flat_minutes = [&](int evals) { return static_cast<int>(std::ceil(evals * minutes_per_eval * 1.25)) + 5; };
+    int evals = 8;
+    while (evals > 1 && flat_minutes(evals) > max_minutes) --evals;
+    const int limit_minutes = std::min(flat_minutes(evals), max_minutes);
+    const auto per_element = static_cast<std::size_t>(evals);
     for (std::size_t start = 0; start < jobs.size();) {
       std::size_t end = start;
       double actual = loads[jobs[start].model];
       while (end < jobs.size() && end - start < per_element && jobs[end].model == jobs[start].model) {
         actual += jobs[end++].actual;
       }
-      account(result, models[jobs[start].model], walltime.minutes * 60.0, actual);
+      account(result, models[jobs[start].model], limit_minutes * 60.0, actual);
       start = end;
     }
     results.push_back(result);
