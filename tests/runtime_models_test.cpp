@@ -20,6 +20,7 @@
 #include "mill/runtime_plugin.hpp"
 #include "mill/safetensors.hpp"
 #include "mill/tokenizer.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -27,31 +28,12 @@ using mill::test::read_text;
 using mill::test::TempDir;
 using mill::test::write_text;
 
+using mill::test::runtime_test_device;
+
 namespace {
 
-bool plugin_available() {
-#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
-  if (std::filesystem::exists(MILL_RUNTIME_PLUGIN_PATH)) {
-    ::setenv("MILL_RUNTIME_PLUGIN", MILL_RUNTIME_PLUGIN_PATH, 1);
-    return true;
-  }
-#endif
-  return false;
-}
-
-#define REQUIRE_PLUGIN()                                                   \
-  if (!plugin_available()) {                                               \
-    WARN("the model runtime plugin was not built (no libtorch); skipped"); \
-    return;                                                                \
-  }
-
-std::string test_device() {
-  const char* device = std::getenv("MILL_TEST_DEVICE");
-  return device && *device ? device : "cpu";
-}
-
 std::unique_ptr<ModelBackend> load_float32(const std::filesystem::path& folder, const std::string& args = "") {
-  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=" + test_device() +
+  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=" + runtime_test_device() +
                                                (args.empty() ? "" : "," + args) + "]"));
 }
 
@@ -459,7 +441,7 @@ TEST_CASE("runtime: a model load prints its device line, and device=auto on the 
     CHECK(run.exit_code == 0);
     return run.err;
   };
-  if (test_device() != "cpu") {
+  if (runtime_test_device() != "cpu") {
     WARN("the CPU-fallback warning is checked on CPU runs only (MILL_TEST_DEVICE is set)");
     return;
   }

@@ -15,38 +15,18 @@
 #include "mill/runtime_plugin.hpp"
 #include "mill/safetensors.hpp"
 #include "mill/tokenizer.hpp"
+#include "runtime_support.hpp"
 #include "support.hpp"
 
 using namespace mill;
 using mill::test::read_text;
 using mill::test::TempDir;
+using mill::test::runtime_test_device;
 
 namespace {
 
-bool plugin_available() {
-#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
-  if (std::filesystem::exists(MILL_RUNTIME_PLUGIN_PATH)) {
-    ::setenv("MILL_RUNTIME_PLUGIN", MILL_RUNTIME_PLUGIN_PATH, 1);
-    return true;
-  }
-#endif
-  return false;
-}
-
-#define REQUIRE_PLUGIN()                                                      \
-  if (!plugin_available()) {                                                  \
-    WARN("the model runtime plugin was not built (no libtorch); skipped");    \
-    return;                                                                   \
-  }
-
-// MILL_TEST_DEVICE=cuda runs the same invariants on a GPU.
-std::string test_device() {
-  const char* device = std::getenv("MILL_TEST_DEVICE");
-  return device && *device ? device : "cpu";
-}
-
 std::unique_ptr<ModelBackend> load(const std::filesystem::path& folder, const std::string& args) {
-  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=" + test_device() +
+  return load_runtime_backend(ModelSpec::parse(folder.string() + "[dtype=float32,device=" + runtime_test_device() +
                                                (args.empty() ? "" : "," + args) + "]"));
 }
 
@@ -221,7 +201,7 @@ TEST_CASE("runtime: GPT-2, GPT-NeoX and Qwen2 checkpoints load, sharded and in h
   write_demo_model(dir.path(), {});
   const auto requests = mmlu_requests(1);
   const auto exact = load(dir.path(), "")->loglikelihood(requests);
-  const auto bf16 = load_runtime_backend(ModelSpec::parse(dir.path().string() + "[dtype=bfloat16,device=" + test_device() + "]"))->loglikelihood(requests);
+  const auto bf16 = load_runtime_backend(ModelSpec::parse(dir.path().string() + "[dtype=bfloat16,device=" + runtime_test_device() + "]"))->loglikelihood(requests);
   for (std::size_t i = 0; i < requests.size(); ++i) CHECK(bf16[i].logprob == Approx(exact[i].logprob).margin(0.2));
 }
 
