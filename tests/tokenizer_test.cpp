@@ -264,10 +264,18 @@ TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on ev
   for (const auto& entry : fs::directory_iterator(mmlu)) files.push_back(entry.path());
   std::size_t lines = 0, mismatches = 0;
   std::vector<int> expected;
+  // Under the sanitizers every 8th line: they look for memory errors, which a sample finds as well; the plain
+  // suite compares every line.
+#ifdef __SANITIZE_ADDRESS__
+  constexpr std::size_t kStride = 8;
+#else
+  constexpr std::size_t kStride = 1;
+#endif
   for (const auto& file : files) {
     std::istringstream in(mill::test::read_text(file));
     std::string line;
-    while (std::getline(in, line)) {
+    for (std::size_t number = 0; std::getline(in, line); ++number) {
+      if (number % kStride != 0) continue;
       expected.clear();
       REQUIRE(processor.Encode(line, &expected).ok());
       const auto ids = tokenizer->encode(line, false);
@@ -277,7 +285,7 @@ TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on ev
       ++lines;
     }
   }
-  CHECK(lines > 10000);
+  CHECK(lines * kStride > 10000);
   CHECK(mismatches == 0);
 }
 

@@ -376,13 +376,12 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   PlanRequest request;
   PreflightRequest preflight;
   const auto lists = model_and_task_lists(options);
+  std::set<std::string> identities;  // each model is checked once, however it is spelled
   for (const auto& text : lists.models) {
     try {
       auto spec = ModelSpec::parse(text);
       request.models.push_back(text);
-      const bool seen = std::any_of(preflight.models.begin(), preflight.models.end(),
-                                    [&](const ModelSpec& other) { return other.identity() == spec.identity(); });
-      if (!seen) preflight.models.push_back(std::move(spec));
+      if (identities.insert(spec.identity()).second) preflight.models.push_back(std::move(spec));
     } catch (const Error& e) {
       problems.push_back({"model", text, {}, e.what()});
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 #include <map>
+#include <set>
 
 #include "mill/error.hpp"
 #include "mill/text.hpp"
@@ -27,11 +28,10 @@ Plan build_plan(const PlanRequest& request, const TaskRegistry& registry) {
   if (request.models.empty()) throw Error("no model given (expected a comma-separated list of model specs)");
   if (request.tasks.empty()) throw Error("no task given (expected a comma-separated list of task or benchmark names)");
   std::vector<ModelSpec> models;
+  std::set<std::string> identities;  // two spellings of one model are planned once (linear: lists can be long)
   for (const auto& text : request.models) {
     auto spec = ModelSpec::parse(text);
-    const bool duplicate = std::any_of(models.begin(), models.end(),
-                                       [&](const ModelSpec& other) { return other.identity() == spec.identity(); });
-    if (!duplicate) models.push_back(std::move(spec));
+    if (identities.insert(spec.identity()).second) models.push_back(std::move(spec));
   }
   const auto tasks = registry.expand(request.tasks);
   std::vector<int> shots;  // --n_shots without repeats, in the order given
