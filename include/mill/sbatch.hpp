@@ -20,7 +20,7 @@ struct SbatchRequest {
   std::string job_name = "mill";
   int first_element = 0;         // the array's indices are manifest elements first..first+array_size-1
   int array_size = 0;
-  // GPUs, CPUs and memory of each element; absent: the profile's gpus_per_task, cpus_per_task and mem.
+  // GPUs, CPUs and memory of each element; absent: resource_shape(profile.gpus_per_task, profile).
   std::optional<ResourceShape> shape;
   int time_minutes = 0;
   std::filesystem::path mill_binary;

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,7 @@ class WorkEstimator {
   std::filesystem::path cache_file_;
   std::optional<std::filesystem::path> data_dir_;
   nlohmann::json cache_ = nlohmann::json::object();
+  std::map<std::tuple<const TaskInfo*, int, int>, JobWork> answered_;  // this process's answers
   bool changed_ = false;
 };
 

@@ -722,10 +722,9 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
     }
     if (options.dry_run) {
       for (std::size_t a = 0; a < scripts.size(); ++a) {
-        auto rendered = sbatch;
-        const auto name = a == 0 ? std::string("job.sbatch") : fmt::format("job-{}.sbatch", a);
-        std::cout << "\n--- sbatch script " << name << " (submitted as: "
-                  << join(sbatch_command(rendered, sbatch.sweep_dir / name), " ") << ") ---\n"
+        const auto path = SweepPaths{sbatch.sweep_dir}.script(a);
+        std::cout << "\n--- sbatch script " << path.filename().string() << " (submitted as: "
+                  << join(sbatch_command(sbatch, path), " ") << ") ---\n"
                   << scripts[a] << "--- end of script ---\n";
       }
     }
@@ -793,7 +792,7 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
            "When queue_limit leaves part of the sweep unsubmitted, do not submit the continuation job that submits "
            "the rest later; run mill schedule again by hand instead");
   add_option(*command, "cost_history", options->cost_history,
-             "A shared JSON Lines history of measured job costs, used besides the results in --output_dir "
+             "A shared JSON Lines history of measured job costs, used besides the sweeps in --output_dir "
              "(docs/schedule.md, \"Cost model and packing\")");
   command->add_option("--continues", options->continues, "Set by a continuation job: the sweep it continues")
       ->group("");  // internal

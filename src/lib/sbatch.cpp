@@ -63,8 +63,7 @@ std::string render_sbatch_script(const SbatchRequest& request) {
   directive("--job-name=" + request.job_name);
   if (!profile.partition.empty()) directive("--partition=" + profile.partition);  // else SLURM's default partition
   if (!profile.account.empty()) directive("--account=" + profile.account);
-  const auto shape = request.shape.value_or(
-      ResourceShape{profile.gpus_per_task, profile.cpus_per_task, profile.mem, profile.mem_per_gpu});
+  const auto shape = request.shape.value_or(resource_shape(profile.gpus_per_task, profile));
   directive(fmt::format("--array={}-{}%{}", request.first_element, request.first_element + request.array_size - 1,
                         profile.max_array_len));
   directive("--time=" + format_slurm_time(request.time_minutes));

@@ -214,9 +214,7 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
   auto arrays = request.arrays;
   if (arrays.empty()) {
     const auto& profile = *request.profile;
-    arrays.push_back({0, result.elements,
-                      ResourceShape{profile.gpus_per_task, profile.cpus_per_task, profile.mem, profile.mem_per_gpu},
-                      request.time_minutes, ""});
+    arrays.push_back({0, result.elements, resource_shape(profile.gpus_per_task, profile), request.time_minutes, ""});
   }
   const auto job_name = sweep_job_name(result.sweep_id);
   std::vector<SbatchRequest> scripts;

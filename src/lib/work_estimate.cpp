@@ -38,7 +38,8 @@ std::string estimate_key(const TaskInfo& task, int n_shot, std::optional<int> li
       }
     }
   }
-  return content_hash(fmt::format("{}\n{}\n{}\n{}", task.definition.dump(), n_shot, limit ? *limit : -1, stamps));
+  // The task's fingerprint is what its job keys use: its definition, less metadata.
+  return content_hash(fmt::format("{}\n{}\n{}\n{}", task.fingerprint, n_shot, limit ? *limit : -1, stamps));
 }
 
 }  // namespace
@@ -68,9 +69,13 @@ WorkEstimator::WorkEstimator(std::filesystem::path cache_dir, std::optional<std:
 }
 
 JobWork WorkEstimator::estimate(const TaskInfo& task, int n_shot, std::optional<int> limit) {
+  // Every model of a sweep asks for the same (task, n_shot, limit): answered once per process.
+  const auto asked = std::make_tuple(&task, n_shot, limit.value_or(-1));
+  if (const auto it = answered_.find(asked); it != answered_.end()) return it->second;
   const auto key = estimate_key(task, n_shot, limit, data_dir_);
   if (const auto it = cache_.find(key); it != cache_.end() && it->is_object()) {
-    return JobWork{it->value("documents", 0.0), it->value("input_bytes", 0.0), it->value("output_tokens", 0.0)};
+    return answered_[asked] =
+               JobWork{it->value("documents", 0.0), it->value("input_bytes", 0.0), it->value("output_tokens", 0.0)};
   }
   const int measured_limit = limit ? std::min(*limit, kMeasuredDocuments) : kMeasuredDocuments;
   const auto prepared = prepare_task(task, n_shot, measured_limit, data_dir_);
@@ -88,7 +93,7 @@ JobWork WorkEstimator::estimate(const TaskInfo& task, int n_shot, std::optional<
   cache_[key] = {{"task", task.name}, {"documents", work.documents}, {"input_bytes", work.input_bytes},
                  {"output_tokens", work.output_tokens}};
   changed_ = true;
-  return work;
+  return answered_[asked] = work;
 }
 
 void WorkEstimator::save() const {
