@@ -545,7 +545,7 @@ void write_sweep_manifest(const std::filesystem::path& out, const std::string& i
 
 // Runs a printed resubmit line through /bin/sh with `mill` standing for the built binary, plus `extra` words.
 test::RunResult run_printed_line(const std::string& line, const std::string& extra) {
-  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + MILL_BINARY + "' \"$@\"; }; " + line + " " + extra});
+  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + test::mill_binary() + "' \"$@\"; }; " + line + " " + extra});
 }
 
 }  // namespace
@@ -564,7 +564,7 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
                      "{\"question\": \"1+1?\", \"choices\": [\"2\", \"3\"], \"answer\": 0}\n"
                      "{\"question\": \"2+2?\", \"choices\": [\"5\", \"4\"], \"answer\": 1}\n");
   }
-  auto demo = test::read_text(std::filesystem::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  auto demo = test::read_text(std::filesystem::path(test::source_dir()) / "data" / "tasks" / "demo.yaml");
   demo = demo.substr(0, demo.find("dataset:")) + "dataset:\n  format: jsonl\n  path: tiny/{split}.jsonl\n";
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
@@ -641,7 +641,7 @@ TEST_CASE("the resubmit line carries every setting of the sweep, and run verbati
   for (const auto& command : report["check"]["resubmit"]) {
     CHECK(std::find(lines.begin(), lines.end(), command["line"].get<std::string>()) != lines.end());
     auto argv = command["argv"].get<std::vector<std::string>>();
-    argv.front() = MILL_BINARY;
+    argv.front() = test::mill_binary();
     argv.insert(argv.end(), {"--dry_run", "--json"});
     const auto run = test::run_program(argv);
     REQUIRE(run.exit_code == 0);

@@ -271,7 +271,7 @@ TEST_CASE("Interrupt and resume: SIGKILL a running mill eval, rerun, identical n
     ::dup2(null_fd, 1);
     ::dup2(null_fd, 2);
     const std::string out_dir = killed.path().string();
-    ::execl(MILL_BINARY, MILL_BINARY, "--output_dir", out_dir.c_str(), "eval", model.c_str(), "demo", "--docs_per_batch",
+    ::execl(test::mill_binary(), test::mill_binary(), "--output_dir", out_dir.c_str(), "eval", model.c_str(), "demo", "--docs_per_batch",
             "2", static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -368,7 +368,7 @@ TEST_CASE("Worker mode: manifest element, heartbeats, status, skipping done jobs
     ::dup2(null_fd, 2);
     const std::string out_dir = out.path().string();
     const std::string manifest_path = (sweep / "manifest.json").string();
-    ::execl(MILL_BINARY, MILL_BINARY, "--output_dir", out_dir.c_str(), "eval", "--manifest", manifest_path.c_str(),
+    ::execl(test::mill_binary(), test::mill_binary(), "--output_dir", out_dir.c_str(), "eval", "--manifest", manifest_path.c_str(),
             "--element", "1", "--docs_per_batch", "4", static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -452,7 +452,7 @@ dataset:
     const int null_fd = ::open("/dev/null", O_WRONLY);
     ::dup2(null_fd, 1);
     ::dup2(null_fd, 2);
-    ::execl(MILL_BINARY, MILL_BINARY, "--output_dir", out.c_str(), "eval", model.c_str(), "filetask", "--data_dir",
+    ::execl(test::mill_binary(), test::mill_binary(), "--output_dir", out.c_str(), "eval", model.c_str(), "filetask", "--data_dir",
             data.c_str(), "--extra_task_paths", tasks.c_str(), "--docs_per_batch", "2", static_cast<char*>(nullptr));
     ::_exit(127);
   }

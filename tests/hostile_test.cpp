@@ -320,7 +320,7 @@ TEST_CASE("a sweep script from hostile paths and profile values runs under bash 
 TEST_CASE("a task file naming a hostile task is refused in one line, and log lines about hostile paths stay one line") {
   test::TempDir root;
   const auto canary = root / "pwned";
-  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  auto demo = test::read_text(fs::path(test::source_dir()) / "data" / "tasks" / "demo.yaml");
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
   // Not a first run: that one adds a line saying where the cluster profiles were copied to.

@@ -155,11 +155,8 @@ TEST_CASE("identity: mill migrate leaves a file in place when the canonical dire
 namespace {
 
 bool runtime_plugin_built() {
-#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
-  return std::filesystem::exists(MILL_RUNTIME_PLUGIN_PATH);
-#else
-  return false;
-#endif
+  const auto plugin = test::runtime_plugin_path();
+  return !plugin.empty() && std::filesystem::exists(plugin);
 }
 
 #define REQUIRE_RUNTIME_PLUGIN()                                               \

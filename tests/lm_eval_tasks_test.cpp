@@ -33,7 +33,7 @@ const TaskInfo& builtin(const std::string& name) {
   REQUIRE(task != nullptr);
   return *task;
 }
-std::filesystem::path fixtures() { return std::filesystem::path(MILL_SOURCE_DIR) / "tests/data/lm_eval/fixtures"; }
+std::filesystem::path fixtures() { return std::filesystem::path(test::source_dir()) / "tests/data/lm_eval/fixtures"; }
 TaskInfo task_from(const std::string& yaml) { return TaskRegistry::from_text(yaml, "test.yaml").tasks().at(0); }
 }  // namespace
 
@@ -64,7 +64,7 @@ TEST_CASE("PythonRandom reproduces CPython's random.Random(seed): getrandbits, _
 }
 
 TEST_CASE("lm-eval goldens: the built-in tasks render lm-eval's requests byte for byte", "[lm_eval]") {
-  const auto goldens = nlohmann::json::parse(test::read_text(std::filesystem::path(MILL_SOURCE_DIR) / "tests/data/lm_eval/goldens.json"));
+  const auto goldens = nlohmann::json::parse(test::read_text(std::filesystem::path(test::source_dir()) / "tests/data/lm_eval/goldens.json"));
   REQUIRE(goldens["lm_eval_commit"].get<std::string>().size() == 40);
   const auto shared = test::shared_path("data");
   std::size_t compared = 0;

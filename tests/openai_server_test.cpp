@@ -198,7 +198,7 @@ TEST_CASE("mill serve answers bad requests with clear JSON errors", "[remote][se
 TEST_CASE("mill serve (the binary) serves mill-demo and stops cleanly on SIGTERM", "[remote][serve]") {
   TempDir dir;
   const int port = find_free_port();
-  ServerProcess server({MILL_BINARY, "serve", "mill-demo", "--port", std::to_string(port)}, dir / "serve.log");
+  ServerProcess server({test::mill_binary(), "serve", "mill-demo", "--port", std::to_string(port)}, dir / "serve.log");
   HttpClient probe(RetryPolicy{}, 1);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (probe.get_once("http://127.0.0.1:" + std::to_string(port) + "/health", 1).first != 200) {

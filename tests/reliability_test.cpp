@@ -113,7 +113,7 @@ class Background {
   Background(const std::vector<std::string>& args, const std::filesystem::path& log_stem) {
     out_ = log_stem.string() + ".out";
     err_ = log_stem.string() + ".err";
-    std::vector<std::string> argv = {MILL_BINARY};
+    std::vector<std::string> argv = {test::mill_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
@@ -330,7 +330,7 @@ TEST_CASE("A file-size limit hit while writing the journal: one clear error, no 
   // ulimit -f counts 1024-byte blocks: the journal (tens of kB) crosses 8 kB part-way through the job.
   const auto limited = run_program({"/bin/bash", "-c",
                                     "ulimit -f 8; exec \"$0\" --output_dir \"$1\" eval \"$2\" demo --docs_per_batch 4",
-                                    MILL_BINARY, out.path().string(), kSlowModel});
+                                    test::mill_binary(), out.path().string(), kSlowModel});
   INFO(limited.err);
   CHECK(limited.exit_code == 4);  // not killed by SIGXFSZ: the failed write is reported
   CHECK(count_lines_containing(limited.err, "File too large") == 1);
@@ -354,7 +354,7 @@ TEST_CASE("A file-size limit hit while writing the result: the old state stays, 
   const auto result_size = std::filesystem::file_size(result_file(clean.path(), kSlowModel));
   REQUIRE(result_size > 1024);  // over the 1-block limit below
   const auto limited = run_program({"/bin/bash", "-c", "ulimit -f 1; exec \"$0\" --output_dir \"$1\" eval \"$2\" demo",
-                                    MILL_BINARY, out.path().string(), kSlowModel});
+                                    test::mill_binary(), out.path().string(), kSlowModel});
   INFO(limited.err);
   CHECK(limited.exit_code == 4);
   CHECK(count_lines_containing(limited.err, result_file(out.path(), kSlowModel).string() + ": File too large") == 1);

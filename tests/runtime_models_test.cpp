@@ -563,7 +563,7 @@ TEST_CASE("runtime: demo checkpoints agree with llama.cpp on the same weights", 
 // every machine, so the stored numbers stay valid until the demo writer changes (then the script rewrites them).
 TEST_CASE("runtime: demo checkpoints score as llama.cpp scored them (stored reference)", "[runtime]") {
   REQUIRE_PLUGIN();
-  const auto stored = nlohmann::json::parse(read_text(std::filesystem::path(MILL_SOURCE_DIR) / "tests" / "data" / "llamacpp" / "demo-logprobs.json"));
+  const auto stored = nlohmann::json::parse(read_text(std::filesystem::path(test::source_dir()) / "tests" / "data" / "llamacpp" / "demo-logprobs.json"));
   REQUIRE(stored["families"].size() == 4);
   for (const auto& [family, reference] : stored["families"].items()) {
     INFO(family);

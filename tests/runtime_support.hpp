@@ -5,18 +5,17 @@
 #include <filesystem>
 #include <string>
 
+#include "support.hpp"
+
 namespace mill::test {
 
 // The plugin built next to the tests, made the one `mill eval` and load_runtime_backend use. Sanitized builds have
 // none (the sanitizer runtimes refuse the RTLD_DEEPBIND load libtorch needs).
 inline bool runtime_plugin_available() {
-#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
-  if (std::filesystem::exists(MILL_RUNTIME_PLUGIN_PATH)) {
-    ::setenv("MILL_RUNTIME_PLUGIN", MILL_RUNTIME_PLUGIN_PATH, 1);
-    return true;
-  }
-#endif
-  return false;
+  const auto plugin = runtime_plugin_path();
+  if (plugin.empty() || !std::filesystem::exists(plugin)) return false;
+  ::setenv("MILL_RUNTIME_PLUGIN", plugin.c_str(), 1);
+  return true;
 }
 
 // MILL_TEST_DEVICE=cuda runs the same invariants on a GPU.

@@ -355,7 +355,7 @@ TEST_CASE("a container profile's script runs mill through apptainer exec with th
   CHECK(worker.exit_code == 0);
   const std::vector<std::string> expected = {
       "exec", "--bind", models.string() + ":/models:ro," + out.string(), "/images/mill 'v1'.sif",
-      std::filesystem::canonical(MILL_BINARY).string(), "--output_dir", out.string(), "--cache_dir", cache.string(),
+      std::filesystem::canonical(test::mill_binary()).string(), "--output_dir", out.string(), "--cache_dir", cache.string(),
       "eval", "--manifest", (sweep_dir / "manifest.json").string(), "--element", "0"};
   CHECK(split_nul(test::read_text(record)) == expected);
   CHECK(test::read_text(record.string() + ".env") ==

@@ -63,7 +63,7 @@ struct ResumeOnExit {
 TEST_CASE("mill serve queues a burst of connections while it is stalled and answers every request on them",
           "[remote][serve]") {
   TempDir dir;
-  ServerProcess serve({MILL_BINARY, "serve", "mill-demo", "--port", "0"}, dir / "serve.log");
+  ServerProcess serve({test::mill_binary(), "serve", "mill-demo", "--port", "0"}, dir / "serve.log");
   int port = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (port == 0) {
@@ -132,7 +132,7 @@ TEST_CASE("a second mill serve on a port in use fails instead of sharing the por
   const int port = find_free_port();
   auto serve = [&](const std::string& name) {
     return std::make_unique<ServerProcess>(
-        std::vector<std::string>{MILL_BINARY, "serve", "mill-demo", "--port", std::to_string(port)}, dir / name);
+        std::vector<std::string>{test::mill_binary(), "serve", "mill-demo", "--port", std::to_string(port)}, dir / name);
   };
   const auto first = serve("first.log");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

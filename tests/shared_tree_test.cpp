@@ -53,7 +53,7 @@ std::vector<std::string> as_user(const char* user, const std::vector<std::string
 }
 
 std::vector<std::string> mill_args(const fs::path& home, std::vector<std::string> rest) {
-  std::vector<std::string> args = {MILL_BINARY, "--cache_dir", (home / "cache").string()};
+  std::vector<std::string> args = {test::mill_binary(), "--cache_dir", (home / "cache").string()};
   args.insert(args.end(), rest.begin(), rest.end());
   return args;
 }

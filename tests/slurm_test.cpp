@@ -54,7 +54,7 @@ struct LocalCluster {
   ~LocalCluster() {
     if (started_here) test::run_program({script(), "stop"}, script_env);
   }
-  static std::string script() { return std::string(MILL_SOURCE_DIR) + "/scripts/local-slurm.sh"; }
+  static std::string script() { return std::string(test::source_dir()) + "/scripts/local-slurm.sh"; }
 };
 
 LocalCluster& local_cluster() {
@@ -331,7 +331,7 @@ TEST_CASE("mill schedule runs a sweep on SLURM, never submits twice, and resubmi
   sweep.cache = root / "cache";
   sweep.tasks = root / "tasks \"x\" $(touch canary3)";
   sweep.env = cluster.env;
-  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  auto demo = test::read_text(fs::path(test::source_dir()) / "data" / "tasks" / "demo.yaml");
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
   demo.replace(at, 12, "\ntask: demo_extra\n");
@@ -436,12 +436,12 @@ std::vector<std::string> printed_resubmit_lines(const std::string& out) {
 // Runs a printed line through /bin/sh, `mill` standing for the built binary.
 test::RunResult run_printed_line(const std::string& line, const std::string& extra,
                                  const std::map<std::string, std::string>& env) {
-  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + MILL_BINARY + "' \"$@\"; }; " + line + " " + extra},
+  return test::run_program({"/bin/sh", "-c", std::string("mill() { '") + test::mill_binary() + "' \"$@\"; }; " + line + " " + extra},
                            env);
 }
 
 void write_demo_extra_task(const fs::path& dir) {
-  auto demo = test::read_text(fs::path(MILL_SOURCE_DIR) / "data" / "tasks" / "demo.yaml");
+  auto demo = test::read_text(fs::path(test::source_dir()) / "data" / "tasks" / "demo.yaml");
   const auto at = demo.find("\ntask: demo\n");
   REQUIRE(at != std::string::npos);
   demo.replace(at, 12, "\ntask: demo_extra\n");

@@ -21,6 +21,18 @@ extern char** environ;
 
 namespace mill::test {
 
+const char* mill_binary() { return MILL_BINARY; }
+
+std::string source_dir() { return MILL_SOURCE_DIR; }
+
+std::string runtime_plugin_path() {
+#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
+  return MILL_RUNTIME_PLUGIN_PATH;
+#else
+  return {};
+#endif
+}
+
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
   std::random_device random;
@@ -75,7 +87,7 @@ RunResult run_program(const std::vector<std::string>& argv, const std::map<std::
 }
 
 RunResult run_mill(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
-  std::vector<std::string> argv = {MILL_BINARY};
+  std::vector<std::string> argv = {mill_binary()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_program(argv, env);
 }
@@ -111,7 +123,7 @@ std::filesystem::path shared_path(const std::string& relative) {
 }
 
 std::string design_seed_clusters_yaml() {
-  return read_text(std::filesystem::path(MILL_SOURCE_DIR) / "tests" / "data" / "clusters" / "design-seed.yaml");
+  return read_text(std::filesystem::path(source_dir()) / "tests" / "data" / "clusters" / "design-seed.yaml");
 }
 
 void write_task_data(const std::filesystem::path& data_dir, const std::vector<std::string>& tasks) {

@@ -8,6 +8,13 @@
 
 namespace mill::test {
 
+// Where the build put things. Only support.cpp is compiled with these paths, so every other test file compiles to
+// the same bytes in any checkout (compiler caches share them between worktrees).
+const char* mill_binary();
+std::string source_dir();
+// The runtime plugin built next to the tests; empty when this build has none (sanitized builds never do).
+std::string runtime_plugin_path();
+
 // A fresh directory under $TMPDIR, removed when the object goes out of scope.
 class TempDir {
  public:

@@ -53,7 +53,7 @@ echo $! >> "$pids"
 echo "INFO fake vllm: serving $model on $host:$port"
 {behaviour}
 )",
-                  fmt::arg("mill", MILL_BINARY), fmt::arg("dir", dir.string()), fmt::arg("behaviour", behaviour));
+                  fmt::arg("mill", test::mill_binary()), fmt::arg("dir", dir.string()), fmt::arg("behaviour", behaviour));
   write_text(dir / "bin" / "vllm", script);
   ::chmod((dir / "bin" / "vllm").c_str(), 0755);
 }
@@ -216,7 +216,7 @@ TEST_CASE(
   const auto out = (dir / "out").string();
   // Each backend call of the served model takes 300 ms, so the signal lands mid-run.
   const std::string spec = R"(vllm[path="mill-demo[delay_ms=300]",startup_timeout=60])";
-  ServerProcess eval({MILL_BINARY, "--output_dir", out, "eval", spec, "demo", "--docs_per_batch", "1"},
+  ServerProcess eval({test::mill_binary(), "--output_dir", out, "eval", spec, "demo", "--docs_per_batch", "1"},
                      dir / "eval.log");
   const auto requests_dir = dir / "remote" / "requests";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
