@@ -18,11 +18,16 @@ std::string sentencepiece_to_tokenizer_json(const std::filesystem::path& model_f
   if (!status.ok())
     throw Error(fmt::format("{}: is not a SentencePiece model ({})", model_file.string(), status.ToString()));
   const int size = processor.GetPieceSize();
+  // Pieces in id order. An ordered_json object looks every key up linearly on insertion (quadratic for a 32k
+  // vocabulary), so the pieces go straight into its underlying vector once the hash map has shown them unique.
   json vocab = json::object();
   std::unordered_map<std::string, int> ids;
+  auto& in_id_order = static_cast<std::vector<std::pair<const std::string, json>>&>(*vocab.get_ptr<json::object_t*>());
   for (int id = 0; id < size; ++id) {
-    vocab[processor.IdToPiece(id)] = id;
-    ids.emplace(processor.IdToPiece(id), id);
+    const auto& piece = processor.IdToPiece(id);
+    if (!ids.emplace(piece, id).second)
+      throw Error(fmt::format("{}: the piece '{}' appears twice (ids {} and {})", model_file.string(), piece, ids.at(piece), id));
+    in_id_order.emplace_back(piece, id);
   }
 
   // transformers' SentencePieceExtractor: per piece, its two-piece splits ordered by the halves' ids; then all
