@@ -1,6 +1,11 @@
 // mill collect: rollup statistics, paired comparison, the missing/stale check, damaged files, exit codes.
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <fmt/format.h>
 #include <fstream>
@@ -8,14 +13,17 @@
 #include <sstream>
 
 #include "mill/collect.hpp"
+#include "mill/collect_output.hpp"
 #include "mill/compare.hpp"
 #include "mill/error.hpp"
 #include "mill/job.hpp"
+#include "mill/lm_eval_export.hpp"
 #include "mill/model_list.hpp"
 #include "mill/report.hpp"
 #include "mill/results.hpp"
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
+#include "mill/text_table.hpp"
 #include "mill/version.hpp"
 #include "support.hpp"
 
@@ -35,9 +43,9 @@ struct MetricSpec {
 std::filesystem::path write_test_result(const std::filesystem::path& out, const std::string& spec_text,
                                         const TaskRegistry& registry, const std::string& task, int n_shot,
                                         long long n_samples, const std::vector<MetricSpec>& metrics,
-                                        bool stale = false) {
+                                        bool stale = false, std::optional<int> limit = std::nullopt) {
   const auto spec = ModelSpec::parse(spec_text);
-  Job job{spec, registry.find(task), n_shot, std::nullopt};
+  Job job{spec, registry.find(task), n_shot, limit};
   REQUIRE(job.task);
   auto key = make_job_key(job, resolve_model_revision(spec));
   if (stale) {
@@ -78,6 +86,71 @@ const AggregateRow* find_row(const std::vector<AggregateRow>& rows, const std::s
     if (row.task == task && row.metric == metric && row.aggregation == aggregation) return &row;
   }
   return nullptr;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+// The first line of `text` that starts with `start` and contains `part`.
+std::string line_with(const std::string& text, const std::string& start, const std::string& part = "") {
+  for (const auto& line : lines_of(text)) {
+    if (line.rfind(start, 0) == 0 && line.find(part) != std::string::npos) return line;
+  }
+  return {};
+}
+
+// The display column where `needle` starts on `line` (npos when absent).
+std::size_t column_of(const std::string& line, const std::string& needle) {
+  const auto at = line.find(needle);
+  return at == std::string::npos ? std::string::npos : display_width(line.substr(0, at));
+}
+
+// Runs mill with its stdout on a pseudo-terminal `columns` wide (and $COLUMNS unset), as a user at a terminal
+// would; returns what it printed there.
+std::string run_mill_on_terminal(const std::vector<std::string>& args, unsigned short columns) {
+  struct winsize size {};
+  size.ws_col = columns;
+  size.ws_row = 50;
+  int terminal = -1, device = -1;
+  REQUIRE(::openpty(&terminal, &device, nullptr, nullptr, &size) == 0);
+  std::vector<std::string> argv = {test::mill_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> pointers;
+  for (auto& arg : argv) pointers.push_back(arg.data());
+  pointers.push_back(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(device, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
+    ::close(terminal);
+    ::unsetenv("COLUMNS");
+    ::execv(pointers[0], pointers.data());
+    ::_exit(127);
+  }
+  ::close(device);
+  std::string out;
+  char buffer[4096];
+  while (true) {
+    const auto got = ::read(terminal, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;  // EIO once the child has closed the terminal
+    out.append(buffer, static_cast<std::size_t>(got));
+  }
+  ::close(terminal);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status));
+  return out;
 }
 
 }  // namespace
@@ -457,7 +530,8 @@ TEST_CASE("collect writes a report and a heatmap, and refuses bad input with one
   CHECK_THAT(md, Contains("micro (sample-weighted)") && Contains("macro (subject mean)") && Contains("heatmap.svg"));
   CHECK_THAT(md, Contains("90.0 ± 3.0"));
   const auto svg = test::read_text(out / "heatmap.svg");
-  CHECK(svg.rfind("<svg ", 0) == 0);
+  CHECK(svg.rfind(std::string(kHeatmapMark) + "\n<svg ", 0) == 0);
+  CHECK(md.rfind(std::string(kReportMark) + "\n# mill results\n", 0) == 0);
   CHECK_THAT(svg, Contains("mmlu_anatomy") && Contains("org/&lt;b&gt;&amp;c") && Contains("</svg>"));
   CHECK_THAT(svg, !Contains("<b>"));
 
@@ -712,4 +786,356 @@ TEST_CASE("collect lists a result of a newer scorer as stale with that reason an
   INFO(run.out << run.err);
   CHECK(run.exit_code == static_cast<int>(ExitCode::missing_results));
   CHECK_THAT(run.out, Contains("1 stale") && Contains("computed by a newer mill") && !Contains("resubmit exactly"));
+}
+
+TEST_CASE("a filtered collect prints the selection and leaves aggregate.csv, report.md and heatmap.svg as they "
+          "were, and --out writes the selection",
+          "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string a = "org/a[revision=r]", b = "org/b[revision=r]";
+  for (const auto& model : {a, b}) {
+    write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+    write_test_result(out.path(), model, registry, "mmlu_formal_logic", 5, 100, {{"acc", 0.4, 0.05}});
+    write_test_result(out.path(), model, registry, "gsm8k", 5, 200,
+                      {{"exact_match_strict-match", 0.25, 0.01}, {"exact_match_flexible-extract", 0.3, 0.01}});
+  }
+  const auto dir = out.path().string();
+  REQUIRE(test::run_mill({"--output_dir", dir, "collect"}).exit_code == 0);
+  // As if that collect had run long ago: a rerun that changes nothing keeps the report, its time included.
+  auto report = test::read_text(out / "report.md");
+  const auto generated = report_generated_at(report);
+  REQUIRE(generated.size() == 20);
+  report.replace(report.find(generated), generated.size(), "2001-02-03T04:05:06Z");
+  test::write_text(out / "report.md", report);
+  CHECK(report_generated_at(report) == "2001-02-03T04:05:06Z");
+  const auto files = [&] {
+    return std::vector<std::string>{test::read_text(out / "aggregate.csv"), test::read_text(out / "report.md"),
+                                    test::read_text(out / "heatmap.svg")};
+  };
+  const auto everything = files();
+  const auto all_rows = lines_of(everything[0]).size() - 1;
+  const std::vector<std::vector<std::string>> selections = {
+      {"--tasks", "mmlu_anatomy"}, {"--metric", "exact_match_strict-match"}, {"--models", a}, {"--n_shots", "5", "--tasks", "gsm8k"}};
+  for (const auto& selection : selections) {
+    std::vector<std::string> args = {"--output_dir", dir, "collect"};
+    args.insert(args.end(), selection.begin(), selection.end());
+    const auto run = test::run_mill(args);
+    INFO(selection.front() << "\n" << run.out << run.err);
+    REQUIRE(run.exit_code == 0);
+    CHECK(files() == everything);  // byte for byte, the report's time included
+    CHECK_THAT(run.out, Contains(fmt::format(": {} rows in {}", all_rows, (out / "aggregate.csv").string())));
+    CHECK_THAT(line_with(run.out, "selected by "), Contains(selection.front()));
+  }
+  // The selection's own files, where asked.
+  const auto chosen = out / "gsm8k only";
+  const auto selected = test::run_mill({"--output_dir", dir, "collect", "--tasks", "gsm8k", "--out", chosen.string()});
+  REQUIRE(selected.exit_code == 0);
+  CHECK(files() == everything);
+  const auto selection_csv = lines_of(test::read_text(chosen / "aggregate.csv"));
+  REQUIRE(selection_csv.size() == 5);  // header, 2 models × 2 metrics
+  for (std::size_t i = 1; i < selection_csv.size(); ++i) CHECK_THAT(selection_csv[i], Contains(",gsm8k,,5,"));
+  CHECK_THAT(test::read_text(chosen / "report.md"), Contains("gsm8k") && !Contains("mmlu_anatomy"));
+  CHECK_THAT(test::read_text(chosen / "heatmap.svg"), Contains("gsm8k") && !Contains("mmlu_anatomy"));
+  CHECK_THAT(selected.out, Contains((chosen / "aggregate.csv").string()));
+  // --out may not name the output directory itself.
+  const auto same = test::run_mill({"--output_dir", dir, "collect", "--tasks", "gsm8k", "--out", dir + "/."});
+  CHECK(same.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK(files() == everything);
+
+  // A result that arrives later is in the output directory's files after the next collect, filtered or not.
+  write_test_result(out.path(), a, registry, "mmlu_astronomy", 5, 300, {{"acc", 0.5, 0.02}});
+  REQUIRE(test::run_mill({"--output_dir", dir, "collect", "--tasks", "gsm8k"}).exit_code == 0);
+  CHECK_THAT(test::read_text(out / "aggregate.csv"), Contains(",mmlu_astronomy,mmlu,5,"));
+}
+
+TEST_CASE("collect never overwrites an aggregate.csv, report.md or heatmap.svg it did not write", "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  write_test_result(out.path(), "org/a[revision=r]", registry, "mmlu_anatomy", 5, 100, {{"acc", 0.9, 0.03}});
+  const auto dir = out.path().string();
+  const std::string theirs = "name,score\nsomething,1\n";
+  test::write_text(out / "aggregate.csv", theirs);
+  const auto refused = test::run_mill({"--output_dir", dir, "collect"});
+  CHECK(refused.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK(lines_of(refused.err).size() == 1);
+  CHECK_THAT(refused.err, Contains((out / "aggregate.csv").string()) && Contains("not overwriting") && Contains("--out"));
+  CHECK(test::read_text(out / "aggregate.csv") == theirs);
+  CHECK_FALSE(std::filesystem::exists(out / "report.md"));  // checked before anything is written
+  CHECK_FALSE(std::filesystem::exists(out / "heatmap.svg"));
+
+  // The remedy works, and still leaves their file alone.
+  const auto elsewhere = test::run_mill({"--output_dir", dir, "collect", "--out", (out / "mill").string()});
+  CHECK(elsewhere.exit_code == 0);
+  CHECK(test::read_text(out / "aggregate.csv") == theirs);
+  CHECK(test::read_text(out / "mill" / "aggregate.csv").rfind(std::string(kAggregateCsvHeader) + "\n", 0) == 0);
+
+  // Likewise a report or a heatmap of someone else's, and a link.
+  std::filesystem::remove(out / "aggregate.csv");
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"report.md", "# Our results\n"}, {"heatmap.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\"></svg>\n"}}) {
+    test::write_text(out / name, text);
+    const auto run = test::run_mill({"--output_dir", dir, "collect"});
+    CHECK(run.exit_code == static_cast<int>(ExitCode::usage));
+    CHECK_THAT(run.err, Contains((out / name).string()));
+    CHECK(test::read_text(out / name) == text);
+    CHECK_FALSE(std::filesystem::exists(out / "aggregate.csv"));
+    std::filesystem::remove(out / name);
+  }
+  test::write_text(out / "target.csv", theirs);
+  std::filesystem::create_symlink(out / "target.csv", out / "aggregate.csv");
+  const auto link = test::run_mill({"--output_dir", dir, "collect"});
+  CHECK(link.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(link.err, Contains("symbolic link"));
+  CHECK(std::filesystem::is_symlink(out / "aggregate.csv"));
+  CHECK(test::read_text(out / "target.csv") == theirs);
+  std::filesystem::remove(out / "aggregate.csv");
+
+  // Files an earlier mill wrote (no mark yet, an older CSV header) are mill's and are replaced.
+  test::write_text(out / "aggregate.csv",
+                   "model,task,benchmark,n_shot,limit,metric,aggregation,value,stderr,stderr_method,n_samples,n_tasks,"
+                   "n_tasks_expected,output_type,primary,key\n");
+  test::write_text(out / "report.md", "# mill results\n\nCollected by mill 0.1 from `x` at 2024-01-01T00:00:00Z.\n");
+  test::write_text(out / "heatmap.svg", "<svg xmlns=\"http://www.w3.org/2000/svg\">\n<text x=\"12\" y=\"22\">mill "
+                                        "results: primary metric per task (%)</text>\n</svg>\n");
+  REQUIRE(test::run_mill({"--output_dir", dir, "collect"}).exit_code == 0);
+  CHECK(test::read_text(out / "aggregate.csv").rfind(std::string(kAggregateCsvHeader) + "\n", 0) == 0);
+  CHECK(test::read_text(out / "report.md").rfind(kReportMark, 0) == 0);
+  CHECK(test::read_text(out / "heatmap.svg").rfind(kHeatmapMark, 0) == 0);
+}
+
+TEST_CASE("scores of tasks outside any benchmark are printed: gsm8k and a task of one's own", "[collect]") {
+  test::TempDir out;
+  const auto tasks = out / "tasks";
+  auto demo = test::read_text(std::filesystem::path(test::source_dir()) / "data" / "tasks" / "demo.yaml");
+  const auto at = demo.find("\ntask: demo\n");
+  REQUIRE(at != std::string::npos);
+  demo.replace(at, 12, "\ntask: my_task\n");
+  test::write_text(tasks / "my_task.yaml", demo);
+  const auto registry = TaskRegistry::load({tasks});
+  write_test_result(out.path(), "org/a[revision=r]", registry, "gsm8k", 5, 1319, {{"exact_match_strict-match", 0.42, 0.01}});
+  write_test_result(out.path(), "org/a[revision=r]", registry, "my_task", 0, 50, {{"acc", 0.66, 0.07}});
+  const auto run = test::run_mill(
+      {"--output_dir", out.path().string(), "collect", "--no-check", "--extra_task_paths", tasks.string()});
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(line_with(run.out, "org/a[revision=r]", " gsm8k "),
+             Contains("5-shot") && Contains("exact_match_strict-match") && Contains("42.0 ± 1.0") && Contains("1319"));
+  CHECK_THAT(line_with(run.out, "org/a[revision=r]", " my_task "), Contains("0-shot") && Contains("66.0 ± 7.0"));
+}
+
+TEST_CASE("MMLU's four category groups are rows of their own, after mmlu, with sample-weighted and subject-mean "
+          "values",
+          "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/m[revision=r]";
+  // Two STEM, two humanities, one social-science and two other subjects (lm-eval's subject → category map).
+  const std::vector<std::tuple<std::string, long long, double, double>> subjects = {
+      {"mmlu_anatomy", 100, 0.9, 0.03},      {"mmlu_astronomy", 300, 0.5, 0.02},   {"mmlu_formal_logic", 120, 0.4, 0.045},
+      {"mmlu_philosophy", 80, 0.7, 0.05},    {"mmlu_econometrics", 110, 0.3, 0.044}, {"mmlu_nutrition", 200, 0.6, 0.035},
+      {"mmlu_marketing", 50, 0.8, 0.057}};
+  for (const auto& [task, n, value, se] : subjects) write_test_result(out.path(), model, registry, task, 5, n, {{"acc", value, se}});
+  const auto scan = scan_results(out.path(), registry, 1);
+  const auto rows = aggregate_results(scan.results, {}, registry);
+  struct Expected {
+    std::string group;
+    double micro, macro, micro_se;
+    int subjects, defined;
+  };
+  const std::vector<Expected> expected = {
+      {"mmlu_stem", (90 + 150) / 400.0, 0.7, std::sqrt(0.0625 * 0.0009 + 0.5625 * 0.0004), 2, 19},
+      {"mmlu_humanities", (48 + 56) / 200.0, 0.55, std::sqrt(0.36 * 0.002025 + 0.16 * 0.0025), 2, 13},
+      {"mmlu_social_sciences", 0.3, 0.3, 0.044, 1, 12},
+      {"mmlu_other", (120 + 40) / 250.0, 0.7, std::sqrt(0.64 * 0.001225 + 0.04 * 0.003249), 2, 13},
+      {"mmlu", 537 / 960.0, 4.2 / 7, 0, 7, 57},
+  };
+  for (const auto& group : expected) {
+    INFO(group.group);
+    const auto* micro = find_row(rows, group.group, "acc", kAggregationMicro);
+    const auto* macro = find_row(rows, group.group, "acc", kAggregationMacro);
+    REQUIRE(micro);
+    REQUIRE(macro);
+    CHECK(micro->benchmark == "mmlu");
+    CHECK(micro->value == Approx(group.micro));
+    CHECK(macro->value == Approx(group.macro));
+    if (group.micro_se > 0) CHECK(*micro->standard_error == Approx(group.micro_se));
+    CHECK(micro->n_tasks == group.subjects);
+    CHECK(micro->n_tasks_expected == group.defined);
+  }
+  CHECK_THAT(aggregate_csv(rows), Contains(",mmlu_humanities,mmlu,5,,acc,micro_sample_weighted,0.52,"));
+
+  // Printed after mmlu's own line, in a fixed order, with both averages.
+  const auto run = test::run_mill({"--output_dir", out.path().string(), "collect", "--no-check"});
+  REQUIRE(run.exit_code == 0);
+  const auto lines = lines_of(run.out);
+  const auto index_of = [&](const std::string& group) {
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].find("  " + group + " ") != std::string::npos) return i;
+    }
+    return lines.size();
+  };
+  CHECK(index_of("mmlu") < index_of("mmlu_humanities"));
+  CHECK(index_of("mmlu_humanities") < index_of("mmlu_other"));
+  CHECK(index_of("mmlu_other") < index_of("mmlu_social_sciences"));
+  CHECK(index_of("mmlu_social_sciences") < index_of("mmlu_stem"));
+  REQUIRE(index_of("mmlu_stem") < lines.size());
+  CHECK_THAT(lines[index_of("mmlu_humanities")], Contains("52.0 ± 3.4") && Contains("55.0 ± 3.4") && Contains("2/13"));
+  CHECK_THAT(test::read_text(out / "report.md"), Contains("| mmlu_social_sciences | acc | 30.0 ± 4.4 | 30.0 ± 4.4 | 1 of 12"));
+}
+
+namespace {
+
+// Whether `actual` has every field `sample` has, with the same JSON type (recursively; the first element of an
+// array stands for all). A float in the sample accepts any number; null accepts anything; under `versions` (str,
+// float or None in lm-eval) null is accepted for a number, and a standard error may be lm-eval's "N/A".
+void check_same_shape(const nlohmann::json& sample, const nlohmann::json& actual, const std::string& where) {
+  INFO(where);
+  if (sample.is_null()) return;
+  if (where.find("_stderr,") != std::string::npos && actual == "N/A") return;
+  if (actual.is_null() && (where.rfind("/versions/", 0) == 0 || where.find("/metadata/version") != std::string::npos)) {
+    return;
+  }
+  if (sample.is_number_float()) {
+    CHECK(actual.is_number());
+    return;
+  }
+  CHECK(std::string(actual.type_name()) == sample.type_name());
+  if (sample.is_object() && actual.is_object()) {
+    for (const auto& [key, value] : sample.items()) {
+      INFO(where + "/" + key);
+      CHECK(actual.contains(key));
+      if (actual.contains(key)) check_same_shape(value, actual[key], where + "/" + key);
+    }
+  }
+  if (sample.is_array() && actual.is_array() && !sample.empty() && !actual.empty()) {
+    check_same_shape(sample.front(), actual.front(), where + "/0");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("--export lm_eval writes one results file per model and n-shot in lm-evaluation-harness's shape",
+          "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string model = "org/a[revision=r]";
+  const auto anatomy = write_test_result(out.path(), model, registry, "mmlu_anatomy", 5, 100, {{"acc", 0.6, 0.04}});
+  write_test_result(out.path(), model, registry, "mmlu_astronomy", 5, 152, {{"acc", 0.5, 0.03}});
+  write_test_result(out.path(), model, registry, "gsm8k", 5, 200,
+                    {{"exact_match_strict-match", 0.25, 0.012}, {"exact_match_flexible-extract", 0.3, std::nullopt}});
+  write_test_result(out.path(), model, registry, "mmlu_anatomy", 0, 100, {{"acc", 0.55, 0.05}});
+  // What the engine records beside the scores: the split's size, where and when it ran.
+  auto document = nlohmann::json::parse(test::read_text(anatomy));
+  document["data"] = {{"eval", {{"split", "test"}, {"documents", 135}}}};
+  document["provenance"] = {{"started_at", "2024-02-29T12:00:00Z"}, {"dtype", "float16"}, {"device", "cuda:0"},
+                            {"batch_size", 8}, {"wall_seconds", 12.5}, {"bootstrap", {{"resamples", 1000}, {"seed", 1234}}}};
+  write_result(anatomy, document);
+
+  const auto exports = out / "lm_eval";
+  const auto run = test::run_mill(
+      {"--output_dir", out.path().string(), "collect", "--no-check", "--export", "lm_eval", exports.string()});
+  REQUIRE(run.exit_code == 0);
+  CHECK_THAT(run.out, Contains("exported 2 lm-eval results file(s)"));
+  const auto model_dir = exports / path_component(ModelSpec::parse(model).identity());
+  REQUIRE(std::filesystem::exists(model_dir / "results_0shot.json"));
+  const auto exported = nlohmann::json::parse(test::read_text(model_dir / "results_5shot.json"));
+  const auto sample = nlohmann::json::parse(
+      test::read_text(std::filesystem::path(test::source_dir()) / "tests" / "data" / "lm_eval" / "results_sample.json"));
+  check_same_shape(sample, exported, "");
+
+  const auto& results = exported["results"];
+  CHECK(results["mmlu_anatomy"]["alias"] == "mmlu_anatomy");
+  CHECK(results["mmlu_anatomy"]["acc,none"].get<double>() == Approx(0.6));
+  CHECK(results["mmlu_anatomy"]["acc_stderr,none"].get<double>() == Approx(0.04));
+  CHECK(results["gsm8k"]["exact_match,strict-match"].get<double>() == Approx(0.25));
+  CHECK(results["gsm8k"]["exact_match_stderr,flexible-extract"] == "N/A");  // no standard error: lm-eval's spelling
+  CHECK(exported["groups"]["mmlu_stem"]["acc,none"].get<double>() == Approx((60 + 76) / 252.0));  // sample-weighted
+  CHECK(results["mmlu"]["acc,none"] == exported["groups"]["mmlu"]["acc,none"]);
+  CHECK(exported["group_subtasks"]["mmlu"] == nlohmann::json::array({"mmlu_stem"}));
+  CHECK(exported["group_subtasks"]["mmlu_stem"] == nlohmann::json::array({"mmlu_anatomy", "mmlu_astronomy"}));
+  CHECK_FALSE(exported["group_subtasks"].contains("gsm8k"));
+  CHECK(exported["n-samples"]["mmlu_anatomy"] == nlohmann::json({{"original", 135}, {"effective", 100}}));
+  CHECK(exported["n-samples"]["gsm8k"] == nlohmann::json({{"original", 200}, {"effective", 200}}));
+  CHECK(exported["n-shot"]["mmlu_stem"] == 5);
+  CHECK(exported["versions"]["gsm8k"].get<double>() == Approx(3.0));
+  CHECK(exported["higher_is_better"]["gsm8k"]["exact_match"] == true);
+  CHECK(exported["configs"]["gsm8k"]["output_type"] == "generate_until");
+  CHECK(exported["configs"]["gsm8k"]["num_fewshot"] == 5);
+  CHECK(exported["configs"]["gsm8k"]["metric_list"].size() == 1);
+  CHECK(exported["configs"]["mmlu_anatomy"]["output_type"] == "multiple_choice");
+  CHECK(exported["config"]["model_args"] == "pretrained=org/a,revision=r");
+  CHECK(exported["config"]["model_dtype"] == "float16");
+  CHECK(exported["config"]["limit"].is_null());
+  CHECK(exported["date"].get<double>() == Approx(1709208000.0));
+  CHECK(exported["model_name"] == ModelSpec::parse(model).identity());
+  CHECK(exported["exported_by"].get<std::string>().rfind("mill ", 0) == 0);
+  CHECK(lm_eval_metric_and_filter("exact_match_flexible-extract", registry.find("gsm8k")) ==
+        std::pair<std::string, std::string>{"exact_match", "flexible-extract"});
+
+  // Rerunning replaces mill's own export; a file of someone else's where an export goes is left alone.
+  REQUIRE(test::run_mill({"--output_dir", out.path().string(), "collect", "--no-check", "--export", "lm_eval",
+                          exports.string()})
+              .exit_code == 0);
+  test::write_text(model_dir / "results_0shot.json", "{\"results\": {}}\n");
+  const auto refused = test::run_mill(
+      {"--output_dir", out.path().string(), "collect", "--no-check", "--export", "lm_eval", exports.string()});
+  CHECK(refused.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(refused.err, Contains("results_0shot.json"));
+  CHECK(test::read_text(model_dir / "results_0shot.json") == "{\"results\": {}}\n");
+  const auto unknown = test::run_mill({"--output_dir", out.path().string(), "collect", "--export", "csv", "x"});
+  CHECK(unknown.exit_code == static_cast<int>(ExitCode::usage));
+  CHECK_THAT(unknown.err, Contains("lm_eval"));
+}
+
+TEST_CASE("--compare keeps its columns aligned when a limit shows, and fits a narrow terminal", "[collect]") {
+  const auto registry = TaskRegistry::load();
+  test::TempDir out;
+  const std::string a = "org/a[revision=r]", b = "org/b[revision=r]";
+  write_test_journal(write_test_result(out.path(), a, registry, "mmlu_anatomy", 5, 10, {{"acc", 0.8, 0.1}}, false, 10),
+                     "acc", ones_then_zeros(8, 10));
+  write_test_journal(write_test_result(out.path(), b, registry, "mmlu_anatomy", 5, 10, {{"acc", 0.5, 0.1}}, false, 10),
+                     "acc", ones_then_zeros(5, 10));
+  write_test_journal(write_test_result(out.path(), a, registry, "mmlu_high_school_government_and_politics", 5, 200,
+                                       {{"acc", 0.7, 0.03}}),
+                     "acc", ones_then_zeros(140, 200));
+  write_test_journal(write_test_result(out.path(), b, registry, "mmlu_high_school_government_and_politics", 5, 200,
+                                       {{"acc", 0.5, 0.03}}),
+                     "acc", ones_then_zeros(100, 200));
+  const std::vector<std::string> args = {"--output_dir", out.path().string(), "collect", "--no-check", "--compare", a, b};
+  const auto check_aligned = [](const std::string& output, const std::string& verdict_header) {
+    const auto lines = lines_of(output);
+    const auto header = std::find_if(lines.begin(), lines.end(), [](const std::string& l) { return l.rfind("task ", 0) == 0; });
+    REQUIRE(header != lines.end());
+    const auto verdict = column_of(*header, verdict_header);
+    const auto interval = column_of(*header, "95% interval");
+    int rows = 0;
+    for (auto line = header + 1; line != lines.end() && !line->empty(); ++line) {
+      INFO(*line);
+      const auto not_significant = column_of(*line, "not significant");
+      const auto cell = not_significant != std::string::npos ? not_significant
+                        : line->find("n.s.") != std::string::npos ? column_of(*line, "n.s.")
+                        : line->find("sig.") != std::string::npos ? column_of(*line, "sig.")
+                                                                  : column_of(*line, "significant");
+      CHECK(cell == verdict);
+      CHECK(column_of(*line, "[") == interval);
+      ++rows;
+    }
+    CHECK(rows == 6);  // two tasks, and mmlu's micro and macro at limit 10 and without a limit
+  };
+  const auto piped = test::run_mill(args);
+  REQUIRE(piped.exit_code == 0);
+  CHECK_THAT(piped.out, Contains("5-shot/limit 10") && Contains("mmlu_high_school_government_and_politics"));
+  check_aligned(piped.out, "verdict");
+
+  // On a 72-column terminal every table line fits: names are cut in the middle, columns get their short forms.
+  const auto narrow = run_mill_on_terminal(args, 72);
+  check_aligned(narrow, "verdict");
+  bool in_table = false;
+  for (const auto& line : lines_of(narrow)) {
+    if (line.rfind("task ", 0) == 0 || line.rfind("model ", 0) == 0) in_table = true;
+    if (line.empty()) in_table = false;
+    INFO(line);
+    if (in_table) CHECK(display_width(line) <= 72);
+  }
+  CHECK_THAT(narrow, Contains("…") && Contains("5/L10"));
 }

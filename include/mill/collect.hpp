@@ -81,8 +81,9 @@ inline constexpr const char* kAggregationMacro = "macro_subject_mean";
 // One line of aggregate.csv.
 struct AggregateRow {
   std::string model;
-  std::string task;       // the task, or the benchmark name on rollup rows
-  std::string benchmark;  // the benchmark the task belongs to (equal to `task` on rollup rows)
+  std::string task;       // the task; on rollup rows the benchmark or category group (mmlu, mmlu_stem)
+  std::string benchmark;  // the benchmark the task belongs to; on rollup rows the benchmark the group is part of
+                          // (mmlu for mmlu and for mmlu_stem)
   int n_shot = 0;
   std::optional<int> limit;
   std::string metric;
@@ -105,8 +106,9 @@ using StaleResults = std::unordered_map<std::string, std::string>;
 StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& registry);
 
 // Task rows for every accepted result and metric, then a micro and a macro rollup row per model × benchmark ×
-// n_shot × limit × metric. Rows come sorted (model, n_shot, limit, benchmark, task rows before rollups, task,
-// metric, aggregation).
+// n_shot × limit × metric, and the same for each further group of the tasks (MMLU's four categories: task
+// mmlu_stem, benchmark mmlu). Rows come sorted (model, n_shot, limit, benchmark, task rows before rollups, task,
+// metric, aggregation), so a benchmark's category rows follow its own.
 // `stale` (from find_stale_results) marks rows; stale results are still aggregated, since a results tree copied to
 // a machine without the Hugging Face cache would otherwise lose every number.
 std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& results, const CollectFilter& filter,
@@ -116,6 +118,11 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
 // The metric a report shows for a result: --metric, else the result's primary_metric, else acc, exact_match,
 // else the first one.
 std::string primary_metric_of(const CollectedResult& result, const std::string& requested);
+
+// aggregate.csv's first line; collect_output.hpp recognises the files collect wrote by it.
+inline constexpr const char* kAggregateCsvHeader =
+    "model,task,benchmark,n_shot,limit,metric,aggregation,value,stderr,stderr_method,n_samples,n_tasks,"
+    "n_tasks_expected,output_type,primary,stale,key";
 
 // aggregate.csv's text (RFC 4180, header line first).
 std::string aggregate_csv(const std::vector<AggregateRow>& rows);

@@ -314,6 +314,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
     std::vector<StratumEstimate> subjects;
     std::set<std::string> methods;
     std::string output_type;
+    std::string parent;  // the benchmark a category group belongs to (mmlu for mmlu_stem); the group's own name otherwise
     bool primary = false;
     int stale = 0;
   };
@@ -347,6 +348,8 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       if (const auto* task = registry.find(result.task)) rollups.insert(rollups.end(), task->groups.begin(), task->groups.end());
       for (const auto& rollup : rollups) {
         auto& group = groups[{result.model, result.n_shot, limit_order(result.limit), rollup, metric.name}];
+        if (group.parent.empty()) group.parent = result.benchmark.empty() ? rollup : result.benchmark;
+        if (group.parent != rollup && group.parent != result.benchmark) group.parent = rollup;  // shared by benchmarks
         group.subjects.push_back({metric.value, metric.standard_error, metric.n});
         if (metric.standard_error) group.methods.insert(metric.stderr_method);
         if (group.output_type.empty()) group.output_type = result.output_type;
@@ -365,7 +368,7 @@ std::vector<AggregateRow> aggregate_results(const std::vector<CollectedResult>& 
       AggregateRow row;
       row.model = model;
       row.task = benchmark;
-      row.benchmark = benchmark;
+      row.benchmark = group.parent;
       row.n_shot = n_shot;
       if (limit >= 0) row.limit = limit;
       row.metric = metric;
@@ -414,9 +417,7 @@ std::string csv_number(double value) {
 }  // namespace
 
 std::string aggregate_csv(const std::vector<AggregateRow>& rows) {
-  std::string out =
-      "model,task,benchmark,n_shot,limit,metric,aggregation,value,stderr,stderr_method,n_samples,n_tasks,"
-      "n_tasks_expected,output_type,primary,stale,key\n";
+  std::string out = std::string(kAggregateCsvHeader) + "\n";
   out.reserve(out.size() + rows.size() * 160);
   for (const auto& row : rows) {
     out += csv_field(row.model);

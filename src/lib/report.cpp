@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "mill/collect_output.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
 
@@ -91,9 +92,13 @@ std::vector<TableRow> primary_table(const std::vector<AggregateRow>& rows, std::
   for (const auto& row : rows) {
     if (row.primary) ordered.push_back(&row);
   }
+  // Within a benchmark: its own rollups, then its category groups' (mmlu_humanities, ...), each micro before macro,
+  // then its tasks.
   const auto rank = [](const AggregateRow* row) {
+    const bool task = row->aggregation == kAggregationTask;
+    const bool category = !task && row->task != row->benchmark;
     const int kind = row->aggregation == kAggregationMicro ? 0 : row->aggregation == kAggregationMacro ? 1 : 2;
-    return std::make_tuple(row->benchmark.empty(), std::cref(row->benchmark), kind, std::cref(row->task));
+    return std::make_tuple(row->benchmark.empty(), std::cref(row->benchmark), task, category, std::cref(row->task), kind);
   };
   std::stable_sort(ordered.begin(), ordered.end(), [&](auto* a, auto* b) { return rank(a) < rank(b); });
   for (const auto* row : ordered) {
@@ -151,7 +156,8 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
   const int grid_bottom = header + static_cast<int>(table.size()) * cell_h;
   const int height = grid_bottom + 120;
 
-  std::string svg = fmt::format(
+  std::string svg = std::string(kHeatmapMark) + "\n";
+  svg += fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\" "
       "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
@@ -224,9 +230,31 @@ std::string render_heatmap_svg(const std::vector<AggregateRow>& rows) {
   return svg;
 }
 
+std::string report_generated_at(std::string_view report_markdown) {
+  // The header line says "... from `DIR` at 2024-02-29T12:00:00Z. ..."; the last such time on it is the one.
+  const auto start = report_markdown.find("\nCollected by mill ");
+  if (start == std::string_view::npos) return {};
+  const auto end = report_markdown.find('\n', start + 1);
+  const auto line = report_markdown.substr(start + 1, end == std::string_view::npos ? end : end - start - 1);
+  const auto is_time = [](std::string_view text) {
+    static constexpr std::string_view shape = "dddd-dd-ddTdd:dd:ddZ";
+    if (text.size() < shape.size()) return false;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+      const bool ok = shape[i] == 'd' ? text[i] >= '0' && text[i] <= '9' : text[i] == shape[i];
+      if (!ok) return false;
+    }
+    return true;
+  };
+  std::string found;
+  for (auto at = line.find("` at "); at != std::string_view::npos; at = line.find("` at ", at + 1)) {
+    if (is_time(line.substr(at + 5))) found = std::string(line.substr(at + 5, 20));
+  }
+  return found;
+}
+
 std::string render_report_markdown(const ReportInput& input) {
   const auto& rows = *input.rows;
-  std::string md = "# mill results\n\n";
+  std::string md = std::string(kReportMark) + "\n# mill results\n\n";
   md += fmt::format("Collected by mill {} from `{}` at {}. ", version(), md_cell(input.output_dir.string()),
                     input.generated_at);
   if (input.scan) {
@@ -237,11 +265,13 @@ std::string render_report_markdown(const ReportInput& input) {
         "The full table, every metric, is `aggregate.csv`.\n\n![heatmap](heatmap.svg)\n\n";
 
   // Benchmarks.
-  std::map<std::tuple<std::string, int, int, std::string, std::string>, std::pair<const AggregateRow*, const AggregateRow*>>
-      rollups;  // (model, n_shot, limit, benchmark, metric) → micro, macro
+  // (model, n_shot, limit, benchmark, rollup, metric) → micro, macro: a benchmark's category rows follow its own.
+  std::map<std::tuple<std::string, int, int, std::string, std::string, std::string>,
+           std::pair<const AggregateRow*, const AggregateRow*>>
+      rollups;
   for (const auto& row : rows) {
     if (row.aggregation == kAggregationTask || !row.primary) continue;
-    auto& slot = rollups[{row.model, row.n_shot, row.limit.value_or(-1), row.benchmark, row.metric}];
+    auto& slot = rollups[{row.model, row.n_shot, row.limit.value_or(-1), row.benchmark, row.task, row.metric}];
     (row.aggregation == kAggregationMicro ? slot.first : slot.second) = &row;
   }
   if (!rollups.empty()) {
@@ -253,7 +283,7 @@ std::string render_report_markdown(const ReportInput& input) {
     for (const auto& [key, pair] : rollups) {
       const auto* any = pair.first ? pair.first : pair.second;
       md += fmt::format("| {} | {} | {} | {} | {} | {} | {}{} | {} |\n", md_cell(any->model),
-                        shots_label(any->n_shot, any->limit), md_cell(any->benchmark), md_cell(any->metric),
+                        shots_label(any->n_shot, any->limit), md_cell(any->task), md_cell(any->metric),
                         pair.first ? format_with_error(any->metric, pair.first->value, pair.first->standard_error) : "–",
                         pair.second ? format_with_error(any->metric, pair.second->value, pair.second->standard_error) : "–",
                         any->n_tasks,
