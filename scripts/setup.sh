@@ -13,6 +13,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   slurm-wlm slurm-client munge
   hyperfine clang libclang-rt-14-dev
+  zsh fish  # the shell completion tests load mill's scripts in them
 )
 missing=()
 for package in "${packages[@]}"; do

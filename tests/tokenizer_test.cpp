@@ -21,6 +21,7 @@ using mill::TokenId;
 using mill::Tokenizer;
 using nlohmann::json;
 namespace fs = std::filesystem;
+namespace test = mill::test;
 
 namespace {
 

@@ -76,6 +76,7 @@ class ApiBackend final : public ModelBackend {
     std::string kind = "unknown";  // "mill", "vllm" or what owned_by said
     std::string first_model;
     std::string probe_error;
+    bool unreachable = false;  // no HTTP answer at all (refused, unresolvable, timed out)
   };
   const ServerInfo& server() const;
   const std::string& model_name() const;

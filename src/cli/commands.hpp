@@ -2,6 +2,7 @@
 // The command-line front end: each subcommand is one file that declares its options and calls the library.
 #include <CLI/CLI.hpp>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,8 +39,40 @@ std::vector<int> parse_int_list_option(const std::string& text, const std::strin
 // and lines starting with '#' skipped. An unreadable or empty file is a mill::Error naming `option` and the file.
 std::vector<std::string> read_list_file(const std::string& path, const std::string& option);
 
-// Whether stdout is a terminal that should get colour (NO_COLOR unset).
+// Whether output to a stream that `is_terminal` should get colour: only a terminal, and not when NO_COLOR is set
+// (not empty) or TERM is unset or "dumb".
+bool colour_wanted(bool is_terminal);
 bool stdout_is_colour_terminal();
+
+// The command-line tree as data: what shell completion, the man page and the usage hints are generated from, so
+// that none of them lists an option the parser does not have.
+struct OptionSummary {
+  std::vector<std::string> names;  // as typed: long names first ("--n_shots", "--n-shots"), then short ones ("-V")
+  std::string help;
+  int values = 0;          // words the option takes after it: 0 for a flag
+  std::string value_name;  // CLI11's name of the value's type (TEXT, INT, ...)
+  bool hidden = false;     // internal (set by mill itself): not offered, not documented, but still accepted
+};
+struct PositionalSummary {
+  std::string name;
+  std::string help;
+  int max_words = 1;  // words it takes at most (large for a list)
+};
+struct CommandSummary {
+  std::string name;  // empty for mill itself, whose options are the global ones
+  std::string help;
+  std::vector<OptionSummary> options;
+  std::vector<PositionalSummary> positionals;
+  const OptionSummary* find_option(const std::string& typed_name) const;  // "--n-shots" finds --n_shots
+};
+// mill itself first, then each command in the order --help lists them.
+std::vector<CommandSummary> summarize_commands(const CLI::App& app);
+
+// When parsing the command line failed: the first argument mill cannot place (an unknown command or option, or a
+// value in lm-evaluation-harness's form) explained in one line, with the closest valid names or mill's spelling of
+// what was meant. Nothing when the failure is about something else (CLI11's own message then stands).
+std::optional<std::string> explain_usage_error(const CLI::App& app, const std::vector<std::string>& args,
+                                               const CLI::ParseError& error);
 
 void register_schedule_command(CLI::App& app, const GlobalOptions& global);
 void register_tasks_command(CLI::App& app, const GlobalOptions& global);
@@ -49,5 +82,9 @@ void register_status_command(CLI::App& app, const GlobalOptions& global);
 void register_demo_model_command(CLI::App& app, const GlobalOptions& global);
 void register_serve_command(CLI::App& app, const GlobalOptions& global);
 void register_migrate_command(CLI::App& app, const GlobalOptions& global);
+// These describe `app` itself, so they are registered after every other command.
+void register_version_command(CLI::App& app);
+void register_completion_command(CLI::App& app);
+void register_man_command(CLI::App& app);
 
 }  // namespace mill::cli

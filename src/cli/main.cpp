@@ -89,7 +89,19 @@ std::vector<std::string> read_list_file(const std::string& path, const std::stri
   return items;
 }
 
-bool stdout_is_colour_terminal() { return ::isatty(STDOUT_FILENO) && environment("NO_COLOR").empty(); }
+bool colour_wanted(bool is_terminal) {
+  // NO_COLOR counts when set and not empty (no-color.org); a terminal that calls itself dumb shows escapes as text.
+  const auto term = environment("TERM");
+  return is_terminal && environment("NO_COLOR").empty() && !term.empty() && term != "dumb";
+}
+
+bool stdout_is_colour_terminal() { return colour_wanted(::isatty(STDOUT_FILENO)); }
+
+void register_version_command(CLI::App& app) {
+  app.add_subcommand("version", "Print mill's version (as mill --version and mill -V do)")->callback([] {
+    std::cout << "mill " << version() << "\n";
+  });
+}
 
 namespace {
 // The log message as one line (control and non-UTF-8 bytes escaped): log lines often carry user paths and names.
@@ -103,7 +115,8 @@ class OneLineMessage : public spdlog::custom_flag_formatter {
 };
 
 void configure_logging(const std::string& level_name) {
-  auto logger = spdlog::stderr_color_mt("mill");
+  auto logger = spdlog::stderr_color_mt(
+      "mill", colour_wanted(::isatty(STDERR_FILENO)) ? spdlog::color_mode::automatic : spdlog::color_mode::never);
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   formatter->add_flag<OneLineMessage>('*').set_pattern("mill: %l: %*");
   logger->set_formatter(std::move(formatter));
@@ -121,10 +134,11 @@ int run(int argc, char** argv) {
                "  mill status                                         what the sweeps have queued, running, done\n"
                "  mill collect [--check] [--compare A B]              aggregate.csv, report, missing/stale jobs\n"
                "  mill eval MODEL TASKS                               evaluate here (also the array worker)\n"
-               "  mill tasks [NAMES]                                  list the known tasks and benchmarks\n\n"
+               "  mill tasks [NAMES]                                  list the known tasks and benchmarks\n"
+               "  mill completion bash|zsh|fish, mill man, mill version  shell completion, manual page, version\n\n"
                "Lists are comma-separated. Model specs: NAME_OR_PATH[key=value,...]. Docs: docs/ in the source tree.",
                "mill"};
-  app.set_version_flag("--version", std::string("mill ") + version());
+  app.set_version_flag("-V,--version", std::string("mill ") + version());
   app.require_subcommand(1);
   app.fallthrough();
   GlobalOptions global;
@@ -141,6 +155,9 @@ int run(int argc, char** argv) {
   register_demo_model_command(app, global);
   register_serve_command(app, global);
   register_migrate_command(app, global);
+  register_version_command(app);
+  register_completion_command(app);
+  register_man_command(app);
   app.parse_complete_callback([&] { configure_logging(global.log_level); });
   // Names and paths end up in JSON files (manifests, results), which must be UTF-8: refuse other bytes up front
   // rather than fail half-way or record a name that no longer matches.
@@ -160,6 +177,10 @@ int run(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    if (const auto explained = explain_usage_error(app, std::vector<std::string>(argv + 1, argv + argc), e)) {
+      std::cerr << "mill: error: " << one_line(*explained) << "\n";
+      return static_cast<int>(ExitCode::usage);
+    }
     std::cerr << "mill: error: " << one_line(e.what()) << " (see mill --help)\n";
     return static_cast<int>(ExitCode::usage);
   }

@@ -143,12 +143,15 @@ const ApiBackend::ServerInfo& ApiBackend::server() const {
     const auto url = config_.base_url + "/models";
     std::pair<long, std::string> answer{0, ""};
     // The server may still be busy (or briefly restarting): a few tries before concluding anything.
-    for (int attempt = 0; attempt <= std::min(config_.retry.max_retries, 3); ++attempt) {
+    const int tries = 1 + std::min(config_.retry.max_retries, 3);
+    for (int attempt = 0; attempt < tries; ++attempt) {
+      if (attempt > 0) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(retry_delay_s(config_.retry, attempt, std::nullopt)));
+      }
       answer = client_.get_once(url, std::min(30.0, config_.retry.timeout_s));
       if (answer.first != 0 && answer.first < 500) break;
-      std::this_thread::sleep_for(
-          std::chrono::duration<double>(retry_delay_s(config_.retry, attempt + 1, std::nullopt)));
     }
+    server_.unreachable = answer.first == 0;
     const auto parsed = nlohmann::json::parse(answer.second, nullptr, false);
     if (answer.first == 200 && parsed.is_object() && parsed.contains("data") && parsed["data"].is_array() &&
         !parsed["data"].empty() && parsed["data"][0].is_object()) {
@@ -160,7 +163,9 @@ const ApiBackend::ServerInfo& ApiBackend::server() const {
               ? fmt::format("GET {}: {}", redact_url(url), one_line(answer.second))
               : fmt::format("GET {}: HTTP {}: {}", redact_url(url), answer.first, error_message_of(answer.second)),
           config_.api_key);
-      spdlog::info("{}", server_.probe_error);
+      if (server_.unreachable && tries > 1) server_.probe_error += fmt::format(" ({} tries)", tries);
+      // Said at info only: whatever needs the answer fails with this text (capabilities, model_name).
+      spdlog::info("{} backend: {}", config_.backend_name, server_.probe_error);
     }
   });
   return server_;
@@ -188,8 +193,15 @@ BackendCapabilities ApiBackend::capabilities() const {
   if (config_.scores_prompts) {
     scores = *config_.scores_prompts;
   } else {
-    const auto& kind = server().kind;
-    scores = kind == "mill" || kind == "vllm";
+    const auto& info = server();
+    // What the server can do is only known by asking it; one that cannot be reached must not pass for a hosted
+    // API that only generates (that would blame the task instead of the connection).
+    if (info.unreachable) {
+      throw Error(fmt::format("{} backend: cannot ask the server at {} what it can do: {}", config_.backend_name,
+                              redact_url(config_.base_url), info.probe_error),
+                  ExitCode::eval_failed);
+    }
+    scores = info.kind == "mill" || info.kind == "vllm";
   }
   return {scores, scores, true};
 }

@@ -64,6 +64,37 @@ bool retryable_transport_error(CURLcode code) {
   }
 }
 
+// A failure to reach the server at all, as opposed to one while talking to it.
+bool connection_failure(CURLcode code) {
+  return code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY;
+}
+
+// The host and port a URL points at ("127.0.0.1 port 8000"), the default port filled in; the URL itself when
+// curl cannot parse it.
+std::string host_and_port(const std::string& url) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return redact_url(url);
+  char* host = nullptr;
+  char* port = nullptr;
+  std::string out = redact_url(url);
+  if (curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(parsed.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    out = fmt::format("{} port {}", host, port);
+  }
+  curl_free(host);
+  curl_free(port);
+  return out;
+}
+
+// What went wrong below HTTP, in curl's words (its code's name, then its detail); a connection failure names the
+// host and port it could not reach.
+std::string transport_failure(const std::string& url, CURLcode code, const char* detail) {
+  const std::string what = curl_easy_strerror(code);
+  const std::string more = detail && *detail && one_line(detail) != what ? " (" + one_line(detail) + ")" : "";
+  if (connection_failure(code)) return fmt::format("cannot connect to {}: {}{}", host_and_port(url), what, more);
+  return what + more;
+}
+
 bool retryable_status(long status) {
   return status == 408 || status == 409 || status == 425 || status == 429 || status >= 500;
 }
@@ -120,6 +151,7 @@ HttpClient::HttpClient(RetryPolicy policy, int concurrency, std::string bearer_t
 std::pair<long, std::string> HttpClient::get_once(const std::string& url, double timeout_s) const {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy(curl_easy_init(), curl_easy_cleanup);
   std::string body;
+  char error[CURL_ERROR_SIZE] = {};
   curl_slist* headers = nullptr;
   if (!bearer_token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_token_).c_str());
   curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
@@ -127,12 +159,13 @@ std::pair<long, std::string> HttpClient::get_once(const std::string& url, double
   curl_easy_setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
   curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(easy.get(), CURLOPT_ERRORBUFFER, error);
   if (headers) curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
   const auto code = curl_easy_perform(easy.get());
   long status = 0;
   if (code == CURLE_OK) curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &status);
   if (headers) curl_slist_free_all(headers);
-  return {status, code == CURLE_OK ? body : std::string(curl_easy_strerror(code))};
+  return {status, code == CURLE_OK ? body : redact_secret(transport_failure(url, code, error), bearer_token_)};
 }
 
 void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& accept) {
@@ -142,6 +175,7 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
   for (std::size_t i = 0; i < requests.size(); ++i) queue.push_back({i, 0, Clock::now()});
   std::map<CURL*, std::unique_ptr<Transfer>> active;
   std::optional<std::string> fatal;
+  bool connection_failure_said = false;
 
   auto describe = [&](std::size_t index) {
     return fmt::format("{} {}", requests[index].method, redact_url(requests[index].url));
@@ -188,7 +222,7 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     if (code != CURLE_OK) {
       reason = code == CURLE_OPERATION_TIMEDOUT
                    ? fmt::format("no complete answer within the timeout of {} s", policy_.timeout_s)
-                   : fmt::format("{} ({})", curl_easy_strerror(code), one_line(transfer.error));
+                   : transport_failure(requests[transfer.index].url, code, transfer.error);
       retryable = retryable_transport_error(code);
     } else if (status >= 200 && status < 300) {
       std::optional<std::string> unusable;
@@ -209,8 +243,12 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     if (retryable && next_attempt <= policy_.max_retries) {
       const double delay =
           retry_delay_s(policy_, next_attempt, status == 429 || status == 503 ? transfer.retry_after : std::nullopt);
-      spdlog::info("{}: {}; retry {}/{} in {:.2f} s", describe(transfer.index), reason, next_attempt,
-                   policy_.max_retries, delay);
+      // The first failure to reach the server is said at the default log level: the retries that follow can
+      // take minutes, and a server that is not running should not look like a slow one.
+      const bool say = connection_failure(code) && !connection_failure_said;
+      connection_failure_said = connection_failure_said || say;
+      spdlog::log(say ? spdlog::level::warn : spdlog::level::info, "{}: {}; retry {}/{} in {:.2f} s",
+                  describe(transfer.index), reason, next_attempt, policy_.max_retries, delay);
       queue.push_back({transfer.index, next_attempt,
                        Clock::now() + std::chrono::microseconds(static_cast<long long>(delay * 1e6))});
       return;
