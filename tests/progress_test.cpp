@@ -25,6 +25,9 @@
 #include "mill/text.hpp"
 #include "support.hpp"
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
 using namespace mill;
 using Catch::Matchers::Contains;
 using mill::test::read_text;
@@ -263,6 +266,45 @@ TEST_CASE("on a terminal the display redraws one line in place and clears it aro
   CHECK(out.str() == "\r\x1b[K");
   CHECK_FALSE(progress_line_visible());
   CHECK(display.where() == "demo 1-shot at 8/52 samples");  // stopped short: a stop message names it
+}
+
+TEST_CASE("the progress form follows the terminal, TERM, NO_COLOR and MILL_PROGRESS_INTERVAL", "[progress]") {
+  auto settings = choose_progress_settings(true, "xterm-256color", "", "", false);
+  CHECK(settings.style == ProgressStyle::live);
+  CHECK(settings.colour);
+  CHECK(settings.interval == kDefaultProgressInterval);
+  CHECK_FALSE(choose_progress_settings(true, "xterm", "1", "", false).colour);  // NO_COLOR
+  CHECK(choose_progress_settings(true, "dumb", "", "", false).style == ProgressStyle::lines);  // no cursor control
+  settings = choose_progress_settings(false, "xterm", "", "5", false);  // a pipe or a SLURM log
+  CHECK(settings.style == ProgressStyle::lines);
+  CHECK_FALSE(settings.colour);
+  CHECK(settings.interval == std::chrono::seconds(5));
+  CHECK(choose_progress_settings(true, "xterm", "", "", true).style == ProgressStyle::off);  // --quiet
+  CHECK_THROWS_WITH(choose_progress_settings(false, "", "", "30s", false),
+                    Contains("MILL_PROGRESS_INTERVAL: \"30s\" is not a whole number of seconds in 1..86400"));
+}
+
+TEST_CASE("log lines written while the live line is shown clear it first and bring it back", "[progress]") {
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("progress-test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_pattern("mill: %l: %v");
+  spdlog::set_default_logger(logger);
+  {
+    FakeClock clock;
+    ProgressSettings settings;
+    settings.style = ProgressStyle::live;
+    settings.columns = 100;
+    ProgressDisplay display(settings, out, clock.function());
+    display.begin_job({"mill-demo", "demo", 0, 1, 1});
+    display.update(4, 52);
+    spdlog::warn("a warning");
+    display.end_job(true);
+  }
+  spdlog::set_default_logger(previous);
+  CHECK_THAT(out.str(), Contains("4/52 (7%)") && Contains("\x1b[K\r\x1b[Kmill: warning: a warning\n\rmill-demo"));
+  CHECK(logger->sinks().size() == 1);  // the display's wrapper is gone with it
+  CHECK(std::dynamic_pointer_cast<spdlog::sinks::ostream_sink_mt>(logger->sinks().front()) != nullptr);
 }
 
 TEST_CASE("a bad MILL_PROGRESS_INTERVAL is refused in one line before anything runs", "[progress]") {

@@ -33,10 +33,13 @@ struct ProgressSettings {
 
 inline constexpr std::chrono::seconds kDefaultProgressInterval{30};
 
-// The settings for stderr: live on a terminal unless TERM is "dumb"; colour unless NO_COLOR is set (to anything);
+// The settings for stderr: live on a terminal unless TERM is "dumb"; colour unless NO_COLOR is set (non-empty);
 // the line interval from MILL_PROGRESS_INTERVAL (whole seconds, 1..86400; default 30). `quiet`: off. Throws
 // mill::Error (usage) naming a bad MILL_PROGRESS_INTERVAL.
 ProgressSettings progress_settings_for_stderr(bool quiet);
+// The same decision from given values (the environment variables' texts, empty when unset).
+ProgressSettings choose_progress_settings(bool stderr_is_terminal, std::string_view term, std::string_view no_color,
+                                          std::string_view interval, bool quiet);
 
 // The job a line is about. `position` is 1-based among `jobs` (the worker's own list, or the whole sweep's under
 // schedule --local, see ProgressDisplay::number_jobs).

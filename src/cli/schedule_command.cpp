@@ -812,7 +812,9 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "cluster", options->cluster, "auto (match the hostname) or a profile name from clusters.yaml")
       ->capture_default_str();
   add_flag(*command, "dry_run", options->dry_run, "Print the job table, time limit and script; submit nothing");
-  add_flag(*command, "local", options->local, "Run every job here, one after another, without SLURM");
+  add_flag(*command, "local", options->local,
+           "Run every job here, one after another, without SLURM: the plan is printed first, then progress on stderr; "
+           "Ctrl-C stops after the current batch (exit 130) and prints the command that resumes");
   add_flag(*command, "json", options->json, "Print the plan as JSON (jobs with status and reason, profile, time, script)");
   add_option(*command, "venv_path", options->venv_path, "Virtual environment the workers activate before mill eval");
   add_option(*command, "extra_task_paths", options->extra_task_paths, "Comma-separated directories of extra task YAML files");

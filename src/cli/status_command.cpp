@@ -74,12 +74,12 @@ void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
   for (const auto& element : sweep.elements) {
     if (!show_all && element.state == ElementState::completed) continue;
     if (!header) {
-      std::cout << fmt::format("  {:>7}  {:<9}  {:<{}}  {:>4}  {}\n", "element", "state", "model", model_width, "jobs", "detail");
+      std::cout << fmt::format("  {:>7}  {:<11}  {:<{}}  {:>4}  {}\n", "element", "state", "model", model_width, "jobs", "detail");
       header = true;
     }
     const auto state = to_string(element.state);
     std::cout << fmt::format("  {:>7}  ", element.element) << coloured(element.state, colour)
-              << std::string(9 - std::min<std::size_t>(9, state.size()), ' ')
+              << std::string(11 - std::min<std::size_t>(11, state.size()), ' ')
               << fmt::format("  {:<{}}  {:>4}  {}\n", one_line(element.model), model_width, element.jobs, one_line(element.detail));
   }
 }
@@ -169,8 +169,8 @@ void register_status_command(CLI::App& app, const GlobalOptions& global) {
   auto options = std::make_shared<StatusCommandOptions>();
   auto* command = app.add_subcommand(
       "status",
-      "Show what the sweeps in --output_dir have queued, running (with progress), completed and failed "
-      "(see docs/status.md).");
+      "Show what the sweeps in --output_dir have queued, running (with progress), completed, failed and (--local "
+      "runs that ended early) interrupted, with the command that resumes them (see docs/status.md).");
   command->add_option("sweeps", options->sweeps, "Sweep ids to show (default: all, oldest first)");
   add_flag(*command, "json", options->json, "Print the status as JSON (schema in docs/status.md)");
   add_flag(*command, "all", options->all, "List completed elements too");

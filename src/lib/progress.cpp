@@ -88,16 +88,17 @@ struct LogSinkGuard {
 
 }  // namespace
 
-ProgressSettings progress_settings_for_stderr(bool quiet) {
+ProgressSettings choose_progress_settings(bool stderr_is_terminal, std::string_view term, std::string_view no_color,
+                                          std::string_view interval, bool quiet) {
   ProgressSettings settings;
-  const auto interval = environment("MILL_PROGRESS_INTERVAL");
   if (!interval.empty()) {
+    const std::string text(interval);
     char* end = nullptr;
     errno = 0;
-    const long seconds = std::strtol(interval.c_str(), &end, 10);
+    const long seconds = std::strtol(text.c_str(), &end, 10);
     if (*end != '\0' || errno != 0 || seconds < 1 || seconds > 86400) {
       throw Error(fmt::format("MILL_PROGRESS_INTERVAL: {} is not a whole number of seconds in 1..86400 (e.g. 30)",
-                              quote_value(interval)));
+                              quote_value(text)));
     }
     settings.interval = std::chrono::seconds(seconds);
   }
@@ -105,9 +106,15 @@ ProgressSettings progress_settings_for_stderr(bool quiet) {
     settings.style = ProgressStyle::off;
     return settings;
   }
+  settings.style = stderr_is_terminal && term != "dumb" ? ProgressStyle::live : ProgressStyle::lines;
+  settings.colour = settings.style == ProgressStyle::live && no_color.empty();
+  return settings;
+}
+
+ProgressSettings progress_settings_for_stderr(bool quiet) {
+  auto settings = choose_progress_settings(::isatty(STDERR_FILENO) == 1, environment("TERM"), environment("NO_COLOR"),
+                                           environment("MILL_PROGRESS_INTERVAL"), quiet);
   settings.terminal_fd = STDERR_FILENO;
-  settings.style = ::isatty(STDERR_FILENO) && environment("TERM") != "dumb" ? ProgressStyle::live : ProgressStyle::lines;
-  settings.colour = settings.style == ProgressStyle::live && environment("NO_COLOR").empty();
   return settings;
 }
 

@@ -309,6 +309,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       const auto outcome = run_job(*backend, job, keys[i], settings);
       if (outcome.state == JobState::preempted) {
         display.end_job(false);
+        // The last heartbeat may be seconds old: `mill status` should say where the job really stopped.
+        heartbeat(i, {outcome.resumed + outcome.evaluated, outcome.total}, true);
         const auto state = stop_state();
         statuses[i].state = state;
         // After Ctrl-C the command itself says, in one line, where it stopped and how to resume.
