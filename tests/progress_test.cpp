@@ -516,23 +516,26 @@ TEST_CASE("on a terminal schedule --local prints its plan first, numbers jobs ac
 TEST_CASE("a second SIGINT ends mill eval at once with 130, and the rerun resumes from the journal", "[progress]") {
   TempDir dir;
   const auto out = dir / "out";
-  const std::string model = "mill-demo[delay_ms=400]";  // a long batch: the first SIGINT alone would wait for it
+  const std::string model = "mill-demo[delay_ms=600]";  // a long batch: the first SIGINT alone would wait for it
   const std::vector<std::string> args = {"--output_dir", out.string(), "eval", model, "demo", "--limit", "4",
                                          "--docs_per_batch", "2"};
   const auto journal = out / "results" / path_component(ModelSpec::parse(model).identity()) / "demo" /
                        "0shot-limit4.journal.jsonl";
   BackgroundMill first(args, dir / "first.err");
   REQUIRE(wait_until([&] { return journal_lines(journal) >= 2; }, 60));  // the first batch is journaled
+  // The second batch is under way (it starts as soon as the first is journaled; a SIGINT before it would stop
+  // there at once): the first SIGINT waits for it, the second does not.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ::kill(first.pid(), SIGINT);
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   const auto second = std::chrono::steady_clock::now();
   ::kill(first.pid(), SIGINT);
   CHECK(first.wait() == 130);
-  CHECK(std::chrono::steady_clock::now() - second < std::chrono::milliseconds(300));  // not after the 400 ms batch
+  CHECK(std::chrono::steady_clock::now() - second < std::chrono::milliseconds(350));  // the batch had 450 ms left
   const auto err = first.err();
   INFO(err);
   CHECK_THAT(err, Contains("mill: interrupted again: exiting now; every finished batch is journaled; resume with: ") &&
-                      Contains("'mill-demo[delay_ms=400]' demo --limit 4 --docs_per_batch 2"));
+                      Contains("'mill-demo[delay_ms=600]' demo --limit 4 --docs_per_batch 2"));
   CHECK(journal_lines(journal) == 2);
 
   const auto rerun = run_mill(args);

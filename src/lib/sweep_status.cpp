@@ -247,6 +247,7 @@ bool element_results_on_disk(const std::filesystem::path& output_dir, const nloh
 std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options) {
   std::vector<SweepStatus> sweeps;
   const long long now = static_cast<long long>(std::time(nullptr));
+  std::map<std::string, TaskRegistry> registries;  // by extra_task_paths: most sweeps share the built-in tasks
   for (const auto& paths : list_sweeps(output_dir)) {
     SweepStatus sweep;
     sweep.id = paths.dir.filename().string();
@@ -313,7 +314,7 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     }
     bool fetched_final_states = false;
     // Local sweeps whose run is not going on: their unfinished elements may have been finished by a later run.
-    std::optional<TaskRegistry> registry;
+    const TaskRegistry* registry = nullptr;
     auto results_on_disk = [&](int index) {
       if (!registry) {
         std::vector<std::filesystem::path> extra_paths;
@@ -321,11 +322,18 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
         for (const auto& path : settings.value("extra_task_paths", nlohmann::json::array())) {
           if (path.is_string()) extra_paths.emplace_back(path.get<std::string>());
         }
-        try {
-          registry = TaskRegistry::load(extra_paths);
-        } catch (const Error&) {
-          registry = TaskRegistry::load();  // a vanished extra path: its tasks count as not done
+        const auto cache_key = settings.value("extra_task_paths", nlohmann::json::array()).dump();
+        auto found = registries.find(cache_key);
+        if (found == registries.end()) {
+          TaskRegistry loaded;
+          try {
+            loaded = TaskRegistry::load(extra_paths);
+          } catch (const Error&) {
+            loaded = TaskRegistry::load();  // a vanished extra path: its tasks count as not done
+          }
+          found = registries.emplace(cache_key, std::move(loaded)).first;
         }
+        registry = &found->second;
       }
       return element_results_on_disk(output_dir, elements[index], *registry);
     };
