@@ -12,6 +12,7 @@ packages=(
   libutf8proc-dev libsentencepiece-dev sentencepiece python3-jinja2
   libtorch-dev libopenblas0-pthread
   slurm-wlm slurm-client munge
+  tmux  # tests: the terminal progress and Ctrl-C tests drive mill in a detached tmux session
   hyperfine clang libclang-rt-14-dev
   zsh fish  # the shell completion tests load mill's scripts in them
 )

@@ -143,7 +143,8 @@ struct SubmitResult {
 // continuation, its job is submitted last, depending on every array (afterany).
 SubmitResult submit_sweep(const SubmitRequest& request);
 
-// The record written for a sweep run with --local (no SLURM).
+// The record written for a sweep run with --local (no SLURM), by the process that runs it: its pid, host and start
+// time (process_liveness.hpp) and working directory are recorded beside `command_line`.
 void write_local_submission(const SweepPaths& sweep, int elements, int jobs, const std::vector<std::string>& command_line);
 
 }  // namespace mill

@@ -9,7 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "mill/process_liveness.hpp"
+
 namespace mill {
+
+class TaskRegistry;
 
 enum class ElementState {
   queued,     // SLURM has it pending (also after a requeue)
@@ -17,7 +21,8 @@ enum class ElementState {
   completed,  // the worker finished every job of the element
   failed,     // a job failed, or the element ended without a status file (time limit, cancelled, killed)
   preempted,  // stopped on the pre-walltime signal and not requeued: the next `mill schedule` resubmits it
-  unknown,    // no files and no answer from SLURM (e.g. squeue unavailable, or an interrupted --local run)
+  unknown,    // no files and no answer from SLURM (e.g. squeue unavailable, or a --local run on another host)
+  interrupted,  // a --local run that ended (Ctrl-C, a signal, a kill) before finishing it: rerunning resumes
 };
 std::string to_string(ElementState state);
 
@@ -43,6 +48,10 @@ struct SweepStatus {
   int continuation_jobs_left = 0;
   std::string submitted_at;
   std::string profile;
+  // --local sweeps: the process that runs them (submission.json) and whether it still does; how to resume.
+  ProcessRecord local_process;
+  Liveness local_run = Liveness::unknown;
+  std::string resume_command;  // "cd DIR && mill ... schedule ... --local", from submission.json
   bool asked_slurm = false;        // squeue answered for this sweep
   bool slurm_unavailable = false;  // squeue was needed but could not be run or failed
   std::vector<ElementStatus> elements;
@@ -50,7 +59,7 @@ struct SweepStatus {
   // elements it describes are shown as unknown, and the file is named rather than passed over.
   std::vector<std::string> unreadable;
   std::map<ElementState, int> counts() const;
-  bool finished() const;  // nothing queued, running or unknown
+  bool finished() const;  // nothing queued, running or unknown (an interrupted sweep waits for the user)
 };
 
 // Heartbeats older than this many seconds, with no answer from SLURM, count as unknown rather than running.
@@ -71,6 +80,21 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
 ElementStatus combine_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
                                      bool asked_slurm, const std::optional<std::string>& queue_state,
                                      const std::string& queue_reason, const std::string& final_state, long long now);
+
+// An element of a sweep run with `schedule --local`, from its files, whether the run's process (`run`) still goes
+// on, and whether every job of the element has a result with the planned key on disk (`results_on_disk`):
+// - a live run: its element with a heartbeat is running (however old the heartbeat: a batch may be slow), the
+//   elements after it are queued, finished ones are what their status files say;
+// - a run that has ended: an element it did not finish is interrupted (with where it stopped), unless a later run
+//   wrote every job's result, which makes it completed; a status file `interrupted` or `preempted` (Ctrl-C or a
+//   signal) is interrupted too;
+// - a run on another host (`unknown`): as combine_element_status without SLURM.
+ElementStatus combine_local_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
+                                           Liveness run, bool results_on_disk, long long now);
+
+// Whether every job of a manifest element has a valid result whose key is the job's planned key.
+bool element_results_on_disk(const std::filesystem::path& output_dir, const nlohmann::json& element,
+                             const TaskRegistry& registry);
 
 // The JSON form printed by `mill status --json` (schema mill.status/1 in docs/status.md).
 nlohmann::json to_json(const std::vector<SweepStatus>& sweeps);

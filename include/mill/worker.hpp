@@ -9,17 +9,24 @@
 #include <string>
 #include <vector>
 
+#include "mill/stop_signal.hpp"
 #include "mill/tasks.hpp"
 
 namespace mill {
+
+class ProgressDisplay;
 
 struct WorkerOptions {
   std::filesystem::path output_dir;
   std::optional<std::filesystem::path> data_dir;  // wins over the manifest's settings.data_dir and $MILL_DATA_DIR
   std::size_t docs_per_batch = 32;                // documents per backend call and per journal flush
-  // Stop request (finish the batch, flush, write status, exit 75). Null: SIGUSR1/SIGTERM handlers are installed.
+  // Stop request (finish the batch, flush, write status, exit 75, or 130 after SIGINT). Null: the stop signal
+  // handlers are installed (stop_signal.hpp).
   const std::atomic<bool>* stop = nullptr;
-  bool progress = true;  // progress lines on stderr
+  // Where progress, result lines and messages go (progress.hpp); schedule --local passes one for the whole sweep.
+  // Null: the worker makes its own for stderr, silent unless `progress`.
+  ProgressDisplay* display = nullptr;
+  bool progress = true;
   // How long to wait for a job that another mill process holds (job_lock.hpp) before leaving it to that process.
   std::chrono::seconds lock_wait{120};
   // The model revision the plan resolved (the manifest's model_revision). A hub model is then evaluated at that
@@ -28,11 +35,6 @@ struct WorkerOptions {
   std::string planned_model_revision;
   std::string gpu_type;  // the profile's GPU type (the manifest's settings.gpu_type), recorded in each result
 };
-
-// Installs SIGUSR1 and SIGTERM handlers that set the returned flag (idempotent).
-const std::atomic<bool>& install_stop_signal_handlers();
-// The signal that set that flag (SIGUSR1 or SIGTERM; SIGTERM wins once received), 0 before any.
-int stop_signal();
 
 struct EvalJobRequest {
   std::string task;
@@ -44,8 +46,8 @@ struct EvalJobRequest {
 // Runs the jobs one after another with one backend; jobs whose result is already done are skipped. Prints one
 // result line per job on stdout. Returns the exit code: 0 all done, 4 some job failed (the others are still
 // attempted), 6 none failed but some job was held by another mill process for all of `lock_wait` (left to it),
-// 75 stopped by a signal. When `element` is set, heartbeats and the final status file are written
-// under `sweep_dir` (docs/eval.md).
+// 75 stopped by SIGUSR1/SIGTERM (or an own `stop` flag), 130 stopped by SIGINT. When `element` is set, heartbeats
+// and the final status file are written under `sweep_dir` (docs/eval.md).
 struct ElementFiles {
   std::filesystem::path sweep_dir;
   int element = 0;

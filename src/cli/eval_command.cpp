@@ -1,5 +1,6 @@
 // `mill eval MODEL_SPEC TASKS`: evaluate one model on tasks here, one job after another with one backend; and the
-// array worker `mill eval --manifest FILE --element I`. Progress goes to stderr, one result line per job to stdout.
+// array worker `mill eval --manifest FILE --element I`. Progress goes to stderr (progress.hpp: a live line on a
+// terminal, timestamped lines elsewhere), one result line per job to stdout.
 #include <fmt/format.h>
 
 #include <iostream>
@@ -7,6 +8,7 @@
 
 #include "commands.hpp"
 #include "mill/error.hpp"
+#include "mill/progress.hpp"
 #include "mill/requeue.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
@@ -30,7 +32,7 @@ struct EvalOptions {
   bool quiet = false;
 };
 
-void finish(int code) {
+void finish(int code, const ProgressDisplay& display) {
   if (code == static_cast<int>(ExitCode::eval_failed)) {
     throw Error("some jobs failed (see the messages above); the others completed", ExitCode::eval_failed);
   }
@@ -43,6 +45,12 @@ void finish(int code) {
     throw Error("stopped by a signal after flushing the journal; run the same command again to resume",
                 ExitCode::preempted);
   }
+  if (code == static_cast<int>(interrupted_exit_code())) {
+    const auto where = display.where();
+    throw Error(fmt::format("interrupted (Ctrl-C){}; the journal is flushed; resume with: {}",
+                            where.empty() ? "" : " during " + where, own_command_text()),
+                interrupted_exit_code());
+  }
 }
 
 void run_eval(const EvalOptions& options, const GlobalOptions& global) {
@@ -52,6 +60,8 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
   if (options.docs_per_batch < 1) throw Error("--docs_per_batch must be at least 1");
   worker.docs_per_batch = static_cast<std::size_t>(options.docs_per_batch);
   worker.progress = !options.quiet;
+  ProgressDisplay display(progress_settings_for_stderr(options.quiet));
+  worker.display = &display;
   if (options.lock_wait < 0) throw Error(fmt::format("--lock_wait {} is negative (expected seconds, e.g. 120)", options.lock_wait));
   worker.lock_wait = std::chrono::seconds(options.lock_wait);
   install_stop_signal_handlers();
@@ -65,7 +75,7 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
     const ElementProgress progress(manifest, options.element, worker.output_dir);  // for the bounded requeue
     const int code = run_manifest_element(manifest, options.element, worker);
     if (code == static_cast<int>(ExitCode::preempted)) requeue_stopped_element(progress, stop_signal());
-    finish(code);
+    finish(code, display);
     return;
   }
   if (options.model.empty() || options.tasks.empty()) {
@@ -86,7 +96,7 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
       requests.push_back(request);
     }
   }
-  finish(run_eval_jobs(options.model, requests, registry, worker));
+  finish(run_eval_jobs(options.model, requests, registry, worker), display);
 }
 
 }  // namespace
@@ -109,7 +119,9 @@ void register_eval_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "lock_wait", options->lock_wait,
              "Seconds to wait for a job another mill process is evaluating before leaving it to that one (default "
              "120)");
-  add_flag(*command, "quiet", options->quiet, "No progress lines on stderr");
+  add_flag(*command, "quiet", options->quiet,
+           "No progress on stderr (otherwise a live line on a terminal, timestamped lines every "
+           "$MILL_PROGRESS_INTERVAL seconds, default 30, elsewhere)");
   command->callback([options, &global] { run_eval(*options, global); });
 }
 

@@ -15,6 +15,7 @@
 
 #include "commands.hpp"
 #include "mill/error.hpp"
+#include "mill/stop_signal.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
 
@@ -196,7 +197,8 @@ int main(int argc, char** argv) {
   try {
     return mill::cli::run(argc, argv);
   } catch (const mill::Error& e) {
-    std::cerr << "mill: error: " << e.what() << "\n";
+    // Ctrl-C is the user's choice, not an error: its line says where the run stopped and how to resume it.
+    std::cerr << (e.code() == mill::interrupted_exit_code() ? "mill: " : "mill: error: ") << e.what() << "\n";
     return static_cast<int>(e.code());
   } catch (const std::filesystem::filesystem_error& e) {
     // A path the user gave that the system cannot take is the user's to fix, not a bug.

@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -24,6 +23,7 @@
 #include "mill/model_spec.hpp"
 #include "mill/plan.hpp"
 #include "mill/preflight.hpp"
+#include "mill/progress.hpp"
 #include "mill/model_list.hpp"
 #include "mill/requeue.hpp"
 #include "mill/sbatch.hpp"
@@ -84,24 +84,18 @@ std::optional<std::filesystem::path> sweep_data_dir(const ScheduleOptions& optio
   return std::nullopt;
 }
 
-// argv of this process, recorded in submission.json so a sweep says how it was made.
-std::vector<std::string> own_command_line() {
-  std::vector<std::string> argv;
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::string arg;
-  while (std::getline(in, arg, '\0')) argv.push_back(arg);
-  return argv;
-}
-
 struct LocalOutcome {
   nlohmann::json record;
   std::string message;
   int exit_code = 0;
 };
 
-// --local: one sweep directory like a submitted one, every element run here in turn by the worker code.
+// --local: one sweep directory like a submitted one, every element run here in turn by the worker code. Jobs are
+// numbered across the sweep on the progress display ("job 4/9").
 LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elements, nlohmann::json settings,
-                         const std::filesystem::path& output_dir) {
+                         const std::filesystem::path& output_dir, ProgressDisplay& display) {
+  // From here on Ctrl-C and SIGTERM stop between batches, leaving a sweep that a rerun resumes.
+  const auto& stop = install_stop_signal_handlers();
   const auto sweep = create_sweep(output_dir);
   settings["sweep_id"] = sweep.dir.filename().string();
   write_file_atomically(sweep.manifest(), make_manifest(elements, settings).dump(2) + "\n");
@@ -111,21 +105,26 @@ LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elem
 
   WorkerOptions worker;
   worker.output_dir = output_dir;
+  worker.stop = &stop;
+  worker.display = &display;
   LocalOutcome outcome;
   int failed = 0, ran = 0;
   std::string first_failure;
+  std::size_t jobs_before = 0;
   for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
     int code = 0;
+    display.number_jobs(jobs_before, static_cast<std::size_t>(jobs));
+    jobs_before += elements[index].size();
     try {
       code = run_manifest_element(sweep.manifest(), index, worker);
     } catch (const Error& e) {
       // The worker wrote the element's status file; the next elements still run.
-      std::cerr << "mill: error: element " << index << ": " << e.what() << "\n";
+      display.print(std::cerr, fmt::format("mill: error: element {}: {}", index, e.what()));
       code = static_cast<int>(ExitCode::eval_failed);
       if (first_failure.empty()) first_failure = e.what();
     }
     ++ran;
-    if (code == static_cast<int>(ExitCode::preempted)) {
+    if (code == static_cast<int>(ExitCode::preempted) || code == static_cast<int>(interrupted_exit_code())) {
       outcome.exit_code = code;
       break;
     }
@@ -140,6 +139,11 @@ LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elem
                     {"elements_failed", failed}};
   if (outcome.exit_code == static_cast<int>(ExitCode::preempted)) {
     outcome.record["failed_message"] = "stopped by a signal; run the same mill schedule --local again to resume";
+  } else if (outcome.exit_code == static_cast<int>(interrupted_exit_code())) {
+    const auto where = display.where();
+    outcome.record["failed_message"] =
+        fmt::format("interrupted (Ctrl-C){}; the journal is flushed; resume with: {}", where.empty() ? "" : " during " + where,
+                    own_command_text());
   } else if (failed > 0) {
     outcome.record["failed_message"] = fmt::format("{} of {} element(s) failed ({}); status files in {}", failed,
                                                    elements.size(), first_failure, (sweep.dir / "status").string());
@@ -150,6 +154,27 @@ LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elem
 }
 
 const PreflightProblem* problem_of(const PlannedJob& job, const std::vector<PreflightProblem>& problems);
+
+// --local's plan, printed before it runs: what runs here, element by element (the first few).
+void print_local_run_plan(const std::vector<std::vector<const PlannedJob*>>& elements) {
+  std::size_t jobs = 0;
+  for (const auto& element : elements) jobs += element.size();
+  std::cout << fmt::format("--local: no SLURM; {} job(s) in {} element(s) run here now, one element after another:\n",
+                           jobs, elements.size());
+  constexpr std::size_t kElementsShown = 10, kJobsShown = 8;
+  for (std::size_t e = 0; e < elements.size() && e < kElementsShown; ++e) {
+    std::vector<std::string> names;
+    for (std::size_t j = 0; j < elements[e].size() && j < kJobsShown; ++j) {
+      names.push_back(fmt::format("{} {}-shot", elements[e][j]->job.task->name, elements[e][j]->job.n_shot));
+    }
+    if (elements[e].size() > kJobsShown) names.push_back(fmt::format("and {} more", elements[e].size() - kJobsShown));
+    std::cout << fmt::format("  element {}: {}: {}\n", e, one_line(elements[e].front()->job.model.to_string()),
+                             join(names, ", "));
+  }
+  if (elements.size() > kElementsShown) {
+    std::cout << fmt::format("  ... and {} more element(s)\n", elements.size() - kElementsShown);
+  }
+}
 
 std::string colour_status(ResultState state, bool colour) {
   const auto text = to_string(state);
@@ -359,6 +384,8 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
 
   std::vector<PreflightProblem> problems;
   check_option_values(options, problems);
+  // A bad MILL_PROGRESS_INTERVAL is refused before anything is planned or written.
+  const auto progress_settings = options.local && !options.dry_run ? progress_settings_for_stderr(false) : ProgressSettings{};
   std::error_code unreadable;  // counts as missing
   if (options.venv_path.empty() && !options.local && !profile.venv_path.empty() && profile.container_image.empty() &&
       !std::filesystem::exists(profile.venv_path / "bin" / "activate", unreadable)) {
@@ -555,8 +582,19 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
 
   nlohmann::json submission = nullptr;
   int exit_code = 0;
-  if (options.local && !to_submit.empty() && !options.dry_run) {
-    const auto outcome = run_locally(to_submit, settings, request.output_dir);
+  // --local says what it will run (and what it skips) before running it, which may take hours; the outcome after.
+  const bool running_locally = options.local && !to_submit.empty() && !options.dry_run;
+  const bool plan_printed_first = running_locally && !options.json;
+  if (plan_printed_first) {
+    std::cout << "\n" << summary << "\n";
+    print_local_run_plan(to_submit);
+    for (const auto& message : messages) std::cout << message << "\n";
+    messages.clear();
+    std::cout << std::flush;
+  }
+  if (running_locally) {
+    ProgressDisplay display(progress_settings);
+    const auto outcome = run_locally(to_submit, settings, request.output_dir, display);
     submission = outcome.record;
     messages.push_back(outcome.message);
     exit_code = outcome.exit_code;
@@ -695,9 +733,9 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
   } else {
     const bool colour = stdout_is_colour_terminal();
     if (options.dry_run) print_job_table(plan, problems, colour);
-    std::cout << "\n" << summary << "\n";
+    if (!plan_printed_first) std::cout << "\n" << summary << "\n";
     if (options.local) {
-      std::cout << "--local: no SLURM; every job runs here, one element after another\n";
+      if (!plan_printed_first) std::cout << "--local: no SLURM; every job runs here, one element after another\n";
     } else {
       std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
     }
@@ -774,7 +812,9 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "cluster", options->cluster, "auto (match the hostname) or a profile name from clusters.yaml")
       ->capture_default_str();
   add_flag(*command, "dry_run", options->dry_run, "Print the job table, time limit and script; submit nothing");
-  add_flag(*command, "local", options->local, "Run every job here, one after another, without SLURM");
+  add_flag(*command, "local", options->local,
+           "Run every job here, one after another, without SLURM: the plan is printed first, then progress on stderr; "
+           "Ctrl-C stops after the current batch (exit 130) and prints the command that resumes");
   add_flag(*command, "json", options->json, "Print the plan as JSON (jobs with status and reason, profile, time, script)");
   add_option(*command, "venv_path", options->venv_path, "Virtual environment the workers activate before mill eval");
   add_option(*command, "extra_task_paths", options->extra_task_paths, "Comma-separated directories of extra task YAML files");

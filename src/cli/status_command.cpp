@@ -30,7 +30,8 @@ std::string coloured(ElementState state, bool colour) {
   switch (state) {
     case ElementState::completed: return fmt::format(fg(fmt::color::green), "{}", text);
     case ElementState::running: return fmt::format(fg(fmt::color::cyan), "{}", text);
-    case ElementState::queued: return fmt::format(fg(fmt::color::yellow), "{}", text);
+    case ElementState::queued:
+    case ElementState::interrupted: return fmt::format(fg(fmt::color::yellow), "{}", text);
     default: return fmt::format(fg(fmt::color::red) | fmt::emphasis::bold, "{}", text);
   }
 }
@@ -49,9 +50,20 @@ void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
                              sweep.continuation_job_id, sweep.continuation_jobs_left);
   }
   const auto counts = sweep.counts();
+  if (sweep.mode == "local") {
+    const auto& process = sweep.local_process;
+    const auto who = process.pid > 0 ? fmt::format("pid {} on {}", process.pid, one_line(process.host)) : std::string("its process");
+    if (sweep.local_run == Liveness::alive) {
+      std::cout << fmt::format("  local run: {}, still running\n", who);
+    } else if (counts.count(ElementState::interrupted)) {
+      std::cout << fmt::format("  interrupted: the local run ({}) {} before finishing; resume with: {}\n", who,
+                               sweep.local_run == Liveness::gone ? "ended" : "stopped",
+                               sweep.resume_command.empty() ? "the same mill schedule --local" : sweep.resume_command);
+    }
+  }
   std::vector<std::string> parts;
   for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,
-                           ElementState::preempted, ElementState::unknown}) {
+                           ElementState::preempted, ElementState::interrupted, ElementState::unknown}) {
     const auto it = counts.find(state);
     if (it != counts.end()) parts.push_back(fmt::format("{} {}", it->second, to_string(state)));
   }
@@ -62,12 +74,12 @@ void print_sweep(const SweepStatus& sweep, bool show_all, bool colour) {
   for (const auto& element : sweep.elements) {
     if (!show_all && element.state == ElementState::completed) continue;
     if (!header) {
-      std::cout << fmt::format("  {:>7}  {:<9}  {:<{}}  {:>4}  {}\n", "element", "state", "model", model_width, "jobs", "detail");
+      std::cout << fmt::format("  {:>7}  {:<11}  {:<{}}  {:>4}  {}\n", "element", "state", "model", model_width, "jobs", "detail");
       header = true;
     }
     const auto state = to_string(element.state);
     std::cout << fmt::format("  {:>7}  ", element.element) << coloured(element.state, colour)
-              << std::string(9 - std::min<std::size_t>(9, state.size()), ' ')
+              << std::string(11 - std::min<std::size_t>(11, state.size()), ' ')
               << fmt::format("  {:<{}}  {:>4}  {}\n", one_line(element.model), model_width, element.jobs, one_line(element.detail));
   }
 }
@@ -132,10 +144,12 @@ void run_status(const StatusCommandOptions& options, const GlobalOptions& global
   for (const auto& sweep : sweeps) {
     for (const auto& [state, count] : sweep.counts()) totals[state] += count;
   }
-  std::cout << fmt::format("{} sweep(s): {} queued, {} running, {} completed, {} failed, {} preempted, {} unknown\n",
+  std::cout << fmt::format("{} sweep(s): {} queued, {} running, {} completed, {} failed, {} preempted, {} interrupted, "
+                           "{} unknown\n",
                            sweeps.size(), totals[ElementState::queued], totals[ElementState::running],
                            totals[ElementState::completed], totals[ElementState::failed],
-                           totals[ElementState::preempted], totals[ElementState::unknown]);
+                           totals[ElementState::preempted], totals[ElementState::interrupted],
+                           totals[ElementState::unknown]);
   if (unreadable > 0) {
     std::cout << fmt::format("{} file(s) of these sweeps cannot be read (named above): their elements show as unknown\n",
                              unreadable);
@@ -143,6 +157,9 @@ void run_status(const StatusCommandOptions& options, const GlobalOptions& global
   if (totals[ElementState::failed] + totals[ElementState::preempted] > 0) {
     std::cout << "failed and preempted jobs are resubmitted by running the same `mill schedule` again; logs are in "
                  "<sweep>/logs/\n";
+  }
+  if (totals[ElementState::interrupted] > 0) {
+    std::cout << "interrupted local sweeps resume with the command shown under them (it runs only what is missing)\n";
   }
 }
 
@@ -152,8 +169,8 @@ void register_status_command(CLI::App& app, const GlobalOptions& global) {
   auto options = std::make_shared<StatusCommandOptions>();
   auto* command = app.add_subcommand(
       "status",
-      "Show what the sweeps in --output_dir have queued, running (with progress), completed and failed "
-      "(see docs/status.md).");
+      "Show what the sweeps in --output_dir have queued, running (with progress), completed, failed and (--local "
+      "runs that ended early) interrupted, with the command that resumes them (see docs/status.md).");
   command->add_option("sweeps", options->sweeps, "Sweep ids to show (default: all, oldest first)");
   add_flag(*command, "json", options->json, "Print the status as JSON (schema in docs/status.md)");
   add_flag(*command, "all", options->all, "List completed elements too");

@@ -12,6 +12,7 @@
 
 #include "mill/atomic_file.hpp"
 #include "mill/error.hpp"
+#include "mill/process_liveness.hpp"
 #include "mill/sbatch.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
@@ -415,6 +416,11 @@ void write_local_submission(const SweepPaths& sweep, int elements, int jobs, con
                            {"elements", elements},
                            {"jobs", jobs},
                            {"command", command_line}};
+  // Which process runs the sweep, and from where, so that `mill status` can tell a run that ended from one that
+  // goes on, and say how to resume it.
+  add_process_fields(record, this_process());
+  std::error_code no_cwd;
+  if (const auto cwd = std::filesystem::current_path(no_cwd); !no_cwd) record["cwd"] = cwd.string();
   write_file_atomically(sweep.submission(), record.dump(2) + "\n");
 }
 

@@ -5,9 +5,14 @@
 #include <fmt/format.h>
 
 #include "mill/atomic_file.hpp"
+#include "mill/collect.hpp"
 #include "mill/error.hpp"
+#include "mill/job.hpp"
+#include "mill/model_identity.hpp"
+#include "mill/results.hpp"
 #include "mill/slurm.hpp"
 #include "mill/submit.hpp"
+#include "mill/tasks.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -20,6 +25,7 @@ std::string to_string(ElementState state) {
     case ElementState::failed: return "failed";
     case ElementState::preempted: return "preempted";
     case ElementState::unknown: return "unknown";
+    case ElementState::interrupted: return "interrupted";
   }
   return "?";
 }
@@ -176,9 +182,72 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
   return out;
 }
 
+ElementStatus combine_local_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
+                                           Liveness run, bool results_on_disk, long long now) {
+  const auto file_state = field_string(status_file, "state");
+  const bool running_now = run == Liveness::alive && file_state.empty();
+  ElementStatus out;
+  out.element = element;
+  out.done_samples = field_integer(heartbeat, "done_samples");
+  out.total_samples = field_integer(heartbeat, "total_samples");
+  if (file_state != "completed" && !running_now && results_on_disk) {
+    out.state = ElementState::completed;
+    out.detail = "every job's result is on disk (finished by a later run)";
+    return out;
+  }
+  const auto where = heartbeat.is_object() ? progress_text(heartbeat, now) : std::string();
+  if (file_state == "interrupted" || file_state == "preempted") {
+    // No SLURM resubmits a local sweep: whatever stopped it, rerunning its command resumes it.
+    out.state = ElementState::interrupted;
+    out.detail = std::string(file_state == "interrupted" ? "interrupted (Ctrl-C)" : "stopped by a signal") +
+                 (where.empty() ? "" : " during " + where);
+    return out;
+  }
+  if (!file_state.empty() || run == Liveness::unknown) {
+    return combine_element_status(element, status_file, heartbeat, false, std::nullopt, "", "", now);
+  }
+  if (run == Liveness::alive) {
+    out.state = heartbeat.is_object() ? ElementState::running : ElementState::queued;
+    out.detail = heartbeat.is_object() ? where : "waiting for its turn in the local run";
+    return out;
+  }
+  out.state = ElementState::interrupted;
+  out.detail = heartbeat.is_object() ? "the local run ended during " + where
+                                     : "the local run ended before this element started";
+  return out;
+}
+
+bool element_results_on_disk(const std::filesystem::path& output_dir, const nlohmann::json& element,
+                             const TaskRegistry& registry) {
+  try {
+    const auto spec = ModelSpec::parse(element.at("model").get<std::string>());
+    // Where the worker writes: a moved checkpoint folder keeps its results' directory (model_identity.hpp).
+    const auto results_name = local_checkpoint_folder(spec) ? results_model(output_dir, identify_model(spec)) : "";
+    const auto& jobs = element.at("jobs");
+    if (!jobs.is_array() || jobs.empty()) return false;
+    for (const auto& planned : jobs) {
+      const auto* task = registry.find(planned.value("task", std::string()));
+      const auto key = planned.value("key", std::string());
+      if (!task || key.empty()) return false;
+      Job job{spec, task, planned.value("n_shot", 0), std::nullopt, results_name};
+      if (planned.contains("limit") && planned["limit"].is_number_integer()) job.limit = planned["limit"].get<int>();
+      const auto text = read_file_if_exists(result_path(output_dir, job));
+      if (!text) return false;
+      const auto document = nlohmann::json::parse(*text, nullptr, false);
+      if (document.is_discarded() || !result_document_problem(document).empty() || document.value("key", "") != key) {
+        return false;
+      }
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // a manifest or result that cannot be read proves nothing done
+  }
+}
+
 std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options) {
   std::vector<SweepStatus> sweeps;
   const long long now = static_cast<long long>(std::time(nullptr));
+  std::map<std::string, TaskRegistry> registries;  // by extra_task_paths: most sweeps share the built-in tasks
   for (const auto& paths : list_sweeps(output_dir)) {
     SweepStatus sweep;
     sweep.id = paths.dir.filename().string();
@@ -202,6 +271,19 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     sweep.submitted_at = field_string(submission, "submitted_at");
     sweep.profile = field_string(submission, "profile");
     if (sweep.mode.empty()) sweep.mode = submission.is_null() ? "unsubmitted" : "slurm";
+    const bool local = sweep.mode == "local";
+    if (local) {
+      sweep.local_process = process_from_fields(submission);
+      sweep.local_run = process_liveness(sweep.local_process);
+      std::vector<std::string> words;
+      if (submission.contains("command") && submission["command"].is_array()) {
+        for (const auto& word : submission["command"]) {
+          if (word.is_string()) words.push_back(shell_word(word.get<std::string>()));
+        }
+      }
+      const auto cwd = field_string(submission, "cwd");
+      if (!words.empty()) sweep.resume_command = one_line((cwd.empty() ? "" : "cd " + shell_word(cwd) + " && ") + join(words, " "));
+    }
 
     const nlohmann::json elements =
         manifest.is_object() && manifest.contains("elements") && manifest["elements"].is_array() ? manifest["elements"]
@@ -231,6 +313,30 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
       }
     }
     bool fetched_final_states = false;
+    // Local sweeps whose run is not going on: their unfinished elements may have been finished by a later run.
+    const TaskRegistry* registry = nullptr;
+    auto results_on_disk = [&](int index) {
+      if (!registry) {
+        std::vector<std::filesystem::path> extra_paths;
+        const auto settings = manifest.value("settings", nlohmann::json::object());
+        for (const auto& path : settings.value("extra_task_paths", nlohmann::json::array())) {
+          if (path.is_string()) extra_paths.emplace_back(path.get<std::string>());
+        }
+        const auto cache_key = settings.value("extra_task_paths", nlohmann::json::array()).dump();
+        auto found = registries.find(cache_key);
+        if (found == registries.end()) {
+          TaskRegistry loaded;
+          try {
+            loaded = TaskRegistry::load(extra_paths);
+          } catch (const Error&) {
+            loaded = TaskRegistry::load();  // a vanished extra path: its tasks count as not done
+          }
+          found = registries.emplace(cache_key, std::move(loaded)).first;
+        }
+        registry = &found->second;
+      }
+      return element_results_on_disk(output_dir, elements[index], *registry);
+    };
     for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
       const auto& status_file = status_files[index];
       const auto& heartbeat = heartbeats[index];
@@ -247,8 +353,13 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
         fetched_final_states = true;
       }
       const auto final_state = final_states.count(index) ? final_states[index] : std::string();
-      auto status = combine_element_status(index, status_file, heartbeat, sweep.asked_slurm, queue_state, queue_reason,
-                                           final_state, now);
+      const auto file_state = field_string(status_file, "state");
+      const bool may_be_done_elsewhere =
+          file_state != "completed" && !(sweep.local_run == Liveness::alive && file_state.empty());
+      auto status = local ? combine_local_element_status(index, status_file, heartbeat, sweep.local_run,
+                                                         may_be_done_elsewhere && results_on_disk(index), now)
+                          : combine_element_status(index, status_file, heartbeat, sweep.asked_slurm, queue_state,
+                                                   queue_reason, final_state, now);
       status.model = field_string(elements[index], "model");
       status.jobs = elements[index].contains("jobs") && elements[index]["jobs"].is_array()
                         ? static_cast<int>(elements[index]["jobs"].size())
@@ -265,7 +376,7 @@ nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
   for (const auto& sweep : sweeps) {
     nlohmann::json counts = nlohmann::json::object();
     for (const auto state : {ElementState::queued, ElementState::running, ElementState::completed, ElementState::failed,
-                             ElementState::preempted, ElementState::unknown}) {
+                             ElementState::preempted, ElementState::interrupted, ElementState::unknown}) {
       counts[to_string(state)] = 0;
     }
     for (const auto& [state, count] : sweep.counts()) counts[to_string(state)] = count;
@@ -289,6 +400,12 @@ nlohmann::json to_json(const std::vector<SweepStatus>& sweeps) {
                              {"continuation_job_id", sweep.continuation_job_id.empty() ? nlohmann::json()
                                                                                        : nlohmann::json(sweep.continuation_job_id)},
                              {"submitted_at", sweep.submitted_at},
+                             {"local_run", sweep.mode != "local" ? nlohmann::json()
+                                                                 : nlohmann::json{{"pid", sweep.local_process.pid},
+                                                                                  {"host", sweep.local_process.host},
+                                                                                  {"state", to_string(sweep.local_run)}}},
+                             {"resume_command", sweep.resume_command.empty() ? nlohmann::json()
+                                                                             : nlohmann::json(sweep.resume_command)},
                              {"profile", sweep.profile},
                              {"asked_slurm", sweep.asked_slurm},
                              {"slurm_unavailable", sweep.slurm_unavailable},

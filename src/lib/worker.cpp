@@ -22,21 +22,13 @@
 #include "mill/job_lock.hpp"
 #include "mill/model.hpp"
 #include "mill/model_identity.hpp"
+#include "mill/progress.hpp"
 #include "mill/results.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
 
 namespace {
-
-std::atomic<bool> g_stop_requested{false};
-std::atomic<int> g_stop_signal{0};
-
-extern "C" void on_stop_signal(int signal_number) {
-  // SIGTERM sticks: once the job is being ended, a later SIGUSR1 must not make it requeue itself.
-  if (g_stop_signal.load() != SIGTERM) g_stop_signal.store(signal_number);
-  g_stop_requested.store(true);
-}
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -100,24 +92,12 @@ struct JobStatus {
 
 }  // namespace
 
-const std::atomic<bool>& install_stop_signal_handlers() {
-  static bool installed = false;
-  if (!installed) {
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    ::sigaction(SIGUSR1, &action, nullptr);
-    ::sigaction(SIGTERM, &action, nullptr);
-    installed = true;
-  }
-  return g_stop_requested;
-}
-
-int stop_signal() { return g_stop_signal.load(); }
-
 int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobRequest>& requests, const TaskRegistry& registry,
                   const WorkerOptions& options, const std::optional<ElementFiles>& files) {
   const std::atomic<bool>& stop = options.stop ? *options.stop : install_stop_signal_handlers();
+  std::optional<ProgressDisplay> own_display;
+  if (!options.display) own_display.emplace(progress_settings_for_stderr(!options.progress));
+  ProgressDisplay& display = options.display ? *options.display : *own_display;
   std::vector<JobStatus> statuses;
   for (const auto& request : requests) statuses.push_back({request.task, request.n_shot});
 
@@ -181,7 +161,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   bool any_busy = false;  // a job left to another process that holds its lock
   // A job that cannot run fails alone: reported, recorded in the status file, skipped; the others go on.
   auto fail_job = [&](std::size_t i, const std::string& message) {
-    std::cerr << "mill: error: " << message << "\n";
+    display.print(std::cerr, "mill: error: " + message);
     statuses[i].state = "failed";
     statuses[i].message = message;
     runnable[i] = false;
@@ -223,8 +203,9 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         spdlog::warn("{} {}-shot: the job key computed now ({}) differs from the manifest's ({}); using the current "
                      "one (the task definition, model revision or mill's scorer changed since planning)",
                      request.task, request.n_shot, key.digest, request.expected_key);
-        std::cerr << fmt::format("mill: {} {}-shot: job key changed since planning ({} -> {}); using the current key\n",
-                                 request.task, request.n_shot, request.expected_key, key.digest);
+        display.print(std::cerr, fmt::format("mill: {} {}-shot: job key changed since planning ({} -> {}); using the "
+                                             "current key",
+                                             request.task, request.n_shot, request.expected_key, key.digest));
       }
       jobs.push_back(job);
       keys.push_back(std::move(key));
@@ -267,20 +248,25 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       if (check_result(path, keys[i]).state != ResultState::done) return false;
       statuses[i].state = "skipped";
       nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path) << std::endl;
+      display.print(std::cout, result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path));
       return true;
     };
+    // SIGINT (Ctrl-C) is an interruption by the user; SIGUSR1/SIGTERM (or the caller's own flag) a preemption.
+    const auto stop_state = [] { return stop_signal() == SIGINT ? std::string("interrupted") : std::string("preempted"); };
     const auto stopped_before_job = [&] {
-      statuses[i].state = "preempted";
-      write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal before this job");
-      return static_cast<int>(ExitCode::preempted);
+      statuses[i].state = stop_state();
+      write_status(stop_state(), stop_exit_code(stop_signal()),
+                   stop_signal() == SIGINT ? "interrupted (Ctrl-C) before this job; rerun to resume"
+                                           : "stopped by a signal before this job");
+      return stop_exit_code(stop_signal());
     };
     const auto job_failed = [&](const std::string& message, const char* kind) {
       any_failed = true;
       statuses[i].state = "failed";
       statuses[i].message = message;
-      std::cerr << "mill: " << kind << ": " << job.task->name << " " << job.n_shot << "-shot: " << message << "\n";
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path) << std::endl;
+      display.end_job(false);
+      display.print(std::cerr, fmt::format("mill: {}: {} {}-shot: {}", kind, job.task->name, job.n_shot, message));
+      display.print(std::cout, result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path));
     };
     if (already_done()) continue;
     if (stop.load()) return stopped_before_job();
@@ -296,8 +282,8 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         statuses[i].state = "busy";
         statuses[i].message = fmt::format("another mill process is evaluating this job ({}; lock {}); left to it",
                                           lock->holder(), lock->path().string());
-        std::cerr << "mill: error: " << job.task->name << " " << job.n_shot << "-shot: " << statuses[i].message << "\n";
-        std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "busy", {}, path) << std::endl;
+        display.print(std::cerr, fmt::format("mill: error: {} {}-shot: {}", job.task->name, job.n_shot, statuses[i].message));
+        display.print(std::cout, result_line(spec.to_string(), job.task->name, job.n_shot, "busy", {}, path));
         continue;
       }
     } catch (const Error& e) {
@@ -314,34 +300,39 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     settings.model_checkpoint = identity.checkpoint_record();
     settings.gpu_type = options.gpu_type;
     settings.model_load_seconds = load_seconds;
-    double last_progress = 0;
     settings.on_progress = [&, i](const EvalProgress& progress) {
       heartbeat(i, progress, progress.done_samples == 0);
-      const double now = unix_now();
-      if (options.progress && (now - last_progress >= 2.0 || progress.done_samples == progress.total_samples)) {
-        last_progress = now;
-        std::cerr << fmt::format("mill: {} {}-shot: {}/{} samples\n", job.task->name, job.n_shot, progress.done_samples,
-                                 progress.total_samples);
-      }
+      display.update(progress.done_samples, progress.total_samples);
     };
+    display.begin_job({spec.to_string(), job.task->name, job.n_shot, i + 1, jobs.size()});
     try {
       const auto outcome = run_job(*backend, job, keys[i], settings);
       if (outcome.state == JobState::preempted) {
-        statuses[i].state = "preempted";
-        std::cerr << fmt::format("mill: stopped by a signal during {} {}-shot after {}/{} samples; the journal is "
-                                 "flushed and a rerun resumes\n",
-                                 job.task->name, job.n_shot, outcome.resumed + outcome.evaluated, outcome.total);
-        std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "preempted", {}, path) << std::endl;
-        write_status("preempted", static_cast<int>(ExitCode::preempted), "stopped by a signal; rerun to resume");
-        return static_cast<int>(ExitCode::preempted);
+        display.end_job(false);
+        // The last heartbeat may be seconds old: `mill status` should say where the job really stopped.
+        heartbeat(i, {outcome.resumed + outcome.evaluated, outcome.total}, true);
+        const auto state = stop_state();
+        statuses[i].state = state;
+        // After Ctrl-C the command itself says, in one line, where it stopped and how to resume.
+        if (state == "preempted") {
+          display.print(std::cerr, fmt::format("mill: stopped by a signal during {} {}-shot after {}/{} samples; the "
+                                               "journal is flushed and a rerun resumes",
+                                               job.task->name, job.n_shot, outcome.resumed + outcome.evaluated,
+                                               outcome.total));
+        }
+        display.print(std::cout, result_line(spec.to_string(), job.task->name, job.n_shot, state, {}, path));
+        write_status(state, stop_exit_code(stop_signal()),
+                     state == "interrupted" ? "interrupted (Ctrl-C); rerun to resume" : "stopped by a signal; rerun to resume");
+        return stop_exit_code(stop_signal());
       }
+      display.end_job(true);
       statuses[i].state = "done";
       if (const auto observation = cost_observation_from_result(outcome.result)) {
         statuses[i].cost = cost_observation_json(*observation);
       }
       remember_results_model(options.output_dir, identity, results_model_of(job));
-      std::cout << result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path)
-                << std::endl;
+      display.print(std::cout,
+                    result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path));
     } catch (const Error& e) {
       job_failed(e.what(), "error");
     } catch (const std::exception& e) {
