@@ -75,3 +75,47 @@ TEST_CASE("demo checkpoints can be sharded and stored in half precision") {
   options.heads = 4;
   CHECK_THROWS_AS(write_demo_model(dir / "bad", options), Error);
 }
+
+TEST_CASE("mill demo-model --llamacpp_compatible changes only what llama.cpp cannot represent") {
+  TempDir dir;
+  const auto write = [&](const std::string& architecture, bool compatible) {
+    const auto folder = dir / (architecture + (compatible ? "-llamacpp" : ""));
+    if (!std::filesystem::exists(folder)) {
+      DemoModelOptions options;
+      options.architecture = architecture;
+      options.llamacpp_compatible = compatible;
+      write_demo_model(folder, options);
+    }
+    return folder;
+  };
+  const auto config_of = [](const std::filesystem::path& folder) { return nlohmann::json::parse(read_text(folder / "config.json")); };
+  // Qwen3-MoE: renormalised top-k and every layer sparse (llama.cpp's qwen3moe), where the plain demo has neither.
+  const auto plain_moe = config_of(write("qwen3_moe", false));
+  const auto moe_folder = dir / "cli-qwen3_moe";
+  const auto run = run_mill({"demo-model", moe_folder.string(), "--architecture", "qwen3_moe", "--llamacpp_compatible"});
+  INFO(run.err);
+  REQUIRE(run.exit_code == 0);
+  const auto moe = config_of(moe_folder);
+  CHECK(plain_moe["norm_topk_prob"] == false);
+  CHECK(plain_moe["mlp_only_layers"] == nlohmann::json::array({1}));
+  CHECK(moe["norm_topk_prob"] == true);
+  CHECK(moe["mlp_only_layers"].empty());
+  const auto weights = read_text(moe_folder / "model.safetensors");
+  const auto header = safetensors::parse_header(reinterpret_cast<const std::byte*>(weights.data()), weights.size(), "model");
+  CHECK(header.find("model.layers.1.mlp.experts.0.gate_proj.weight"));
+  CHECK_FALSE(header.find("model.layers.1.mlp.gate_proj.weight"));
+  // Gemma: scores scaled by 1/sqrt(head_dim); Phi-3: a window as wide as the positions.
+  for (const std::string gemma : {"gemma2", "gemma3"}) {
+    CHECK(config_of(write(gemma, false))["query_pre_attn_scalar"] != config_of(write(gemma, false))["head_dim"]);
+    const auto config = config_of(write(gemma, true));
+    CHECK(config["query_pre_attn_scalar"] == config["head_dim"]);
+  }
+  const auto phi3 = config_of(write("phi3", true));
+  CHECK(phi3["sliding_window"] == phi3["max_position_embeddings"]);
+  CHECK(config_of(write("phi3", false))["sliding_window"] == 24);
+  // The families llama.cpp runs as they are: the same bytes either way.
+  for (const std::string same : {"llama", "mixtral"}) {
+    CHECK(read_text(write(same, false) / "model.safetensors") == read_text(write(same, true) / "model.safetensors"));
+    CHECK(read_text(write(same, false) / "config.json") == read_text(write(same, true) / "config.json"));
+  }
+}

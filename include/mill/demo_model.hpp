@@ -23,6 +23,10 @@ struct DemoModelOptions {
   int kv_heads = 2;  // all but gpt2 and gpt_neox (grouped-query attention)
   int intermediate_size = 128;
   int bpe_merges = 256;  // vocabulary = 256 bytes + merges + <|endoftext|>
+  // The variant that llama.cpp can represent, for the llama.cpp check (tests/llamacpp/): Qwen3-MoE renormalises
+  // its top-k and has no dense layer, Gemma 2/3 scale scores by 1/sqrt(head_dim) (query_pre_attn_scalar =
+  // head_dim), Phi-3's sliding window is wider than the model's positions. The other families are unchanged.
+  bool llamacpp_compatible = false;
 };
 
 const std::vector<std::string>& demo_model_architectures();

@@ -28,6 +28,10 @@ void register_demo_model_command(CLI::App& app, const GlobalOptions&) {
   add_option(*command, "heads", options->model.heads, "Attention heads (default 4)");
   add_option(*command, "kv_heads", options->model.kv_heads, "Key/value heads, all but gpt2 and gpt_neox (default 2)");
   add_option(*command, "intermediate_size", options->model.intermediate_size, "MLP width (default 128)");
+  add_flag(*command, "llamacpp_compatible", options->model.llamacpp_compatible,
+           "Write the variant llama.cpp can represent, for the llama.cpp check: qwen3_moe renormalised without a dense "
+           "layer, gemma2/gemma3 with query_pre_attn_scalar = head_dim, phi3 with a sliding window as wide as its "
+           "positions (other architectures unchanged)");
   command->callback([options] {
     write_demo_model(options->folder, options->model);
     std::cout << "wrote a " << options->model.architecture << " demo checkpoint to " << options->folder << "\n";

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "mill/atomic_file.hpp"
@@ -93,7 +94,7 @@ struct Vocabulary {
   std::vector<std::pair<std::string, std::string>> merges;
 };
 
-Vocabulary train_bpe(int merge_count) {
+Vocabulary train_bpe_uncached(int merge_count) {
   Vocabulary vocabulary;
   for (int b = 0; b < 256; ++b) vocabulary.tokens.push_back(byte_symbol(static_cast<unsigned char>(b)));
   std::map<std::vector<std::string>, int> words;
@@ -138,6 +139,17 @@ Vocabulary train_bpe(int merge_count) {
   }
   vocabulary.tokens.push_back("<|endoftext|>");
   return vocabulary;
+}
+
+// Training takes ~0.3 s for 256 merges and its result depends only on the merge count, so a process that writes
+// several demo checkpoints (the tests) trains each size once.
+const Vocabulary& train_bpe(int merge_count) {
+  static std::mutex mutex;
+  static std::map<int, Vocabulary> trained;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto found = trained.find(merge_count);
+  if (found == trained.end()) found = trained.emplace(merge_count, train_bpe_uncached(merge_count)).first;
+  return found->second;
 }
 
 nlohmann::ordered_json tokenizer_json(const Vocabulary& vocabulary) {
@@ -277,7 +289,8 @@ void write_modern_demo(WeightWriter& w, nlohmann::ordered_json& config, const De
     w.add(p + "post_attention_layernorm.weight", {hidden}, 0.1f, norm_mean);
     if (gemma) w.add(p + "pre_feedforward_layernorm.weight", {hidden}, 0.1f, 0.0f);
     if (gemma || arch == "olmo2") w.add(p + "post_feedforward_layernorm.weight", {hidden}, 0.1f, norm_mean);
-    const bool dense = !moe || (arch == "qwen3_moe" && l == 1);  // Qwen3-MoE's mlp_only_layers: [1]
+    // Qwen3-MoE's mlp_only_layers: [1] (none in the llama.cpp variant: llama.cpp's qwen3moe has no dense layers)
+    const bool dense = !moe || (arch == "qwen3_moe" && l == 1 && !options.llamacpp_compatible);
     if (!dense) {
       const auto m = p + (arch == "mixtral" ? "block_sparse_moe." : "mlp.");
       w.add(m + "gate.weight", {experts, hidden}, 4 * in_std);
@@ -322,7 +335,9 @@ void write_modern_demo(WeightWriter& w, nlohmann::ordered_json& config, const De
             {"attention_bias", false}};
   if (gemma) {
     config["hidden_activation"] = "gelu_pytorch_tanh";
-    config["query_pre_attn_scalar"] = head_dim + 8;  // not head_dim, so the scale is visibly its own
+    // Not head_dim, so the scale is visibly its own; llama.cpp always scales by 1/sqrt(head_dim) (for all but the
+    // 27B sizes), so its variant uses head_dim.
+    config["query_pre_attn_scalar"] = options.llamacpp_compatible ? head_dim : head_dim + 8;
     config["sliding_window"] = 12;
     std::vector<std::string> types;
     for (int l = 0; l < options.layers; ++l) {
@@ -359,16 +374,20 @@ void write_modern_demo(WeightWriter& w, nlohmann::ordered_json& config, const De
       config["sliding_window"] = nullptr;
     } else {
       config["moe_intermediate_size"] = expert_inner;
-      config["norm_topk_prob"] = false;  // Qwen2-MoE's choice; Mixtral covers the renormalised routing
+      // Not renormalised (Qwen2-MoE's choice; Mixtral covers the renormalised routing), with one dense layer; the
+      // llama.cpp variant renormalises and has none, as llama.cpp's qwen3moe always does.
+      config["norm_topk_prob"] = options.llamacpp_compatible;
       config["decoder_sparse_step"] = 1;
-      config["mlp_only_layers"] = {1};
+      config["mlp_only_layers"] = options.llamacpp_compatible ? nlohmann::ordered_json::array() : nlohmann::ordered_json::array({1});
     }
   }
   if (arch == "phi3") {
     const std::int64_t rotary_dim = head_dim / 2;
     config["partial_rotary_factor"] = 0.5;
     config["rope_theta"] = 10000.0;
-    config["sliding_window"] = 24;
+    // llama.cpp ignores Phi-3's sliding window (its phi3 loader switches it off), so its variant's window is as
+    // wide as the positions: the same attention on both sides.
+    config["sliding_window"] = options.llamacpp_compatible ? max_positions : 24;
     config["original_max_position_embeddings"] = 32;
     std::vector<double> short_factor, long_factor;
     for (std::int64_t i = 0; i < rotary_dim / 2; ++i) {
@@ -416,7 +435,7 @@ void write_demo_model(const std::filesystem::path& folder, const DemoModelOption
   check_option(options.shards >= 1 && options.shards <= 99, fmt::format("shards {} must be in 1..99", options.shards));
   check_option(options.bpe_merges >= 0 && options.bpe_merges <= 4096, "bpe_merges must be in 0..4096");
 
-  const auto vocabulary = train_bpe(options.bpe_merges);
+  const auto& vocabulary = train_bpe(options.bpe_merges);
   const std::int64_t vocab = static_cast<std::int64_t>(vocabulary.tokens.size());
   const int eos = static_cast<int>(vocab) - 1;
   const std::int64_t hidden = options.hidden_size;

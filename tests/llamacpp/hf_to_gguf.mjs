@@ -3,7 +3,9 @@
 // keys, and for the Llama family its q/k row order (llama.cpp's "normal" rope rotates interleaved pairs, so the HF
 // rows are permuted back; the families llama.cpp rotates "neox" style keep HF's order). Only what the on-demand
 // llama.cpp comparison (run.sh) needs: float32 weights, a placeholder vocabulary of the same size whose first 256
-// entries are byte tokens (as in mill's demo tokenizer). Written for mill; plain Node, no packages.
+// entries are byte tokens (as in mill's demo tokenizer). Families: Llama, Mixtral, Qwen3, Qwen3-MoE, OLMo 2, Gemma 2,
+// Gemma 3, Phi-3; a checkpoint whose settings llama.cpp cannot represent is refused (see `refuse` below). Written for
+// mill; plain Node, no packages.
 //
 //   node hf_to_gguf.mjs HF_FOLDER OUT.gguf
 import fs from "node:fs";
@@ -62,61 +64,103 @@ const kinds = {
   LlamaForCausalLM: { gguf: "llama", permute: true },
   MixtralForCausalLM: { gguf: "llama", permute: true },
   Qwen3ForCausalLM: { gguf: "qwen3", permute: false },
+  Qwen3MoeForCausalLM: { gguf: "qwen3moe", permute: false },
   Olmo2ForCausalLM: { gguf: "olmo2", permute: false },
+  Gemma2ForCausalLM: { gguf: "gemma2", permute: false },
+  Gemma3ForCausalLM: { gguf: "gemma3", permute: false },
+  Phi3ForCausalLM: { gguf: "phi3", permute: false },
 };
 const kind = kinds[arch];
 if (!kind) throw new Error(`${arch}: this converter writes ${Object.keys(kinds).join(", ")}`);
 const a = kind.gguf;
+const gemma = a === "gemma2" || a === "gemma3";
+
+// What llama.cpp cannot represent is refused here rather than converted into a different model (the facts are from
+// llama.cpp's src/models/*.cpp): its qwen3moe always renormalises the top-k weights and has no dense layers; its
+// gemma2/gemma3 scale scores by 1/sqrt(head_dim) whatever query_pre_attn_scalar says; its phi3 switches the sliding
+// window off. `mill demo-model --llamacpp_compatible` writes the variants that pass.
+const refuse = (what) => {
+  console.error(`hf_to_gguf: ${folder}: ${arch} with ${what} is not something llama.cpp can run; write the demo with --llamacpp_compatible`);
+  process.exit(1);
+};
+if (a === "qwen3moe" && (config.norm_topk_prob !== true || (config.mlp_only_layers ?? []).length > 0 || (config.decoder_sparse_step ?? 1) !== 1)) {
+  refuse("norm_topk_prob=false or dense (mlp_only_layers / decoder_sparse_step) layers");
+}
+if (gemma && (config.query_pre_attn_scalar ?? D) !== D) refuse(`query_pre_attn_scalar ${config.query_pre_attn_scalar} != head_dim ${D}`);
+if (a === "gemma3" && config.attn_logit_softcapping != null) refuse("Gemma 3 attention soft-capping");
+if (a === "phi3" && typeof config.sliding_window === "number" && config.sliding_window < config.max_position_embeddings) {
+  refuse(`a sliding window (${config.sliding_window}) narrower than the positions (${config.max_position_embeddings})`);
+}
+
+// Gemma's RMSNorm scales by (1 + w); llama.cpp's by w, so its converter stores 1 + w (in float32, as HF adds it).
+const plusOne = (t) => ({ shape: t.shape, data: t.data.map((v) => Math.fround(1 + v)) });
+const norm = (name) => (gemma ? plusOne(tensor(name)) : tensor(name));
 
 const tensors = [];  // [name, {shape, data}]
 const add = (name, t) => tensors.push([name, t]);
 add("token_embd.weight", tensor("model.embed_tokens.weight"));
 for (let l = 0; l < L; ++l) {
   const p = `model.layers.${l}.`, b = `blk.${l}.`;
-  const q = tensor(p + "self_attn.q_proj.weight"), k = tensor(p + "self_attn.k_proj.weight");
-  add(b + "attn_q.weight", kind.permute ? unpermute(q, Hq) : q);
-  add(b + "attn_k.weight", kind.permute ? unpermute(k, Hkv) : k);
-  add(b + "attn_v.weight", tensor(p + "self_attn.v_proj.weight"));
+  if (a === "phi3") {
+    add(b + "attn_qkv.weight", tensor(p + "self_attn.qkv_proj.weight"));  // q, k, v rows, split the same way
+  } else {
+    const q = tensor(p + "self_attn.q_proj.weight"), k = tensor(p + "self_attn.k_proj.weight");
+    add(b + "attn_q.weight", kind.permute ? unpermute(q, Hq) : q);
+    add(b + "attn_k.weight", kind.permute ? unpermute(k, Hkv) : k);
+    add(b + "attn_v.weight", tensor(p + "self_attn.v_proj.weight"));
+  }
   add(b + "attn_output.weight", tensor(p + "self_attn.o_proj.weight"));
   if (has(p + "self_attn.q_norm.weight")) {
-    add(b + "attn_q_norm.weight", tensor(p + "self_attn.q_norm.weight"));
-    add(b + "attn_k_norm.weight", tensor(p + "self_attn.k_norm.weight"));
+    add(b + "attn_q_norm.weight", norm(p + "self_attn.q_norm.weight"));
+    add(b + "attn_k_norm.weight", norm(p + "self_attn.k_norm.weight"));
   }
   if (a === "olmo2") {
     add(b + "post_attention_norm.weight", tensor(p + "post_attention_layernorm.weight"));
     add(b + "post_ffw_norm.weight", tensor(p + "post_feedforward_layernorm.weight"));
+  } else if (gemma) {  // sandwich: before and after attention and MLP
+    add(b + "attn_norm.weight", norm(p + "input_layernorm.weight"));
+    add(b + "post_attention_norm.weight", norm(p + "post_attention_layernorm.weight"));
+    add(b + "ffn_norm.weight", norm(p + "pre_feedforward_layernorm.weight"));
+    add(b + "post_ffw_norm.weight", norm(p + "post_feedforward_layernorm.weight"));
   } else {
     add(b + "attn_norm.weight", tensor(p + "input_layernorm.weight"));
     add(b + "ffn_norm.weight", tensor(p + "post_attention_layernorm.weight"));
   }
-  if (arch === "MixtralForCausalLM") {
-    const m = p + "block_sparse_moe.";
-    const E = config.num_local_experts;
+  if (arch === "MixtralForCausalLM" || a === "qwen3moe") {
+    const mixtral = arch === "MixtralForCausalLM";
+    const m = p + (mixtral ? "block_sparse_moe." : "mlp.");
+    const E = mixtral ? config.num_local_experts : config.num_experts;
     add(b + "ffn_gate_inp.weight", tensor(m + "gate.weight"));
     const experts = (w) => stack(Array.from({ length: E }, (_, e) => tensor(`${m}experts.${e}.${w}.weight`)));
-    add(b + "ffn_gate_exps.weight", experts("w1"));
-    add(b + "ffn_up_exps.weight", experts("w3"));
-    add(b + "ffn_down_exps.weight", experts("w2"));
+    add(b + "ffn_gate_exps.weight", experts(mixtral ? "w1" : "gate_proj"));
+    add(b + "ffn_up_exps.weight", experts(mixtral ? "w3" : "up_proj"));
+    add(b + "ffn_down_exps.weight", experts(mixtral ? "w2" : "down_proj"));
+  } else if (a === "phi3") {
+    add(b + "ffn_up.weight", tensor(p + "mlp.gate_up_proj.weight"));  // gate rows first: llama.cpp's swiglu halves
+    add(b + "ffn_down.weight", tensor(p + "mlp.down_proj.weight"));
   } else {
     add(b + "ffn_gate.weight", tensor(p + "mlp.gate_proj.weight"));
     add(b + "ffn_up.weight", tensor(p + "mlp.up_proj.weight"));
     add(b + "ffn_down.weight", tensor(p + "mlp.down_proj.weight"));
   }
 }
-add("output_norm.weight", tensor("model.norm.weight"));
+add("output_norm.weight", norm("model.norm.weight"));
 if (has("lm_head.weight")) add("output.weight", tensor("lm_head.weight"));
 
-// Llama 3.1 rope scaling travels as per-dimension divisors (rope_freqs), as llama.cpp's converter writes them.
 const scaling = config.rope_scaling ?? null;
+const scalingType = scaling ? (scaling.rope_type ?? scaling.type) : "default";
+const rotary = Math.round(D * (config.partial_rotary_factor ?? 1));
 const metadata = [
   ["general.architecture", "string", a],
-  ["general.name", "string", `mill demo ${arch}`],
+  // Not the model's name: llama.cpp changes token attributes for names containing "phi3" or "phi-3" (and looks up
+  // tokens this placeholder vocabulary does not have).
+  ["general.name", "string", "mill demo model"],
   ["general.file_type", "u32", 0],
   [`${a}.context_length`, "u32", config.max_position_embeddings],
   [`${a}.embedding_length`, "u32", H],
   [`${a}.block_count`, "u32", L],
   [`${a}.feed_forward_length`, "u32", config.intermediate_size],
-  [`${a}.rope.dimension_count`, "u32", D],
+  [`${a}.rope.dimension_count`, "u32", rotary],
   [`${a}.attention.head_count`, "u32", Hq],
   [`${a}.attention.head_count_kv`, "u32", Hkv],
   [`${a}.attention.key_length`, "u32", D],
@@ -128,7 +172,27 @@ const metadata = [
 if (arch === "MixtralForCausalLM") {
   metadata.push([`${a}.expert_count`, "u32", config.num_local_experts], [`${a}.expert_used_count`, "u32", config.num_experts_per_tok]);
 }
-if (scaling && (scaling.rope_type ?? scaling.type) === "llama3") {
+if (a === "qwen3moe") {
+  metadata.push([`${a}.expert_count`, "u32", config.num_experts], [`${a}.expert_used_count`, "u32", config.num_experts_per_tok],
+                [`${a}.expert_feed_forward_length`, "u32", config.moe_intermediate_size]);
+}
+if (gemma) {
+  // Which layers slide, from layer_types, as a per-layer bool array (llama.cpp's default pattern would be 2 for
+  // Gemma 2 and 6 for Gemma 3).
+  const types = config.layer_types ?? Array.from({ length: L }, (_, l) => (l % (config.sliding_window_pattern ?? 2) < (config.sliding_window_pattern ?? 2) - 1 ? "sliding_attention" : "full_attention"));
+  metadata.push([`${a}.attention.sliding_window`, "u32", config.sliding_window],
+                [`${a}.attention.sliding_window_pattern`, "bool[]", types.map((t) => t === "sliding_attention")]);
+  if (config.attn_logit_softcapping != null) metadata.push([`${a}.attn_logit_softcapping`, "f32", config.attn_logit_softcapping]);
+  if (config.final_logit_softcapping != null) metadata.push([`${a}.final_logit_softcapping`, "f32", config.final_logit_softcapping]);
+  // Gemma 3's local layers: their own base, unscaled (llama.cpp applies rope.scaling only to the global layers).
+  if (a === "gemma3") metadata.push([`${a}.rope.freq_base_swa`, "f32", config.rope_local_base_freq ?? 10000]);
+}
+if (a === "phi3" && typeof config.sliding_window === "number") {
+  metadata.push([`${a}.attention.sliding_window`, "u32", config.sliding_window]);
+}
+
+if (scalingType === "llama3") {
+  // Llama 3.1 rope scaling travels as per-dimension divisors (rope_freqs), as llama.cpp's converter writes them.
   const base = config.rope_theta, factor = scaling.factor, low = scaling.low_freq_factor, high = scaling.high_freq_factor;
   const old = scaling.original_max_position_embeddings;
   const divisors = [];
@@ -142,10 +206,21 @@ if (scaling && (scaling.rope_type ?? scaling.type) === "llama3") {
     }
   }
   add("rope_freqs.weight", { shape: [divisors.length], data: Float32Array.from(divisors) });
-} else if (scaling && (scaling.rope_type ?? scaling.type) === "yarn") {
+} else if (scalingType === "yarn") {
   metadata.push([`${a}.rope.scaling.type`, "string", "yarn"], [`${a}.rope.scaling.factor`, "f32", scaling.factor],
                 [`${a}.rope.scaling.original_context_length`, "u32", scaling.original_max_position_embeddings]);
-} else if (scaling && (scaling.rope_type ?? scaling.type) !== "default") {
+} else if (scalingType === "linear") {
+  metadata.push([`${a}.rope.scaling.type`, "string", "linear"], [`${a}.rope.scaling.factor`, "f32", scaling.factor]);
+} else if (scalingType === "longrope" && a === "phi3") {
+  // Phi-3's divisors as two tensors; llama.cpp uses the long ones when the context size (not the sequence) exceeds
+  // original_context_length. The cos/sin factor as transformers computes it from the two lengths.
+  const original = config.original_max_position_embeddings ?? scaling.original_max_position_embeddings;
+  const scale = config.max_position_embeddings / original;
+  metadata.push([`${a}.rope.scaling.original_context_length`, "u32", original],
+                [`${a}.rope.scaling.attn_factor`, "f32", scale > 1 ? Math.sqrt(1 + Math.log(scale) / Math.log(original)) : 1]);
+  add("rope_factors_long.weight", { shape: [rotary / 2], data: Float32Array.from(scaling.long_factor) });
+  add("rope_factors_short.weight", { shape: [rotary / 2], data: Float32Array.from(scaling.short_factor) });
+} else if (scalingType !== "default") {
   throw new Error(`rope scaling ${JSON.stringify(scaling)} is not written by this converter`);
 }
 // A placeholder SentencePiece-style vocabulary: byte tokens first (ids 0..255, as in mill's demo tokenizer), then
@@ -169,6 +244,7 @@ const u64 = (v) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); c
 const f32 = (v) => { const b = Buffer.alloc(4); b.writeFloatLE(v); chunks.push(b); };
 const str = (s) => { const b = Buffer.from(s, "utf8"); u64(b.length); chunks.push(b); };
 const TYPE = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9 };
+const boolean = (v) => chunks.push(Buffer.from([v ? 1 : 0]));
 chunks.push(Buffer.from("GGUF", "ascii"));
 u32(3);
 u64(tensors.length);
@@ -180,11 +256,10 @@ for (const [key, type, value] of metadata) {
     u32(TYPE.array);
     u32(TYPE[element]);
     u64(value.length);
-    for (const v of value) ({ string: str, f32, i32 })[element](v);
+    for (const v of value) ({ string: str, f32, i32, bool: boolean })[element](v);
   } else {
     u32(TYPE[type]);
-    if (type === "bool") chunks.push(Buffer.from([value ? 1 : 0]));
-    else ({ string: str, u32, f32 })[type](value);
+    ({ string: str, u32, f32, bool: boolean })[type](value);
   }
 }
 const alignment = 32;
