@@ -3,6 +3,7 @@
 
 #include <sstream>
 
+#include "mill/text.hpp"
 #include "mill/text_table.hpp"
 
 using namespace mill;

@@ -19,6 +19,10 @@ std::string one_line(std::string_view text);
 // True when the bytes are well-formed UTF-8 (JSON files, which hold mill's names and paths, need it).
 bool is_valid_utf8(std::string_view text);
 
+// The terminal columns `text` takes (UTF-8; wide characters count two, combining marks none; a byte that is not
+// UTF-8 one).
+std::size_t display_width(std::string_view text);
+
 // Renders a value for an error message: quoted, control characters and non-UTF-8 bytes escaped.
 std::string quote_value(std::string_view value);
 

@@ -32,9 +32,6 @@ using TextRow = std::vector<TextCell>;
 std::string render_text_table(const std::vector<TextColumn>& columns, const std::vector<TextRow>& rows,
                               std::size_t max_width);
 
-// Terminal columns the text occupies: code points, not bytes (every code point one column; no wide characters
-// in mill's tables except in names, where a rare misalignment is acceptable).
-std::size_t display_width(std::string_view utf8);
 
 // `utf8` cut to at most `width` columns by replacing its middle with "…" (both ends of a name carry meaning:
 // an organisation and a size, a task family and a subject).

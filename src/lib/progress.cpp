@@ -132,25 +132,6 @@ std::string format_rate(double samples_per_second) {
   return fmt::format("{:.2f} samples/s", samples_per_second);
 }
 
-std::size_t display_width(std::string_view text) {
-  std::size_t width = 0;
-  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t offset = 0;
-  const auto length = static_cast<utf8proc_ssize_t>(text.size());
-  while (offset < length) {
-    utf8proc_int32_t code = 0;
-    const auto used = utf8proc_iterate(bytes + offset, length - offset, &code);
-    if (used <= 0) {  // not UTF-8: one column per byte, as the terminal will likely show a replacement
-      ++width;
-      ++offset;
-      continue;
-    }
-    width += static_cast<std::size_t>(std::max(0, utf8proc_charwidth(code)));
-    offset += used;
-  }
-  return width;
-}
-
 std::string fit_to_columns(std::string_view text, std::size_t columns) {
   std::size_t width = 0;
   const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());

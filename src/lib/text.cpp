@@ -1,5 +1,7 @@
 #include "mill/text.hpp"
 
+#include <utf8proc.h>
+
 #include <fnmatch.h>
 #include <xxhash.h>
 
@@ -191,6 +193,25 @@ std::string name_from_path_component(std::string_view component) {
     }
   }
   return out;
+}
+
+std::size_t display_width(std::string_view text) {
+  std::size_t width = 0;
+  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  utf8proc_ssize_t offset = 0;
+  const auto length = static_cast<utf8proc_ssize_t>(text.size());
+  while (offset < length) {
+    utf8proc_int32_t code = 0;
+    const auto used = utf8proc_iterate(bytes + offset, length - offset, &code);
+    if (used <= 0) {  // not UTF-8: one column per byte, as the terminal will likely show a replacement
+      ++width;
+      ++offset;
+      continue;
+    }
+    width += static_cast<std::size_t>(std::max(0, utf8proc_charwidth(code)));
+    offset += used;
+  }
+  return width;
 }
 
 }  // namespace mill

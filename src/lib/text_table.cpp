@@ -1,5 +1,7 @@
 #include "mill/text_table.hpp"
 
+#include "mill/text.hpp"
+
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -7,14 +9,6 @@
 #include <cstdlib>
 
 namespace mill {
-
-std::size_t display_width(std::string_view utf8) {
-  std::size_t width = 0;
-  for (const char c : utf8) {
-    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++width;  // continuation bytes add nothing
-  }
-  return width;
-}
 
 namespace {
 
