@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path data_dir = fs::path(test::source_dir()) / "tests" / "data";
+const fs::path data_dir = fs::path(mill::test::source_dir()) / "tests" / "data";
 
 std::vector<json> read_jsonl(const fs::path& file) {
   std::vector<json> rows;
