@@ -27,10 +27,12 @@ if ((${#missing[@]})); then
 fi
 
 # The official openai npm client, pinned in tests/openai_client/package-lock.json, for the test that drives mill serve
-# with it (it skips, saying why, when node_modules is absent).
-if command -v npm >/dev/null 2>&1; then
-  npm ci --prefix tests/openai_client --no-audit --no-fund --loglevel=error >/dev/null ||
-    echo "setup: npm ci in tests/openai_client failed; the openai client test will be skipped" >&2
+# with it (it skips, saying why, when node_modules is absent). Installed again only when the lock file changed.
+client=tests/openai_client
+if command -v npm >/dev/null 2>&1 &&
+  { [ ! -d "$client/node_modules/openai" ] || [ "$client/package-lock.json" -nt "$client/node_modules/.package-lock.json" ]; }; then
+  npm ci --prefix "$client" --no-audit --no-fund --loglevel=error >/dev/null ||
+    echo "setup: npm ci in $client failed; the openai client test will be skipped" >&2
 fi
 
 build_dir=${MILL_BUILD_DIR:-build}
