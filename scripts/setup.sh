@@ -28,6 +28,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The official openai npm client, pinned in tests/openai_client/package-lock.json, for the test that drives mill serve
+# with it (it skips, saying why, when node_modules is absent). Installed again only when the lock file changed.
+client=tests/openai_client
+if command -v npm >/dev/null 2>&1 &&
+  { [ ! -d "$client/node_modules/openai" ] || [ "$client/package-lock.json" -nt "$client/node_modules/.package-lock.json" ]; }; then
+  npm ci --prefix "$client" --no-audit --no-fund --loglevel=error >/dev/null ||
+    echo "setup: npm ci in $client failed; the openai client test will be skipped" >&2
+fi
+
 build_dir=${MILL_BUILD_DIR:-build}
 # MILL_BUILD_TYPE=Check (what .ci/run uses) compiles faster for test-only runs; see CMakeLists.txt.
 build_type=${MILL_BUILD_TYPE:-RelWithDebInfo}

@@ -12,7 +12,8 @@
 
 namespace mill {
 
-class DemoBackend final : public ModelBackend {
+// Its tokens are the bytes (ids 0..255) and end-of-sequence (256, "<|endoftext|>", also the start-of-text row).
+class DemoBackend final : public ModelBackend, public TokenModel {
  public:
   static constexpr int kVocab = 257;  // bytes 0..255 and end-of-sequence
   static constexpr int kEos = 256;
@@ -25,6 +26,17 @@ class DemoBackend final : public ModelBackend {
   std::vector<LoglikelihoodResult> loglikelihood(const std::vector<LoglikelihoodRequest>& requests) override;
   std::vector<RollingResult> loglikelihood_rolling(const std::vector<RollingRequest>& requests) override;
   std::vector<GenerationResult> generate(const std::vector<GenerationRequest>& requests) override;
+  TokenModel* token_model() override { return this; }
+
+  // TokenModel: add_special_tokens puts the start-of-text token in front; there is no chat template.
+  std::vector<TokenId> encode(const std::string& text, bool add_special_tokens) const override;
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const override;
+  std::size_t vocab_size() const override { return kVocab; }
+  std::size_t max_length() const override { return std::size_t{1} << 20; }
+  std::optional<std::string> apply_chat_template(const std::vector<ChatMessage>&) const override { return std::nullopt; }
+  std::vector<std::vector<PositionLogprobs>> score_positions(const std::vector<std::vector<TokenId>>& sequences,
+                                                             int top) override;
+  std::vector<TokenGenerationResult> generate_tokens(const std::vector<TokenGenerationRequest>& requests) override;
 
   // log P(next | previous), previous in 0..256 (256 = start of text).
   double logprob(int previous, int next) const { return table_[static_cast<std::size_t>(previous) * kVocab + next]; }

@@ -34,6 +34,8 @@ class Tokenizer {
   virtual std::optional<TokenId> eos_id() const = 0;
   virtual std::size_t vocab_size() const = 0;
 
+  // Whether tokenizer_config.json has a chat_template.
+  virtual bool has_chat_template() const = 0;
   // Renders the chat template from tokenizer_config.json; throws mill::Error naming an unsupported construct.
   virtual std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const = 0;
 };

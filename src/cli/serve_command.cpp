@@ -16,8 +16,9 @@ void register_serve_command(CLI::App& app, const GlobalOptions&) {
   };
   auto options = std::make_shared<Options>();
   auto* command = app.add_subcommand("serve",
-                                     "Serve a model over the OpenAI-compatible HTTP protocol "
-                                     "(/v1/completions with echo+logprobs, /v1/chat/completions, /health)");
+                                     "Serve a model over the OpenAI-compatible HTTP protocol: /v1/completions "
+                                     "(per-token logprobs, echo), /v1/chat/completions (the model's chat template), "
+                                     "stream, temperature/top_p/seed sampling, /health (docs/backends.md)");
   command->add_option("model_spec", options->model, "NAME_OR_PATH[key=value,...], e.g. mill-demo")->required();
   add_option(*command, "port", options->serve.port, "TCP port (default 8000; 0 picks a free one and prints it)");
   add_option(*command, "host", options->serve.host, "Address to listen on (default 127.0.0.1, loopback only)");

@@ -1073,6 +1073,8 @@ class JsonTokenizer final : public Tokenizer {
   std::optional<TokenId> eos_id() const override { return eos_id_; }
   std::size_t vocab_size() const override { return id_to_token_.size(); }
 
+  bool has_chat_template() const override { return config_.chat_template.has_value(); }
+
   std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const override {
     return render_chat_template(config_, messages, add_generation_prompt);
   }

@@ -8,6 +8,7 @@
 
 #include "mill/error.hpp"
 #include "mill/model_args.hpp"
+#include "mill/sampling.hpp"
 #include "mill/text.hpp"
 
 namespace mill {
@@ -128,6 +129,80 @@ std::vector<GenerationResult> DemoBackend::generate(const std::vector<Generation
     }
     result.hit_token_limit = !stopped;
     results.push_back(result);
+  }
+  return results;
+}
+
+std::vector<TokenId> DemoBackend::encode(const std::string& text, bool add_special_tokens) const {
+  std::vector<TokenId> ids;
+  if (add_special_tokens) ids.push_back(kBos);
+  for (unsigned char byte : text) ids.push_back(byte);
+  return ids;
+}
+
+std::string DemoBackend::decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const {
+  std::string text;
+  for (const auto id : ids) {
+    if (id >= 0 && id < 256) {
+      text += static_cast<char>(id);
+    } else if (!skip_special_tokens) {
+      text += id == kEos ? "<|endoftext|>" : "<|unknown|>";
+    }
+  }
+  return text;
+}
+
+std::vector<std::vector<PositionLogprobs>> DemoBackend::score_positions(
+    const std::vector<std::vector<TokenId>>& sequences, int top) {
+  pause();
+  std::vector<std::vector<PositionLogprobs>> results;
+  for (const auto& ids : sequences) {
+    for (const auto id : ids) {
+      if (id < 0 || id >= kVocab) {
+        throw Error(fmt::format("token id {} is outside mill-demo's vocabulary 0..{}", id, kVocab - 1));
+      }
+    }
+    std::vector<PositionLogprobs> positions;
+    for (std::size_t t = 1; t < ids.size(); ++t) {
+      const double* row = &table_[static_cast<std::size_t>(ids[t - 1]) * kVocab];
+      positions.push_back({row[ids[t]], top_logprobs(row, kVocab, top)});
+    }
+    results.push_back(std::move(positions));
+  }
+  return results;
+}
+
+std::vector<TokenGenerationResult> DemoBackend::generate_tokens(const std::vector<TokenGenerationRequest>& requests) {
+  pause();
+  std::vector<TokenGenerationResult> results;
+  for (const auto& request : requests) {
+    TokenGenerationResult result;
+    TokenSampler sampler(request.sampling);
+    int previous = request.context.empty() ? kBos : request.context.back();
+    if (previous < 0 || previous >= kVocab) {
+      throw Error(fmt::format("token id {} is outside mill-demo's vocabulary 0..{}", previous, kVocab - 1));
+    }
+    bool stopped = false;
+    while (!stopped && static_cast<int>(result.tokens.size()) < request.max_new_tokens) {
+      const double* row = &table_[static_cast<std::size_t>(previous) * kVocab];
+      const TokenId next = sampler.next(row, kVocab);
+      if (next == kEos) {
+        result.eos = next;
+        if (request.top_logprobs >= 0) {
+          result.eos_logprobs = PositionLogprobs{row[next], top_logprobs(row, kVocab, request.top_logprobs)};
+        }
+        stopped = true;
+        break;
+      }
+      result.tokens.push_back(next);
+      if (request.top_logprobs >= 0) {
+        result.logprobs.push_back({row[next], top_logprobs(row, kVocab, request.top_logprobs)});
+      }
+      previous = next;
+      if (request.on_token && !request.on_token(result.tokens)) stopped = true;
+    }
+    result.hit_token_limit = !stopped;
+    results.push_back(std::move(result));
   }
   return results;
 }

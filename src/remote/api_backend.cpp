@@ -280,7 +280,10 @@ std::vector<LoglikelihoodResult> ApiBackend::loglikelihood(const std::vector<Log
                               {"echo", true},          {"logprobs", 1},
                               {"temperature", 0},      {"max_tokens", mill_server ? 0 : 1}};
     // mill serve scores text spans rather than tokens; this tells it where the continuation starts.
-    if (mill_server) payload["mill_context_chars"] = utf8_length(request.context);
+    if (mill_server) {
+      payload["mill_context_chars"] = utf8_length(request.context);
+      payload["mill_text"] = true;
+    }
     return payload;
   };
   auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
@@ -306,7 +309,7 @@ std::vector<RollingResult> ApiBackend::loglikelihood_rolling(const std::vector<R
                             config_.backend_name, redact_url(config_.base_url)),
                 ExitCode::eval_failed);
   }
-  // Without mill_context_chars, mill serve scores the whole prompt (loglikelihood_rolling).
+  // mill_text without mill_context_chars: mill serve scores the whole prompt with the backend's loglikelihood_rolling.
   const bool mill_server = server().kind == "mill";
   std::vector<nlohmann::json> logical;
   for (const auto& request : requests) logical.push_back({{"kind", "rolling"}, {"text", request.text}});
@@ -314,6 +317,7 @@ std::vector<RollingResult> ApiBackend::loglikelihood_rolling(const std::vector<R
     nlohmann::json payload = {{"model", model_name()}, {"prompt", requests[i].text},
                               {"echo", true},          {"logprobs", 0},
                               {"temperature", 0},      {"max_tokens", mill_server ? 0 : 1}};
+    if (mill_server) payload["mill_text"] = true;
     return payload;
   };
   auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {
@@ -355,6 +359,8 @@ std::vector<GenerationResult> ApiBackend::generate(const std::vector<GenerationR
       if (!sequence.empty() && stop.size() < stop_limit) stop.push_back(sequence);
     }
     if (!stop.empty()) payload["stop"] = stop;
+    // mill serve then runs the backend's own generate(), exactly as evaluating in-process would.
+    if (kind == "mill") payload["mill_text"] = true;
     return payload;
   };
   auto parse = [&](std::size_t i, const nlohmann::json& response) -> std::variant<nlohmann::json, std::string> {

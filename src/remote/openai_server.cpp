@@ -6,28 +6,58 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <ctime>
 #include <future>
+#include <random>
 
 #include "mill/error.hpp"
 #include "mill/openai_protocol.hpp"
 #include "mill/text.hpp"
+#include "mill/tokenizer.hpp"
 
 namespace mill {
 
 struct OpenAiService::Work {
-  enum Kind { loglikelihood, rolling, generation } kind;
+  enum Kind { loglikelihood, rolling, generation, positions, token_generation } kind;
   std::vector<LoglikelihoodRequest> loglikelihood_requests;
   std::vector<RollingRequest> rolling_requests;
   std::vector<GenerationRequest> generation_requests;
+  std::vector<std::vector<TokenId>> position_requests;
+  int top = 0;  // alternatives per position (positions)
+  std::vector<TokenGenerationRequest> token_generation_requests;
   std::vector<LoglikelihoodResult> loglikelihood_results;
   std::vector<RollingResult> rolling_results;
   std::vector<GenerationResult> generation_results;
+  std::vector<std::vector<PositionLogprobs>> position_results;
+  std::vector<TokenGenerationResult> token_generation_results;
   std::promise<void> done;
+  std::function<void()> notify;  // runs on the batching thread once `done` is set
   std::size_t size() const {
-    return loglikelihood_requests.size() + rolling_requests.size() + generation_requests.size();
+    return loglikelihood_requests.size() + rolling_requests.size() + generation_requests.size() +
+           position_requests.size() + token_generation_requests.size();
   }
+};
+
+// What a request asks for, read and checked once.
+struct OpenAiService::Settings {
+  bool chat = false;
+  int max_tokens = 16;
+  std::vector<std::string> stop;
+  bool echo = false;
+  bool logprobs = false;  // completions: `logprobs` present; chat: `logprobs: true`
+  int top = 0;            // alternatives per token
+  Sampling sampling;
+  bool seeded = false;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+};
+
+struct OpenAiService::Prompt {
+  std::string text;            // what `echo` returns
+  std::vector<TokenId> ids;    // what the model sees
+  std::size_t added = 0;       // leading special tokens the tokenizer added to a text prompt (no characters)
 };
 
 namespace {
@@ -62,20 +92,100 @@ int int_field(const nlohmann::json& request, const char* name, int fallback, int
   return value.get<int>();
 }
 
-void require_greedy(const nlohmann::json& request) {
-  if (request.contains("temperature") && !request["temperature"].is_null()) {
-    const auto& t = request["temperature"];
-    if (!t.is_number() || t.get<double>() != 0.0) {
-      throw BadRequest{400, fmt::format("mill serve decodes greedily: `temperature` must be 0 (got {})", t.dump())};
-    }
+bool present(const nlohmann::json& request, const char* name) {
+  return request.contains(name) && !request[name].is_null();
+}
+
+double number_field(const nlohmann::json& request, const char* name, double fallback, double low, double high,
+                    bool low_open = false) {
+  if (!present(request, name)) return fallback;
+  const auto& value = request[name];
+  const double x = value.is_number() ? value.get<double>() : std::nan("");
+  if (!value.is_number() || !std::isfinite(x) || x < low || x > high || (low_open && x == low)) {
+    throw BadRequest{400, fmt::format("`{}` must be a number in {}{}..{}] (got {})", name, low_open ? "(" : "[", low,
+                                      high, value.dump())};
   }
+  return x;
+}
+
+bool bool_field(const nlohmann::json& request, const char* name) {
+  if (!present(request, name)) return false;
+  if (!request[name].is_boolean()) {
+    throw BadRequest{400, fmt::format("`{}` must be true or false (got {})", name, request[name].dump())};
+  }
+  return request[name].get<bool>();
+}
+
+// Reads everything but the prompt. `token_level`: the backend can sample and report token log-probabilities.
+OpenAiService::Settings read_settings(const nlohmann::json& request, bool chat, bool token_level) {
+  OpenAiService::Settings settings;
+  settings.chat = chat;
   for (const char* name : {"n", "best_of"}) {
-    if (request.contains(name) && !request[name].is_null() && request[name] != 1) {
+    if (present(request, name) && request[name] != 1) {
       throw BadRequest{400, fmt::format("mill serve returns one choice per prompt: `{}` must be 1", name)};
     }
   }
-  if (request.value("stream", false) == true)
-    throw BadRequest{400, "mill serve does not stream: `stream` must be false"};
+  for (const char* name : {"presence_penalty", "frequency_penalty"}) {
+    if (present(request, name) && request[name] != 0) {
+      throw BadRequest{400, fmt::format("mill serve does not apply penalties: `{}` must be 0 or absent", name)};
+    }
+  }
+  if (present(request, "logit_bias") && !request["logit_bias"].empty()) {
+    throw BadRequest{400, "mill serve does not apply `logit_bias`: leave it empty or absent"};
+  }
+  if (present(request, "suffix") && request["suffix"] != "") {
+    throw BadRequest{400, "mill serve does not insert text: `suffix` must be empty or absent"};
+  }
+  settings.stop = stop_sequences(request);
+  if (chat) {
+    settings.max_tokens =
+        int_field(request, "max_completion_tokens", int_field(request, "max_tokens", 256, 0, 1 << 20), 0, 1 << 20);
+    settings.logprobs = bool_field(request, "logprobs");
+    settings.top = int_field(request, "top_logprobs", 0, 0, 20);
+    if (present(request, "top_logprobs") && !settings.logprobs) {
+      throw BadRequest{400, "`top_logprobs` needs `logprobs: true`"};
+    }
+  } else {
+    settings.max_tokens = int_field(request, "max_tokens", 16, 0, 1 << 20);
+    settings.echo = bool_field(request, "echo");
+    settings.logprobs = present(request, "logprobs") && request["logprobs"] != false;
+    settings.top = settings.logprobs ? int_field(request, "logprobs", 0, 0, 20) : 0;
+  }
+  // Absent temperature means greedy here (OpenAI's own default is 1): a scoring server should be deterministic
+  // unless asked otherwise.
+  settings.sampling.temperature = number_field(request, "temperature", 0, 0, 100);
+  settings.sampling.top_p = number_field(request, "top_p", 1, 0, 1, true);
+  if (present(request, "seed")) {
+    if (!request["seed"].is_number_integer()) {
+      throw BadRequest{400, fmt::format("`seed` must be a whole number (got {})", request["seed"].dump())};
+    }
+    const auto& seed = request["seed"];
+    settings.sampling.seed = seed.is_number_unsigned() ? seed.get<std::uint64_t>()
+                                                       : static_cast<std::uint64_t>(seed.get<std::int64_t>());
+    settings.seeded = true;
+  }
+  settings.stream = bool_field(request, "stream");
+  if (present(request, "stream_options")) {
+    const auto& options = request["stream_options"];
+    if (!options.is_object()) throw BadRequest{400, "`stream_options` must be an object"};
+    if (!settings.stream) throw BadRequest{400, "`stream_options` needs `stream: true`"};
+    settings.include_usage = bool_field(options, "include_usage");
+  }
+  if (!token_level) {
+    if (settings.sampling.temperature != 0) {
+      throw BadRequest{400, fmt::format("this model's backend only decodes greedily (it has no token-level access): "
+                                        "`temperature` must be 0 (got {})",
+                                        request["temperature"].dump())};
+    }
+    if (chat && settings.logprobs) {
+      throw BadRequest{400, "this model's backend has no token-level access, so chat `logprobs` cannot be served: use "
+                            "/v1/completions with echo and logprobs"};
+    }
+  }
+  if (settings.stream && settings.logprobs) {
+    throw BadRequest{400, "`logprobs` cannot be streamed: send `stream: false` to get log-probabilities"};
+  }
+  return settings;
 }
 
 std::string message_text(const nlohmann::json& content) {
@@ -115,7 +225,100 @@ std::string render_chat(const nlohmann::json& messages) {
   return prompt + "Assistant:";
 }
 
+std::vector<ChatMessage> chat_messages(const nlohmann::json& messages) {
+  if (!messages.is_array() || messages.empty()) throw BadRequest{400, "`messages` must be a non-empty list"};
+  std::vector<ChatMessage> out;
+  for (const auto& message : messages) {
+    if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) {
+      throw BadRequest{400, "each message needs a `role` and a `content`"};
+    }
+    out.push_back({message["role"].get<std::string>(), message_text(message.value("content", nlohmann::json()))});
+  }
+  return out;
+}
+
 long long unix_seconds() { return static_cast<long long>(std::time(nullptr)); }
+
+// How OpenAI lists a token whose bytes are not text on their own (part of a multi-byte character).
+std::string token_display(const std::string& piece) {
+  if (is_valid_utf8(piece)) return piece;
+  std::string shown = "bytes:";
+  for (unsigned char byte : piece) shown += fmt::format("\\x{:02x}", byte);
+  return shown;
+}
+
+// The text each token of a sequence adds, decoded after up to three tokens before it, so that rules for a
+// sequence's first token (SentencePiece drops its leading space) apply only where the sequence starts.
+class TokenPieces {
+ public:
+  TokenPieces(const TokenModel& model, const std::vector<TokenId>& ids) : model_(model), ids_(ids) {}
+  // The text `id` adds when it stands at `position` (after ids[0..position)).
+  std::string piece(std::size_t position, TokenId id) {
+    const std::size_t from = position >= 3 ? position - 3 : 0;
+    std::vector<TokenId> window(ids_.begin() + static_cast<std::ptrdiff_t>(from),
+                                ids_.begin() + static_cast<std::ptrdiff_t>(position));
+    if (position != cached_position_) {
+      cached_before_ = model_.decode(window, false);
+      cached_position_ = position;
+    }
+    window.push_back(id);
+    const auto after = model_.decode(window, false);
+    if (after.compare(0, cached_before_.size(), cached_before_) == 0) return after.substr(cached_before_.size());
+    return model_.decode({id}, false);
+  }
+
+ private:
+  const TokenModel& model_;
+  const std::vector<TokenId>& ids_;
+  std::size_t cached_position_ = static_cast<std::size_t>(-1);
+  std::string cached_before_;
+};
+
+// Characters (as utf8_length counts them) in a text built up piece by piece.
+class CharCounter {
+ public:
+  void add(const std::string& bytes) {
+    for (unsigned char byte : bytes) {
+      if (!started_ || (byte & 0xC0) != 0x80) ++count_;
+      started_ = true;
+    }
+  }
+  std::size_t count() const { return count_; }
+
+ private:
+  bool started_ = false;
+  std::size_t count_ = 0;
+};
+
+// The first occurrence of any stop sequence in `text`, or npos.
+std::size_t find_stop(const std::string& text, const std::vector<std::string>& stop) {
+  std::size_t cut = std::string::npos;
+  for (const auto& s : stop) {
+    if (!s.empty()) cut = std::min(cut, text.find(s));
+  }
+  return cut;
+}
+
+// How much of a text still being generated is safe to send: not the last (longest stop - 1) bytes, which may start a
+// stop sequence, nor an unfinished UTF-8 character or a replacement character that the next token may complete.
+std::size_t safe_prefix(const std::string& text, const std::vector<std::string>& stop) {
+  std::size_t hold = 0;
+  for (const auto& s : stop) hold = std::max(hold, s.empty() ? 0 : s.size() - 1);
+  std::size_t end = text.size() > hold ? text.size() - hold : 0;
+  const std::string replacement = "\xEF\xBF\xBD";
+  while (end >= replacement.size() && text.compare(end - replacement.size(), replacement.size(), replacement) == 0) {
+    end -= replacement.size();
+  }
+  // Back to the start of the last character; keep it only when it is complete.
+  std::size_t start = end;
+  while (start > 0 && (static_cast<unsigned char>(text[start - 1]) & 0xC0) == 0x80) --start;
+  if (start > 0) {
+    const auto lead = static_cast<unsigned char>(text[start - 1]);
+    const std::size_t length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (end - (start - 1) < length) end = start - 1;
+  }
+  return end;
+}
 
 }  // namespace
 
@@ -155,51 +358,75 @@ void OpenAiService::batch_loop() {
     }
     try {
       ++backend_calls_;
-      const auto kind = batch.front()->kind;
-      if (kind == Work::loglikelihood) {
-        std::vector<LoglikelihoodRequest> all;
-        for (auto& work : batch)
-          all.insert(all.end(), work->loglikelihood_requests.begin(), work->loglikelihood_requests.end());
-        auto results = backend_.loglikelihood(all);
+      // One backend call over the requests of all gathered work, the results handed back in the same order.
+      auto run = [&batch](auto requests_of, auto results_of, auto call) {
+        std::remove_reference_t<decltype(requests_of(*batch.front()))> all;
+        for (auto& work : batch) all.insert(all.end(), requests_of(*work).begin(), requests_of(*work).end());
+        auto results = call(all);
         std::size_t at = 0;
         for (auto& work : batch) {
-          work->loglikelihood_results.assign(results.begin() + at, results.begin() + at + work->size());
-          at += work->size();
+          const auto n = requests_of(*work).size();
+          results_of(*work).assign(std::make_move_iterator(results.begin() + static_cast<std::ptrdiff_t>(at)),
+                                   std::make_move_iterator(results.begin() + static_cast<std::ptrdiff_t>(at + n)));
+          at += n;
         }
-      } else if (kind == Work::rolling) {
-        std::vector<RollingRequest> all;
-        for (auto& work : batch) all.insert(all.end(), work->rolling_requests.begin(), work->rolling_requests.end());
-        auto results = backend_.loglikelihood_rolling(all);
-        std::size_t at = 0;
-        for (auto& work : batch) {
-          work->rolling_results.assign(results.begin() + at, results.begin() + at + work->size());
-          at += work->size();
+      };
+      switch (batch.front()->kind) {
+        case Work::loglikelihood:
+          run([](Work& w) -> auto& { return w.loglikelihood_requests; },
+              [](Work& w) -> auto& { return w.loglikelihood_results; },
+              [this](const auto& all) { return backend_.loglikelihood(all); });
+          break;
+        case Work::rolling:
+          run([](Work& w) -> auto& { return w.rolling_requests; }, [](Work& w) -> auto& { return w.rolling_results; },
+              [this](const auto& all) { return backend_.loglikelihood_rolling(all); });
+          break;
+        case Work::generation:
+          run([](Work& w) -> auto& { return w.generation_requests; },
+              [](Work& w) -> auto& { return w.generation_results; },
+              [this](const auto& all) { return backend_.generate(all); });
+          break;
+        case Work::positions: {
+          int top = 0;
+          for (auto& work : batch) top = std::max(top, work->top);
+          run([](Work& w) -> auto& { return w.position_requests; }, [](Work& w) -> auto& { return w.position_results; },
+              [this, top](const auto& all) { return backend_.token_model()->score_positions(all, top); });
+          for (auto& work : batch) {  // each request gets the alternatives it asked for
+            for (auto& sequence : work->position_results) {
+              for (auto& position : sequence) {
+                if (position.top.size() > static_cast<std::size_t>(work->top)) position.top.resize(work->top);
+              }
+            }
+          }
+          break;
         }
-      } else {
-        std::vector<GenerationRequest> all;
-        for (auto& work : batch)
-          all.insert(all.end(), work->generation_requests.begin(), work->generation_requests.end());
-        auto results = backend_.generate(all);
-        std::size_t at = 0;
-        for (auto& work : batch) {
-          work->generation_results.assign(results.begin() + at, results.begin() + at + work->size());
-          at += work->size();
-        }
+        case Work::token_generation:
+          run([](Work& w) -> auto& { return w.token_generation_requests; },
+              [](Work& w) -> auto& { return w.token_generation_results; },
+              [this](const auto& all) { return backend_.token_model()->generate_tokens(all); });
+          break;
       }
       for (auto& work : batch) work->done.set_value();
     } catch (...) {
       for (auto& work : batch) work->done.set_exception(std::current_exception());
     }
+    for (auto& work : batch) {
+      if (work->notify) work->notify();
+    }
   }
 }
 
-void OpenAiService::run_queued(const std::shared_ptr<Work>& work) {
-  auto done = work->done.get_future();
+void OpenAiService::submit(const std::shared_ptr<Work>& work) {
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(work);
   }
   wake_.notify_one();
+}
+
+void OpenAiService::run_queued(const std::shared_ptr<Work>& work) {
+  auto done = work->done.get_future();
+  submit(work);
   done.get();
 }
 
@@ -230,6 +457,26 @@ std::vector<GenerationResult> OpenAiService::generate(std::vector<GenerationRequ
   return std::move(work->generation_results);
 }
 
+std::vector<std::vector<PositionLogprobs>> OpenAiService::score_positions(std::vector<std::vector<TokenId>> sequences,
+                                                                         int top) {
+  if (sequences.empty()) return {};
+  auto work = std::make_shared<Work>();
+  work->kind = Work::positions;
+  work->position_requests = std::move(sequences);
+  work->top = top;
+  run_queued(work);
+  return std::move(work->position_results);
+}
+
+std::vector<TokenGenerationResult> OpenAiService::generate_tokens(std::vector<TokenGenerationRequest> requests) {
+  if (requests.empty()) return {};
+  auto work = std::make_shared<Work>();
+  work->kind = Work::token_generation;
+  work->token_generation_requests = std::move(requests);
+  run_queued(work);
+  return std::move(work->token_generation_results);
+}
+
 OpenAiService::Reply OpenAiService::health() const { return {200, {{"status", "ok"}}}; }
 
 OpenAiService::Reply OpenAiService::models() const {
@@ -242,208 +489,636 @@ OpenAiService::Reply OpenAiService::models() const {
                                             {"root", model_name_}}})}}};
 }
 
-OpenAiService::Reply OpenAiService::completions(const std::string& body) {
-  try {
-    const auto request = nlohmann::json::parse(body, nullptr, false);
-    if (request.is_discarded() || !request.is_object()) {
-      return error_reply(400, "the request body is not a JSON object");
-    }
-    const auto prompt = request.value("prompt", nlohmann::json());
-    std::vector<std::string> prompts;
-    if (prompt.is_string()) {
-      prompts.push_back(prompt.get<std::string>());
-    } else if (prompt.is_array() && !prompt.empty() &&
-               std::all_of(prompt.begin(), prompt.end(), [](const auto& p) { return p.is_string(); })) {
-      prompts = prompt.get<std::vector<std::string>>();
-    } else if (prompt.is_array() && !prompt.empty() && prompt[0].is_number_integer()) {
-      return error_reply(400, "token-id prompts are not supported: mill serve takes text prompts");
-    } else {
-      return error_reply(400, "`prompt` must be a string or a non-empty list of strings");
-    }
-    return complete(request, prompts, false);
-  } catch (const BadRequest& e) {
-    return error_reply(e.status, e.message);
-  }
-}
+namespace {
 
-OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
-  try {
-    const auto request = nlohmann::json::parse(body, nullptr, false);
-    if (request.is_discarded() || !request.is_object()) {
-      return error_reply(400, "the request body is not a JSON object");
-    }
-    if (request.value("logprobs", false) == true) {
-      return error_reply(400, "chat log-probabilities are not supported: use /v1/completions with echo and logprobs");
-    }
-    return complete(request, {render_chat(request.value("messages", nlohmann::json()))}, true);
-  } catch (const BadRequest& e) {
-    return error_reply(e.status, e.message);
-  }
-}
-
-OpenAiService::Reply OpenAiService::complete(const nlohmann::json& request, const std::vector<std::string>& prompts,
-                                             bool chat) {
-  if (request.contains("model") && !request["model"].is_null() && request["model"] != model_name_) {
-    return error_reply(
+void check_model(const nlohmann::json& request, const std::string& served) {
+  if (present(request, "model") && request["model"] != served) {
+    throw BadRequest{
         404, fmt::format("The model `{}` does not exist; this server serves `{}`",
                          request["model"].is_string() ? request["model"].get<std::string>() : request["model"].dump(),
-                         model_name_));
+                         served)};
   }
-  require_greedy(request);
-  const auto stop = stop_sequences(request);
-  int max_tokens = 0;
-  if (chat) {
-    max_tokens =
-        int_field(request, "max_completion_tokens", int_field(request, "max_tokens", 256, 0, 1 << 20), 0, 1 << 20);
-  } else {
-    max_tokens = int_field(request, "max_tokens", 16, 0, 1 << 20);
-  }
-  const bool echo = !chat && request.value("echo", false) == true;
-  const bool want_logprobs =
-      !chat && request.contains("logprobs") && !request["logprobs"].is_null() && request["logprobs"] != false;
-  const int top_n = want_logprobs ? int_field(request, "logprobs", 0, 0, 20) : 0;
-  // Present (even 0): score the prompt after that many characters as a continuation. Absent: score it whole.
-  const bool split_prompt = request.contains("mill_context_chars") && !request["mill_context_chars"].is_null();
-  const auto hint = static_cast<std::size_t>(int_field(request, "mill_context_chars", 0, 0, 1 << 30));
+}
 
+nlohmann::json parse_object(const std::string& body) {
+  auto request = nlohmann::json::parse(body, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) throw BadRequest{400, "the request body is not a JSON object"};
+  return request;
+}
+
+bool is_id_list(const nlohmann::json& value) {
+  return value.is_array() && !value.empty() &&
+         std::all_of(value.begin(), value.end(), [](const auto& v) { return v.is_number_integer(); });
+}
+
+std::string dump_event(const nlohmann::json& body) {
+  return "data: " + body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
+}
+
+}  // namespace
+
+OpenAiService::Reply OpenAiService::completions(const std::string& body) {
   try {
-    // 1. Generation.
-    std::vector<GenerationResult> generated(prompts.size());
-    if (max_tokens > 0) {
-      std::vector<GenerationRequest> asks;
-      for (const auto& p : prompts) asks.push_back({p, stop, max_tokens});
-      generated = generate(std::move(asks));
-    }
-
-    // 2. Scores of the echoed prompt's segments and of the generated text.
-    struct Segment {
-      std::string text;
-      std::optional<double> logprob;
-      std::optional<int> n_tokens;
-      nlohmann::json top = nullptr;
-      int pending_greedy = -1;  // index into greedy asks
-      std::size_t offset = 0;
-    };
-    std::vector<std::vector<Segment>> segments(prompts.size());
-    std::vector<LoglikelihoodRequest> ll_asks;
-    std::vector<std::pair<std::size_t, std::size_t>> ll_where;  // (prompt, segment)
-    std::vector<RollingRequest> rolling_asks;
-    std::vector<std::pair<std::size_t, std::size_t>> rolling_where;
-    if (want_logprobs) {
-      for (std::size_t i = 0; i < prompts.size(); ++i) {
-        const auto& p = prompts[i];
-        auto& list = segments[i];
-        const std::size_t prompt_chars = utf8_length(p);
-        if (echo && !p.empty()) {
-          const std::size_t context_chars = std::min(hint, prompt_chars);
-          if (split_prompt) {
-            const auto split = utf8_prefix_bytes(p, context_chars);
-            if (split > 0) list.push_back({p.substr(0, split), std::nullopt, std::nullopt, nullptr, -1, 0});
-            if (split < p.size()) {
-              list.push_back({p.substr(split), std::nullopt, std::nullopt, nullptr, -1, context_chars});
-              ll_asks.push_back({p.substr(0, split), p.substr(split)});
-              ll_where.emplace_back(i, list.size() - 1);
-            }
-          } else {
-            list.push_back({p, std::nullopt, std::nullopt, nullptr, -1, 0});
-            rolling_asks.push_back({p});
-            rolling_where.emplace_back(i, list.size() - 1);
-          }
-        }
-        if (!generated[i].text.empty()) {
-          list.push_back({generated[i].text, std::nullopt, std::nullopt, nullptr, -1, prompt_chars});
-          ll_asks.push_back({p, generated[i].text});
-          ll_where.emplace_back(i, list.size() - 1);
-        }
-      }
-      const auto ll_results = loglikelihood(ll_asks);
-      const auto rolling_results = rolling(rolling_asks);
-      std::vector<GenerationRequest> greedy_asks;
-      std::vector<std::size_t> greedy_of;  // which ll ask
-      for (std::size_t k = 0; k < ll_results.size(); ++k) {
-        auto& segment = segments[ll_where[k].first][ll_where[k].second];
-        segment.logprob = ll_results[k].logprob;
-        segment.n_tokens = ll_results[k].n_tokens;
-        if (top_n >= 1) {
-          if (ll_results[k].greedy) {
-            segment.top = {{segment.text, ll_results[k].logprob}};
-          } else {
-            greedy_asks.push_back({ll_asks[k].context, {}, std::max(1, ll_results[k].n_tokens)});
-            greedy_of.push_back(k);
-          }
-        }
-      }
-      for (std::size_t k = 0; k < rolling_results.size(); ++k) {
-        auto& segment = segments[rolling_where[k].first][rolling_where[k].second];
-        segment.logprob = rolling_results[k].logprob;
-        segment.n_tokens = rolling_results[k].n_tokens;
-      }
-      // The top-1 alternative of a non-greedy segment: the greedy text of the same length and its score.
-      if (!greedy_asks.empty()) {
-        const auto greedy_texts = generate(greedy_asks);
-        std::vector<LoglikelihoodRequest> greedy_scores;
-        for (std::size_t g = 0; g < greedy_texts.size(); ++g) {
-          greedy_scores.push_back({greedy_asks[g].context, greedy_texts[g].text});
-        }
-        const auto scored = loglikelihood(greedy_scores);
-        for (std::size_t g = 0; g < scored.size(); ++g) {
-          const auto k = greedy_of[g];
-          segments[ll_where[k].first][ll_where[k].second].top = {{greedy_texts[g].text, scored[g].logprob}};
-        }
-      }
-    }
-
-    // 3. The answer.
-    nlohmann::json choices = nlohmann::json::array();
-    long long prompt_tokens = 0;
-    long long completion_tokens = 0;
-    for (std::size_t i = 0; i < prompts.size(); ++i) {
-      completion_tokens += generated[i].n_tokens;
-      const std::string finish = max_tokens == 0 || generated[i].hit_token_limit ? "length" : "stop";
-      nlohmann::json choice = {{"index", i}, {"finish_reason", finish}};
-      if (chat) {
-        choice["message"] = {{"role", "assistant"}, {"content", generated[i].text}};
+    const auto request = parse_object(body);
+    check_model(request, model_name_);
+    const auto prompt = request.value("prompt", nlohmann::json());
+    auto* tokens = backend_.token_model();
+    // mill's own client asks for text segments scored by the backend's loglikelihood (see the header).
+    if (!tokens || present(request, "mill_context_chars") || bool_field(request, "mill_text")) {
+      std::vector<std::string> prompts;
+      if (prompt.is_string()) {
+        prompts.push_back(prompt.get<std::string>());
+      } else if (prompt.is_array() && !prompt.empty() &&
+                 std::all_of(prompt.begin(), prompt.end(), [](const auto& p) { return p.is_string(); })) {
+        prompts = prompt.get<std::vector<std::string>>();
+      } else if (prompt.is_array() && !prompt.empty() && (prompt[0].is_number_integer() || prompt[0].is_array())) {
+        return error_reply(400, "token-id prompts are not supported for this model (its backend sees only text): "
+                                "send `prompt` as text");
       } else {
-        choice["text"] = (echo ? prompts[i] : std::string()) + generated[i].text;
-        if (want_logprobs) {
-          nlohmann::json tokens = nlohmann::json::array(), logprobs = nlohmann::json::array(),
-                         top = nlohmann::json::array(), offsets = nlohmann::json::array(),
-                         counts = nlohmann::json::array();
-          for (const auto& segment : segments[i]) {
-            tokens.push_back(segment.text);
-            logprobs.push_back(segment.logprob ? nlohmann::json(*segment.logprob) : nlohmann::json());
-            top.push_back(segment.top);
-            offsets.push_back(segment.offset);
-            counts.push_back(segment.n_tokens ? nlohmann::json(*segment.n_tokens) : nlohmann::json());
-            if (segment.n_tokens && segment.offset < utf8_length(prompts[i])) prompt_tokens += *segment.n_tokens;
-          }
-          choice["logprobs"] = {{"tokens", tokens},
-                                {"token_logprobs", logprobs},
-                                {"top_logprobs", top},
-                                {"text_offset", offsets},
-                                {"mill_token_counts", counts}};
-        } else {
-          choice["logprobs"] = nullptr;
-        }
+        return error_reply(400, "`prompt` must be a string or a non-empty list of strings");
       }
-      choices.push_back(choice);
+      return complete_text(request, prompts, false);
     }
-    const auto id = next_id_.fetch_add(1);
-    return {200,
-            {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", id)},
-             {"object", chat ? "chat.completion" : "text_completion"},
-             {"created", unix_seconds()},
-             {"model", model_name_},
-             {"choices", choices},
-             {"usage",
-              {{"prompt_tokens", prompt_tokens},
-               {"completion_tokens", completion_tokens},
-               {"total_tokens", prompt_tokens + completion_tokens}}}}};
+    // Text, a list of texts, a list of token ids, or a list of such lists.
+    std::vector<nlohmann::json> items;
+    if (prompt.is_string() || is_id_list(prompt)) {
+      items.push_back(prompt);
+    } else if (prompt.is_array() && !prompt.empty() && std::all_of(prompt.begin(), prompt.end(), [](const auto& p) {
+                 return p.is_string() || is_id_list(p);
+               })) {
+      items.assign(prompt.begin(), prompt.end());
+    } else {
+      return error_reply(400, "`prompt` must be a string, a list of token ids, or a non-empty list of strings or of "
+                              "token-id lists");
+    }
+    std::vector<Prompt> prompts;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      Prompt p;
+      if (items[i].is_string()) {
+        p.text = items[i].get<std::string>();
+        p.ids = tokens->encode(p.text, true);
+        const auto plain = tokens->encode(p.text, false);
+        if (p.ids.size() > plain.size() &&
+            std::equal(plain.begin(), plain.end(), p.ids.end() - static_cast<std::ptrdiff_t>(plain.size()))) {
+          p.added = p.ids.size() - plain.size();
+        }
+      } else {
+        for (const auto& id : items[i]) {
+          const auto value = id.get<long long>();
+          if (value < 0 || static_cast<std::size_t>(value) >= tokens->vocab_size()) {
+            return error_reply(400, fmt::format("`prompt` holds token id {}, outside the model's vocabulary 0..{}",
+                                                value, tokens->vocab_size() - 1));
+          }
+          p.ids.push_back(static_cast<TokenId>(value));
+        }
+        p.text = tokens->decode(p.ids, false);
+      }
+      if (p.ids.size() > tokens->max_length()) {
+        return error_reply(400, fmt::format("`prompt`{} has {} tokens; the model's context holds at most {}",
+                                            items.size() > 1 ? fmt::format(" {}", i) : std::string(), p.ids.size(),
+                                            tokens->max_length()));
+      }
+      prompts.push_back(std::move(p));
+    }
+    return complete_tokens(request, std::move(prompts), false);
   } catch (const BadRequest& e) {
     return error_reply(e.status, e.message);
   } catch (const std::exception& e) {
     return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
   }
+}
+
+OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
+  try {
+    const auto request = parse_object(body);
+    check_model(request, model_name_);
+    const auto messages = request.value("messages", nlohmann::json());
+    auto* tokens = backend_.token_model();
+    if (!tokens || bool_field(request, "mill_text")) return complete_text(request, {render_chat(messages)}, true);
+    const auto conversation = chat_messages(messages);
+    std::optional<std::string> rendered;
+    try {
+      rendered = tokens->apply_chat_template(conversation);
+    } catch (const Error& e) {  // the template's raise_exception(): e.g. roles that do not alternate
+      return error_reply(400, fmt::format("the model's chat template refused the messages: {}", one_line(e.what())));
+    }
+    Prompt p;
+    if (rendered) {
+      // The template writes the special tokens it wants (BOS included), as transformers' apply_chat_template does.
+      p.text = *rendered;
+      p.ids = tokens->encode(p.text, false);
+    } else {
+      static std::once_flag warned;
+      std::call_once(warned, [] {
+        spdlog::warn("the served model has no chat template: chat requests are rendered as plain text (a single user "
+                     "message verbatim, else `Role: content` paragraphs and `Assistant:`)");
+      });
+      p.text = render_chat(messages);
+      p.ids = tokens->encode(p.text, true);
+    }
+    if (p.ids.size() > tokens->max_length()) {
+      return error_reply(400, fmt::format("`messages` make a prompt of {} tokens; the model's context holds at most {}",
+                                          p.ids.size(), tokens->max_length()));
+    }
+    return complete_tokens(request, {std::move(p)}, true);
+  } catch (const BadRequest& e) {
+    return error_reply(e.status, e.message);
+  } catch (const std::exception& e) {
+    return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
+  }
+}
+
+namespace {
+
+// An answer computed whole, sent as server-sent events: one text chunk and one closing chunk per choice.
+OpenAiService::Reply stream_whole(OpenAiService::Reply reply, bool chat, bool include_usage) {
+  if (reply.status != 200) return reply;
+  auto body = std::make_shared<nlohmann::json>(std::move(reply.body));
+  reply.stream = [body, chat, include_usage](const OpenAiService::StreamWriter& write) {
+    nlohmann::json head = {{"id", (*body)["id"]},
+                           {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                           {"created", (*body)["created"]},
+                           {"model", (*body)["model"]}};
+    for (const auto& choice : (*body)["choices"]) {
+      auto chunk = head;
+      if (chat) {
+        chunk["choices"] = {{{"index", choice["index"]},
+                             {"delta", {{"role", "assistant"}, {"content", choice["message"]["content"]}}},
+                             {"logprobs", nullptr},
+                             {"finish_reason", nullptr}}};
+      } else {
+        chunk["choices"] = {
+            {{"index", choice["index"]}, {"text", choice["text"]}, {"logprobs", nullptr}, {"finish_reason", nullptr}}};
+      }
+      if (!write(dump_event(chunk))) return;
+      chunk["choices"][0][chat ? "delta" : "text"] = chat ? nlohmann::json::object() : nlohmann::json("");
+      chunk["choices"][0]["finish_reason"] = choice["finish_reason"];
+      if (!write(dump_event(chunk))) return;
+    }
+    if (include_usage) {
+      auto chunk = head;
+      chunk["choices"] = nlohmann::json::array();
+      chunk["usage"] = (*body)["usage"];
+      if (!write(dump_event(chunk))) return;
+    }
+    write("data: [DONE]\n\n");
+  };
+  return reply;
+}
+
+}  // namespace
+
+OpenAiService::Reply OpenAiService::complete_text(const nlohmann::json& request,
+                                                  const std::vector<std::string>& prompts, bool chat) {
+  const auto settings = read_settings(request, chat, false);
+  auto reply = [&]() -> Reply {
+    const auto& stop = settings.stop;
+    const int max_tokens = settings.max_tokens;
+    const bool echo = settings.echo;
+    const bool want_logprobs = !chat && settings.logprobs;
+    const int top_n = settings.top;
+    // Present (even 0): score the prompt after that many characters as a continuation. Absent: score it whole.
+    const bool split_prompt = request.contains("mill_context_chars") && !request["mill_context_chars"].is_null();
+    const auto hint = static_cast<std::size_t>(int_field(request, "mill_context_chars", 0, 0, 1 << 30));
+
+    try {
+      // 1. Generation.
+      std::vector<GenerationResult> generated(prompts.size());
+      if (max_tokens > 0) {
+        std::vector<GenerationRequest> asks;
+        for (const auto& p : prompts) asks.push_back({p, stop, max_tokens});
+        generated = generate(std::move(asks));
+      }
+
+      // 2. Scores of the echoed prompt's segments and of the generated text.
+      struct Segment {
+        std::string text;
+        std::optional<double> logprob;
+        std::optional<int> n_tokens;
+        nlohmann::json top = nullptr;
+        int pending_greedy = -1;  // index into greedy asks
+        std::size_t offset = 0;
+      };
+      std::vector<std::vector<Segment>> segments(prompts.size());
+      std::vector<LoglikelihoodRequest> ll_asks;
+      std::vector<std::pair<std::size_t, std::size_t>> ll_where;  // (prompt, segment)
+      std::vector<RollingRequest> rolling_asks;
+      std::vector<std::pair<std::size_t, std::size_t>> rolling_where;
+      if (want_logprobs) {
+        for (std::size_t i = 0; i < prompts.size(); ++i) {
+          const auto& p = prompts[i];
+          auto& list = segments[i];
+          const std::size_t prompt_chars = utf8_length(p);
+          if (echo && !p.empty()) {
+            const std::size_t context_chars = std::min(hint, prompt_chars);
+            if (split_prompt) {
+              const auto split = utf8_prefix_bytes(p, context_chars);
+              if (split > 0) list.push_back({p.substr(0, split), std::nullopt, std::nullopt, nullptr, -1, 0});
+              if (split < p.size()) {
+                list.push_back({p.substr(split), std::nullopt, std::nullopt, nullptr, -1, context_chars});
+                ll_asks.push_back({p.substr(0, split), p.substr(split)});
+                ll_where.emplace_back(i, list.size() - 1);
+              }
+            } else {
+              list.push_back({p, std::nullopt, std::nullopt, nullptr, -1, 0});
+              rolling_asks.push_back({p});
+              rolling_where.emplace_back(i, list.size() - 1);
+            }
+          }
+          if (!generated[i].text.empty()) {
+            list.push_back({generated[i].text, std::nullopt, std::nullopt, nullptr, -1, prompt_chars});
+            ll_asks.push_back({p, generated[i].text});
+            ll_where.emplace_back(i, list.size() - 1);
+          }
+        }
+        const auto ll_results = loglikelihood(ll_asks);
+        const auto rolling_results = rolling(rolling_asks);
+        std::vector<GenerationRequest> greedy_asks;
+        std::vector<std::size_t> greedy_of;  // which ll ask
+        for (std::size_t k = 0; k < ll_results.size(); ++k) {
+          auto& segment = segments[ll_where[k].first][ll_where[k].second];
+          segment.logprob = ll_results[k].logprob;
+          segment.n_tokens = ll_results[k].n_tokens;
+          if (top_n >= 1) {
+            if (ll_results[k].greedy) {
+              segment.top = {{segment.text, ll_results[k].logprob}};
+            } else {
+              greedy_asks.push_back({ll_asks[k].context, {}, std::max(1, ll_results[k].n_tokens)});
+              greedy_of.push_back(k);
+            }
+          }
+        }
+        for (std::size_t k = 0; k < rolling_results.size(); ++k) {
+          auto& segment = segments[rolling_where[k].first][rolling_where[k].second];
+          segment.logprob = rolling_results[k].logprob;
+          segment.n_tokens = rolling_results[k].n_tokens;
+        }
+        // The top-1 alternative of a non-greedy segment: the greedy text of the same length and its score.
+        if (!greedy_asks.empty()) {
+          const auto greedy_texts = generate(greedy_asks);
+          std::vector<LoglikelihoodRequest> greedy_scores;
+          for (std::size_t g = 0; g < greedy_texts.size(); ++g) {
+            greedy_scores.push_back({greedy_asks[g].context, greedy_texts[g].text});
+          }
+          const auto scored = loglikelihood(greedy_scores);
+          for (std::size_t g = 0; g < scored.size(); ++g) {
+            const auto k = greedy_of[g];
+            segments[ll_where[k].first][ll_where[k].second].top = {{greedy_texts[g].text, scored[g].logprob}};
+          }
+        }
+      }
+
+      // 3. The answer.
+      nlohmann::json choices = nlohmann::json::array();
+      long long prompt_tokens = 0;
+      long long completion_tokens = 0;
+      for (std::size_t i = 0; i < prompts.size(); ++i) {
+        completion_tokens += generated[i].n_tokens;
+        const std::string finish = max_tokens == 0 || generated[i].hit_token_limit ? "length" : "stop";
+        nlohmann::json choice = {{"index", i}, {"finish_reason", finish}};
+        if (chat) {
+          choice["message"] = {{"role", "assistant"}, {"content", generated[i].text}};
+        } else {
+          choice["text"] = (echo ? prompts[i] : std::string()) + generated[i].text;
+          if (want_logprobs) {
+            nlohmann::json tokens = nlohmann::json::array(), logprobs = nlohmann::json::array(),
+                           top = nlohmann::json::array(), offsets = nlohmann::json::array(),
+                           counts = nlohmann::json::array();
+            for (const auto& segment : segments[i]) {
+              tokens.push_back(segment.text);
+              logprobs.push_back(segment.logprob ? nlohmann::json(*segment.logprob) : nlohmann::json());
+              top.push_back(segment.top);
+              offsets.push_back(segment.offset);
+              counts.push_back(segment.n_tokens ? nlohmann::json(*segment.n_tokens) : nlohmann::json());
+              if (segment.n_tokens && segment.offset < utf8_length(prompts[i])) prompt_tokens += *segment.n_tokens;
+            }
+            choice["logprobs"] = {{"tokens", tokens},
+                                  {"token_logprobs", logprobs},
+                                  {"top_logprobs", top},
+                                  {"text_offset", offsets},
+                                  {"mill_token_counts", counts}};
+          } else {
+            choice["logprobs"] = nullptr;
+          }
+        }
+        choices.push_back(choice);
+      }
+      const auto id = next_id_.fetch_add(1);
+      return {200,
+              {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", id)},
+               {"object", chat ? "chat.completion" : "text_completion"},
+               {"created", unix_seconds()},
+               {"model", model_name_},
+               {"choices", choices},
+               {"usage",
+                {{"prompt_tokens", prompt_tokens},
+                 {"completion_tokens", completion_tokens},
+                 {"total_tokens", prompt_tokens + completion_tokens}}}}};
+    } catch (const BadRequest& e) {
+      return error_reply(e.status, e.message);
+    } catch (const std::exception& e) {
+      return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
+    }
+  }();
+  return settings.stream ? stream_whole(std::move(reply), chat, settings.include_usage) : reply;
+}
+
+namespace {
+
+// Each choice draws from its own generator: seed + choice index when the request has a seed, else a fresh one.
+Sampling sampling_for(const OpenAiService::Settings& settings, std::size_t choice) {
+  Sampling sampling = settings.sampling;
+  if (settings.seeded) {
+    sampling.seed = settings.sampling.seed + choice;
+  } else {
+    static std::mutex mutex;
+    static std::random_device device;
+    std::lock_guard lock(mutex);
+    sampling.seed = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+  }
+  return sampling;
+}
+
+// The generated tokens' text, cut before the first stop sequence; `stopped` says whether one was found.
+std::string generated_text(const TokenModel& model, const TokenGenerationResult& result,
+                           const std::vector<std::string>& stop, bool* stopped) {
+  auto text = model.decode(result.tokens, true);
+  const auto cut = find_stop(text, stop);
+  *stopped = cut != std::string::npos;
+  if (*stopped) text.resize(cut);
+  return text;
+}
+
+std::string finish_reason(const TokenGenerationResult& result, bool stopped, int max_tokens) {
+  if (max_tokens == 0) return "length";
+  return !stopped && result.hit_token_limit ? "length" : "stop";
+}
+
+}  // namespace
+
+OpenAiService::Reply OpenAiService::complete_tokens(const nlohmann::json& request, std::vector<Prompt> prompts,
+                                                    bool chat) {
+  const auto settings = read_settings(request, chat, true);
+  if (settings.stream) return stream_tokens(settings, std::move(prompts), chat);
+  auto& model = *backend_.token_model();
+  const bool echo_scores = settings.echo && settings.logprobs;
+
+  std::vector<std::vector<PositionLogprobs>> prompt_scores(prompts.size());
+  if (echo_scores) {
+    std::vector<std::vector<TokenId>> sequences;
+    for (const auto& p : prompts) sequences.push_back(p.ids);
+    prompt_scores = score_positions(std::move(sequences), settings.top);
+  }
+
+  std::vector<TokenGenerationResult> generated(prompts.size());
+  if (settings.max_tokens > 0) {
+    std::vector<TokenGenerationRequest> asks;
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      TokenGenerationRequest ask;
+      ask.context = prompts[i].ids;
+      ask.max_new_tokens = settings.max_tokens;
+      ask.sampling = sampling_for(settings, i);
+      ask.top_logprobs = settings.logprobs ? settings.top : -1;
+      if (!settings.stop.empty()) {
+        // Stop sequences are looked for in the decoded text, so one split across tokens is still found.
+        ask.on_token = [&model, &settings](const std::vector<TokenId>& so_far) {
+          return find_stop(model.decode(so_far, true), settings.stop) == std::string::npos;
+        };
+      }
+      asks.push_back(std::move(ask));
+    }
+    generated = generate_tokens(std::move(asks));
+  }
+
+  nlohmann::json choices = nlohmann::json::array();
+  long long prompt_tokens = 0, completion_tokens = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const auto& p = prompts[i];
+    const auto& result = generated[i];
+    bool stopped = false;
+    const auto text = generated_text(model, result, settings.stop, &stopped);
+    prompt_tokens += static_cast<long long>(p.ids.size());
+    completion_tokens += static_cast<long long>(result.tokens.size() + (result.eos ? 1 : 0));
+    nlohmann::json choice = {{"index", i}, {"finish_reason", finish_reason(result, stopped, settings.max_tokens)}};
+
+    // The generated tokens that make up the answer (those starting before a stop sequence), and the EOS token.
+    std::vector<TokenId> sequence = p.ids;
+    sequence.insert(sequence.end(), result.tokens.begin(), result.tokens.end());
+    if (result.eos) sequence.push_back(*result.eos);
+    TokenPieces pieces(model, sequence);
+    struct Listed {
+      std::size_t position;
+      const PositionLogprobs* scores;  // null: unscored (a prompt's first token)
+    };
+    std::vector<Listed> listed;
+    if (settings.logprobs) {
+      if (echo_scores) {
+        for (std::size_t t = 0; t < p.ids.size(); ++t) {
+          listed.push_back({t, t == 0 ? nullptr : &prompt_scores[i][t - 1]});
+        }
+      }
+      std::size_t bytes = 0;
+      for (std::size_t g = 0; g < result.tokens.size() && g < result.logprobs.size(); ++g) {
+        if (stopped && bytes >= text.size()) break;
+        bytes += pieces.piece(p.ids.size() + g, result.tokens[g]).size();
+        listed.push_back({p.ids.size() + g, &result.logprobs[g]});
+      }
+      if (result.eos && result.eos_logprobs && !stopped) listed.push_back({sequence.size() - 1, &*result.eos_logprobs});
+    }
+
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+      if (settings.logprobs) {
+        nlohmann::json content = nlohmann::json::array();
+        auto entry = [](const std::string& piece, double logprob) {
+          nlohmann::json bytes = nlohmann::json::array();
+          for (unsigned char byte : piece) bytes.push_back(static_cast<int>(byte));
+          return nlohmann::json{{"token", token_display(piece)}, {"logprob", logprob}, {"bytes", bytes}};
+        };
+        for (const auto& item : listed) {
+          const auto piece = pieces.piece(item.position, sequence[item.position]);
+          auto token = entry(piece, item.scores->logprob);
+          token["top_logprobs"] = nlohmann::json::array();
+          for (const auto& alternative : item.scores->top) {
+            token["top_logprobs"].push_back(entry(pieces.piece(item.position, alternative.id), alternative.logprob));
+          }
+          content.push_back(std::move(token));
+        }
+        choice["logprobs"] = {{"content", content}};
+      } else {
+        choice["logprobs"] = nullptr;
+      }
+    } else {
+      choice["text"] = (settings.echo ? p.text : std::string()) + text;
+      if (settings.logprobs) {
+        nlohmann::json tokens = nlohmann::json::array(), logprobs = nlohmann::json::array(),
+                       top = nlohmann::json::array(), offsets = nlohmann::json::array();
+        // Offsets count characters of the prompt text (special tokens the tokenizer added take none), then of the
+        // generated text after the whole prompt, echoed or not.
+        CharCounter chars;
+        std::size_t base = 0;
+        bool in_prompt = true;
+        for (const auto& item : listed) {
+          const auto piece = pieces.piece(item.position, sequence[item.position]);
+          if (in_prompt && item.position >= p.ids.size()) {  // the first generated token
+            in_prompt = false;
+            base = utf8_length(p.text);
+            chars = CharCounter();
+          }
+          offsets.push_back(base + chars.count());
+          if (item.position >= p.added) chars.add(piece);
+          tokens.push_back(token_display(piece));
+          if (!item.scores) {
+            logprobs.push_back(nullptr);
+            top.push_back(nullptr);
+            continue;
+          }
+          logprobs.push_back(item.scores->logprob);
+          nlohmann::json alternatives = nlohmann::json::object();
+          for (const auto& alternative : item.scores->top) {
+            const auto key = token_display(pieces.piece(item.position, alternative.id));
+            if (!alternatives.contains(key)) alternatives[key] = alternative.logprob;
+          }
+          top.push_back(std::move(alternatives));
+        }
+        choice["logprobs"] = {
+            {"tokens", tokens}, {"token_logprobs", logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+      } else {
+        choice["logprobs"] = nullptr;
+      }
+    }
+    choices.push_back(std::move(choice));
+  }
+  return {200,
+          {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id_.fetch_add(1))},
+           {"object", chat ? "chat.completion" : "text_completion"},
+           {"created", unix_seconds()},
+           {"model", model_name_},
+           {"choices", choices},
+           {"usage",
+            {{"prompt_tokens", prompt_tokens},
+             {"completion_tokens", completion_tokens},
+             {"total_tokens", prompt_tokens + completion_tokens}}}}};
+}
+
+OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std::vector<Prompt> prompts, bool chat) {
+  Reply reply;
+  const auto id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id_.fetch_add(1));
+  const auto created = unix_seconds();
+  auto shared_prompts = std::make_shared<std::vector<Prompt>>(std::move(prompts));
+  reply.stream = [this, settings, chat, id, created, shared_prompts](const StreamWriter& write) {
+    auto& model = *backend_.token_model();
+    const auto& prompts = *shared_prompts;
+    auto event = [&](std::size_t index, const std::string& text, const nlohmann::json& finish, bool first) {
+      nlohmann::json choice = {{"index", index}, {"logprobs", nullptr}, {"finish_reason", finish}};
+      if (chat) {
+        choice["delta"] = nlohmann::json::object();
+        if (first) choice["delta"]["role"] = "assistant";
+        if (!text.empty() || first) choice["delta"]["content"] = text;
+      } else {
+        choice["text"] = text;
+      }
+      return dump_event({{"id", id},
+                         {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                         {"created", created},
+                         {"model", model_name_},
+                         {"choices", nlohmann::json::array({choice})}});
+    };
+    bool open = true;
+    auto send = [&](const std::string& data) { open = open && write(data); };
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      if (chat || settings.echo) send(event(i, chat ? std::string() : prompts[i].text, nullptr, true));
+    }
+
+    // Pieces of text go from the backend's thread (on_token) to this one through the channel.
+    struct Channel {
+      std::mutex mutex;
+      std::condition_variable changed;
+      std::deque<std::pair<std::size_t, std::string>> pieces;
+      std::vector<std::string> sent;  // per choice: the text handed over so far
+      bool finished = false;
+      std::atomic<bool> gone{false};
+    };
+    auto channel = std::make_shared<Channel>();
+    channel->sent.resize(prompts.size());
+    std::vector<TokenGenerationResult> results(prompts.size());
+    if (settings.max_tokens > 0) {
+      auto work = std::make_shared<Work>();
+      work->kind = Work::token_generation;
+      for (std::size_t i = 0; i < prompts.size(); ++i) {
+        TokenGenerationRequest ask;
+        ask.context = prompts[i].ids;
+        ask.max_new_tokens = settings.max_tokens;
+        ask.sampling = sampling_for(settings, i);
+        ask.on_token = [channel, &model, stop = settings.stop, i](const std::vector<TokenId>& so_far) {
+          if (channel->gone.load()) return false;
+          const auto text = model.decode(so_far, true);
+          const auto cut = find_stop(text, stop);
+          const auto end = cut != std::string::npos ? cut : safe_prefix(text, stop);
+          std::lock_guard lock(channel->mutex);
+          auto& sent = channel->sent[i];
+          if (end > sent.size() && text.compare(0, sent.size(), sent) == 0) {
+            channel->pieces.emplace_back(i, text.substr(sent.size(), end - sent.size()));
+            sent = text.substr(0, end);
+            channel->changed.notify_all();
+          }
+          return cut == std::string::npos;
+        };
+        work->token_generation_requests.push_back(std::move(ask));
+      }
+      work->notify = [channel] {
+        std::lock_guard lock(channel->mutex);
+        channel->finished = true;
+        channel->changed.notify_all();
+      };
+      auto done = work->done.get_future();
+      submit(work);
+      while (true) {
+        std::unique_lock lock(channel->mutex);
+        channel->changed.wait(lock, [&] { return channel->finished || !channel->pieces.empty(); });
+        auto pieces = std::move(channel->pieces);
+        channel->pieces.clear();
+        const bool finished = channel->finished;
+        lock.unlock();
+        for (const auto& [index, text] : pieces) send(event(index, text, nullptr, false));
+        if (!open) channel->gone.store(true);
+        if (finished) break;
+      }
+      try {
+        done.get();
+      } catch (const std::exception& e) {
+        const auto message = fmt::format("the model failed: {}", one_line(e.what()));
+        send(dump_event(error_body(message, "InternalServerError", 500)));
+        send("data: [DONE]\n\n");
+        return;
+      }
+      results = std::move(work->token_generation_results);
+    }
+    long long prompt_tokens = 0, completion_tokens = 0;
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      bool stopped = false;
+      const auto text = generated_text(model, results[i], settings.stop, &stopped);
+      const auto& sent = channel->sent[i];
+      const auto rest = text.compare(0, sent.size(), sent) == 0 ? text.substr(sent.size()) : std::string();
+      if (!rest.empty()) send(event(i, rest, nullptr, false));
+      send(event(i, "", finish_reason(results[i], stopped, settings.max_tokens), false));
+      prompt_tokens += static_cast<long long>(prompts[i].ids.size());
+      completion_tokens += static_cast<long long>(results[i].tokens.size() + (results[i].eos ? 1 : 0));
+    }
+    if (settings.include_usage) {
+      send(dump_event({{"id", id},
+                       {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                       {"created", created},
+                       {"model", model_name_},
+                       {"choices", nlohmann::json::array()},
+                       {"usage",
+                        {{"prompt_tokens", prompt_tokens},
+                         {"completion_tokens", completion_tokens},
+                         {"total_tokens", prompt_tokens + completion_tokens}}}}));
+    }
+    send("data: [DONE]\n\n");
+  };
+  return reply;
 }
 
 namespace {
@@ -460,6 +1135,17 @@ void run_openai_server(ModelBackend& backend, const ServeOptions& options, const
   server.set_payload_max_length(256u << 20);
   auto send = [](httplib::Response& response, const OpenAiService::Reply& reply) {
     response.status = reply.status;
+    if (reply.stream) {
+      // Server-sent events, written as the answer is generated (chunked transfer encoding).
+      response.set_header("Cache-Control", "no-cache");
+      auto stream = reply.stream;
+      response.set_chunked_content_provider("text/event-stream", [stream](std::size_t, httplib::DataSink& sink) {
+        stream([&sink](const std::string& data) { return sink.write(data.data(), data.size()); });
+        sink.done();
+        return true;
+      });
+      return;
+    }
     response.set_content(reply.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
   };
   server.Get("/health",

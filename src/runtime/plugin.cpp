@@ -98,7 +98,7 @@ bool libtorch_has_cuda() {
   return false;
 }
 
-class RuntimeBackend final : public ModelBackend {
+class RuntimeBackend final : public ModelBackend, public TokenModel {
  public:
   explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
     const auto args = read_runtime_args(spec);
@@ -165,6 +165,54 @@ class RuntimeBackend final : public ModelBackend {
   }
 
   BackendCapabilities capabilities() const override { return {true, true, true}; }
+  TokenModel* token_model() override { return this; }
+
+  std::vector<TokenId> encode(const std::string& text, bool add_special_tokens) const override {
+    return tokenizer_->encode(text, add_special_tokens);
+  }
+  std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const override {
+    return tokenizer_->decode(ids, skip_special_tokens);
+  }
+  std::size_t vocab_size() const override { return static_cast<std::size_t>(runtime_->model().config().vocab_size); }
+  std::size_t max_length() const override { return static_cast<std::size_t>(runtime_->max_length()); }
+  std::optional<std::string> apply_chat_template(const std::vector<ChatMessage>& messages) const override {
+    if (!tokenizer_->has_chat_template()) return std::nullopt;
+    return tokenizer_->apply_chat_template(messages, true);
+  }
+  std::vector<std::vector<PositionLogprobs>> score_positions(const std::vector<std::vector<TokenId>>& sequences,
+                                                             int top) override {
+    std::vector<Tokens> items;
+    for (const auto& ids : sequences) items.emplace_back(ids.begin(), ids.end());
+    return guarded("token scoring", [&] { return runtime_->score_positions(items, top); });
+  }
+  std::vector<TokenGenerationResult> generate_tokens(const std::vector<TokenGenerationRequest>& requests) override {
+    std::vector<GenerateRequest> items;
+    for (const auto& request : requests) {
+      GenerateRequest item;
+      item.context.assign(request.context.begin(), request.context.end());
+      if (item.context.empty()) item.context.push_back(prefix_token_);
+      item.max_new_tokens = request.max_new_tokens;
+      item.sampling = request.sampling;
+      item.top_logprobs = request.top_logprobs;
+      items.push_back(std::move(item));
+    }
+    auto stop = [&](std::size_t r, const Tokens& generated) {
+      if (!requests[r].on_token) return false;
+      return !requests[r].on_token(std::vector<TokenId>(generated.begin(), generated.end()));
+    };
+    const auto generations = guarded("generation", [&] { return runtime_->generate(items, stop); });
+    std::vector<TokenGenerationResult> results;
+    for (const auto& generation : generations) {
+      TokenGenerationResult result;
+      result.tokens.assign(generation.tokens.begin(), generation.tokens.end());
+      result.logprobs = generation.logprobs;
+      result.hit_token_limit = generation.hit_token_limit;
+      if (generation.eos) result.eos = static_cast<TokenId>(*generation.eos);
+      result.eos_logprobs = generation.eos_logprobs;
+      results.push_back(std::move(result));
+    }
+    return results;
+  }
 
   nlohmann::json provenance() const override {
     const auto& counters = runtime_->counters();

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "mill/error.hpp"
+#include "mill/sampling.hpp"
 
 namespace mill::runtime {
 
@@ -202,6 +203,21 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
     const auto best = log_probs.argmax(-1).cpu();
     const auto* v = values.data_ptr<double>();
     for (std::size_t i = 0; i < which.size(); ++i) picked[which[i]] = v[i];
+    if (top_ > 0) {
+      // Taken from the same tensor as the picked values, so a token that is its position's best equals top[0].
+      const auto k = std::min<std::int64_t>(top_, vocab);
+      const auto best_k = log_probs.topk(k, -1);
+      const auto top_values = std::get<0>(best_k).to(at::kDouble).cpu().contiguous();
+      const auto top_ids = std::get<1>(best_k).cpu().contiguous();
+      const auto* tv = top_values.data_ptr<double>();
+      const auto* ti = top_ids.data_ptr<std::int64_t>();
+      for (const auto p : which) {
+        const auto r = picks[p].row - start;
+        auto& top = slots[picks[p].slot].top;
+        top.clear();
+        for (std::int64_t j = 0; j < k; ++j) top.push_back({static_cast<TokenId>(ti[r * k + j]), tv[r * k + j]});
+      }
+    }
     const auto* a = best.data_ptr<std::int64_t>();
     std::copy(a, a + n, argmax.begin() + start);
   }
@@ -404,6 +420,15 @@ std::vector<Score> Runtime::score_rolling(const std::vector<Tokens>& texts, std:
 }
 
 std::vector<std::vector<double>> Runtime::score_tokens(const std::vector<Tokens>& sequences) {
+  const auto positions = score_positions(sequences, 0);
+  std::vector<std::vector<double>> out(positions.size());
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    for (const auto& position : positions[i]) out[i].push_back(position.logprob);
+  }
+  return out;
+}
+
+std::vector<std::vector<PositionLogprobs>> Runtime::score_positions(const std::vector<Tokens>& sequences, int top) {
   c10::InferenceMode guard;
   std::vector<Row> rows;
   std::vector<std::size_t> first_slot(sequences.size() + 1, 0);
@@ -428,10 +453,17 @@ std::vector<std::vector<double>> Runtime::score_tokens(const std::vector<Tokens>
     rows.push_back(std::move(row));
   }
   std::vector<Score> slots(first_slot.back());
-  run_rows(rows, nullptr, slots);
-  std::vector<std::vector<double>> out(sequences.size());
+  top_ = std::max(0, top);
+  try {
+    run_rows(rows, nullptr, slots);
+  } catch (...) {
+    top_ = 0;
+    throw;
+  }
+  top_ = 0;
+  std::vector<std::vector<PositionLogprobs>> out(sequences.size());
   for (std::size_t i = 0; i < sequences.size(); ++i) {
-    for (auto s = first_slot[i]; s < first_slot[i + 1]; ++s) out[i].push_back(slots[s].logprob);
+    for (auto s = first_slot[i]; s < first_slot[i + 1]; ++s) out[i].push_back({slots[s].logprob, std::move(slots[s].top)});
   }
   return out;
 }
@@ -444,6 +476,8 @@ std::vector<Generation> Runtime::generate(const std::vector<GenerateRequest>& re
   for (std::size_t r = 0; r < requests.size(); ++r) {
     if (requests[r].context.empty()) throw Error("internal: generation request with an empty context", ExitCode::internal);
     auto& item = items[r];
+    item.sampling = requests[r].sampling;
+    item.top_logprobs = requests[r].top_logprobs;
     item.max_new_tokens = static_cast<int>(std::clamp<std::int64_t>(requests[r].max_new_tokens, 0, max_length_ - 1));
     const auto keep = static_cast<std::size_t>(max_length_ - item.max_new_tokens);
     const auto& context = requests[r].context;
@@ -525,13 +559,35 @@ void Runtime::generate_batch(const std::vector<std::size_t>& batch, const std::v
     add_forward(real, R * length);
     return hidden.select(1, length - 1);
   };
-  auto choose = [&](const at::Tensor& last_hidden) {
-    const auto best = model_->log_probs(last_hidden).argmax(-1).cpu();
-    return std::vector<std::int64_t>(best.data_ptr<std::int64_t>(), best.data_ptr<std::int64_t>() + best.numel());
-  };
-
+  // Greedy rows without log-probabilities take the argmax on the device; rows that sample or report log-probabilities
+  // bring their distribution to the CPU.
   std::vector<std::int64_t> active(B);
   std::iota(active.begin(), active.end(), 0);
+  std::vector<TokenSampler> samplers;
+  bool needs_rows = false;
+  for (auto r : batch) {
+    samplers.emplace_back(requests[r].sampling);
+    needs_rows = needs_rows || requests[r].sampling.temperature > 0 || requests[r].top_logprobs >= 0;
+  }
+  auto choose = [&](const at::Tensor& last_hidden) {
+    const auto log_probs = model_->log_probs(last_hidden);
+    const auto best = log_probs.argmax(-1).cpu();
+    std::vector<std::int64_t> chosen(best.data_ptr<std::int64_t>(), best.data_ptr<std::int64_t>() + best.numel());
+    if (!needs_rows) return chosen;
+    const auto rows = log_probs.to(at::kFloat).cpu().contiguous();
+    const auto vocab = static_cast<std::size_t>(rows.size(1));
+    for (std::size_t a = 0; a < chosen.size(); ++a) {
+      const auto b = active[a];
+      const auto& request = requests[batch[b]];
+      const float* row = rows.data_ptr<float>() + a * vocab;
+      if (request.sampling.temperature > 0) chosen[a] = samplers[b].next(row, vocab);
+      if (request.top_logprobs >= 0) {
+        results[batch[b]].logprobs.push_back({static_cast<double>(row[chosen[a]]), top_logprobs(row, vocab, request.top_logprobs)});
+      }
+    }
+    return chosen;
+  };
+
   auto next = choose(full_forward(active, T0, cached ? &cache : nullptr));
   for (std::int64_t step = 1;; ++step) {
     std::vector<std::int64_t> still, kept;
@@ -539,7 +595,14 @@ void Runtime::generate_batch(const std::vector<std::size_t>& batch, const std::v
       const auto b = active[a];
       const auto token = next[a];
       const auto r = batch[b];
-      if (std::find(settings_.eos_ids.begin(), settings_.eos_ids.end(), token) != settings_.eos_ids.end()) continue;
+      if (std::find(settings_.eos_ids.begin(), settings_.eos_ids.end(), token) != settings_.eos_ids.end()) {
+        results[r].eos = token;
+        if (requests[r].top_logprobs >= 0) {  // reported apart from the generated tokens
+          results[r].eos_logprobs = std::move(results[r].logprobs.back());
+          results[r].logprobs.pop_back();
+        }
+        continue;
+      }
       generated[b].push_back(token);
       if (stop(r, generated[b])) continue;
       if (static_cast<std::int64_t>(generated[b].size()) >= requests[r].max_new_tokens) {

@@ -5,8 +5,10 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "mill/model.hpp"
 #include "transformer.hpp"
 
 namespace mill::runtime {
@@ -29,15 +31,21 @@ struct Score {
   double logprob = 0;
   bool greedy = true;
   int n_tokens = 0;
+  std::vector<TokenLogprob> top;  // the most likely tokens at the (single) scored position, when asked for
 };
 
 struct GenerateRequest {
   Tokens context;
   int max_new_tokens = 256;
+  Sampling sampling;      // temperature 0: greedy
+  int top_logprobs = -1;  // >= 0: report each generated token's log-probability and this many alternatives
 };
 struct Generation {
   Tokens tokens;  // generated tokens, the EOS token excluded
   bool hit_token_limit = false;
+  std::vector<PositionLogprobs> logprobs;  // one per token when top_logprobs >= 0
+  std::optional<std::int64_t> eos;        // the end-of-sequence token that ended it
+  std::optional<PositionLogprobs> eos_logprobs;
 };
 // Called after every generated token with the request index and its tokens so far; true stops that request.
 using StopCheck = std::function<bool(std::size_t request, const Tokens& generated)>;
@@ -61,6 +69,8 @@ class Runtime {
   std::vector<Generation> generate(const std::vector<GenerateRequest>& requests, const StopCheck& stop);
   // log P(ids[t+1] | ids[0..t]) for every t of each sequence, in one window (for checks against references).
   std::vector<std::vector<double>> score_tokens(const std::vector<Tokens>& sequences);
+  // The same, with the `top` most likely tokens at every position.
+  std::vector<std::vector<PositionLogprobs>> score_positions(const std::vector<Tokens>& sequences, int top);
 
   const Counters& counters() const { return counters_; }
   const Transformer& model() const { return *model_; }
@@ -102,6 +112,7 @@ class Runtime {
   at::Device device_;
   Counters counters_;
   std::unique_ptr<Prefix> last_prefix_;  // the most recent shared prefix, kept across calls
+  int top_ = 0;  // run_batch also records this many most likely tokens per scored position (score_positions)
 };
 
 // The memory a batch may use: free GPU memory on CUDA, MemAvailable on the CPU (a fraction of either).
