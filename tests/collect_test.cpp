@@ -1014,7 +1014,7 @@ void check_same_shape(const nlohmann::json& sample, const nlohmann::json& actual
 
 }  // namespace
 
-TEST_CASE("--export lm_eval writes one results file per model and n-shot in lm-evaluation-harness's shape",
+TEST_CASE("collect --export lm_eval writes one results file per model and n-shot in lm-evaluation-harness's shape",
           "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
@@ -1087,7 +1087,7 @@ TEST_CASE("--export lm_eval writes one results file per model and n-shot in lm-e
   CHECK_THAT(unknown.err, Contains("lm_eval"));
 }
 
-TEST_CASE("--compare keeps its columns aligned when a limit shows, and fits a narrow terminal", "[collect]") {
+TEST_CASE("collect --compare keeps its columns aligned when a limit shows, and fits a narrow terminal", "[collect]") {
   const auto registry = TaskRegistry::load();
   test::TempDir out;
   const std::string a = "org/a[revision=r]", b = "org/b[revision=r]";
