@@ -119,47 +119,6 @@ int count_matching(const std::string& screen, const std::regex& pattern) {
   return count;
 }
 
-// The mill binary in the background, its stderr in a file; killed (if still running) when dropped.
-class BackgroundMill {
- public:
-  BackgroundMill(const std::vector<std::string>& args, const std::filesystem::path& err_file) : err_file_(err_file) {
-    std::vector<std::string> argv = {test::mill_binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int err = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, 0);
-      ::dup2(null, 1);
-      ::dup2(err, 2);
-      std::vector<char*> raw;
-      for (auto& arg : argv) raw.push_back(arg.data());
-      raw.push_back(nullptr);
-      ::execv(raw[0], raw.data());
-      ::_exit(127);
-    }
-  }
-  ~BackgroundMill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  int wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string err() const { return read_text(err_file_); }
-
- private:
-  pid_t pid_ = -1;
-  std::filesystem::path err_file_;
-};
-
 std::size_t journal_lines(const std::filesystem::path& journal) {
   const auto text = std::filesystem::exists(journal) ? read_text(journal) : std::string();
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -521,7 +480,7 @@ TEST_CASE("a second SIGINT ends mill eval at once with 130, and the rerun resume
                                          "--docs_per_batch", "2"};
   const auto journal = out / "results" / path_component(ModelSpec::parse(model).identity()) / "demo" /
                        "0shot-limit4.journal.jsonl";
-  BackgroundMill first(args, dir / "first.err");
+  test::BackgroundMill first(args, dir / "first");
   REQUIRE(wait_until([&] { return journal_lines(journal) >= 2; }, 60));  // the first batch is journaled
   // The second batch is under way (it starts as soon as the first is journaled; a SIGINT before it would stop
   // there at once): the first SIGINT waits for it, the second does not.

@@ -107,52 +107,6 @@ void run_undisturbed(const TempDir& clean, const std::string& model = kSlowModel
   REQUIRE(run.exit_code == 0);
 }
 
-// A mill process in the background, stdout and stderr to files; waited for (or killed) by its owner.
-class Background {
- public:
-  Background(const std::vector<std::string>& args, const std::filesystem::path& log_stem) {
-    out_ = log_stem.string() + ".out";
-    err_ = log_stem.string() + ".err";
-    std::vector<std::string> argv = {test::mill_binary()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int null_in = ::open("/dev/null", O_RDONLY);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      ::dup2(null_in, 0);
-      std::vector<char*> raw;
-      for (auto& arg : argv) raw.push_back(arg.data());
-      raw.push_back(nullptr);
-      ::execv(raw[0], raw.data());
-      ::_exit(127);
-    }
-  }
-  ~Background() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  // The exit code, or 128 + signal.
-  int wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  std::string out() const { return read_text(out_); }
-  std::string err() const { return read_text(err_); }
-
- private:
-  pid_t pid_ = -1;
-  std::string out_, err_;
-};
-
 // Waits (up to a minute) until the journal holds at least `lines` complete lines.
 bool wait_for_journal(const std::filesystem::path& journal, std::size_t lines) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -242,7 +196,7 @@ TEST_CASE("kill -9 of an array worker mid-job, then the same element again: noth
   const std::vector<std::string> worker = {"--output_dir", out.path().string(), "eval", "--manifest", manifest.string(),
                                            "--element", "0", "--docs_per_batch", "2"};
   {
-    Background first(worker, out / "first");
+    test::BackgroundMill first(worker, out / "first");
     REQUIRE(wait_for_journal(journal_file(out.path(), kSlowModel), 10));
     ::kill(first.pid(), SIGKILL);
     CHECK(first.wait() == 128 + SIGKILL);
@@ -267,7 +221,7 @@ TEST_CASE("Two workers on one job: the second waits for the lock, then finds the
   TempDir out;
   run_undisturbed(clean);
   // An interactive mill eval and an array worker of the same job (schedule --local beside a running array).
-  Background first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
+  test::BackgroundMill first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
                    out / "first");
   REQUIRE(wait_for_journal(journal_file(out.path(), kSlowModel), 2));
   const auto manifest = write_manifest(out.path());
@@ -289,7 +243,7 @@ TEST_CASE("Two workers on one job: past --lock_wait the second leaves it to the 
   TempDir clean;
   TempDir out;
   run_undisturbed(clean);
-  Background first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
+  test::BackgroundMill first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
                    out / "first");
   REQUIRE(wait_for_journal(journal_file(out.path(), kSlowModel), 2));
   const auto second =
@@ -308,7 +262,7 @@ TEST_CASE("A lock left by a worker killed with -9 does not block the rerun", "[f
   TempDir out;
   run_undisturbed(clean);
   {
-    Background first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
+    test::BackgroundMill first({"--output_dir", out.path().string(), "eval", kSlowModel, "demo", "--docs_per_batch", "2"},
                      out / "first");
     REQUIRE(wait_for_journal(journal_file(out.path(), kSlowModel), 4));
     ::kill(first.pid(), SIGKILL);

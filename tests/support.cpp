@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -91,6 +92,45 @@ RunResult run_mill(const std::vector<std::string>& args, const std::map<std::str
   argv.insert(argv.end(), args.begin(), args.end());
   return run_program(argv, env);
 }
+
+BackgroundMill::BackgroundMill(const std::vector<std::string>& args, const std::filesystem::path& log_stem)
+    : out_(log_stem.string() + ".out"), err_(log_stem.string() + ".err") {
+  std::vector<std::string> argv = {mill_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = ::fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null_in = ::open("/dev/null", O_RDONLY);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::dup2(null_in, 0);
+    std::vector<char*> raw;
+    for (auto& arg : argv) raw.push_back(arg.data());
+    raw.push_back(nullptr);
+    ::execv(raw[0], raw.data());
+    ::_exit(127);
+  }
+}
+
+BackgroundMill::~BackgroundMill() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+int BackgroundMill::wait() {
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string BackgroundMill::out() const { return read_text(out_); }
+
+std::string BackgroundMill::err() const { return read_text(err_); }
 
 std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

@@ -42,6 +42,25 @@ RunResult run_program(const std::vector<std::string>& argv, const std::map<std::
 // Runs the built mill binary.
 RunResult run_mill(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
 
+// The mill binary in the background: stdin from /dev/null, stdout and stderr to <log_stem>.out and .err; killed
+// (if still running) when dropped.
+class BackgroundMill {
+ public:
+  BackgroundMill(const std::vector<std::string>& args, const std::filesystem::path& log_stem);
+  ~BackgroundMill();
+  BackgroundMill(const BackgroundMill&) = delete;
+  BackgroundMill& operator=(const BackgroundMill&) = delete;
+  int pid() const { return pid_; }
+  // The exit code, or 128 + the signal that ended it.
+  int wait();
+  std::string out() const;
+  std::string err() const;
+
+ private:
+  int pid_ = -1;
+  std::filesystem::path out_, err_;
+};
+
 std::string read_text(const std::filesystem::path& path);
 void write_text(const std::filesystem::path& path, const std::string& text);
 

@@ -64,8 +64,6 @@ struct ProgressSnapshot {
 std::string format_duration(double seconds);
 // "9.8 samples/s", "0.25 samples/s", "123 samples/s".
 std::string format_rate(double samples_per_second);
-// `text` cut to at most `columns` terminal columns, at a character boundary.
-std::string fit_to_columns(std::string_view text, std::size_t columns);
 // The live line, at most `columns` wide: the model name is shortened from the left ("…llama-7b") before anything
 // else is cut. (The display passes the terminal's width less one: writing the last column makes some terminals wrap.)
 std::string format_live_line(const ProgressSnapshot& snapshot, std::size_t columns, bool colour);

@@ -22,6 +22,8 @@ bool is_valid_utf8(std::string_view text);
 // The terminal columns `text` takes (UTF-8; wide characters count two, combining marks none; a byte that is not
 // UTF-8 one).
 std::size_t display_width(std::string_view text);
+// `text` cut to at most `columns` terminal columns, at a character boundary.
+std::string fit_to_columns(std::string_view text, std::size_t columns);
 
 // Renders a value for an error message: quoted, control characters and non-UTF-8 bytes escaped.
 std::string quote_value(std::string_view value);

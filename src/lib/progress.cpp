@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
-#include <utf8proc.h>
 
 #include <atomic>
 #include <cerrno>
@@ -130,23 +129,6 @@ std::string format_rate(double samples_per_second) {
   if (samples_per_second >= 100) return fmt::format("{:.0f} samples/s", samples_per_second);
   if (samples_per_second >= 10) return fmt::format("{:.1f} samples/s", samples_per_second);
   return fmt::format("{:.2f} samples/s", samples_per_second);
-}
-
-std::string fit_to_columns(std::string_view text, std::size_t columns) {
-  std::size_t width = 0;
-  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t offset = 0;
-  const auto length = static_cast<utf8proc_ssize_t>(text.size());
-  while (offset < length) {
-    utf8proc_int32_t code = 0;
-    auto used = utf8proc_iterate(bytes + offset, length - offset, &code);
-    const std::size_t char_width = used <= 0 ? 1 : static_cast<std::size_t>(std::max(0, utf8proc_charwidth(code)));
-    if (used <= 0) used = 1;
-    if (width + char_width > columns) break;
-    width += char_width;
-    offset += used;
-  }
-  return std::string(text.substr(0, static_cast<std::size_t>(offset)));
 }
 
 namespace {

@@ -195,23 +195,39 @@ std::string name_from_path_component(std::string_view component) {
   return out;
 }
 
+namespace {
+
+// The character starting at `offset`: its bytes and terminal columns (a byte that is not UTF-8: one and one).
+std::pair<std::size_t, std::size_t> character_at(std::string_view text, std::size_t offset) {
+  utf8proc_int32_t code = 0;
+  const auto used = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data()) + offset,
+                                     static_cast<utf8proc_ssize_t>(text.size() - offset), &code);
+  if (used <= 0) return {1, 1};
+  return {static_cast<std::size_t>(used), static_cast<std::size_t>(std::max(0, utf8proc_charwidth(code)))};
+}
+
+}  // namespace
+
 std::size_t display_width(std::string_view text) {
   std::size_t width = 0;
-  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t offset = 0;
-  const auto length = static_cast<utf8proc_ssize_t>(text.size());
-  while (offset < length) {
-    utf8proc_int32_t code = 0;
-    const auto used = utf8proc_iterate(bytes + offset, length - offset, &code);
-    if (used <= 0) {  // not UTF-8: one column per byte, as the terminal will likely show a replacement
-      ++width;
-      ++offset;
-      continue;
-    }
-    width += static_cast<std::size_t>(std::max(0, utf8proc_charwidth(code)));
-    offset += used;
+  for (std::size_t offset = 0; offset < text.size();) {
+    const auto [bytes, columns] = character_at(text, offset);
+    width += columns;
+    offset += bytes;
   }
   return width;
+}
+
+std::string fit_to_columns(std::string_view text, std::size_t columns) {
+  std::size_t width = 0;
+  std::size_t offset = 0;
+  while (offset < text.size()) {
+    const auto [bytes, char_columns] = character_at(text, offset);
+    if (width + char_columns > columns) break;
+    width += char_columns;
+    offset += bytes;
+  }
+  return std::string(text.substr(0, offset));
 }
 
 }  // namespace mill
