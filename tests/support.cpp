@@ -27,7 +27,7 @@ const char* mill_binary() { return MILL_BINARY; }
 std::string source_dir() { return MILL_SOURCE_DIR; }
 
 std::string runtime_plugin_path() {
-#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(__SANITIZE_ADDRESS__)
+#if defined(MILL_RUNTIME_PLUGIN_PATH) && !defined(MILL_SANITIZED)
   return MILL_RUNTIME_PLUGIN_PATH;
 #else
   return {};

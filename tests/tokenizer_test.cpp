@@ -146,7 +146,7 @@ TEST_CASE("Llama-2 tokenizer.model through libsentencepiece reproduces the refer
   CHECK(ids.back() == 2);
 }
 
-TEST_CASE("tokenizer.json variants agree with the Hugging Face tokenizers library", "[tokenizer]") {
+TEST_CASE("tokenizer.json variants agree with the Hugging Face tokenizers library", "[tokenizer][agreement]") {
   const auto gpt2 = mill::test::shared_path("models/gpt2-tokenizer/tokenizer.json");
   if (gpt2.empty()) {
     WARN("../shared/models/gpt2-tokenizer is absent; skipped");
@@ -196,7 +196,7 @@ TEST_CASE("tokenizer.json variants agree with the Hugging Face tokenizers librar
   CHECK(checked > 0);
 }
 
-TEST_CASE("SentencePiece-style tokenizer.json built from tokenizer.model agrees with SentencePiece", "[tokenizer]") {
+TEST_CASE("SentencePiece-style tokenizer.json built from tokenizer.model agrees with SentencePiece", "[tokenizer][agreement]") {
   const auto model = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
   if (model.empty()) {
     WARN("../shared/models/llama2-tokenizer is absent; skipped");
@@ -254,7 +254,7 @@ TEST_CASE("SentencePiece-style tokenizer.json built from tokenizer.model agrees 
   }
 }
 
-TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on every MMLU test line", "[tokenizer]") {
+TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on every MMLU test line", "[tokenizer][agreement]") {
   const auto model = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
   const auto mmlu = mill::test::shared_path("data/mmlu/test");
   if (model.empty() || mmlu.empty()) {
@@ -272,7 +272,7 @@ TEST_CASE("SentencePiece-style tokenizer.json agrees with libsentencepiece on ev
   std::vector<int> expected;
   // Under the sanitizers every 32nd line: they look for memory errors, which a sample finds as well; the plain
   // suite compares every line.
-#ifdef __SANITIZE_ADDRESS__
+#ifdef MILL_SANITIZED
   constexpr std::size_t kStride = 32;
 #else
   constexpr std::size_t kStride = 1;
@@ -522,7 +522,7 @@ TEST_CASE("Tokenizer::apply_chat_template uses tokenizer_config.json", "[tokeniz
                     Catch::Contains("no chat_template"));
 }
 
-TEST_CASE("BOS and EOS follow the tokenizer.json post_processor as in transformers", "[tokenizer]") {
+TEST_CASE("BOS and EOS follow the tokenizer.json post_processor as in transformers", "[tokenizer][agreement]") {
   const auto gpt2 = mill::test::shared_path("models/gpt2-tokenizer/tokenizer.json");
   const auto llama2 = mill::test::shared_path("models/llama2-tokenizer/tokenizer.model");
   if (gpt2.empty() || llama2.empty()) {
