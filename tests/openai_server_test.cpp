@@ -45,6 +45,17 @@ std::vector<LoglikelihoodRequest> loglikelihood_requests(DemoBackend& demo) {
   return requests;
 }
 
+// Waits (up to 30 s) until the `mill serve` process answers /health on `port`; fails the test if it dies first.
+void wait_until_healthy(ServerProcess& server, int port) {
+  HttpClient probe(RetryPolicy{}, 1);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (probe.get_once("http://127.0.0.1:" + std::to_string(port) + "/health", 1).first != 200) {
+    REQUIRE(server.running());
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("the api client against mill serve reproduces the in-process demo model exactly", "[remote][serve]") {
@@ -213,13 +224,7 @@ TEST_CASE("mill serve (the binary) serves mill-demo and stops cleanly on SIGTERM
   TempDir dir;
   const int port = find_free_port();
   ServerProcess server({test::mill_binary(), "serve", "mill-demo", "--port", std::to_string(port)}, dir / "serve.log");
-  HttpClient probe(RetryPolicy{}, 1);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (probe.get_once("http://127.0.0.1:" + std::to_string(port) + "/health", 1).first != 200) {
-    REQUIRE(server.running());
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  wait_until_healthy(server, port);
   DemoBackend demo(ModelSpec::parse("mill-demo"));
   ApiBackend api(local_config("http://127.0.0.1:" + std::to_string(port), {}));
   const std::vector<LoglikelihoodRequest> requests = {{"Question: 2+2=", " 4"}, {"abc", "def"}};
@@ -606,13 +611,7 @@ TEST_CASE("the official openai npm client scores, chats, streams and samples aga
   TempDir dir;
   const int port = find_free_port();
   ServerProcess server({test::mill_binary(), "serve", "mill-demo", "--port", std::to_string(port)}, dir / "serve.log");
-  HttpClient probe(RetryPolicy{}, 1);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (probe.get_once("http://127.0.0.1:" + std::to_string(port) + "/health", 1).first != 200) {
-    REQUIRE(server.running());
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  wait_until_healthy(server, port);
   const auto run = run_program(
       {"node", (client_dir / "check.mjs").string(), "http://127.0.0.1:" + std::to_string(port) + "/v1", "mill-demo"});
   INFO(run.out << run.err);
