@@ -43,8 +43,9 @@ std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep
 
 namespace {
 
-std::string utc_timestamp(const char* format) {
-  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+std::string utc_timestamp(const char* format,
+                          std::chrono::system_clock::time_point when = std::chrono::system_clock::now()) {
+  const auto now = std::chrono::system_clock::to_time_t(when);
   std::tm utc{};
   ::gmtime_r(&now, &utc);
   char buffer[64];
@@ -96,7 +97,10 @@ SweepPaths create_sweep(const std::filesystem::path& output_dir) {
   fs::create_directories(root, ec);
   if (ec) throw Error(fmt::format("cannot create {}: {}", root.string(), ec.message()));
   for (int attempt = 0; attempt < 100; ++attempt) {
-    const auto id = fmt::format("{}-{:06x}", utc_timestamp("%Y%m%dT%H%M%SZ"), random() & 0xffffff);
+    // Milliseconds in the id keep two sweeps made in one second in the order they were made (ids sort by name).
+    const auto now = std::chrono::system_clock::now();
+    const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    const auto id = fmt::format("{}.{:03d}Z-{:06x}", utc_timestamp("%Y%m%dT%H%M%S", now), millis, random() & 0xffffff);
     const auto dir = root / id;
     // create_directory reports false when it already exists: the id is then taken, try another.
     if (fs::create_directory(dir, ec)) {
