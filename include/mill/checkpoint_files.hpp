@@ -48,4 +48,7 @@ std::string checkpoint_fingerprint(const std::filesystem::path& folder);
 // tokenizer. Reads config.json and the shard index, nothing else.
 std::vector<std::string> checkpoint_problems(const std::filesystem::path& folder, bool need_runtime_architecture);
 
+// Parameters in a checkpoint folder's safetensors files (headers only).
+double checkpoint_parameters(const std::filesystem::path& folder);
+
 }  // namespace mill

@@ -16,6 +16,7 @@
 #include "mill/results.hpp"
 #include "mill/schedule_settings.hpp"
 #include "mill/tasks.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
 
@@ -194,8 +195,5 @@ std::vector<ResubmitCommand> resubmit_commands(const std::vector<const CheckEntr
                                                const ScheduleSettings& fallback, const TaskRegistry& registry,
                                                const std::filesystem::path& list_files_dir = {});
 
-// A word for a POSIX shell that reads back as `word`: left bare when every character is safe (readable commands),
-// else single-quoted (sbatch.hpp's shell_quote always quotes).
-std::string shell_word(std::string_view word);
 
 }  // namespace mill

@@ -12,16 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace mill {
+#include "mill/job_work.hpp"
 
-// What one job asks of the model. The same definition is used at plan time (estimated from the data) and in a
-// result's provenance.work (what the run sent), so the throughput learned from one applies to the other.
-struct JobWork {
-  double documents = 0;
-  double input_bytes = 0;    // prompt bytes through the model: each context once, plus every continuation
-  double output_tokens = 0;  // generated tokens (generative tasks; at plan time the expectation)
-};
-JobWork operator+(const JobWork& a, const JobWork& b);
+namespace mill {
 
 // Where a job runs, as far as speed is concerned. `device` is normalised: "cpu", or the GPU type in lower case
 // ("a100", "h100"), or "gpu" when the type is unknown.

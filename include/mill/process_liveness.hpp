@@ -29,6 +29,4 @@ enum class Liveness {
 Liveness process_liveness(const ProcessRecord& process);
 std::string to_string(Liveness liveness);  // "running", "ended", "unknown"
 
-std::string this_host_name();
-
 }  // namespace mill

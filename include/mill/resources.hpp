@@ -55,9 +55,6 @@ double profile_gpu_memory_bytes(const ClusterProfile& profile);
 std::optional<std::string> resources_problem(const ModelSpec& spec, const ModelResources& resources,
                                              const ClusterProfile& profile);
 
-// Parameters in a checkpoint folder's safetensors files (headers only).
-double checkpoint_parameters(const std::filesystem::path& folder);
-
 // "141 GiB": memory in binary gigabytes, the unit of SLURM's G and of nvidia-smi.
 std::string format_gibibytes(double bytes);
 

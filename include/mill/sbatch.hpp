@@ -9,11 +9,10 @@
 
 #include "mill/cluster.hpp"
 #include "mill/resources.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
 
-// One shell word that the shell reads back as exactly `value` (single quotes; ' becomes '\'').
-std::string shell_quote(std::string_view value);
 
 struct SbatchRequest {
   const ClusterProfile* profile = nullptr;

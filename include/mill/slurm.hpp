@@ -54,7 +54,4 @@ std::map<int, std::string> query_array_final_states(const std::string& array_job
 // Parses `scontrol show job -o` output into array task id → JobState, for records of single elements.
 std::map<int, std::string> parse_scontrol_array_states(std::string_view output);
 
-// The name squeue -u expects for the current user.
-std::string current_user_name();
-
 }  // namespace mill

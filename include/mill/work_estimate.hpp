@@ -1,5 +1,5 @@
 #pragma once
-// A job's work (cost_model.hpp's JobWork) as the engine sends it and, at plan time, as estimated from the task's
+// A job's work (job_work.hpp) at plan time, as estimated from the task's
 // data: the evaluation split's document count times the mean request of its first documents, rendered exactly as
 // the worker renders them. Plan-time estimates are cached in <cache_dir>/work-estimates.json, keyed by the task's
 // definition, n_shot, limit and the data files' size and modification time, so a plan reads a task's data once.
@@ -17,10 +17,6 @@
 #include "mill/tasks.hpp"
 
 namespace mill {
-
-// What these samples send through the model: each context once plus every continuation (log-likelihood), each
-// context (generation; the generated tokens are counted by the caller), each text (perplexity).
-JobWork work_of_samples(const std::vector<const Sample*>& samples);
 
 class WorkEstimator {
  public:

@@ -24,6 +24,7 @@
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
 #include "mill/text_table.hpp"
+#include "mill/host.hpp"
 
 namespace mill::cli {
 
@@ -43,15 +44,6 @@ struct CollectOptions {
   int threads = 0;
   int replicates = kCompareReplicates;
 };
-
-std::string utc_now() {
-  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 std::string percent(const std::string& metric, double value, const std::optional<double>& error) {
   if (!is_fraction_metric(metric)) return error ? fmt::format("{:.4g} ± {:.2g}", value, *error) : fmt::format("{:.4g}", value);
@@ -244,7 +236,7 @@ nlohmann::json collect_json(const ResultScan& scan, const CollectView& view, con
 std::string utc_now_and(double& unix_seconds) {
   const auto now = std::chrono::system_clock::now();
   unix_seconds = std::chrono::duration<double>(now.time_since_epoch()).count();
-  return utc_now();
+  return utc_time();
 }
 
 // The report, heatmap and aggregate table of `rows`, for `directory`.

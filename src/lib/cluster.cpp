@@ -20,6 +20,7 @@
 #include "mill/text.hpp"
 #include "mill/walltime.hpp"
 #include "mill/yaml_limits.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -511,9 +512,7 @@ ProfileChoice choose_profile(const ClusterConfig& config, const std::string& sel
 
 std::string current_hostname() {
   if (const char* forced = std::getenv("MILL_HOSTNAME"); forced && *forced) return forced;
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
-  return buffer;
+  return host_name();
 }
 
 }  // namespace mill

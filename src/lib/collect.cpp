@@ -27,6 +27,7 @@
 #include "mill/rollup.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
 
@@ -448,22 +449,6 @@ std::string aggregate_csv(const std::vector<AggregateRow>& rows) {
 
 // ---- --check ----
 
-std::string shell_word(std::string_view word) {
-  const bool safe = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("_./:=,@%+-").find(c) != std::string_view::npos;
-  });
-  if (safe) return std::string(word);
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  out += '\'';
-  return out;
-}
 
 namespace {
 

@@ -18,10 +18,6 @@ namespace fs = std::filesystem;
 
 namespace mill {
 
-JobWork operator+(const JobWork& a, const JobWork& b) {
-  return {a.documents + b.documents, a.input_bytes + b.input_bytes, a.output_tokens + b.output_tokens};
-}
-
 std::string SpeedClass::to_string() const {
   auto text = fmt::format("{} on {}", backend, device.empty() ? "?" : device);
   if (!dtype.empty()) text += " in " + dtype;

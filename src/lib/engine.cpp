@@ -1,5 +1,4 @@
 #include "mill/engine.hpp"
-#include "mill/work_estimate.hpp"
 
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -23,6 +22,8 @@
 #include "mill/task_check.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
+#include "mill/host.hpp"
+#include "mill/job_work.hpp"
 
 namespace mill {
 
@@ -37,24 +38,9 @@ std::size_t code_points(const std::string& text) {
   return count;
 }
 
-std::string iso_time(std::chrono::system_clock::time_point when) {
-  const auto seconds = std::chrono::system_clock::to_time_t(when);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buffer[32];
-  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return buffer;
-}
-
 nlohmann::json env_or_null(const char* name) {
   const char* value = std::getenv(name);
   return value && *value ? nlohmann::json(value) : nlohmann::json();
-}
-
-std::string hostname() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
-  return buffer;
 }
 
 double perplexity_of(double mean_nll) { return std::exp(mean_nll); }
@@ -466,7 +452,7 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
       {"provenance",
        {{"mill_version", version()},
         {"scoring_version", kScoringVersion},
-        {"host", hostname()},
+        {"host", host_name()},
         {"device", backend_facts.value("device", nlohmann::json())},
         {"dtype", backend_facts.value("dtype", nlohmann::json())},
         {"batch_size", backend_facts.value("batch_size", nlohmann::json())},
@@ -475,8 +461,8 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
          {{"job_id", env_or_null("SLURM_JOB_ID")},
           {"array_job_id", env_or_null("SLURM_ARRAY_JOB_ID")},
           {"array_task_id", env_or_null("SLURM_ARRAY_TASK_ID")}}},
-        {"started_at", iso_time(started)},
-        {"finished_at", iso_time(finished)},
+        {"started_at", utc_time(started)},
+        {"finished_at", utc_time(finished)},
         {"wall_seconds", wall},
         {"tokens", {{"total", tokens_total}, {"this_run", tokens_this_run}}},
         {"work", {{"documents", work.documents}, {"input_bytes", work.input_bytes}, {"output_tokens", work.output_tokens}}},

@@ -12,21 +12,15 @@
 #include <thread>
 
 #include "mill/error.hpp"
-#include "mill/slurm.hpp"
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
 namespace {
 std::string lock_owner_line() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
-  const auto now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char when[32];
-  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return fmt::format("{}@{} (user {}) since {}\n", static_cast<long>(::getpid()), host, current_user_name(), when);
+  return fmt::format("{}@{} (user {}) since {}\n", static_cast<long>(::getpid()), host_name(), current_user_name(),
+                     utc_time());
 }
 }  // namespace
 

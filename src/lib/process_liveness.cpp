@@ -1,4 +1,5 @@
 #include "mill/process_liveness.hpp"
+#include "mill/host.hpp"
 
 #include <unistd.h>
 
@@ -8,12 +9,6 @@
 #include <sstream>
 
 namespace mill {
-
-std::string this_host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
-  return buffer;
-}
 
 long long process_start_ticks(long long pid) {
   if (pid <= 0) return -1;
@@ -39,7 +34,7 @@ long long process_start_ticks(long long pid) {
   return -1;
 }
 
-ProcessRecord this_process() { return {static_cast<long long>(::getpid()), this_host_name(), process_start_ticks(::getpid())}; }
+ProcessRecord this_process() { return {static_cast<long long>(::getpid()), host_name(), process_start_ticks(::getpid())}; }
 
 void add_process_fields(nlohmann::json& record, const ProcessRecord& process) {
   record["pid"] = process.pid;
@@ -59,7 +54,7 @@ ProcessRecord process_from_fields(const nlohmann::json& record) {
 }
 
 Liveness process_liveness(const ProcessRecord& process) {
-  if (process.pid <= 0 || process.host.empty() || process.host != this_host_name()) return Liveness::unknown;
+  if (process.pid <= 0 || process.host.empty() || process.host != host_name()) return Liveness::unknown;
   if (::kill(static_cast<pid_t>(process.pid), 0) != 0 && errno == ESRCH) return Liveness::gone;
   const auto start = process_start_ticks(process.pid);
   if (start < 0) return Liveness::gone;

@@ -16,6 +16,7 @@
 
 #include "mill/error.hpp"
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -196,11 +197,7 @@ std::string format_live_line(const ProgressSnapshot& snapshot, std::size_t colum
 
 std::string format_progress_line(const ProgressSnapshot& snapshot, std::chrono::system_clock::time_point now,
                                  bool finished) {
-  const auto seconds = std::chrono::system_clock::to_time_t(now);
-  std::tm utc{};
-  ::gmtime_r(&seconds, &utc);
-  char stamp[32] = {};
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  const auto stamp = utc_time(now);
   const auto& job = snapshot.job;
   std::string line = fmt::format("mill: {} ", stamp);
   if (job.jobs > 1) line += fmt::format("job {}/{} ", job.position, job.jobs);

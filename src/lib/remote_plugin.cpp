@@ -2,7 +2,7 @@
 
 #include "mill/error.hpp"
 #include "mill/plugin.hpp"
-#include "mill/worker.hpp"
+#include "mill/stop_signal.hpp"
 
 namespace mill {
 

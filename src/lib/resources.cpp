@@ -124,32 +124,6 @@ std::string ResourceShape::to_string() const {
   return fmt::format("{} GPU(s), {} CPU(s), {}", gpus, cpus, memory);
 }
 
-double checkpoint_parameters(const fs::path& folder) {
-  double parameters = 0;
-  for (const auto& file : weight_files(folder)) {
-    const auto path = folder / file;
-    std::ifstream in(path, std::ios::binary);
-    unsigned char prefix[8] = {};
-    if (!in.read(reinterpret_cast<char*>(prefix), 8)) throw Error(fmt::format("{}: too short for a safetensors file", path.string()));
-    std::uint64_t length = 0;
-    for (int i = 7; i >= 0; --i) length = length << 8 | prefix[i];
-    if (length > (100u << 20)) throw Error(fmt::format("{}: safetensors header of {} bytes is implausible", path.string(), length));
-    std::string header(length, '\0');
-    if (!in.read(header.data(), static_cast<std::streamsize>(length))) {
-      throw Error(fmt::format("{}: its safetensors header is cut short", path.string()));
-    }
-    const auto tensors = nlohmann::json::parse(header, nullptr, false);
-    if (tensors.is_discarded() || !tensors.is_object()) throw Error(fmt::format("{}: safetensors header is not JSON", path.string()));
-    for (const auto& [name, info] : tensors.items()) {
-      if (name == "__metadata__" || !info.is_object() || !info.contains("shape") || !info["shape"].is_array()) continue;
-      double count = 1;
-      for (const auto& extent : info["shape"]) count *= extent.is_number() ? extent.get<double>() : 0;
-      parameters += count;
-    }
-  }
-  return parameters;
-}
-
 std::string format_gibibytes(double bytes) {
   const double gibibytes = bytes / kGibibyte;
   return gibibytes >= 10 ? fmt::format("{:.0f} GiB", gibibytes) : fmt::format("{:.1f} GiB", gibibytes);

@@ -6,20 +6,9 @@
 #include "mill/error.hpp"
 #include "mill/text.hpp"
 #include "mill/walltime.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
-
-std::string shell_quote(std::string_view value) {
-  std::string out = "'";
-  for (char c : value) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 namespace {
 

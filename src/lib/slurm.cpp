@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 extern char** environ;
 
@@ -181,12 +182,6 @@ std::map<int, std::string> query_array_final_states(const std::string& array_job
   const auto output = run_program_captured({"scontrol", "-o", "show", "job", array_job_id});
   if (!output.started || output.exit_code != 0) return {};
   return parse_scontrol_array_states(output.out);
-}
-
-std::string current_user_name() {
-  if (const auto* entry = ::getpwuid(::getuid()); entry && entry->pw_name) return entry->pw_name;
-  if (const char* user = std::getenv("USER"); user && *user) return user;
-  return std::to_string(::getuid());
 }
 
 }  // namespace mill

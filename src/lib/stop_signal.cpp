@@ -5,9 +5,9 @@
 #include <csignal>
 #include <fstream>
 
-#include "mill/collect.hpp"
 #include "mill/progress.hpp"
 #include "mill/text.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
 

@@ -16,6 +16,7 @@
 #include "mill/sbatch.hpp"
 #include "mill/text.hpp"
 #include "mill/version.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -42,21 +43,6 @@ std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) 
 std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
 
 namespace {
-
-std::string utc_timestamp(const char* format,
-                          std::chrono::system_clock::time_point when = std::chrono::system_clock::now()) {
-  const auto now = std::chrono::system_clock::to_time_t(when);
-  std::tm utc{};
-  ::gmtime_r(&now, &utc);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, format, &utc);
-  return buffer;
-}
-
-std::string host_name() {
-  char buffer[256] = {};
-  return ::gethostname(buffer, sizeof buffer - 1) == 0 ? buffer : "";
-}
 
 std::optional<nlohmann::json> read_json_if_exists(const fs::path& path) {
   std::optional<std::string> text;
@@ -100,7 +86,7 @@ SweepPaths create_sweep(const std::filesystem::path& output_dir) {
     // Milliseconds in the id keep two sweeps made in one second in the order they were made (ids sort by name).
     const auto now = std::chrono::system_clock::now();
     const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-    const auto id = fmt::format("{}.{:03d}Z-{:06x}", utc_timestamp("%Y%m%dT%H%M%S", now), millis, random() & 0xffffff);
+    const auto id = fmt::format("{}.{:03d}Z-{:06x}", utc_time(now, "%Y%m%dT%H%M%S"), millis, random() & 0xffffff);
     const auto dir = root / id;
     // create_directory reports false when it already exists: the id is then taken, try another.
     if (fs::create_directory(dir, ec)) {
@@ -260,7 +246,7 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
                            {"job_name", job_name},
                            {"array_job_id", nullptr},
                            {"arrays", array_records},
-                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                           {"submitted_at", utc_time()},
                            {"host", host_name()},
                            {"user", current_user_name()},
                            {"mill_version", version()},
@@ -383,7 +369,7 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
       return a.size() != b.size() ? a.size() < b.size() : a < b;
     });
     const auto array_id = ids.empty() ? std::string() : ids.front();
-    (*record)["reconciled_at"] = utc_timestamp("%Y-%m-%dT%H:%M:%SZ");
+    (*record)["reconciled_at"] = utc_time();
     if (auto arrays = record->find("arrays"); arrays != record->end() && arrays->is_array()) {
       nlohmann::json found = nlohmann::json::array();
       for (std::size_t i = 0; i < arrays->size() && i < ids.size(); ++i) {
@@ -414,7 +400,7 @@ void write_local_submission(const SweepPaths& sweep, int elements, int jobs, con
   nlohmann::json record = {{"schema", kSubmissionSchema},
                            {"sweep_id", sweep.dir.filename().string()},
                            {"mode", "local"},
-                           {"submitted_at", utc_timestamp("%Y-%m-%dT%H:%M:%SZ")},
+                           {"submitted_at", utc_time()},
                            {"host", host_name()},
                            {"mill_version", version()},
                            {"elements", elements},

@@ -14,6 +14,7 @@
 #include "mill/submit.hpp"
 #include "mill/tasks.hpp"
 #include "mill/text.hpp"
+#include "mill/shell.hpp"
 
 namespace mill {
 

@@ -44,16 +44,6 @@ std::string estimate_key(const TaskInfo& task, int n_shot, std::optional<int> li
 
 }  // namespace
 
-JobWork work_of_samples(const std::vector<const Sample*>& samples) {
-  JobWork work;
-  for (const auto* sample : samples) {
-    work.documents += 1;
-    work.input_bytes += static_cast<double>(sample->context.size() + sample->text.size());
-    for (const auto& continuation : sample->continuations) work.input_bytes += static_cast<double>(continuation.size());
-  }
-  return work;
-}
-
 WorkEstimator::WorkEstimator(std::filesystem::path cache_dir, std::optional<std::filesystem::path> data_dir)
     : data_dir_(std::move(data_dir)) {
   if (cache_dir.empty()) return;

@@ -25,6 +25,7 @@
 #include "mill/progress.hpp"
 #include "mill/results.hpp"
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -32,12 +33,6 @@ namespace {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "unknown";
-  return buffer;
 }
 
 std::string format_metric(const nlohmann::json& metric) {

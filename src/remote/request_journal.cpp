@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -18,11 +19,6 @@ namespace {
 // Bumped when the meaning of a journaled answer changes, so old lines are ignored rather than misread.
 constexpr const char* kJournalFormat = "mill.request-journal/1";
 
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "host";
-  return path_component(buffer);
-}
 }  // namespace
 
 RequestJournal::RequestJournal(std::filesystem::path directory, const std::string& scope)
@@ -68,7 +64,7 @@ void RequestJournal::record(const std::string& key, const nlohmann::json& answer
   if (!file_) {
     std::error_code ec;
     std::filesystem::create_directories(directory_, ec);
-    file_path_ = directory_ / fmt::format("{}.{}.{}.jsonl", scope_hash_, host_name(), ::getpid());
+    file_path_ = directory_ / fmt::format("{}.{}.{}.jsonl", scope_hash_, path_component(mill::host_name()), ::getpid());
     // Never through a symlink planted in a shared results tree; permissions from the umask.
     const int fd = ::open(file_path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0666);
     file_ = fd < 0 ? nullptr : ::fdopen(fd, "a+");

@@ -23,8 +23,8 @@
 #include "mill/error.hpp"
 #include "mill/openai_protocol.hpp"
 #include "mill/request_journal.hpp"
-#include "mill/resources.hpp"
 #include "mill/text.hpp"
+#include "mill/host.hpp"
 
 namespace mill {
 
@@ -63,12 +63,6 @@ std::optional<std::filesystem::path> find_on_path(const std::string& program) {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
   }
   return std::nullopt;
-}
-
-std::string host_name() {
-  char buffer[256] = {};
-  if (::gethostname(buffer, sizeof buffer - 1) != 0) return "host";
-  return path_component(buffer);
 }
 
 }  // namespace
@@ -265,7 +259,7 @@ VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : opt
   if (port_ == 0) port_ = find_free_port();
   const auto argv = vllm_command(spec, executable->string(), port_);
   const auto log_dir = options_.log_dir.empty() ? remote_state_dir() / "servers" : options_.log_dir;
-  const auto log_file = log_dir / fmt::format("vllm-{}-{}-{}.log", host_name(), ::getpid(), port_);
+  const auto log_file = log_dir / fmt::format("vllm-{}-{}-{}.log", path_component(mill::host_name()), ::getpid(), port_);
   launch_facts_ = {{"command", join(argv, " ")}, {"log", log_file.string()}, {"port", port_}};
   // The model's size, for the cost model of later plans (docs/schedule.md): read from the checkpoint's headers when
   // it is a local folder or in the hub cache here; vLLM may also download it itself, and then it stays unknown.
