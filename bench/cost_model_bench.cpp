@@ -18,8 +18,8 @@
 #include <utility>
 #include <vector>
 
-#include "mill/cost_model.hpp"
-#include "mill/walltime.hpp"  // kStartupMinutes
+#include "mill/sweep/cost_model.hpp"
+#include "mill/sweep/walltime.hpp"  // kStartupMinutes
 
 using namespace mill;
 

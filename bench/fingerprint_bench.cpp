@@ -15,8 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "mill/checkpoint_files.hpp"
-#include "mill/demo_model.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/model/demo_model.hpp"
 
 namespace fs = std::filesystem;
 

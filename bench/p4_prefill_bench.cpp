@@ -15,8 +15,8 @@
 #include <memory>
 #include <string>
 
-#include "mill/model.hpp"
-#include "mill/runtime_plugin.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/runtime_plugin.hpp"
 
 namespace {
 
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     std::cerr << "p4: cannot write the demo model with " << mill << "\n";
     return 1;
   }
-  // Loaded the way src/lib/runtime_plugin.cpp does; this process links libtorch itself for the sgemm floor.
+  // Loaded the way src/model/runtime_plugin.cpp does; this process links libtorch itself for the sgemm floor.
   void* handle = ::dlopen(plugin.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     std::cerr << "p4: cannot load " << plugin << ": " << ::dlerror() << "\n";

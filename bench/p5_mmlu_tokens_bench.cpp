@@ -11,10 +11,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "mill/demo_model.hpp"
-#include "mill/error.hpp"
-#include "mill/model.hpp"
-#include "mill/runtime_plugin.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/runtime_plugin.hpp"
 
 namespace {
 

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mill/sentencepiece_conversion.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/tokenizers/sentencepiece_conversion.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 

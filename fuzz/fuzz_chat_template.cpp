@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "mill/chat_template.hpp"
-#include "mill/error.hpp"
+#include "mill/tokenizers/chat_template.hpp"
+#include "mill/base/error.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const nlohmann::ordered_json variables = {

@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mill/cluster.hpp"
-#include "mill/error.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/base/error.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <string>
 
-#include "mill/error.hpp"
-#include "mill/journal.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/journal.hpp"
 #include "scratch_dir.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

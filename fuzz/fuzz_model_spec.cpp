@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mill/error.hpp"
-#include "mill/model_spec.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model_spec.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);

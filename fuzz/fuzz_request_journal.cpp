@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <string>
 
-#include "mill/request_journal.hpp"
+#include "mill/remote/request_journal.hpp"
 #include "scratch_dir.hpp"
 
 namespace {

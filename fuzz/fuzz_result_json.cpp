@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
-#include "mill/results.hpp"
-#include "mill/walltime.hpp"
+#include "mill/eval/results.hpp"
+#include "mill/sweep/walltime.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto document = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);

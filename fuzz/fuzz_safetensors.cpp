@@ -2,8 +2,8 @@
 // mill::Error, and whatever it accepts must be safe to read (every byte range inside the file, sizes matching).
 #include <cstdint>
 
-#include "mill/error.hpp"
-#include "mill/safetensors.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/safetensors.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

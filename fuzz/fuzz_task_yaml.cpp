@@ -2,8 +2,8 @@
 #include <cstdint>
 #include <string>
 
-#include "mill/error.hpp"
-#include "mill/tasks.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/tasks.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {

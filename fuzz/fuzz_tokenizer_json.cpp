@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <string>
 
-#include "mill/error.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/base/error.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 #include "scratch_dir.hpp"
 
 namespace {

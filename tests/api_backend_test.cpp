@@ -1,6 +1,6 @@
 // The OpenAI-compatible client against a misbehaving server (the real protocol with injected faults): it retries
 // what is worth retrying, stops with a clear error otherwise, and a rerun does not repeat answered requests.
-#include "mill/api_backend.hpp"
+#include "mill/remote/api_backend.hpp"
 
 #include <fmt/format.h>
 
@@ -8,8 +8,8 @@
 #include <chrono>
 #include <cstdlib>
 
-#include "mill/demo_backend.hpp"
-#include "mill/error.hpp"
+#include "mill/model/demo_backend.hpp"
+#include "mill/base/error.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
 

@@ -10,7 +10,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 
-#include "mill/version.hpp"
+#include "mill/base/version.hpp"
 #include "support.hpp"
 
 using Catch::Matchers::Contains;

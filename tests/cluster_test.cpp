@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <fmt/format.h>
 
-#include "mill/cluster.hpp"
-#include "mill/error.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/base/error.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -12,19 +12,19 @@
 #include <set>
 #include <sstream>
 
-#include "mill/collect.hpp"
-#include "mill/collect_output.hpp"
-#include "mill/compare.hpp"
-#include "mill/error.hpp"
-#include "mill/job.hpp"
-#include "mill/lm_eval_export.hpp"
-#include "mill/model_list.hpp"
-#include "mill/report.hpp"
-#include "mill/results.hpp"
-#include "mill/rollup.hpp"
-#include "mill/text.hpp"
-#include "mill/text_table.hpp"
-#include "mill/version.hpp"
+#include "mill/collect/collect.hpp"
+#include "mill/collect/collect_output.hpp"
+#include "mill/collect/compare.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/job.hpp"
+#include "mill/collect/lm_eval_export.hpp"
+#include "mill/model/model_list.hpp"
+#include "mill/collect/report.hpp"
+#include "mill/eval/results.hpp"
+#include "mill/collect/rollup.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/text_table.hpp"
+#include "mill/base/version.hpp"
 #include "support.hpp"
 
 using namespace mill;

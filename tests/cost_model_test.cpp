@@ -6,7 +6,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "mill/cost_model.hpp"
+#include "mill/sweep/cost_model.hpp"
 #include "support.hpp"
 
 using namespace mill;

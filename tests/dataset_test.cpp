@@ -2,8 +2,8 @@
 // missing data.
 #include <catch2/catch.hpp>
 
-#include "mill/dataset.hpp"
-#include "mill/error.hpp"
+#include "mill/eval/dataset.hpp"
+#include "mill/base/error.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -3,10 +3,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "mill/demo_model.hpp"
-#include "mill/error.hpp"
-#include "mill/safetensors.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/safetensors.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -13,13 +13,13 @@
 #include <set>
 #include <thread>
 
-#include "mill/demo_backend.hpp"
-#include "mill/engine.hpp"
-#include "mill/error.hpp"
-#include "mill/results.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
-#include "mill/worker.hpp"
+#include "mill/model/demo_backend.hpp"
+#include "mill/eval/engine.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/results.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/text.hpp"
+#include "mill/sweep/worker.hpp"
 #include "support.hpp"
 
 using namespace mill;

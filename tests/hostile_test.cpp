@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "mill/cluster.hpp"
-#include "mill/text.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/base/text.hpp"
 #include "support.hpp"
 
 using namespace mill;

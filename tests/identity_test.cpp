@@ -7,10 +7,10 @@
 #include <set>
 #include <sstream>
 
-#include "mill/checkpoint_files.hpp"
-#include "mill/error.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/text.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/base/text.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -1,8 +1,8 @@
 // The per-sample journal: append and resume, torn lines from a killed run, journals of another job key.
 #include <catch2/catch.hpp>
 
-#include "mill/error.hpp"
-#include "mill/journal.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/journal.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -7,15 +7,15 @@
 #include <cmath>
 #include <fstream>
 
-#include "mill/answer_filter.hpp"
-#include "mill/engine.hpp"
-#include "mill/error.hpp"
-#include "mill/metrics.hpp"
-#include "mill/preprocess.hpp"
-#include "mill/prompt.hpp"
-#include "mill/python_random.hpp"
-#include "mill/task_check.hpp"
-#include "mill/tasks.hpp"
+#include "mill/eval/answer_filter.hpp"
+#include "mill/eval/engine.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/metrics.hpp"
+#include "mill/eval/preprocess.hpp"
+#include "mill/eval/prompt.hpp"
+#include "mill/base/python_random.hpp"
+#include "mill/eval/task_check.hpp"
+#include "mill/eval/tasks.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "mill/engine.hpp"
-#include "mill/metrics.hpp"
+#include "mill/eval/engine.hpp"
+#include "mill/eval/metrics.hpp"
 
 using namespace mill;
 

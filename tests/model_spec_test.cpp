@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "mill/error.hpp"
-#include "mill/model_list.hpp"
-#include "mill/model_spec.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model_list.hpp"
+#include "mill/model/model_spec.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -4,12 +4,12 @@
 #include <chrono>
 #include <sstream>
 
-#include "mill/api_backend.hpp"
-#include "mill/demo_backend.hpp"
-#include "mill/demo_model.hpp"
-#include "mill/openai_protocol.hpp"
-#include "mill/runtime_plugin.hpp"
-#include "mill/vllm_backend.hpp"
+#include "mill/remote/api_backend.hpp"
+#include "mill/model/demo_backend.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/remote/openai_protocol.hpp"
+#include "mill/model/runtime_plugin.hpp"
+#include "mill/remote/vllm_backend.hpp"
 #include "remote_support.hpp"
 #include "runtime_support.hpp"
 #include "support.hpp"

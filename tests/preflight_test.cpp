@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "mill/text.hpp"
+#include "mill/base/text.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -15,14 +15,14 @@
 #include <sstream>
 #include <thread>
 
-#include "mill/collect.hpp"
-#include "mill/job.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/process_liveness.hpp"
-#include "mill/progress.hpp"
-#include "mill/submit.hpp"
-#include "mill/sweep_status.hpp"
-#include "mill/text.hpp"
+#include "mill/collect/collect.hpp"
+#include "mill/eval/job.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/base/process_liveness.hpp"
+#include "mill/base/progress.hpp"
+#include "mill/sweep/submit.hpp"
+#include "mill/sweep/sweep_status.hpp"
+#include "mill/base/text.hpp"
 #include "support.hpp"
 
 #include <spdlog/sinks/ostream_sink.h>

@@ -2,10 +2,10 @@
 // (TIGER-Lab's chain-of-thought prompt), on the project's own fixtures and on real records from ../shared/data.
 #include <catch2/catch.hpp>
 
-#include "mill/engine.hpp"
-#include "mill/error.hpp"
-#include "mill/prompt.hpp"
-#include "mill/tasks.hpp"
+#include "mill/eval/engine.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/prompt.hpp"
+#include "mill/eval/tasks.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -18,10 +18,10 @@
 #include <memory>
 #include <thread>
 
-#include "mill/job.hpp"
-#include "mill/job_lock.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/text.hpp"
+#include "mill/eval/job.hpp"
+#include "mill/eval/job_lock.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/base/text.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
 

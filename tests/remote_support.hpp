@@ -14,9 +14,9 @@
 #include <string>
 #include <thread>
 
-#include "mill/demo_backend.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/openai_server.hpp"
+#include "mill/model/demo_backend.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/remote/openai_server.hpp"
 
 namespace mill::test {
 

@@ -1,9 +1,9 @@
-// The remote backends' request journal (include/mill/request_journal.hpp): answers survive a new process.
+// The remote backends' request journal (include/mill/remote/request_journal.hpp): answers survive a new process.
 #include <catch2/catch.hpp>
 
 #include <fstream>
 
-#include "mill/request_journal.hpp"
+#include "mill/remote/request_journal.hpp"
 #include "support.hpp"
 
 using mill::RequestJournal;

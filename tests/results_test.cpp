@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
-#include "mill/atomic_file.hpp"
-#include "mill/error.hpp"
-#include "mill/results.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
-#include "mill/version.hpp"
+#include "mill/base/atomic_file.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/results.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/version.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -13,13 +13,13 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mill/checkpoint_files.hpp"
-#include "mill/demo_model.hpp"
-#include "mill/error.hpp"
-#include "mill/model.hpp"
-#include "mill/runtime_plugin.hpp"
-#include "mill/safetensors.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/runtime_plugin.hpp"
+#include "mill/model/safetensors.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 #include "runtime_support.hpp"
 #include "support.hpp"
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "mill/error.hpp"
-#include "mill/safetensors.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/safetensors.hpp"
 
 using namespace mill;
 using namespace mill::safetensors;

@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "mill/cluster.hpp"
-#include "mill/error.hpp"
-#include "mill/sbatch.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/base/error.hpp"
+#include "mill/sweep/sbatch.hpp"
 #include "support.hpp"
 
 using namespace mill;

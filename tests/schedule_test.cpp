@@ -7,11 +7,11 @@
 
 #include <chrono>
 
-#include "mill/cluster.hpp"
-#include "mill/error.hpp"
-#include "mill/job_lock.hpp"
-#include "mill/submit.hpp"
-#include "mill/results.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/job_lock.hpp"
+#include "mill/sweep/submit.hpp"
+#include "mill/eval/results.hpp"
 #include "support.hpp"
 
 using namespace mill;

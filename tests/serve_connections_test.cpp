@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
-#include "mill/http_client.hpp"
-#include "mill/vllm_backend.hpp"
+#include "mill/remote/http_client.hpp"
+#include "mill/remote/vllm_backend.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
 

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "mill/model_spec.hpp"
-#include "mill/text.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/base/text.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -20,11 +20,11 @@
 #include <sstream>
 #include <thread>
 
-#include "mill/cluster.hpp"
-#include "mill/sbatch.hpp"
-#include "mill/slurm.hpp"
-#include "mill/submit.hpp"
-#include "mill/text.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/sweep/sbatch.hpp"
+#include "mill/sweep/slurm.hpp"
+#include "mill/sweep/submit.hpp"
+#include "mill/base/text.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
 

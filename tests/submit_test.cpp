@@ -4,11 +4,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "mill/cluster.hpp"
-#include "mill/requeue.hpp"
-#include "mill/sbatch.hpp"
-#include "mill/slurm.hpp"
-#include "mill/submit.hpp"
+#include "mill/sweep/cluster.hpp"
+#include "mill/sweep/requeue.hpp"
+#include "mill/sweep/sbatch.hpp"
+#include "mill/sweep/slurm.hpp"
+#include "mill/sweep/submit.hpp"
 #include "support.hpp"
 
 using namespace mill;
@@ -81,9 +81,9 @@ TEST_CASE("jobs of earlier sweeps count as in flight only while their element is
   const auto sweep = create_sweep(out.path());
   CHECK(fs::is_directory(sweep.logs()));
   test::write_text(sweep.submission(), nlohmann::json{{"schema", kSubmissionSchema}, {"array_job_id", "41"}}.dump());
-  const auto manifest = nlohmann::json::parse(R"({"elements": [
-      {"model": "m", "jobs": [{"task": "a", "key": "k-a"}, {"task": "b", "key": "k-b"}]},
-      {"model": "m", "jobs": [{"task": "c", "key": "k-c"}]}]})");
+  const auto manifest = nlohmann::json::parse(R"({"schema": "mill.manifest/1", "elements": [
+      {"model": "m", "jobs": [{"task": "a", "n_shot": 0, "key": "k-a"}, {"task": "b", "n_shot": 0, "key": "k-b"}]},
+      {"model": "m", "jobs": [{"task": "c", "n_shot": 0, "key": "k-c"}]}]})");
   test::write_text(sweep.manifest(), manifest.dump());
   const auto other = create_sweep(out.path());  // an earlier sweep without submission.json is ignored
   CHECK(other.dir != sweep.dir);

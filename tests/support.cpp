@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "mill/dataset.hpp"
-#include "mill/tasks.hpp"
+#include "mill/eval/dataset.hpp"
+#include "mill/eval/tasks.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>

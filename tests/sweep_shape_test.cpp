@@ -6,7 +6,8 @@
 
 #include <fstream>
 
-#include "mill/resources.hpp"
+#include "mill/sweep/resources.hpp"
+#include "mill/model/checkpoint_files.hpp"
 #include "support.hpp"
 
 using namespace mill;

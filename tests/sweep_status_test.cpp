@@ -4,8 +4,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "mill/submit.hpp"
-#include "mill/sweep_status.hpp"
+#include "mill/sweep/submit.hpp"
+#include "mill/sweep/sweep_status.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 
-#include "mill/error.hpp"
-#include "mill/tasks.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/tasks.hpp"
 #include "support.hpp"
 
 using namespace mill;

@@ -3,8 +3,8 @@
 
 #include <sstream>
 
-#include "mill/text.hpp"
-#include "mill/text_table.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/text_table.hpp"
 
 using namespace mill;
 

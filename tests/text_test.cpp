@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 #include <set>
 
-#include "mill/text.hpp"
+#include "mill/base/text.hpp"
 
 using namespace mill;
 

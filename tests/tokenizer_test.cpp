@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "mill/chat_template.hpp"
-#include "mill/error.hpp"
-#include "mill/sentencepiece_conversion.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/tokenizers/chat_template.hpp"
+#include "mill/base/error.hpp"
+#include "mill/tokenizers/sentencepiece_conversion.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 #include "support.hpp"
 
 using mill::TokenId;

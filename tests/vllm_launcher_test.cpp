@@ -9,9 +9,9 @@
 #include <cstdlib>
 #include <sstream>
 
-#include "mill/demo_backend.hpp"
-#include "mill/error.hpp"
-#include "mill/vllm_backend.hpp"
+#include "mill/model/demo_backend.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/vllm_backend.hpp"
 #include "remote_support.hpp"
 #include "support.hpp"
 

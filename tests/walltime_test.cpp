@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "mill/walltime.hpp"
+#include "mill/sweep/walltime.hpp"
 
 using namespace mill;
 

@@ -6,9 +6,9 @@
 #include <functional>
 #include <fmt/format.h>
 
-#include "mill/error.hpp"
-#include "mill/tasks.hpp"
-#include "mill/yaml_limits.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/yaml_limits.hpp"
 
 using namespace mill;
 using Catch::Matchers::Contains;

@@ -7,10 +7,11 @@
 #include <set>
 
 #include "commands.hpp"
-#include "mill/error.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
-#include "mill/version.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/version.hpp"
+#include "mill/base/shell.hpp"
 
 namespace mill::cli {
 
@@ -105,19 +106,6 @@ std::vector<std::string> value_option_names(const CommandSummary& command, const
   return names;
 }
 
-// Single-quoted for sh, bash and zsh.
-std::string sh_quote(std::string_view text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
 // Help texts shortened to their first sentence for menus (the man page and --help keep the whole text).
 std::string short_help(const std::string& help) {
   auto text = one_line(help);
@@ -155,7 +143,7 @@ std::string bash_script(const std::vector<CommandSummary>& commands) {
       "#   source <(mill completion bash)\n"
       "# (e.g. in ~/.bashrc), or save it as /etc/bash_completion.d/mill.\n\n",
       version());
-  out += fmt::format("_mill_tasks={}\n\n", sh_quote(join(task_names(), " ")));
+  out += fmt::format("_mill_tasks={}\n\n", shell_quote(join(task_names(), " ")));
   out +=
       "# A comma-separated list (mmlu,hella<TAB>): complete the item after the last comma.\n"
       "_mill_complete_list() {\n"
@@ -168,14 +156,14 @@ std::string bash_script(const std::vector<CommandSummary>& commands) {
   out += "_mill_options() {\n  case $1 in\n";
   for (const auto& command : commands) {
     const auto names = visible_names(command, command.name.empty() ? nullptr : &root);
-    out += fmt::format("    {}) echo {} ;;\n", command.name.empty() ? "''" : command.name, sh_quote(join(names, " ")));
+    out += fmt::format("    {}) echo {} ;;\n", command.name.empty() ? "''" : command.name, shell_quote(join(names, " ")));
   }
   out += "  esac\n}\n\n";
   out += "_mill_value_options() {\n  case $1 in\n";
   for (const auto& command : commands) {
     const auto names = value_option_names(command, command.name.empty() ? nullptr : &root);
     out += fmt::format("    {}) echo {} ;;\n", command.name.empty() ? "''" : command.name,
-                       sh_quote(" " + join(names, " ") + " "));
+                       shell_quote(" " + join(names, " ") + " "));
   }
   out += "  esac\n}\n\n";
   out += "_mill_complete_value() {\n  case $1 in\n";
@@ -219,7 +207,7 @@ std::string bash_script(const std::vector<CommandSummary>& commands) {
       "    return 0\n"
       "  fi\n"
       "  case $command in\n";
-  out += fmt::format("    '') mapfile -t COMPREPLY < <(compgen -W {} -- \"$cur\") ;;\n", sh_quote(join(command_names, " ")));
+  out += fmt::format("    '') mapfile -t COMPREPLY < <(compgen -W {} -- \"$cur\") ;;\n", shell_quote(join(command_names, " ")));
   for (std::size_t i = 1; i < commands.size(); ++i) {
     const auto& command = commands[i];
     if (command.positionals.empty()) continue;
@@ -275,7 +263,7 @@ std::vector<std::string> zsh_option_specs(const CommandSummary& command, const s
     for (int v = 0; v < option.values; ++v) values += ":" + value_name + ":" + zsh_action(option_value_kind(option));
     for (const auto& name : option.names) {
       const bool long_name = name.rfind("--", 0) == 0;
-      specs.push_back(sh_quote(exclusive + name + (option.values == 1 && long_name ? "=" : "") + "[" +
+      specs.push_back(shell_quote(exclusive + name + (option.values == 1 && long_name ? "=" : "") + "[" +
                                zsh_description(option.help) + "]" + values));
     }
   }
@@ -301,7 +289,7 @@ std::string zsh_script(const std::vector<CommandSummary>& commands) {
   for (const auto& spec : zsh_option_specs(commands.front())) out += "    " + spec + "\n";
   out += "  )\n  commands=(\n";
   for (std::size_t i = 1; i < commands.size(); ++i) {
-    out += "    " + sh_quote(commands[i].name + ":" + short_help(commands[i].help)) + "\n";
+    out += "    " + shell_quote(commands[i].name + ":" + short_help(commands[i].help)) + "\n";
   }
   out +=
       "  )\n"
@@ -321,12 +309,12 @@ std::string zsh_script(const std::vector<CommandSummary>& commands) {
     int index = 0;
     for (const auto& positional : command.positionals) {
       if (positional.max_words > 2) {
-        out += " \\\n            " + sh_quote("*:" + positional.name + ":" + zsh_action(positional_kind(command, index)));
+        out += " \\\n            " + shell_quote("*:" + positional.name + ":" + zsh_action(positional_kind(command, index)));
         break;
       }
       for (int w = 0; w < positional.max_words; ++w, ++index) {
         out += " \\\n            " +
-               sh_quote(fmt::format("{}:{}:{}", index + 1, positional.name, zsh_action(positional_kind(command, index))));
+               shell_quote(fmt::format("{}:{}:{}", index + 1, positional.name, zsh_action(positional_kind(command, index))));
       }
     }
     out += " && ret=0 ;;\n";
@@ -343,7 +331,7 @@ std::string zsh_script(const std::vector<CommandSummary>& commands) {
 
 // ---- fish ----
 
-std::string fish_quote(std::string_view text) {
+std::string fishell_quote(std::string_view text) {
   std::string out = "'";
   for (char c : text) {
     if (c == '\'' || c == '\\') out += '\\';
@@ -370,7 +358,7 @@ std::string fish_option(const OptionSummary& option, const std::string& conditio
     out += name.rfind("--", 0) == 0 ? " -l " + name.substr(2) : " -s " + name.substr(1);
   }
   if (option.values > 0) out += " -r" + fish_arguments(option_value_kind(option));
-  return out + " -d " + fish_quote(short_help(option.help)) + "\n";
+  return out + " -d " + fishell_quote(short_help(option.help)) + "\n";
 }
 
 std::string fish_script(const std::vector<CommandSummary>& commands) {
@@ -422,10 +410,10 @@ std::string fish_script(const std::vector<CommandSummary>& commands) {
       "    printf '%s\\n' $prefix{}\n"
       "end\n\n"
       "complete -c mill -f\n",
-      value_cases, "(string split ' ' " + fish_quote(join(task_names(), " ")) + ")");
+      value_cases, "(string split ' ' " + fishell_quote(join(task_names(), " ")) + ")");
   for (std::size_t i = 1; i < commands.size(); ++i) {
     out += fmt::format("complete -c mill -n 'not __mill_command >/dev/null' -a {} -d {}\n", commands[i].name,
-                       fish_quote(short_help(commands[i].help)));
+                       fishell_quote(short_help(commands[i].help)));
   }
   for (const auto& option : root.options) {
     if (!option.hidden) out += fish_option(option, "");

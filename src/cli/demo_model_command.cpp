@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/demo_model.hpp"
-#include "mill/text.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill::cli {
 

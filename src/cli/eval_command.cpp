@@ -7,12 +7,12 @@
 #include <optional>
 
 #include "commands.hpp"
-#include "mill/error.hpp"
-#include "mill/progress.hpp"
-#include "mill/requeue.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
-#include "mill/worker.hpp"
+#include "mill/base/error.hpp"
+#include "mill/base/progress.hpp"
+#include "mill/sweep/requeue.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/text.hpp"
+#include "mill/sweep/worker.hpp"
 
 namespace mill::cli {
 
@@ -74,7 +74,9 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
     const auto manifest = std::filesystem::absolute(options.manifest);
     const ElementProgress progress(manifest, options.element, worker.output_dir);  // for the bounded requeue
     const int code = run_manifest_element(manifest, options.element, worker);
-    if (code == static_cast<int>(ExitCode::preempted)) requeue_stopped_element(progress, stop_signal());
+    if (code == static_cast<int>(ExitCode::preempted)) {
+      std::cerr << "mill: " << requeue_stopped_element(progress, stop_signal()) << "\n";
+    }
     finish(code, display);
     return;
   }

@@ -14,10 +14,10 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/error.hpp"
-#include "mill/stop_signal.hpp"
-#include "mill/text.hpp"
-#include "mill/version.hpp"
+#include "mill/base/error.hpp"
+#include "mill/base/stop_signal.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/version.hpp"
 
 namespace mill::cli {
 

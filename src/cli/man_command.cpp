@@ -7,8 +7,8 @@
 #include <sstream>
 
 #include "commands.hpp"
-#include "mill/text.hpp"
-#include "mill/version.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/version.hpp"
 
 namespace mill::cli {
 

@@ -1,10 +1,10 @@
 // `mill migrate [--dry_run]`: moves results written under an earlier spelling of their model into the canonical
-// directory (include/mill/migrate.hpp, docs/results.md "Model identity").
+// directory (include/mill/eval/migrate.hpp, docs/results.md "Model identity").
 #include <fmt/format.h>
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/migrate.hpp"
+#include "mill/eval/migrate.hpp"
 
 namespace mill::cli {
 

@@ -15,28 +15,17 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.hpp"
-#include "mill/atomic_file.hpp"
-#include "mill/cluster.hpp"
-#include "mill/error.hpp"
-#include "mill/job_lock.hpp"
-#include "mill/migrate.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/plan.hpp"
-#include "mill/preflight.hpp"
-#include "mill/progress.hpp"
-#include "mill/model_list.hpp"
-#include "mill/requeue.hpp"
-#include "mill/sbatch.hpp"
-#include "mill/schedule_settings.hpp"
-#include "mill/slurm.hpp"
-#include "mill/submit.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
-#include "mill/walltime.hpp"
-#include "mill/work_estimate.hpp"
-#include "mill/array_plan.hpp"
-#include "mill/cost_model.hpp"
-#include "mill/worker.hpp"
+#include "mill/model/model_list.hpp"
+#include "mill/sweep/requeue.hpp"
+#include "mill/base/text.hpp"
+#include "mill/sweep/walltime.hpp"
+#include "mill/sweep/worker.hpp"
+#include "mill/sweep/schedule.hpp"
+#include "mill/base/error.hpp"
+#include "mill/sweep/plan.hpp"
+#include "mill/sweep/preflight.hpp"
+#include "mill/sweep/sbatch.hpp"
+#include "mill/sweep/submit.hpp"
 
 namespace mill::cli {
 
@@ -84,76 +73,6 @@ std::optional<std::filesystem::path> sweep_data_dir(const ScheduleOptions& optio
   return std::nullopt;
 }
 
-struct LocalOutcome {
-  nlohmann::json record;
-  std::string message;
-  int exit_code = 0;
-};
-
-// --local: one sweep directory like a submitted one, every element run here in turn by the worker code. Jobs are
-// numbered across the sweep on the progress display ("job 4/9").
-LocalOutcome run_locally(const std::vector<std::vector<const PlannedJob*>>& elements, nlohmann::json settings,
-                         const std::filesystem::path& output_dir, ProgressDisplay& display) {
-  // From here on Ctrl-C and SIGTERM stop between batches, leaving a sweep that a rerun resumes.
-  const auto& stop = install_stop_signal_handlers();
-  const auto sweep = create_sweep(output_dir);
-  settings["sweep_id"] = sweep.dir.filename().string();
-  write_file_atomically(sweep.manifest(), make_manifest(elements, settings).dump(2) + "\n");
-  int jobs = 0;
-  for (const auto& element : elements) jobs += static_cast<int>(element.size());
-  write_local_submission(sweep, static_cast<int>(elements.size()), jobs, own_command_line());
-
-  WorkerOptions worker;
-  worker.output_dir = output_dir;
-  worker.stop = &stop;
-  worker.display = &display;
-  LocalOutcome outcome;
-  int failed = 0, ran = 0;
-  std::string first_failure;
-  std::size_t jobs_before = 0;
-  for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
-    int code = 0;
-    display.number_jobs(jobs_before, static_cast<std::size_t>(jobs));
-    jobs_before += elements[index].size();
-    try {
-      code = run_manifest_element(sweep.manifest(), index, worker);
-    } catch (const Error& e) {
-      // The worker wrote the element's status file; the next elements still run.
-      display.print(std::cerr, fmt::format("mill: error: element {}: {}", index, e.what()));
-      code = static_cast<int>(ExitCode::eval_failed);
-      if (first_failure.empty()) first_failure = e.what();
-    }
-    ++ran;
-    if (code == static_cast<int>(ExitCode::preempted) || code == static_cast<int>(interrupted_exit_code())) {
-      outcome.exit_code = code;
-      break;
-    }
-    if (code != 0) {
-      ++failed;
-      if (first_failure.empty()) first_failure = fmt::format("element {} exited with {}", index, code);
-    }
-  }
-  if (outcome.exit_code == 0 && failed > 0) outcome.exit_code = static_cast<int>(ExitCode::eval_failed);
-  outcome.record = {{"sweep_id", sweep.dir.filename().string()}, {"sweep_dir", sweep.dir.string()},
-                    {"mode", "local"}, {"elements", elements.size()}, {"jobs", jobs}, {"elements_run", ran},
-                    {"elements_failed", failed}};
-  if (outcome.exit_code == static_cast<int>(ExitCode::preempted)) {
-    outcome.record["failed_message"] = "stopped by a signal; run the same mill schedule --local again to resume";
-  } else if (outcome.exit_code == static_cast<int>(interrupted_exit_code())) {
-    const auto where = display.where();
-    outcome.record["failed_message"] =
-        fmt::format("interrupted (Ctrl-C){}; the journal is flushed; resume with: {}", where.empty() ? "" : " during " + where,
-                    own_command_text());
-  } else if (failed > 0) {
-    outcome.record["failed_message"] = fmt::format("{} of {} element(s) failed ({}); status files in {}", failed,
-                                                   elements.size(), first_failure, (sweep.dir / "status").string());
-  }
-  outcome.message = fmt::format("--local: ran {} of {} element(s) with {} job(s) here; sweep {}", ran, elements.size(),
-                                jobs, sweep.dir.filename().string());
-  return outcome;
-}
-
-const PreflightProblem* problem_of(const PlannedJob& job, const std::vector<PreflightProblem>& problems);
 
 // --local's plan, printed before it runs: what runs here, element by element (the first few).
 void print_local_run_plan(const std::vector<std::vector<const PlannedJob*>>& elements) {
@@ -249,17 +168,6 @@ void check_option_values(const ScheduleOptions& options, std::vector<PreflightPr
   }
 }
 
-// The problems in their areas' order, one line each.
-std::vector<const PreflightProblem*> ordered_problems(const std::vector<PreflightProblem>& problems) {
-  std::vector<const PreflightProblem*> ordered;
-  for (const char* area : {"task", "data", "model", "environment"}) {
-    for (const auto& problem : problems) {
-      if (problem.area == area) ordered.push_back(&problem);
-    }
-  }
-  return ordered;
-}
-
 // The dry run's report (stdout).
 void print_problems(std::ostream& out, const std::vector<PreflightProblem>& problems) {
   out << fmt::format("preflight: {} problem(s); nothing can be submitted until they are fixed (docs/schedule.md, "
@@ -268,24 +176,6 @@ void print_problems(std::ostream& out, const std::vector<PreflightProblem>& prob
   for (const auto* problem : ordered_problems(problems)) {
     out << fmt::format("  {:<12} {}\n", problem->area + ":", one_line(problem->message));
   }
-}
-
-// Stops the command: one problem is one error line; several are one line each, then the error.
-[[noreturn]] void fail_preflight(const std::vector<PreflightProblem>& problems, const std::string& outcome) {
-  if (problems.size() == 1) throw Error(fmt::format("{} ({})", problems.front().message, outcome));
-  for (const auto* problem : ordered_problems(problems)) {
-    std::cerr << fmt::format("mill: preflight: {}: {}\n", problem->area, one_line(problem->message));
-  }
-  throw Error(fmt::format("preflight found {} problems, listed above ({})", problems.size(), outcome));
-}
-
-// The first problem that stops a job (its model's or its task's), if any.
-const PreflightProblem* problem_of(const PlannedJob& job, const std::vector<PreflightProblem>& problems) {
-  for (const auto& problem : problems) {
-    if (!problem.model.empty() && problem.model == job.job.model.to_string()) return &problem;
-    if (std::find(problem.tasks.begin(), problem.tasks.end(), job.job.task->name) != problem.tasks.end()) return &problem;
-  }
-  return nullptr;
 }
 
 nlohmann::json problem_json(const PreflightProblem& problem) {
@@ -320,53 +210,185 @@ ModelAndTaskLists model_and_task_lists(const ScheduleOptions& options) {
   return lists;
 }
 
-// What this sweep is planned with, recorded in its manifest so that collect --check can repeat it exactly.
-ScheduleSettings schedule_settings(const ScheduleOptions& options, const GlobalOptions& global,
-                                   const std::vector<std::filesystem::path>& extra_paths, const std::string& profile) {
-  ScheduleSettings settings;
-  settings.output_dir = global.output_dir_path();
-  settings.cache_dir = global.cache_dir_path();
-  settings.data_dir = sweep_data_dir(options);
-  if (!options.venv_path.empty()) settings.venv_path = std::filesystem::absolute(options.venv_path);
-  for (const auto& path : extra_paths) settings.extra_task_paths.push_back(path.string());
-  settings.cluster = profile;
-  settings.local = options.local;
-  settings.minutes_per_eval = options.minutes_per_eval;
-  settings.evals_per_element = options.evals_per_element;
-  settings.max_requeues = options.max_requeues;
-  settings.skip_model_check = options.skip_model_check;
-  settings.cost_history = cost_history_file(options);
-  return settings;
+// Lists every problem on stderr when there are several (one is the error line itself).
+void list_problems(const std::vector<PreflightProblem>& problems) {
+  if (problems.size() < 2) return;
+  for (const auto* problem : ordered_problems(problems)) {
+    std::cerr << fmt::format("mill: preflight: {}: {}\n", problem->area, one_line(problem->message));
+  }
 }
 
-// A continuation job that finds as much left to do as when its sweep was submitted (every job of its arrays
-// failed) ends the chain, so a sweep whose jobs cannot succeed does not resubmit itself forever.
-void stop_a_chain_without_progress(const ScheduleOptions& options, const std::filesystem::path& output_dir,
-                                   std::size_t jobs_left_now) {
-  const auto path = SweepPaths{sweeps_root(output_dir) / options.continues}.submission();
-  const auto record = nlohmann::json::parse(read_file(path, "submission record"), nullptr, false);
-  if (!record.is_object()) throw Error(fmt::format("--continues {}: {} is not JSON", options.continues, path.string()));
-  const auto submitted = record.value("jobs", 0);
-  int left_then = 0;
-  if (const auto it = record.find("continuation"); it != record.end() && it->is_object()) left_then = it->value("jobs_left", 0);
-  if (static_cast<int>(jobs_left_now) >= submitted + left_then) {
-    throw Error(fmt::format("continuation of sweep {}: none of its {} job(s) finished ({} still to run), so the chain "
-                            "stops here; see `mill status` and the logs in {}, then run mill schedule again by hand",
-                            options.continues, submitted, jobs_left_now, (path.parent_path() / "logs").string()),
-                ExitCode::eval_failed);
+ScheduleRequest schedule_request(const ScheduleOptions& options, const GlobalOptions& global) {
+  ScheduleRequest request;
+  const auto lists = model_and_task_lists(options);
+  request.models = lists.models;
+  request.tasks = lists.tasks;
+  request.n_shots_text = options.n_shots;
+  if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
+  request.limit = options.limit;
+  request.output_dir = global.output_dir_path();
+  request.cache_dir = global.cache_dir_path();
+  request.cluster = options.cluster;
+  request.dry_run = options.dry_run;
+  request.local = options.local;
+  if (!options.venv_path.empty()) request.venv_path = std::filesystem::absolute(options.venv_path);
+  request.data_dir = sweep_data_dir(options);
+  request.cost_history = cost_history_file(options);
+  for (const auto& path : parse_list_option(options.extra_task_paths)) {
+    request.extra_task_paths.push_back(std::filesystem::absolute(path));
+  }
+  request.max_requeues = options.max_requeues;
+  request.minutes_per_eval = options.minutes_per_eval;
+  request.evals_per_element = options.evals_per_element;
+  request.skip_model_check = options.skip_model_check;
+  request.lock_wait_seconds = options.lock_wait;
+  request.no_continuation = options.no_continuation;
+  request.continues = options.continues;
+  request.mill_binary = mill_executable();
+  request.command_line = own_command_line();
+  check_option_values(options, request.option_problems);
+  // A bad MILL_PROGRESS_INTERVAL is refused before anything is planned or written.
+  if (options.local && !options.dry_run) request.progress = progress_settings_for_stderr(false);
+  return request;
+}
+
+nlohmann::json schedule_json(const ScheduleOutcome& outcome) {
+  const auto& plan = outcome.plan;
+  const auto& profile = *outcome.choice.profile;
+  std::size_t largest_element = 0;
+  for (const auto& element : outcome.elements) largest_element = std::max(largest_element, element.size());
+  // Per array: what is submitted now (cut to the budget) and what was planned for it.
+  nlohmann::json arrays_json = nlohmann::json::array();
+  for (std::size_t a = 0, first = 0; a < outcome.arrays.arrays.size(); first += outcome.arrays.arrays[a].elements.size(), ++a) {
+    const auto& array = outcome.arrays.arrays[a];
+    const bool submitted_now = a < outcome.array_requests.size();
+    arrays_json.push_back({{"gpus", array.shape.gpus},
+                           {"cpus", array.shape.cpus},
+                           {"mem", array.shape.mem},
+                           {"mem_per_gpu", array.shape.mem_per_gpu},
+                           {"first_element", first},
+                           {"elements", array.elements.size()},
+                           {"elements_now", submitted_now ? outcome.array_requests[a].elements : 0},
+                           {"time_minutes", array.time_minutes},
+                           {"time_limit", format_slurm_time(array.time_minutes)},
+                           {"from_history", array.from_history},
+                           {"explanation", array.explanation},
+                           {"predicted_gpu_hours", array.predicted_gpu_hours},
+                           {"requested_gpu_hours", array.requested_gpu_hours},
+                           {"script", submitted_now && a < outcome.scripts.size() ? nlohmann::json(outcome.scripts[a])
+                                                                                  : nlohmann::json()}});
+  }
+  const auto left = outcome.elements.size() - outcome.submit_count;
+  const nlohmann::json continuation_json =
+      outcome.continuing ? nlohmann::json{{"elements_left", left}, {"jobs_left", outcome.deferred_jobs},
+                                          {"limited_by", outcome.budget.limited_by}}
+                         : nlohmann::json();
+  const auto& first_array = outcome.array_requests;
+  nlohmann::json out = {{"summary", outcome.summary},
+                        {"jobs", nlohmann::json::array()},
+                        {"counts",
+                         {{"total", plan.jobs.size()},
+                          {"pending", outcome.pending.size()},
+                          {"in_flight", outcome.pending.size() - outcome.to_run.size()},
+                          {"done", plan.count(ResultState::done)},
+                          {"missing", plan.count(ResultState::missing)},
+                          {"stale", plan.count(ResultState::stale)},
+                          {"corrupt", plan.count(ResultState::corrupt)}}},
+                        {"profile", {{"name", profile.name}, {"reason", outcome.choice.reason}}},
+                        {"array", {{"elements", outcome.elements.size()}, {"max_jobs_per_element", largest_element},
+                                   {"throttle", profile.max_array_len}}},
+                        {"time_limit", first_array.empty()
+                                           ? nlohmann::json()
+                                           : nlohmann::json{{"minutes", first_array.front().time_minutes},
+                                                            {"slurm", format_slurm_time(first_array.front().time_minutes)},
+                                                            {"explanation", first_array.front().time_explanation}}},
+                        {"arrays", arrays_json},
+                        {"gpu_hours", {{"predicted", outcome.arrays.predicted_gpu_hours},
+                                       {"requested", outcome.arrays.requested_gpu_hours}}},
+                        {"continuation", continuation_json},
+                        {"script", outcome.scripts.empty() ? std::string() : outcome.scripts.front()},
+                        {"settings", outcome.planned_with.to_json()},
+                        {"submitted", !outcome.submission.is_null() && !outcome.running_locally},
+                        {"submission", outcome.submission},
+                        {"messages", outcome.messages}};
+  out["problems"] = nlohmann::json::array();
+  for (const auto& problem : outcome.problems) out["problems"].push_back(problem_json(problem));
+  for (const auto& job : plan.jobs) {
+    auto entry = job_json(job);
+    if (const auto* problem = problem_of(job, outcome.problems)) {
+      entry["status"] = "blocked";
+      entry["problem"] = problem->message;
+    }
+    if (const auto it = outcome.in_flight.find(job.key.digest);
+        it != outcome.in_flight.end() && job.check.state != ResultState::done) {
+      entry["in_flight"] = {{"sweep_id", it->second.sweep_id}, {"array_job_id", it->second.array_job_id},
+                            {"element", it->second.element}, {"state", it->second.state}};
+    }
+    out["jobs"].push_back(entry);
+  }
+  return out;
+}
+
+void print_schedule(const ScheduleOutcome& outcome, const ScheduleOptions& options, bool plan_printed_first) {
+  const auto& plan = outcome.plan;
+  const auto& profile = *outcome.choice.profile;
+  const auto& arrays = outcome.arrays;
+  const auto& elements = outcome.elements;
+  const bool colour = stdout_is_colour_terminal();
+  if (options.dry_run) print_job_table(plan, outcome.problems, colour);
+  if (!plan_printed_first) std::cout << "\n" << outcome.summary << "\n";
+  if (options.local) {
+    if (!plan_printed_first) std::cout << "--local: no SLURM; every job runs here, one element after another\n";
+  } else {
+    std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, outcome.choice.reason);
+  }
+  if (!elements.empty() && !options.local) {
+    for (std::size_t a = 0; a < arrays.arrays.size(); ++a) {
+      const auto& array = arrays.arrays[a];
+      std::cout << fmt::format("array {} of {}: {} per element; {} element(s), at most {} running (%{}); {:.1f} "
+                               "GPU-hours predicted, {:.1f} requested\n",
+                               a + 1, arrays.arrays.size(), array.shape.to_string(), array.elements.size(),
+                               profile.max_array_len, profile.max_array_len, array.predicted_gpu_hours,
+                               array.requested_gpu_hours);
+      std::cout << "  time limit: " << array.explanation << "\n";
+    }
+    std::cout << fmt::format("sweep: {:.1f} GPU-hours predicted, {:.1f} requested\n", arrays.predicted_gpu_hours,
+                             arrays.requested_gpu_hours);
+    if (outcome.continuing && options.dry_run) {
+      std::cout << fmt::format("now: {} of {} element(s) ({}, assuming none of your jobs are queued); then a "
+                               "continuation job submits the other {} with {} job(s) when these end\n",
+                               outcome.submit_count, elements.size(), outcome.budget.limited_by,
+                               elements.size() - outcome.submit_count, outcome.deferred_jobs);
+    }
+  }
+  if (options.dry_run) {
+    for (std::size_t a = 0; a < outcome.scripts.size(); ++a) {
+      const auto path = SweepPaths{outcome.sbatch.sweep_dir}.script(a);
+      std::cout << "\n--- sbatch script " << path.filename().string() << " (submitted as: "
+                << join(sbatch_command(outcome.sbatch, path), " ") << ") ---\n"
+                << outcome.scripts[a] << "--- end of script ---\n";
+    }
+  }
+  for (const auto& message : outcome.messages) std::cout << message << "\n";
+  if (!outcome.problems.empty()) print_problems(std::cout, outcome.problems);
+  const auto newer = std::count_if(plan.jobs.begin(), plan.jobs.end(),
+                                   [](const PlannedJob& job) { return job.check.newer_scoring_version.has_value(); });
+  if (newer > 0) {
+    std::cout << fmt::format("{} job(s) have a result computed by a newer mill: left as they are, not run (see the "
+                             "reason column of --dry_run)\n",
+                             newer);
+  }
+  if (outcome.pending.empty()) {
+    std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
+  } else if (options.dry_run) {
+    std::cout << "dry run: nothing submitted\n";
+  } else if (outcome.to_run.empty()) {
+    std::cout << "nothing to submit: every job that is not done is already queued or running\n";
   }
 }
 
 void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
-  // Choose the profile before touching results, so a configuration error shows up first. Only a submission needs
-  // the user's own copy of the profiles; a dry run or --local can go on with the bundled ones.
-  const auto clusters = load_cluster_config(global.cache_dir_path(), options.dry_run || options.local
-                                                                         ? WithoutCopy::use_bundled
-                                                                         : WithoutCopy::fail);
-  if (!clusters.not_created.empty()) {
-    spdlog::warn("{}; using the bundled cluster profiles for this {}", clusters.not_created,
-                 options.dry_run ? "dry run" : "--local run");
-  }
+  const auto request = schedule_request(options, global);
   // The first run copied the bundled profiles for the user to edit: said once, when the run ends (after a long
   // job table, where it is seen), also when it fails.
   struct FirstRunNote {
@@ -376,419 +398,51 @@ void run_schedule(const ScheduleOptions& options, const GlobalOptions& global) {
       std::cerr << "mill: created " << one_line(created.string())
                 << " from the bundled cluster profiles; edit it for your cluster (docs/clusters.md)\n";
     }
-  } const first_run_note{clusters.created ? clusters.path : std::filesystem::path()};
-  const auto hostname = current_hostname();
-  const auto choice = options.local ? ProfileChoice{&clusters.profiles.front(), "--local: no SLURM"}
-                                    : choose_profile(clusters, options.cluster, hostname);
-  const auto& profile = *choice.profile;
-
-  std::vector<PreflightProblem> problems;
-  check_option_values(options, problems);
-  // A bad MILL_PROGRESS_INTERVAL is refused before anything is planned or written.
-  const auto progress_settings = options.local && !options.dry_run ? progress_settings_for_stderr(false) : ProgressSettings{};
-  std::error_code unreadable;  // counts as missing
-  if (options.venv_path.empty() && !options.local && !profile.venv_path.empty() && profile.container_image.empty() &&
-      !std::filesystem::exists(profile.venv_path / "bin" / "activate", unreadable)) {
-    // Inside a container only the image can tell.
-    problems.push_back({"environment", "", {},
-                        fmt::format("{}: profile {}, field `venv_path`: {} has no bin/activate (expected a virtual "
-                                    "environment directory; --venv_path overrides it)",
-                                    clusters.path.string(), profile.name, quote_value(profile.venv_path.string()))});
+  } first_run_note;
+  ScheduleHooks hooks;
+  hooks.profiles_created = [&](const std::filesystem::path& path) { first_run_note.created = path; };
+  // --local says what it will run (and what it skips) before running it, which may take hours; the outcome after.
+  bool plan_printed_first = false;
+  if (!options.json) {
+    hooks.before_local_run = [&](ScheduleOutcome& outcome) {
+      std::cout << "\n" << outcome.summary << "\n";
+      print_local_run_plan(std::vector<std::vector<const PlannedJob*>>(
+          outcome.elements.begin(), outcome.elements.begin() + static_cast<std::ptrdiff_t>(outcome.submit_count)));
+      for (const auto& message : outcome.messages) std::cout << message << "\n";
+      outcome.messages.clear();
+      std::cout << std::flush;
+      plan_printed_first = true;
+    };
   }
-  std::vector<std::filesystem::path> extra_paths;
-  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.push_back(std::filesystem::absolute(path));
-  const auto registry = TaskRegistry::load(extra_paths);
-
-  // Each model spec and task name on its own, so that every bad one is reported, not only the first.
-  PlanRequest request;
-  PreflightRequest preflight;
-  const auto lists = model_and_task_lists(options);
-  std::set<std::string> identities;  // each model is checked once, however it is spelled
-  for (const auto& text : lists.models) {
-    try {
-      auto spec = ModelSpec::parse(text);
-      request.models.push_back(text);
-      if (identities.insert(spec.identity()).second) preflight.models.push_back(std::move(spec));
-    } catch (const Error& e) {
-      problems.push_back({"model", text, {}, e.what()});
-    }
+  ScheduleOutcome outcome;
+  try {
+    outcome = schedule_sweep(request, hooks);
+  } catch (const ScheduleProblems& e) {
+    list_problems(e.problems);
+    throw;
   }
-  for (const auto& name : lists.tasks) {
-    try {
-      for (const auto* task : registry.expand({name})) {
-        if (std::find(preflight.tasks.begin(), preflight.tasks.end(), task) == preflight.tasks.end()) {
-          preflight.tasks.push_back(task);
-        }
-      }
-      request.tasks.push_back(name);
-    } catch (const Error& e) {
-      problems.push_back({"task", "", {name}, e.what()});
-    }
-  }
-  if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
-  if (options.limit && *options.limit > 0) request.limit = options.limit;
-  request.output_dir = global.output_dir_path();
-  preflight.n_shots = request.n_shots;
-  preflight.data_dir = sweep_data_dir(options);
-  preflight.output_dir = request.output_dir;
-  preflight.check_model_files = !options.skip_model_check;
-  if (!options.local) preflight.profile = &profile;
-  for (auto& problem : run_preflight(preflight)) problems.push_back(std::move(problem));
-  if (!problems.empty() && !options.dry_run) fail_preflight(problems, "nothing was submitted or run");
-  if (request.models.empty() || request.tasks.empty()) {
+  if (!outcome.planned) {
     // A dry run with nothing valid to plan: the problems are all there is to show.
     if (options.json) {
       nlohmann::json out = {{"problems", nlohmann::json::array()}, {"jobs", nlohmann::json::array()}};
-      for (const auto& problem : problems) out["problems"].push_back(problem_json(problem));
+      for (const auto& problem : outcome.problems) out["problems"].push_back(problem_json(problem));
       std::cout << out.dump(2) << "\n";
     }
-    fail_preflight(problems, "dry run: nothing submitted");
+    list_problems(outcome.problems);
+    throw ScheduleProblems(outcome.problems, "dry run: nothing submitted");
   }
-
-  // One submitter per output dir, from reading the results to recording the array: a second schedule waits here,
-  // then plans with the first one's array in flight (docs/schedule.md, "One submitter at a time").
-  std::optional<JobLock> submit_lock;
-  std::vector<std::string> messages;  // printed after the plan (or put into the JSON)
-  if (!options.dry_run && !options.local) {
-    // A lock that cannot be created is a path problem, like a sweep directory that cannot be (exit 2).
-    submit_lock.emplace(submit_lock_path(request.output_dir), ExitCode::usage);
-    if (!submit_lock->acquire(std::chrono::seconds(options.lock_wait))) {
-      throw Error(fmt::format("another mill schedule is submitting to {} ({}; lock {}); nothing submitted: run this "
-                              "again when it has finished (it will see that sweep in flight)",
-                              quote_value(request.output_dir.string()), submit_lock->holder(),
-                              submit_lock->path().string()),
-                  ExitCode::busy);
-    }
-    for (auto& line : reconcile_submissions(request.output_dir)) messages.push_back(std::move(line));
-  }
-
-  const auto plan = build_plan(request, registry);
-  const auto pending = plan.pending();
-  const bool submitting = !options.dry_run && !options.local && !pending.empty();
-
-  // Jobs that an earlier sweep still has in the queue are not submitted twice. Only a real submission asks
-  // squeue, so --dry_run stays fast and works away from the cluster.
-  std::vector<QueueEntry> queue;
-  std::map<std::string, InFlightJob> in_flight;
-  if (submitting) {
-    std::string error;
-    auto answer = query_user_queue(&error);
-    if (!answer) {
-      throw Error(fmt::format("cannot read the queue ({}); nothing submitted", error), ExitCode::submit_failed);
-    }
-    queue = std::move(*answer);
-    // A continuation job plans from inside SLURM: its own job is not part of the sweep's queue budget.
-    if (const char* self = std::getenv("SLURM_JOB_ID"); self && *self && !options.continues.empty()) {
-      std::erase_if(queue, [&](const QueueEntry& entry) { return entry.array_job_id == self; });
-    }
-    in_flight = jobs_in_flight(request.output_dir, queue);
-  }
-  std::vector<const PlannedJob*> to_run;  // pending jobs not in flight, in plan order
-  for (const auto* job : pending) {
-    if (!in_flight.count(job->key.digest)) to_run.push_back(job);
-  }
-  if (!options.continues.empty() && !options.dry_run) stop_a_chain_without_progress(options, request.output_dir, to_run.size());
-  // A dry run with problems still shows its plan: values that failed the preflight are replaced by the defaults.
-  const bool values_valid = problems.empty();
-  WorkEstimator work(global.cache_dir_path(), sweep_data_dir(options));
-  const CostModel cost(read_cost_history(request.output_dir, cost_history_file(options)));
-  ArrayPlanRequest arrays_request;
-  arrays_request.profile = &profile;
-  arrays_request.registry = &registry;
-  arrays_request.requested_tasks = request.tasks;
-  if (values_valid) {
-    arrays_request.minutes_per_eval = options.minutes_per_eval;
-    arrays_request.evals_per_element = options.evals_per_element;
-  }
-  arrays_request.read_checkpoints = !options.skip_model_check;
-  arrays_request.work = &work;
-  arrays_request.cost = &cost;
-  const auto arrays = plan_arrays(to_run, arrays_request);
-  work.save();
-  const auto elements = arrays.all_elements();
-
-  // What goes to SLURM now: the budget's share of the elements, one slot kept for the continuation job when the
-  // rest must wait. A dry run assumes an empty queue (it does not ask squeue).
-  auto budget = submit_budget(profile, static_cast<int>(queue.size()), static_cast<int>(elements.size()));
-  const bool continuing = !options.local && !options.no_continuation && budget.elements < static_cast<int>(elements.size());
-  if (continuing && budget.elements > 0) --budget.elements;
-  const auto submit_count = options.local ? elements.size() : static_cast<std::size_t>(budget.elements);
-  const std::vector<std::vector<const PlannedJob*>> to_submit(elements.begin(), elements.begin() + submit_count);
-  std::size_t deferred_jobs = 0;
-  for (auto it = elements.begin() + submit_count; it != elements.end(); ++it) deferred_jobs += it->size();
-  // The arrays cut to what is submitted now.
-  std::vector<ArrayRequest> array_requests;
-  for (std::size_t a = 0, first = 0; a < arrays.arrays.size() && first < submit_count; ++a) {
-    const auto& array = arrays.arrays[a];
-    const auto count = std::min(array.elements.size(), submit_count - first);
-    array_requests.push_back({static_cast<int>(first), static_cast<int>(count), array.shape, array.time_minutes,
-                              array.explanation});
-    first += array.elements.size();
-  }
-
-  SbatchRequest sbatch;
-  sbatch.profile = &profile;
-  sbatch.mill_binary = mill_executable();
-  sbatch.output_dir = request.output_dir;
-  sbatch.cache_dir = global.cache_dir_path();
-  sbatch.sweep_dir = request.output_dir / "sweeps" / "<sweep-id>";
-  sbatch.manifest = sbatch.sweep_dir / "manifest.json";
-  if (!options.venv_path.empty()) {
-    sbatch.venv_path = std::filesystem::absolute(options.venv_path);
-  } else if (!profile.venv_path.empty() && !options.local) {
-    sbatch.venv_path = profile.venv_path;  // the profile's default (checked by the preflight)
-  }
-  // The scripts of a dry run, one per array, as they will be submitted.
-  std::vector<std::string> scripts;
-  if (!options.local) {
-    for (const auto& array : array_requests) {
-      auto rendered = sbatch;
-      rendered.first_element = array.first_element;
-      rendered.array_size = array.elements;
-      rendered.shape = array.shape;
-      rendered.time_minutes = array.time_minutes;
-      scripts.push_back(render_sbatch_script(rendered));
-    }
-  }
-
-  const auto planned_with = schedule_settings(options, global, extra_paths, options.local ? "" : profile.name);
-  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()},
-                             {"max_requeues", options.max_requeues.value_or(kDefaultMaxRequeues)},
-                             {"schedule", planned_with.to_json()}};
-  for (const auto& path : extra_paths) settings["extra_task_paths"].push_back(path.string());
-  if (const auto data_dir = sweep_data_dir(options)) settings["data_dir"] = data_dir->string();
-  if (!options.local && !profile.gpu_type.empty()) settings["gpu_type"] = profile.gpu_type;  // for the results' provenance
-
-  const auto summary = fmt::format(
-      "{} job(s) = {} model(s) × {} task(s) × n_shots; {} to run ({} missing, {} stale, {} corrupt), {} done (skipped)",
-      plan.jobs.size(), request.models.size(), registry.expand(request.tasks).size(), pending.size(),
-      plan.count(ResultState::missing), plan.count(ResultState::stale), plan.count(ResultState::corrupt),
-      plan.count(ResultState::done));
-
-  if (const auto legacy = result_directories_to_migrate(request.output_dir); !legacy.empty()) {
-    messages.push_back(fmt::format("{} results director(ies) use an earlier spelling of their model (results/{} is "
-                                   "now results/{}); schedule and collect look only under today's spelling: run `mill "
-                                   "migrate` once to move them",
-                                   legacy.size(), legacy.front().first, legacy.front().second));
-  }
-  if (!in_flight.empty()) {
-    std::set<std::string> arrays;
-    for (const auto& [key, job] : in_flight) arrays.insert(job.array_job_id);
-    std::size_t count = 0;
-    for (const auto* job : pending) count += in_flight.count(job->key.digest);
-    messages.push_back(fmt::format("{} job(s) already queued or running in earlier sweeps (array job(s) {}): not submitted again",
-                                   count, join(std::vector<std::string>(arrays.begin(), arrays.end()), ", ")));
-  }
-
-  nlohmann::json submission = nullptr;
-  int exit_code = 0;
-  // --local says what it will run (and what it skips) before running it, which may take hours; the outcome after.
-  const bool running_locally = options.local && !to_submit.empty() && !options.dry_run;
-  const bool plan_printed_first = running_locally && !options.json;
-  if (plan_printed_first) {
-    std::cout << "\n" << summary << "\n";
-    print_local_run_plan(to_submit);
-    for (const auto& message : messages) std::cout << message << "\n";
-    messages.clear();
-    std::cout << std::flush;
-  }
-  if (running_locally) {
-    ProgressDisplay display(progress_settings);
-    const auto outcome = run_locally(to_submit, settings, request.output_dir, display);
-    submission = outcome.record;
-    messages.push_back(outcome.message);
-    exit_code = outcome.exit_code;
-  } else if (submitting && to_submit.empty() && !elements.empty()) {
-    messages.push_back(fmt::format("nothing submitted: {}; run mill schedule again when your queue has room (it "
-                                   "submits only what is still missing)",
-                                   budget.limited_by));
-  } else if (submitting && !to_submit.empty()) {
-    SubmitRequest submit;
-    submit.elements = to_submit;
-    submit.arrays = array_requests;
-    submit.profile = &profile;
-    submit.mill_binary = sbatch.mill_binary;
-    submit.output_dir = request.output_dir;
-    submit.cache_dir = sbatch.cache_dir;
-    submit.venv_path = sbatch.venv_path;
-    submit.settings = settings;
-    submit.command_line = own_command_line();
-    submit.continues = options.continues;
-    submit.models = request.models;
-    submit.tasks = request.tasks;
-    if (continuing) {
-      ContinuationRequest continuation;
-      continuation.before_schedule = {sbatch.mill_binary.string()};
-      for (auto& word : planned_with.global_arguments()) continuation.before_schedule.push_back(std::move(word));
-      if (!options.n_shots.empty()) continuation.schedule_options = {"--n_shots", options.n_shots};
-      if (request.limit) {
-        continuation.schedule_options.insert(continuation.schedule_options.end(), {"--limit", std::to_string(*request.limit)});
-      }
-      for (auto& word : planned_with.schedule_arguments()) continuation.schedule_options.push_back(std::move(word));
-      continuation.jobs_left = static_cast<int>(deferred_jobs);
-      continuation.elements_left = static_cast<int>(elements.size() - to_submit.size());
-      submit.continuation = continuation;
-    }
-    const auto result = submit_sweep(submit);
-    scripts.clear();
-    for (std::size_t a = 0; a < array_requests.size(); ++a) {
-      scripts.push_back(read_file(result.sweep.script(a), "sbatch script"));  // with the real sweep paths
-    }
-    submission = {{"sweep_id", result.sweep_id},
-                  {"sweep_dir", result.sweep.dir.string()},
-                  {"array_job_id", result.array_job_id},
-                  {"array_job_ids", result.array_job_ids},
-                  {"elements", result.elements},
-                  {"jobs", result.jobs},
-                  {"deferred_elements", elements.size() - to_submit.size()},
-                  {"deferred_jobs", deferred_jobs},
-                  {"continuation_job_id", result.continuation_job_id.empty() ? nlohmann::json()
-                                                                             : nlohmann::json(result.continuation_job_id)}};
-    messages.push_back(fmt::format("submitted array job{} {}: {} element(s) with {} job(s), at most {} running at once "
-                                   "per array; sweep {} (logs in {}); follow it with `mill status`",
-                                   result.array_job_ids.size() > 1 ? "s" : "", join(result.array_job_ids, ", "),
-                                   result.elements, result.jobs, profile.max_array_len, result.sweep_id,
-                                   result.sweep.logs().string()));
-    for (const auto& warning : result.warnings) messages.push_back(warning);
-    if (!result.continuation_job_id.empty()) {
-      messages.push_back(fmt::format("not submitted yet: {} element(s) with {} job(s), because of the {}; continuation "
-                                     "job {} submits them when these arrays end (--no_continuation to do it by hand)",
-                                     elements.size() - to_submit.size(), deferred_jobs, budget.limited_by,
-                                     result.continuation_job_id));
-    } else if (to_submit.size() < elements.size()) {
-      messages.push_back(fmt::format("not submitted yet: {} element(s) with {} job(s), because of the {}; run the same "
-                                     "mill schedule again once the queue drains (it submits only what is still missing)",
-                                     elements.size() - to_submit.size(), deferred_jobs, budget.limited_by));
-    }
-  }
-
-  std::size_t largest_element = 0;
-  for (const auto& element : elements) largest_element = std::max(largest_element, element.size());
-  // Per array: what is submitted now (cut to the budget) and what was planned for it.
-  nlohmann::json arrays_json = nlohmann::json::array();
-  for (std::size_t a = 0, first = 0; a < arrays.arrays.size(); first += arrays.arrays[a].elements.size(), ++a) {
-    const auto& array = arrays.arrays[a];
-    const bool submitted_now = a < array_requests.size();
-    arrays_json.push_back({{"gpus", array.shape.gpus},
-                           {"cpus", array.shape.cpus},
-                           {"mem", array.shape.mem},
-                           {"mem_per_gpu", array.shape.mem_per_gpu},
-                           {"first_element", first},
-                           {"elements", array.elements.size()},
-                           {"elements_now", submitted_now ? array_requests[a].elements : 0},
-                           {"time_minutes", array.time_minutes},
-                           {"time_limit", format_slurm_time(array.time_minutes)},
-                           {"from_history", array.from_history},
-                           {"explanation", array.explanation},
-                           {"predicted_gpu_hours", array.predicted_gpu_hours},
-                           {"requested_gpu_hours", array.requested_gpu_hours},
-                           {"script", submitted_now && a < scripts.size() ? nlohmann::json(scripts[a]) : nlohmann::json()}});
-  }
-  const nlohmann::json continuation_json =
-      continuing ? nlohmann::json{{"elements_left", elements.size() - to_submit.size()}, {"jobs_left", deferred_jobs},
-                                  {"limited_by", budget.limited_by}}
-                 : nlohmann::json();
   if (options.json) {
-    nlohmann::json out = {{"summary", summary},
-                          {"jobs", nlohmann::json::array()},
-                          {"counts",
-                           {{"total", plan.jobs.size()},
-                            {"pending", pending.size()},
-                            {"in_flight", pending.size() - to_run.size()},
-                            {"done", plan.count(ResultState::done)},
-                            {"missing", plan.count(ResultState::missing)},
-                            {"stale", plan.count(ResultState::stale)},
-                            {"corrupt", plan.count(ResultState::corrupt)}}},
-                          {"profile", {{"name", profile.name}, {"reason", choice.reason}}},
-                          {"array", {{"elements", elements.size()}, {"max_jobs_per_element", largest_element},
-                                     {"throttle", profile.max_array_len}}},
-                          {"time_limit", array_requests.empty()
-                                             ? nlohmann::json()
-                                             : nlohmann::json{{"minutes", array_requests.front().time_minutes},
-                                                              {"slurm", format_slurm_time(array_requests.front().time_minutes)},
-                                                              {"explanation", array_requests.front().time_explanation}}},
-                          {"arrays", arrays_json},
-                          {"gpu_hours", {{"predicted", arrays.predicted_gpu_hours}, {"requested", arrays.requested_gpu_hours}}},
-                          {"continuation", continuation_json},
-                          {"script", scripts.empty() ? std::string() : scripts.front()},
-                          {"settings", planned_with.to_json()},
-                          {"submitted", !submission.is_null() && !options.local},
-                          {"submission", submission},
-                          {"messages", messages}};
-    out["problems"] = nlohmann::json::array();
-    for (const auto& problem : problems) out["problems"].push_back(problem_json(problem));
-    for (const auto& job : plan.jobs) {
-      auto entry = job_json(job);
-      if (const auto* problem = problem_of(job, problems)) {
-        entry["status"] = "blocked";
-        entry["problem"] = problem->message;
-      }
-      if (const auto it = in_flight.find(job.key.digest); it != in_flight.end() && job.check.state != ResultState::done) {
-        entry["in_flight"] = {{"sweep_id", it->second.sweep_id}, {"array_job_id", it->second.array_job_id},
-                              {"element", it->second.element}, {"state", it->second.state}};
-      }
-      out["jobs"].push_back(entry);
-    }
-    std::cout << out.dump(2) << "\n";
+    std::cout << schedule_json(outcome).dump(2) << "\n";
   } else {
-    const bool colour = stdout_is_colour_terminal();
-    if (options.dry_run) print_job_table(plan, problems, colour);
-    if (!plan_printed_first) std::cout << "\n" << summary << "\n";
-    if (options.local) {
-      if (!plan_printed_first) std::cout << "--local: no SLURM; every job runs here, one element after another\n";
-    } else {
-      std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, choice.reason);
-    }
-    if (!elements.empty() && !options.local) {
-      for (std::size_t a = 0; a < arrays.arrays.size(); ++a) {
-        const auto& array = arrays.arrays[a];
-        std::cout << fmt::format("array {} of {}: {} per element; {} element(s), at most {} running (%{}); {:.1f} "
-                                 "GPU-hours predicted, {:.1f} requested\n",
-                                 a + 1, arrays.arrays.size(), array.shape.to_string(), array.elements.size(),
-                                 profile.max_array_len, profile.max_array_len, array.predicted_gpu_hours,
-                                 array.requested_gpu_hours);
-        std::cout << "  time limit: " << array.explanation << "\n";
-      }
-      std::cout << fmt::format("sweep: {:.1f} GPU-hours predicted, {:.1f} requested\n", arrays.predicted_gpu_hours,
-                               arrays.requested_gpu_hours);
-      if (continuing && options.dry_run) {
-        std::cout << fmt::format("now: {} of {} element(s) ({}, assuming none of your jobs are queued); then a "
-                                 "continuation job submits the other {} with {} job(s) when these end\n",
-                                 to_submit.size(), elements.size(), budget.limited_by, elements.size() - to_submit.size(),
-                                 deferred_jobs);
-      }
-    }
-    if (options.dry_run) {
-      for (std::size_t a = 0; a < scripts.size(); ++a) {
-        const auto path = SweepPaths{sbatch.sweep_dir}.script(a);
-        std::cout << "\n--- sbatch script " << path.filename().string() << " (submitted as: "
-                  << join(sbatch_command(sbatch, path), " ") << ") ---\n"
-                  << scripts[a] << "--- end of script ---\n";
-      }
-    }
-    for (const auto& message : messages) std::cout << message << "\n";
-    if (!problems.empty()) print_problems(std::cout, problems);
-    const auto newer = std::count_if(plan.jobs.begin(), plan.jobs.end(),
-                                     [](const PlannedJob& job) { return job.check.newer_scoring_version.has_value(); });
-    if (newer > 0) {
-      std::cout << fmt::format("{} job(s) have a result computed by a newer mill: left as they are, not run (see the "
-                               "reason column of --dry_run)\n",
-                               newer);
-    }
-    if (pending.empty()) {
-      std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
-    } else if (options.dry_run) {
-      std::cout << "dry run: nothing submitted\n";
-    } else if (to_run.empty()) {
-      std::cout << "nothing to submit: every job that is not done is already queued or running\n";
-    }
+    print_schedule(outcome, options, plan_printed_first);
   }
-  if (!problems.empty()) {
-    throw Error(fmt::format("preflight found {} problem(s), listed above; dry run: nothing submitted", problems.size()));
+  if (!outcome.problems.empty()) {
+    throw Error(fmt::format("preflight found {} problem(s), listed above; dry run: nothing submitted",
+                            outcome.problems.size()));
   }
-  if (exit_code != 0) {
-    throw Error(fmt::format("--local: {}", submission.value("failed_message", std::string("a job failed"))),
-                static_cast<ExitCode>(exit_code));
+  if (outcome.local_exit_code != 0) {
+    throw Error(fmt::format("--local: {}", outcome.submission.value("failed_message", std::string("a job failed"))),
+                static_cast<ExitCode>(outcome.local_exit_code));
   }
 }
 

@@ -3,9 +3,9 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/error.hpp"
-#include "mill/model.hpp"
-#include "mill/remote_plugin.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/remote_plugin.hpp"
 
 namespace mill::cli {
 

@@ -8,10 +8,10 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/error.hpp"
-#include "mill/submit.hpp"
-#include "mill/sweep_status.hpp"
-#include "mill/text.hpp"
+#include "mill/base/error.hpp"
+#include "mill/sweep/submit.hpp"
+#include "mill/sweep/sweep_status.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill::cli {
 

@@ -5,11 +5,11 @@
 #include <iostream>
 
 #include "commands.hpp"
-#include "mill/dataset.hpp"
-#include "mill/error.hpp"
-#include "mill/task_check.hpp"
-#include "mill/tasks.hpp"
-#include "mill/text.hpp"
+#include "mill/eval/dataset.hpp"
+#include "mill/base/error.hpp"
+#include "mill/eval/task_check.hpp"
+#include "mill/eval/tasks.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill::cli {
 

@@ -6,7 +6,7 @@
 #include <cctype>
 
 #include "commands.hpp"
-#include "mill/text.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill::cli {
 

@@ -1,4 +1,4 @@
-#include "mill/api_backend.hpp"
+#include "mill/remote/api_backend.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <thread>
 
-#include "mill/error.hpp"
-#include "mill/openai_protocol.hpp"
-#include "mill/text.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/openai_protocol.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill {
 

@@ -1,4 +1,4 @@
-#include "mill/http_client.hpp"
+#include "mill/remote/http_client.hpp"
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -14,9 +14,9 @@
 #include <random>
 #include <thread>
 
-#include "mill/error.hpp"
-#include "mill/openai_protocol.hpp"
-#include "mill/text.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/openai_protocol.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill {
 

@@ -1,9 +1,9 @@
-#include "mill/openai_protocol.hpp"
+#include "mill/remote/openai_protocol.hpp"
 
 #include <fmt/format.h>
 
-#include "mill/error.hpp"
-#include "mill/text.hpp"
+#include "mill/base/error.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill {
 

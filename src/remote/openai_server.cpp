@@ -1,4 +1,4 @@
-#include "mill/openai_server.hpp"
+#include "mill/remote/openai_server.hpp"
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -12,10 +12,10 @@
 #include <future>
 #include <random>
 
-#include "mill/error.hpp"
-#include "mill/openai_protocol.hpp"
-#include "mill/text.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/openai_protocol.hpp"
+#include "mill/base/text.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 
 namespace mill {
 

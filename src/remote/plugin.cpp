@@ -1,12 +1,12 @@
 // The entry points of libmill_remote.so (remote_plugin.hpp). Errors cross the boundary as text and exit codes.
 #include <string>
 
-#include "mill/api_backend.hpp"
-#include "mill/error.hpp"
-#include "mill/openai_server.hpp"
-#include "mill/remote_plugin.hpp"
-#include "mill/text.hpp"
-#include "mill/vllm_backend.hpp"
+#include "mill/remote/api_backend.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/openai_server.hpp"
+#include "mill/model/remote_plugin.hpp"
+#include "mill/base/text.hpp"
+#include "mill/remote/vllm_backend.hpp"
 
 namespace {
 template <typename Body>

@@ -1,4 +1,4 @@
-#include "mill/request_journal.hpp"
+#include "mill/remote/request_journal.hpp"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -10,8 +10,8 @@
 #include <cstring>
 #include <fstream>
 
-#include "mill/text.hpp"
-#include "mill/host.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/host.hpp"
 
 namespace mill {
 

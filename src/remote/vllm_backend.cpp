@@ -1,4 +1,4 @@
-#include "mill/vllm_backend.hpp"
+#include "mill/remote/vllm_backend.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,12 +19,12 @@
 #include <fstream>
 #include <thread>
 
-#include "mill/checkpoint_files.hpp"
-#include "mill/error.hpp"
-#include "mill/openai_protocol.hpp"
-#include "mill/request_journal.hpp"
-#include "mill/text.hpp"
-#include "mill/host.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/base/error.hpp"
+#include "mill/remote/openai_protocol.hpp"
+#include "mill/remote/request_journal.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/host.hpp"
 
 namespace mill {
 

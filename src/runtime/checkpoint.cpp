@@ -13,10 +13,10 @@
 #include <fmt/format.h>
 #include <set>
 
-#include "mill/atomic_file.hpp"
-#include "mill/checkpoint_files.hpp"
-#include "mill/error.hpp"
-#include "mill/text.hpp"
+#include "mill/base/atomic_file.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/base/error.hpp"
+#include "mill/base/text.hpp"
 
 namespace mill::runtime {
 

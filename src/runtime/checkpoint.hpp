@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "mill/checkpoint_files.hpp"
-#include "mill/model_spec.hpp"
-#include "mill/safetensors.hpp"
+#include "mill/model/checkpoint_files.hpp"
+#include "mill/model/model_spec.hpp"
+#include "mill/model/safetensors.hpp"
 
 namespace mill::runtime {
 

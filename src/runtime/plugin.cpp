@@ -1,5 +1,5 @@
 // The in-process backend: a Hugging Face checkpoint run with libtorch, exported as the plugin entry point that
-// src/lib/runtime_plugin.cpp loads for `mill eval`. Text goes through mill's tokenizer; everything below the
+// src/model/runtime_plugin.cpp loads for `mill eval`. Text goes through mill's tokenizer; everything below the
 // token level is runtime.cpp.
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -17,12 +17,12 @@
 #include <spdlog/spdlog.h>
 
 #include "checkpoint.hpp"
-#include "mill/error.hpp"
-#include "mill/model.hpp"
-#include "mill/model_args.hpp"
-#include "mill/runtime_plugin.hpp"
-#include "mill/text.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/model_args.hpp"
+#include "mill/model/runtime_plugin.hpp"
+#include "mill/base/text.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 #include "runtime.hpp"
 #include "transformer.hpp"
 

@@ -13,8 +13,8 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
-#include "mill/error.hpp"
-#include "mill/sampling.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/sampling.hpp"
 
 namespace mill::runtime {
 

@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-#include "mill/model.hpp"
+#include "mill/model/model.hpp"
 #include "transformer.hpp"
 
 namespace mill::runtime {

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <limits>
 
-#include "mill/error.hpp"
+#include "mill/base/error.hpp"
 
 namespace mill::runtime {
 

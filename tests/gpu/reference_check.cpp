@@ -6,11 +6,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "mill/demo_model.hpp"
-#include "mill/error.hpp"
-#include "mill/model.hpp"
-#include "mill/runtime_plugin.hpp"
-#include "mill/tokenizer.hpp"
+#include "mill/model/demo_model.hpp"
+#include "mill/base/error.hpp"
+#include "mill/model/model.hpp"
+#include "mill/model/runtime_plugin.hpp"
+#include "mill/tokenizers/tokenizer.hpp"
 
 using namespace mill;
 

@@ -1,0 +1,42 @@
+#include "mill/base/plugin.hpp"
+
+#include <dlfcn.h>
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "mill/base/error.hpp"
+
+namespace mill {
+
+std::filesystem::path plugin_path(const PluginInfo& plugin) {
+  if (const char* path = std::getenv(plugin.environment_variable); path && *path) return path;
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return (ec ? std::filesystem::path(".") : exe.parent_path()) / plugin.file_name;
+}
+
+void* open_plugin(const PluginInfo& plugin) {
+  const auto path = plugin_path(plugin);
+  void* handle = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) {
+    const char* reason = ::dlerror();
+    throw Error(fmt::format("{}: cannot load {} ({}); build the {} target or set {}", plugin.unavailable,
+                            path.string(), reason ? reason : "unknown reason", plugin.target,
+                            plugin.environment_variable),
+                ExitCode::eval_failed);
+  }
+  return handle;
+}
+
+void* plugin_symbol(void* handle, const PluginInfo& plugin, const char* name) {
+  void* symbol = ::dlsym(handle, name);
+  if (!symbol) {
+    throw Error(fmt::format("{} is not mill's {} plugin (no {} symbol)", plugin_path(plugin).string(), plugin.kind,
+                            name),
+                ExitCode::eval_failed);
+  }
+  return symbol;
+}
+
+}  // namespace mill

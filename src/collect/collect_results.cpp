@@ -1,0 +1,225 @@
+// Reading results for collect: one file parsed into a CollectedResult, a whole results tree scanned in parallel.
+#include "mill/collect/collect.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+#include <map>
+#include <spdlog/spdlog.h>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+
+#include "mill/base/error.hpp"
+#include "mill/base/text.hpp"
+#include "mill/base/json_fields.hpp"
+#include "mill/model/model_spec.hpp"
+
+namespace mill {
+
+std::string model_identity_of(const std::string& spec) {
+  try {
+    return ModelSpec::parse(spec).identity();
+  } catch (const Error&) {
+    return spec;  // not a spec mill can parse: compare it as written
+  }
+}
+
+namespace {
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+// Reads a whole file with plain syscalls: collect reads 100k small files, where stream set-up would dominate.
+bool read_whole_file(const std::filesystem::path& path, std::string& out, std::string& problem) {
+  // O_NOFOLLOW: a symlink in the results tree is not mill's, and is not read as a result.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    problem = fmt::format("cannot open: {}", error == ELOOP ? "it is a symbolic link" : std::strerror(error));
+    errno = error;
+    return false;
+  }
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    problem = fmt::format("cannot stat: {}", std::strerror(errno));
+    ::close(fd);
+    return false;
+  }
+  out.resize(static_cast<std::size_t>(info.st_size));
+  std::size_t done = 0;
+  while (true) {
+    if (done == out.size()) out.resize(out.size() + 4096);  // the file grew, or st_size was 0 (procfs-like)
+    const auto got = ::read(fd, out.data() + done, out.size() - done);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      problem = fmt::format("cannot read: {}", std::strerror(errno));
+      ::close(fd);
+      return false;
+    }
+    if (got == 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  out.resize(done);
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
+
+std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
+                                                      const TaskRegistry& registry, std::string& problem) {
+  auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    problem = content.empty() ? "empty file" : "not valid JSON (truncated or damaged)";
+    return std::nullopt;
+  }
+  problem = result_document_problem(document);
+  if (!problem.empty()) return std::nullopt;
+
+  CollectedResult result;
+  result.path = path;
+  result.task = document["task"].get<std::string>();
+  result.n_shot = document["n_shot"].get<int>();
+  result.n_samples = document["n_samples"].get<long long>();
+  result.key = document["key"].get<std::string>();
+  result.key_inputs = std::move(document["key_inputs"]);
+  // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
+  // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
+  const auto model_directory = path.parent_path().parent_path().filename().string();
+  auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
+  if (identity.empty()) identity = string_field(document, "model_identity");
+  if (identity.empty()) identity = string_field(result.key_inputs, "model");
+  result.model = identity.empty() ? model_identity_of(document["model"].get<std::string>()) : identity;
+  if (const auto it = result.key_inputs.find("limit"); it != result.key_inputs.end() && it->is_number_integer()) {
+    result.limit = it->get<int>();
+  }
+  const auto* task = registry.find(result.task);
+  result.benchmark = string_field(document, "benchmark");
+  if (result.benchmark.empty() && task) result.benchmark = task->benchmark;
+  result.output_type = string_field(document, "output_type");
+  if (result.output_type.empty() && task) result.output_type = to_string(task->output_type);
+  result.primary_metric = string_field(document, "primary_metric");
+  auto document_method = string_field(document, "stderr_method");
+  // The engine records how its standard errors were made under provenance.bootstrap (resamples, seed).
+  if (document_method.empty() && document.contains("provenance") && document["provenance"].is_object() &&
+      document["provenance"].contains("bootstrap")) {
+    document_method = "bootstrap";
+  }
+
+  for (auto& [name, metric] : document["metrics"].items()) {
+    const auto value = finite_number_field(metric, "value");
+    if (!value) continue;  // a metric the run could not compute (null) is not a number to average
+    CollectedMetric out;
+    out.name = name;
+    out.value = *value;
+    out.standard_error = finite_number_field(metric, "stderr");
+    out.stderr_method = string_field(metric, "stderr_method");
+    if (out.stderr_method.empty()) out.stderr_method = document_method;
+    if (out.stderr_method.empty() && out.standard_error) out.stderr_method = "result";
+    const auto n = metric.find("n");
+    out.n = n != metric.end() && n->is_number_integer() ? n->get<long long>() : result.n_samples;
+    result.metrics.push_back(std::move(out));
+  }
+  if (result.metrics.empty()) {
+    problem = "no metric has a numeric value";
+    return std::nullopt;
+  }
+  return result;
+}
+
+ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegistry& registry, unsigned threads) {
+  ResultScan scan;
+  std::vector<std::filesystem::path> files;
+  const auto root = output_dir / "results";
+  // The entries of one directory; one that exists but cannot be listed (or stops listing) is recorded, not skipped.
+  const auto list = [&](const std::filesystem::path& dir) {
+    std::vector<std::filesystem::directory_entry> entries;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    for (std::filesystem::directory_iterator end; !ec && it != end; it.increment(ec)) entries.push_back(*it);
+    if (ec && !(dir == root && ec == std::errc::no_such_file_or_directory)) {
+      scan.unreadable.push_back({dir, fmt::format("cannot list the directory: {}", ec.message())});
+    }
+    return entries;
+  };
+  // The layout is fixed (results/<model>/<task>/<file>), so three flat listings beat a recursive walk.
+  std::error_code ec;
+  for (const auto& model_dir : list(root)) {
+    if (!model_dir.is_directory(ec)) continue;
+    for (const auto& task_dir : list(model_dir.path())) {
+      if (!task_dir.is_directory(ec)) continue;
+      for (const auto& file : list(task_dir.path())) {
+        const auto name = file.path().filename().native();
+        if (!ends_with(name, ".json") || name.front() == '.') continue;
+        files.push_back(file.path());
+      }
+    }
+  }
+  std::sort(files.begin(), files.end());
+
+  std::vector<std::optional<CollectedResult>> parsed(files.size());
+  std::vector<std::string> problems(files.size());
+  std::vector<char> cannot_open(files.size(), 0);  // permissions, not damage
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> bytes{0};
+  const auto work = [&] {
+    std::string content;
+    std::size_t local_bytes = 0;
+    while (true) {
+      const auto i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= files.size()) break;
+      if (!read_whole_file(files[i], content, problems[i])) {
+        cannot_open[i] = errno == EACCES || errno == EPERM;
+        continue;
+      }
+      local_bytes += content.size();
+      try {
+        parsed[i] = parse_collected_result(files[i], content, registry, problems[i]);
+      } catch (const std::exception& e) {
+        // A result that parses as JSON but has fields of unexpected types: skip it like any damaged file.
+        problems[i] = one_line(e.what());
+      }
+    }
+    bytes += local_bytes;
+  };
+  if (threads == 0) threads = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(1, files.size() / 64)));
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& thread : pool) thread.join();
+
+  scan.bytes = bytes;
+  scan.results.reserve(files.size());
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (parsed[i]) {
+      scan.results.push_back(std::move(*parsed[i]));
+    } else if (cannot_open[i]) {
+      scan.unreadable.push_back({files[i], problems[i]});
+    } else {
+      scan.skipped.push_back({files[i], problems[i].empty() ? "not a valid result" : problems[i]});
+    }
+  }
+  std::sort(scan.unreadable.begin(), scan.unreadable.end(),
+            [](const SkippedFile& a, const SkippedFile& b) { return a.path < b.path; });
+  return scan;
+}
+
+bool CollectFilter::accepts(const CollectedResult& result) const {
+  if (!model_identities.empty() && !model_identities.count(result.model)) return false;
+  if (!tasks.empty() && !tasks.count(result.task)) return false;
+  if (!n_shots.empty() && !n_shots.count(result.n_shot)) return false;
+  return true;
+}
+
+}  // namespace mill

@@ -1,0 +1,103 @@
+#include "mill/sweep/schedule_settings.hpp"
+
+#include <fmt/format.h>
+
+#include "mill/base/text.hpp"
+
+namespace mill {
+
+namespace {
+
+template <typename T>
+nlohmann::json optional_json(const std::optional<T>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json();
+}
+
+std::optional<std::filesystem::path> path_field(const nlohmann::json& object, const char* name) {
+  const auto it = object.find(name);
+  if (it == object.end() || !it->is_string() || it->get<std::string>().empty()) return std::nullopt;
+  return std::filesystem::path(it->get<std::string>());
+}
+
+// The shortest text that reads back as the same double (10, 0.5, 2.25).
+std::string number_text(double value) { return fmt::format("{}", value); }
+
+}  // namespace
+
+nlohmann::json ScheduleSettings::to_json() const {
+  nlohmann::json json = {{"output_dir", output_dir.string()},
+          {"cache_dir", cache_dir.string()},
+          {"data_dir", data_dir ? nlohmann::json(data_dir->string()) : nlohmann::json()},
+          {"venv_path", venv_path ? nlohmann::json(venv_path->string()) : nlohmann::json()},
+          {"extra_task_paths", extra_task_paths},
+          {"cluster", cluster},
+          {"local", local},
+          {"minutes_per_eval", optional_json(minutes_per_eval)},
+          {"evals_per_element", optional_json(evals_per_element)},
+          {"max_requeues", optional_json(max_requeues)},
+          {"skip_model_check", skip_model_check}};
+  if (cost_history) json["cost_history"] = cost_history->string();  // only when given: older manifests lack it
+  return json;
+}
+
+ScheduleSettings ScheduleSettings::from_manifest_settings(const nlohmann::json& settings,
+                                                          const std::filesystem::path& output_dir) {
+  ScheduleSettings out;
+  out.output_dir = output_dir;
+  if (!settings.is_object()) return out;
+  out.data_dir = path_field(settings, "data_dir");
+  if (const auto it = settings.find("extra_task_paths"); it != settings.end() && it->is_array()) {
+    for (const auto& path : *it) {
+      if (path.is_string()) out.extra_task_paths.push_back(path.get<std::string>());
+    }
+  }
+  const auto it = settings.find("schedule");
+  if (it == settings.end() || !it->is_object()) return out;
+  const auto& schedule = *it;
+  // The output dir the manifest was found under wins: a results tree may have been moved since.
+  if (const auto cache = path_field(schedule, "cache_dir")) out.cache_dir = *cache;
+  out.venv_path = path_field(schedule, "venv_path");
+  out.cost_history = path_field(schedule, "cost_history");
+  if (const auto cluster = schedule.find("cluster"); cluster != schedule.end() && cluster->is_string()) {
+    out.cluster = cluster->get<std::string>();
+  }
+  out.local = schedule.value("local", nlohmann::json(false)).is_boolean() && schedule.value("local", false);
+  if (const auto m = schedule.find("minutes_per_eval"); m != schedule.end() && m->is_number()) {
+    out.minutes_per_eval = m->get<double>();
+  }
+  if (const auto e = schedule.find("evals_per_element"); e != schedule.end() && e->is_number_integer()) {
+    out.evals_per_element = e->get<int>();
+  }
+  if (const auto r = schedule.find("max_requeues"); r != schedule.end() && r->is_number_integer()) {
+    out.max_requeues = r->get<int>();
+  }
+  out.skip_model_check =
+      schedule.value("skip_model_check", nlohmann::json(false)).is_boolean() && schedule.value("skip_model_check", false);
+  return out;
+}
+
+std::vector<std::string> ScheduleSettings::global_arguments() const {
+  std::vector<std::string> words = {"--output_dir", output_dir.string()};
+  if (!cache_dir.empty()) words.insert(words.end(), {"--cache_dir", cache_dir.string()});
+  return words;
+}
+
+std::vector<std::string> ScheduleSettings::schedule_arguments() const {
+  std::vector<std::string> words;
+  if (local) {
+    words.push_back("--local");
+  } else if (!cluster.empty()) {
+    words.insert(words.end(), {"--cluster", cluster});
+  }
+  if (data_dir) words.insert(words.end(), {"--data_dir", data_dir->string()});
+  if (venv_path) words.insert(words.end(), {"--venv_path", venv_path->string()});
+  if (!extra_task_paths.empty()) words.insert(words.end(), {"--extra_task_paths", join(extra_task_paths, ",")});
+  if (minutes_per_eval) words.insert(words.end(), {"--minutes_per_eval", number_text(*minutes_per_eval)});
+  if (evals_per_element) words.insert(words.end(), {"--evals_per_element", std::to_string(*evals_per_element)});
+  if (max_requeues) words.insert(words.end(), {"--max_requeues", std::to_string(*max_requeues)});
+  if (skip_model_check) words.push_back("--skip_model_check");
+  if (cost_history) words.insert(words.end(), {"--cost_history", cost_history->string()});
+  return words;
+}
+
+}  // namespace mill

@@ -1,0 +1,49 @@
+#pragma once
+// Private to the tokenizer implementation: what tokenizer_config.json says, the two tokenizer kinds, and
+// the UTF-8 helpers they share.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "mill/tokenizers/tokenizer.hpp"
+
+namespace mill::detail {
+
+// The parts of tokenizer_config.json (and special_tokens_map.json) that change encoding or the chat template.
+struct TokenizerConfig {
+  std::optional<std::string> bos_token;
+  std::optional<std::string> eos_token;
+  // Explicit add_bos_token / add_eos_token: used for tokenizer.model files only (a tokenizer.json's
+  // post_processor decides there, as in transformers 5).
+  std::optional<bool> add_bos_token;
+  std::optional<bool> add_eos_token;
+  std::optional<std::string> chat_template;
+  // Every "*_token" string (bos_token, eos_token, unk_token, pad_token, ...): variables of the chat template.
+  std::map<std::string, std::string> special_tokens;
+  std::filesystem::path source;  // for messages
+};
+
+TokenizerConfig read_tokenizer_config(const std::filesystem::path& folder);
+
+std::unique_ptr<Tokenizer> load_json_tokenizer(const std::filesystem::path& tokenizer_json, TokenizerConfig config);
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_file,
+                                                        TokenizerConfig config);
+
+// Renders config.chat_template (throws mill::Error naming the problem when there is none or it fails).
+std::string render_chat_template(const TokenizerConfig& config, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt);
+
+// Length of the valid UTF-8 sequence starting at text[pos], or 0 when the bytes there are not one.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t pos);
+// Decodes the code point at text[pos] (which must start a valid sequence of `length` bytes).
+char32_t utf8_code_point(std::string_view text, std::size_t pos, std::size_t length);
+void append_utf8(std::string& out, char32_t code_point);
+// Invalid UTF-8 replaced by U+FFFD, one per maximal invalid subpart (as Python's and Rust's lossy decoders).
+std::string utf8_lossy(std::string_view bytes);
+// Python's str.isspace() for one code point.
+bool is_python_space(char32_t code_point);
+
+}  // namespace mill::detail
