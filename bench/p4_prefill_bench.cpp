@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -40,6 +41,12 @@ double sgemm_gflops(std::int64_t m, std::int64_t k, std::int64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // This process links libtorch, so libgomp has read its settings before main: set the wait policy that the plugin
+  // loader sets for `mill eval` (src/model/runtime_plugin.cpp) and start again, so both sides run as mill does.
+  if (!std::getenv("OMP_WAIT_POLICY")) {
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    ::execv("/proc/self/exe", argv);
+  }
   const std::string mill = argc > 1 ? argv[1] : MILL_BINARY;
   const std::string plugin = argc > 2 ? argv[2] : MILL_RUNTIME_PLUGIN_PATH;
   const auto folder = std::filesystem::temp_directory_path() / "mill-p4-llama";

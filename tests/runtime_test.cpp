@@ -1,6 +1,8 @@
 // The in-process runtime (libmill_runtime.so) on real checkpoint files written by `mill demo-model`: the
 // invariants that batching, prefix sharing and caching must not change the numbers, and a direct computation of
 // a tiny Llama's log-probabilities. Skipped when the plugin was not built (no libtorch).
+#include <sched.h>
+
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -382,6 +384,39 @@ TEST_CASE("runtime: bad checkpoints and arguments are one-line errors", "[runtim
   CHECK_THAT(unknown, Catch::Contains("BertForMaskedLM"));
   CHECK_THAT(unknown, Catch::Contains("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM"));
   CHECK_THAT(unknown, Catch::Contains("Gemma3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM, GPT2LMHeadModel, GPTNeoXForCausalLM"));
+}
+
+TEST_CASE("runtime: CPU threads come from the job's CPUs or the threads arg, and provenance reports them", "[runtime]") {
+  REQUIRE_PLUGIN();
+  TempDir dir;
+  write_demo_model(dir.path(), {});
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  REQUIRE(::sched_getaffinity(0, sizeof mask, &mask) == 0);
+  const int allowed = CPU_COUNT(&mask);
+  const char* slurm = std::getenv("SLURM_CPUS_PER_TASK");
+  const std::string saved = slurm ? slurm : "";
+  ::unsetenv("SLURM_CPUS_PER_TASK");
+  const auto provenance = load(dir.path(), "")->provenance();
+  CHECK(provenance["threads"] == allowed);
+  CHECK(provenance["peak_rss_mb"].get<double>() > 1);
+  CHECK(load(dir.path(), "threads=1")->provenance()["threads"] == 1);
+  ::setenv("SLURM_CPUS_PER_TASK", "1", 1);
+  CHECK(load(dir.path(), "")->provenance()["threads"] == 1);
+  ::setenv("SLURM_CPUS_PER_TASK", "4096", 1);  // never more than the CPUs this process may run on
+  CHECK(load(dir.path(), "")->provenance()["threads"] == allowed);
+  CHECK(load(dir.path(), "threads=auto")->provenance()["threads"] == allowed);
+  if (slurm) {
+    ::setenv("SLURM_CPUS_PER_TASK", saved.c_str(), 1);
+  } else {
+    ::unsetenv("SLURM_CPUS_PER_TASK");
+  }
+  try {
+    load(dir.path(), "threads=0");
+    FAIL("threads=0 was accepted");
+  } catch (const Error& e) {
+    CHECK_THAT(std::string(e.what()), Catch::Contains("threads=") && Catch::Contains("is not a whole number in 1..4096"));
+  }
 }
 
 TEST_CASE("runtime: models are found in the Hugging Face cache layout through refs/main", "[runtime]") {

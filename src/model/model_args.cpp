@@ -173,7 +173,7 @@ std::vector<std::pair<std::string, std::string>> canonical_model_args(const Mode
 const std::vector<std::string>& runtime_model_args() {
   static const std::vector<std::string> keys = {"dtype",     "device", "batch_size",     "max_context_length",
                                                 "use_chat_template", "revision", "path", "share_prefixes",
-                                                "generation_cache"};
+                                                "generation_cache", "threads"};
   return keys;
 }
 
@@ -200,6 +200,9 @@ RuntimeArgs read_runtime_args(const ModelSpec& spec) {
   }
   if (auto value = spec.arg("batch_size"); value && *value != "auto") {
     args.batch_size = whole_number(spec, "batch_size", 0, 1, 1LL << 40);
+  }
+  if (auto value = spec.arg("threads"); value && *value != "auto") {
+    args.threads = static_cast<int>(whole_number(spec, "threads", 0, 1, 4096));
   }
   if (spec.arg("max_context_length")) args.max_context_length = whole_number(spec, "max_context_length", 0, 1, 1LL << 40);
   if (auto value = spec.arg("share_prefixes")) args.share_prefixes = parse_bool(spec, "share_prefixes", *value);

@@ -152,7 +152,9 @@ const std::vector<std::string>& execution_only_model_args() {
       "batch_size", "device",  "concurrency", "num_concurrent", "port", "timeout", "max_retries",
       "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpus", "gpu_memory_utilization", "startup_timeout", "api_key_env",
       // The runtime's prefix sharing and generation cache only save work (tests/runtime_test.cpp holds them to that).
-      "share_prefixes", "generation_cache"};
+      "share_prefixes", "generation_cache",
+      // CPU threads change only the order of floating-point sums, as batch_size does.
+      "threads"};
   return keys;
 }
 

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+
 #include "mill/base/error.hpp"
 #include "mill/base/plugin.hpp"
 
@@ -39,6 +41,10 @@ std::unique_ptr<ModelBackend> load_runtime_backend(const ModelSpec& spec) {
         if (::dlopen(protobuf, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)) break;
       }
     }
+    // libtorch's OpenMP threads and OpenBLAS's own threads take turns on the same cores; OpenMP's default of
+    // spinning after each parallel region kept OpenBLAS waiting (prefill 2-3x slower on 2 cores,
+    // docs/performance.md). libgomp reads this once, when the plugin loads it; a value already set is kept.
+    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     handle = open_plugin(kRuntimePlugin);
   }
   auto create = reinterpret_cast<CreateRuntimeBackendFn>(plugin_symbol(handle, kRuntimePlugin, kRuntimeBackendSymbol));

@@ -358,6 +358,13 @@ MappedFile::~MappedFile() {
   if (data_) ::munmap(data_, size_);
 }
 
+void MappedFile::release(std::size_t begin, std::size_t end) const {
+  static const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const auto first = (begin + page - 1) / page * page, last = std::min(end, size_) / page * page;
+  // Advice only: if the kernel declines, the pages stay resident and nothing else changes.
+  if (first < last) ::madvise(data_ + first, last - first, MADV_DONTNEED);
+}
+
 WeightStore::WeightStore(const std::filesystem::path& folder) {
   std::error_code ec;
   const auto file_names = weight_files(folder);
@@ -367,15 +374,14 @@ WeightStore::WeightStore(const std::filesystem::path& folder) {
     if (!std::filesystem::exists(path, ec)) {
       throw Error(fmt::format("{}: the shard {} named by model.safetensors.index.json is missing", folder.string(), file_name));
     }
-    files_.push_back(std::make_unique<MappedFile>(path));
-    const auto& file = *files_.back();
-    headers_.push_back(std::make_unique<safetensors::Header>(safetensors::parse_header(file.data(), file.size(), path.string())));
+    auto file = std::make_shared<const MappedFile>(path);
+    headers_.push_back(std::make_unique<safetensors::Header>(safetensors::parse_header(file->data(), file->size(), path.string())));
     const auto& header = *headers_.back();
     for (const auto& tensor : header.tensors) {
       if (index_.count(tensor.name)) {
         throw Error(fmt::format("{}: tensor {} is also in {}", path.string(), tensor.name, index_[tensor.name].file_name));
       }
-      index_[tensor.name] = Entry{&file, &header, &tensor, file_name};
+      index_[tensor.name] = Entry{file, &header, &tensor, file_name};
       dtypes.insert(std::string(safetensors::dtype_name(tensor.dtype)));
     }
   }
@@ -408,16 +414,20 @@ at::Tensor WeightStore::get(const std::string& name, const std::vector<std::int6
       throw Error(fmt::format("{}: tensor {} is stored as {}; mill loads F32, F16, BF16 or F64 weights", entry.file_name,
                               name, safetensors::dtype_name(info.dtype)));
   }
-  const std::byte* data = entry.file->data() + entry.header->data_offset + info.begin;
-  auto view = at::from_blob(const_cast<std::byte*>(data), info.shape, at::TensorOptions().dtype(type));
+  const auto begin = entry.header->data_offset + info.begin, end = entry.header->data_offset + info.end;
+  const std::byte* data = entry.file->data() + begin;
+  // The view owns a share of the mapping; when it goes, so do its pages (converted tensors are copies, so their
+  // source pages go as soon as the conversion is done).
+  auto view = at::from_blob(
+      const_cast<std::byte*>(data), info.shape,
+      [file = entry.file, begin, end](void*) { file->release(begin, end); }, at::TensorOptions().dtype(type));
   // Unaligned data (a header not padded to 8 bytes) is copied first; vectorised kernels expect aligned rows.
   if (reinterpret_cast<std::uintptr_t>(data) % safetensors::dtype_size(info.dtype) != 0) {
     auto aligned = at::empty(info.shape, at::TensorOptions().dtype(type));
     std::memcpy(aligned.data_ptr(), data, info.end - info.begin);
     view = aligned;
   }
-  // Always an owning copy: the model never depends on the mapping staying valid.
-  if (view.scalar_type() == options.dtype().toScalarType() && options.device().is_cpu()) return view.clone();
+  if (view.scalar_type() == options.dtype().toScalarType() && options.device().is_cpu()) return view;
   return view.to(options.device(), options.dtype().toScalarType());
 }
 

@@ -83,7 +83,8 @@ struct TransformerConfig {
 // Reads config.json; an unknown architecture or a missing/invalid field is a mill::Error naming the file.
 TransformerConfig read_config(const std::filesystem::path& folder);
 
-// A read-only memory map of one file.
+// A private memory map of one file. Tensors that view it keep it alive (shared ownership), so it is unmapped
+// when the last of them goes.
 class MappedFile {
  public:
   explicit MappedFile(const std::filesystem::path& path);
@@ -92,14 +93,19 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
   const std::byte* data() const { return data_; }
   std::size_t size() const { return size_; }
+  // Gives the pages that lie wholly inside [begin, end) back to the kernel: they leave this process's resident
+  // set and, if read again, come back from the file (the mapping is private and never written).
+  void release(std::size_t begin, std::size_t end) const;
 
  private:
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };
 
-// All tensors of a checkpoint (model.safetensors, or the shards its index names). Tensors are views of the
-// mapped files until converted, so loading touches each byte once.
+// All tensors of a checkpoint (model.safetensors, or the shards its index names), memory-mapped. A tensor whose
+// stored dtype is the one asked for, on the CPU, is a view of the mapping (no copy); any other is converted, and
+// the pages it was read from are released once no view of them is left, so loading holds the converted model
+// plus at most the tensors being converted, never the file and a full copy.
 class WeightStore {
  public:
   explicit WeightStore(const std::filesystem::path& folder);
@@ -112,12 +118,11 @@ class WeightStore {
 
  private:
   struct Entry {
-    const MappedFile* file;
+    std::shared_ptr<const MappedFile> file;
     const safetensors::Header* header;
     const safetensors::TensorInfo* info;
     std::string file_name;
   };
-  std::vector<std::unique_ptr<MappedFile>> files_;
   std::vector<std::unique_ptr<safetensors::Header>> headers_;
   std::map<std::string, Entry> index_;
   std::string dtype_summary_;

@@ -5,6 +5,9 @@
 #include <c10/util/Exception.h>
 
 #include <dlfcn.h>
+#include <malloc.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -87,6 +91,45 @@ std::string gpus_on_this_node() {
   return {};
 }
 
+// The CPUs this process was given: SLURM_CPUS_PER_TASK when SLURM set it, else the affinity mask (what taskset,
+// cgroups' cpusets and SLURM's binding leave to it); never more than the mask, since threads beyond it only queue.
+int cpus_given() {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  int allowed = ::sched_getaffinity(0, sizeof mask, &mask) == 0 ? CPU_COUNT(&mask) : 0;
+  if (allowed <= 0) allowed = static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  if (const char* slurm = std::getenv("SLURM_CPUS_PER_TASK")) {
+    char* end = nullptr;
+    const long value = std::strtol(slurm, &end, 10);
+    if (end != slurm && *end == '\0' && value > 0) return static_cast<int>(std::min<long>(value, allowed));
+  }
+  return allowed;
+}
+
+// One count for libtorch's intra-op threads and OpenBLAS's pool, which libtorch does not set (Debian's libtorch
+// calls the system BLAS). Asked of whatever BLAS is loaded, so other BLAS libraries are left alone.
+void use_threads(int threads) {
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  using SetThreads = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(threads);
+}
+
+// A forward allocates the same large activations again and again. glibc serves blocks over 32 MB with fresh mmap
+// calls and returns them on free, so every forward page-faults its activations in again: on the development VM
+// that made allocating and filling 64 MB cost 670 ms instead of 5 (docs/performance.md). Kept in the heap instead,
+// freed blocks are reused; the process keeps what its largest forward needed (batches are bounded for that).
+void keep_freed_memory() {
+  ::mallopt(M_MMAP_MAX, 0);
+  ::mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+}
+
+// The largest resident set of this process so far, in bytes (Linux reports kilobytes).
+std::int64_t peak_rss_bytes() {
+  struct rusage usage {};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;
+}
+
 // libtorch_cuda is loaded with libtorch when the build has CUDA; a CPU-only build (Debian's) has none.
 bool libtorch_has_cuda() {
   for (const char* name : {"libtorch_cuda.so", "libc10_cuda.so"}) {
@@ -121,6 +164,9 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
     if (args.share_prefixes) settings.share_prefixes = *args.share_prefixes;
     if (args.generation_cache) settings.generation_cache = *args.generation_cache;
     use_chat_template_ = args.use_chat_template;
+    threads_ = args.threads > 0 ? args.threads : cpus_given();
+    use_threads(threads_);
+    if (device_.is_cpu()) keep_freed_memory();
 
     location_ = locate_checkpoint(spec);
     const auto config = read_config(location_.folder);
@@ -229,7 +275,8 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
             {"batch_size", settings.batch_size > 0 ? nlohmann::json(settings.batch_size) : nlohmann::json("auto")},
             {"max_context_length", runtime_->max_length()},
             {"use_chat_template", use_chat_template_},
-            {"threads", at::get_num_threads()},
+            {"threads", threads_},
+            {"peak_rss_mb", static_cast<double>(peak_rss_bytes()) / (1 << 20)},
             {"load_seconds", load_seconds_},
             {"forward_tokens", counters.forward_tokens},
             {"padded_tokens", counters.padded_tokens},
@@ -325,6 +372,7 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
   std::string weights_dtype_;
   std::int64_t parameters_ = 0;
   std::int64_t prefix_token_ = 0;
+  int threads_ = 1;
   double load_seconds_ = 0;
 };
 

@@ -22,8 +22,10 @@ namespace {
 
 // A common prefix is computed separately and shared only when it saves at least this many tokens.
 constexpr std::int64_t kMinPrefixSaving = 32;
-// Log-probabilities are computed for at most this many vocabulary entries at once (bounded fp32 memory).
+// Logits are computed for at most this many vocabulary entries at once (bounded fp32 memory: 256 MB on a GPU,
+// 64 MB on the CPU, where memory is what the process keeps).
 constexpr std::int64_t kMaxLogitElements = std::int64_t{1} << 26;
+constexpr std::int64_t kMaxLogitElementsCpu = std::int64_t{1} << 24;
 
 std::size_t common_prefix(const Tokens& a, const Tokens& b) {
   const auto n = std::min(a.size(), b.size());
@@ -107,8 +109,7 @@ const Runtime::Prefix& Runtime::prefix_for(const Tokens& tokens) {
   prefix->cache = model_->make_cache(1, P);
   std::vector<std::int64_t> ids = tokens, positions(P);
   std::iota(positions.begin(), positions.end(), 0);
-  const auto mask = at::ones({P, P}, at::TensorOptions().dtype(at::kBool).device(device_)).tril().view({1, 1, P, P});
-  model_->forward(long_tensor(ids, {1, P}, device_), long_tensor(positions, {1, P}, device_), mask, &prefix->cache);
+  model_->forward(long_tensor(ids, {1, P}, device_), long_tensor(positions, {1, P}, device_), at::Tensor(), &prefix->cache);
   add_forward(P, P);
   last_prefix_ = std::move(prefix);
   return *last_prefix_;
@@ -124,13 +125,19 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
   const std::int64_t P = prefix ? static_cast<std::int64_t>(prefix->tokens.size()) : 0;
   const std::int64_t S = P + T;
   std::vector<std::int64_t> tokens(B * T, 0), positions(B * T, 0);
-  std::vector<std::uint8_t> mask(static_cast<std::size_t>(B * T * S), 0);
+  // Without continuation branches every row is plain causal (padding at the end is never seen by a real token,
+  // and what padding itself sees is never read), so the model needs no mask tensor.
+  bool branched = false;
+  for (const auto* row : batch) {
+    branched = branched || std::any_of(row->branch.begin(), row->branch.end(), [](std::int32_t b) { return b != 0; });
+  }
+  std::vector<std::uint8_t> mask(branched ? static_cast<std::size_t>(B * T * S) : 0, 0);
   for (std::int64_t b = 0; b < B; ++b) {
     const auto& row = *batch[b];
     const auto L = static_cast<std::int64_t>(row.tokens.size());
     std::copy(row.tokens.begin(), row.tokens.end(), tokens.begin() + b * T);
     std::copy(row.positions.begin(), row.positions.end(), positions.begin() + b * T);
-    for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t t = 0; branched && t < T; ++t) {
       auto* m = mask.data() + (b * T + t) * S;
       if (t >= L) {
         m[P + t] = 1;  // padding attends to itself only, so its softmax stays finite
@@ -153,7 +160,7 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
     cache.length = P;
   }
   const auto hidden = model_->forward(long_tensor(tokens, {B, T}, device_), long_tensor(positions, {B, T}, device_),
-                                      bool_tensor(mask, {B, 1, T, S}, device_), prefix ? &cache : nullptr);
+                                      branched ? bool_tensor(mask, {B, 1, T, S}, device_) : at::Tensor(), prefix ? &cache : nullptr);
   add_forward(real, B * T);
 
   // Distinct scoring positions: the four single-token answers of a question share one distribution.
@@ -182,29 +189,32 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
   if (flat.empty()) return;
   const auto gathered = hidden.reshape({B * T, hidden.size(2)}).index_select(0, long_tensor(flat, {static_cast<std::int64_t>(flat.size())}, device_));
   const auto N = static_cast<std::int64_t>(flat.size());
-  const auto chunk = std::max<std::int64_t>(1, kMaxLogitElements / vocab);
+  const auto chunk = std::max<std::int64_t>(1, (device_.is_cuda() ? kMaxLogitElements : kMaxLogitElementsCpu) / vocab);
   std::vector<double> picked(picks.size());
   std::vector<std::int64_t> argmax(N);
+  const bool exact_logits = model_->options().dtype() == at::kFloat;
   for (std::int64_t start = 0; start < N; start += chunk) {
     const auto n = std::min(chunk, N - start);
-    const auto log_probs = model_->log_probs(gathered.narrow(0, start, n));
-    std::vector<std::int64_t> flat_index;
+    const auto rows = gathered.narrow(0, start, n);
+    const auto logits = model_->logits(rows);
+    std::vector<std::int64_t> flat_index, pick_rows, pick_tokens;
     std::vector<std::size_t> which;
     for (std::size_t p = 0; p < picks.size(); ++p) {
       if (picks[p].row >= start && picks[p].row < start + n) {
         flat_index.push_back((picks[p].row - start) * vocab + picks[p].token);
+        pick_rows.push_back(picks[p].row - start);
+        pick_tokens.push_back(picks[p].token);
         which.push_back(p);
       }
     }
-    const auto values = log_probs.reshape({-1})
-                            .index_select(0, long_tensor(flat_index, {static_cast<std::int64_t>(flat_index.size())}, device_))
-                            .to(at::kDouble)
-                            .cpu();
-    const auto best = log_probs.argmax(-1).cpu();
-    const auto* v = values.data_ptr<double>();
-    for (std::size_t i = 0; i < which.size(); ++i) picked[which[i]] = v[i];
+    const auto M = static_cast<std::int64_t>(which.size());
+    const auto best = logits.argmax(-1).cpu();
+    at::Tensor values;
     if (top_ > 0) {
-      // Taken from the same tensor as the picked values, so a token that is its position's best equals top[0].
+      // The full log-softmax, only when the best tokens are asked for: picked values and the top list come from
+      // the same tensor, so a token that is its position's best equals top[0].
+      const auto log_probs = at::log_softmax(logits, -1);
+      values = log_probs.reshape({-1}).index_select(0, long_tensor(flat_index, {M}, device_)).to(at::kDouble).cpu();
       const auto k = std::min<std::int64_t>(top_, vocab);
       const auto best_k = log_probs.topk(k, -1);
       const auto top_values = std::get<0>(best_k).to(at::kDouble).cpu().contiguous();
@@ -217,7 +227,16 @@ void Runtime::run_batch(const std::vector<const Row*>& batch, const Prefix* pref
         top.clear();
         for (std::int64_t j = 0; j < k; ++j) top.push_back({static_cast<TokenId>(ti[r * k + j]), tv[r * k + j]});
       }
+    } else {
+      // log P(token) = its logit - logsumexp of the row: one pass over the logits, no log-softmax tensor.
+      const auto row_index = long_tensor(pick_rows, {M}, device_);
+      const auto log_norm = at::logsumexp(logits, -1).index_select(0, row_index).to(at::kDouble);
+      const auto picked_logits = exact_logits ? logits.reshape({-1}).index_select(0, long_tensor(flat_index, {M}, device_))
+                                              : model_->token_logits(rows.index_select(0, row_index), long_tensor(pick_tokens, {M}, device_));
+      values = (picked_logits.to(at::kDouble) - log_norm).cpu();
     }
+    const auto* v = values.data_ptr<double>();
+    for (std::size_t i = 0; i < which.size(); ++i) picked[which[i]] = v[i];
     const auto* a = best.data_ptr<std::int64_t>();
     std::copy(a, a + n, argmax.begin() + start);
   }
@@ -235,7 +254,8 @@ void Runtime::run_rows(std::vector<Row>& rows, const Prefix* prefix, std::vector
   // Longest first: rows of similar length share a batch, so little of it is padding.
   std::stable_sort(order.begin(), order.end(), [](const Row* a, const Row* b) { return a->tokens.size() > b->tokens.size(); });
   const std::int64_t P = prefix ? static_cast<std::int64_t>(prefix->tokens.size()) : 0;
-  const std::int64_t max_tokens = device_.is_cuda() ? 65536 : 8192;
+  // On the CPU a matrix product of 2,048 rows already runs at full speed; larger batches only add memory.
+  const std::int64_t max_tokens = device_.is_cuda() ? 65536 : 2048;
   std::int64_t row_cap = settings_.batch_size > 0 ? settings_.batch_size : std::numeric_limits<std::int64_t>::max();
   std::size_t i = 0;
   while (i < order.size()) {

@@ -19,20 +19,23 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
-// Rotates the first rotary_dim features of each head by the position's angles (the "rotate half" layout that
-// Hugging Face checkpoints use); the remaining features pass through (GPT-NeoX's partial rotary).
-at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, std::int64_t rotary_dim) {
-  const auto head_dim = x.size(-1);
-  const auto rotated = rotary_dim == head_dim ? x : x.narrow(-1, 0, rotary_dim);
+// Rotates, in place, the first rotary_dim features of each head of x [B, T, heads, head_dim] (float32) by the
+// position's angles, in the "rotate half" layout that Hugging Face checkpoints use: with (a, b) the two halves,
+// a' = a cos - b sin and b' = b cos + a sin. cos and sin are [B, T, 1, rotary_dim / 2]; the remaining features
+// pass through (partial rotary).
+void rotate_in_place(at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, std::int64_t rotary_dim) {
   const auto half = rotary_dim / 2;
-  const auto rotate_half = at::cat({rotated.narrow(-1, half, half).neg(), rotated.narrow(-1, 0, half)}, -1);
-  auto out = rotated * cos + rotate_half * sin;
-  if (rotary_dim == head_dim) return out;
-  return at::cat({out, x.narrow(-1, rotary_dim, head_dim - rotary_dim)}, -1);
+  auto a = x.narrow(-1, 0, half), b = x.narrow(-1, half, half);
+  const auto a0 = a.clone();
+  a.mul_(cos).addcmul_(b, sin, -1);
+  b.mul_(cos).addcmul_(a0, sin);
 }
 
-// Scores of one query chunk stay under this many elements, so long prompts do not need T × S memory per head.
-constexpr std::int64_t kMaxScoreElements = std::int64_t{1} << 27;
+// Attention runs over blocks of at most this many queries, each against the keys it can see (causal: the keys up
+// to its last query), so the work above the diagonal is skipped and score memory stays small.
+constexpr std::int64_t kQueryBlock = 128;
+// ... and a block's scores stay under this many elements (fewer queries per block for large batches).
+constexpr std::int64_t kMaxBlockScores = std::int64_t{1} << 22;
 
 }  // namespace
 
@@ -109,10 +112,13 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
   const auto V = config.vocab_size, H = config.hidden_size, I = config.intermediate_size, D = config.head_dim;
   const auto q_size = config.heads * D, kv_size = config.kv_heads * D;
   auto get = [&](const std::string& name, std::vector<std::int64_t> shape) { return weights.get(name, shape, options); };
+  // Norm weights (and biases) are float32 whatever the compute dtype: norms run on the float32 residual stream.
+  const auto float_options = options.dtype(at::kFloat);
+  auto get_float = [&](const std::string& name, std::int64_t size) { return weights.get(name, {size}, float_options); };
   // RMSNorm weights; Gemma's (1 + w) is folded in here, in float32 as the reference computes it.
   auto norm_weight = [&](const std::string& name, std::int64_t size) {
-    if (!config.norm_plus_one) return get(name, {size});
-    return (weights.get(name, {size}, at::TensorOptions().dtype(at::kFloat)) + 1).to(options);
+    if (!config.norm_plus_one) return get_float(name, size);
+    return weights.get(name, {size}, float_options) + 1;
   };
   if (config.family == "llama" || config.family == "phi3") {
     const bool phi3 = config.family == "phi3";
@@ -183,10 +189,10 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
     for (std::int64_t l = 0; l < config.layers; ++l) {
       const auto p = fmt::format("{}h.{}.", prefix, l);
       Layer layer;
-      layer.norm1_weight = get(p + "ln_1.weight", {H});
-      layer.norm1_bias = get(p + "ln_1.bias", {H});
-      layer.norm2_weight = get(p + "ln_2.weight", {H});
-      layer.norm2_bias = get(p + "ln_2.bias", {H});
+      layer.norm1_weight = get_float(p + "ln_1.weight", H);
+      layer.norm1_bias = get_float(p + "ln_1.bias", H);
+      layer.norm2_weight = get_float(p + "ln_2.weight", H);
+      layer.norm2_bias = get_float(p + "ln_2.bias", H);
       layer.qkv_weight = get(p + "attn.c_attn.weight", {H, 3 * H}).t().contiguous();
       layer.qkv_bias = get(p + "attn.c_attn.bias", {3 * H});
       layer.out_weight = get(p + "attn.c_proj.weight", {H, H}).t().contiguous();
@@ -197,18 +203,18 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
       layer.down_bias = get(p + "mlp.c_proj.bias", {H});
       layers_.push_back(std::move(layer));
     }
-    final_norm_weight_ = get(prefix + "ln_f.weight", {H});
-    final_norm_bias_ = get(prefix + "ln_f.bias", {H});
+    final_norm_weight_ = get_float(prefix + "ln_f.weight", H);
+    final_norm_bias_ = get_float(prefix + "ln_f.bias", H);
     lm_head_ = embedding_;
   } else {  // gpt_neox
     embedding_ = get("gpt_neox.embed_in.weight", {V, H});
     for (std::int64_t l = 0; l < config.layers; ++l) {
       const auto p = fmt::format("gpt_neox.layers.{}.", l);
       Layer layer;
-      layer.norm1_weight = get(p + "input_layernorm.weight", {H});
-      layer.norm1_bias = get(p + "input_layernorm.bias", {H});
-      layer.norm2_weight = get(p + "post_attention_layernorm.weight", {H});
-      layer.norm2_bias = get(p + "post_attention_layernorm.bias", {H});
+      layer.norm1_weight = get_float(p + "input_layernorm.weight", H);
+      layer.norm1_bias = get_float(p + "input_layernorm.bias", H);
+      layer.norm2_weight = get_float(p + "post_attention_layernorm.weight", H);
+      layer.norm2_bias = get_float(p + "post_attention_layernorm.bias", H);
       // NeoX interleaves q, k and v per head ([heads, 3, head_dim] rows); regrouped into q | k | v.
       layer.qkv_weight = get(p + "attention.query_key_value.weight", {3 * H, H})
                              .view({config.heads, 3, D, H})
@@ -228,8 +234,8 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
       layer.down_bias = optional_bias(weights, p + "mlp.dense_4h_to_h.bias", H, options);
       layers_.push_back(std::move(layer));
     }
-    final_norm_weight_ = get("gpt_neox.final_layer_norm.weight", {H});
-    final_norm_bias_ = get("gpt_neox.final_layer_norm.bias", {H});
+    final_norm_weight_ = get_float("gpt_neox.final_layer_norm.weight", H);
+    final_norm_bias_ = get_float("gpt_neox.final_layer_norm.bias", H);
     lm_head_ = config.tied_embeddings ? embedding_ : get("embed_out.weight", {V, H});
   }
 
@@ -242,25 +248,25 @@ Transformer::Transformer(const TransformerConfig& config, const WeightStore& wei
 
 KVCache Transformer::make_cache(std::int64_t batch, std::int64_t capacity) const {
   KVCache cache;
+  // Keys and values are activations: float32 whatever the weights' dtype.
+  const auto options = options_.dtype(at::kFloat);
   for (std::int64_t l = 0; l < config_.layers; ++l) {
-    cache.keys.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options_));
-    cache.values.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options_));
+    cache.keys.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options));
+    cache.values.push_back(at::empty({batch, config_.kv_heads, capacity, config_.head_dim}, options));
   }
   cache.positions = at::zeros({batch, capacity}, at::TensorOptions().dtype(at::kLong).device(options_.device()));
   return cache;
 }
 
-at::Tensor Transformer::norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const {
-  if (config_.norm == NormKind::layer) return at::layer_norm(x, {x.size(-1)}, weight, bias, config_.norm_eps);
-  // RMSNorm in float32; Llama scales in the model's dtype, Gemma and OLMo 2 in float32 before the cast back.
-  auto xf = x.to(at::kFloat);
-  xf = xf * at::rsqrt(xf.pow(2).mean(-1, true) + config_.norm_eps);
-  if (config_.norm_scale_in_float) return (xf * weight.to(at::kFloat)).to(x.scalar_type());
-  return weight * xf.to(x.scalar_type());
+at::Tensor Transformer::norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::ScalarType out) const {
+  const auto xf = x.to(at::kFloat);
+  if (config_.norm == NormKind::layer) return at::layer_norm(xf, {x.size(-1)}, weight, bias, config_.norm_eps).to(out);
+  // RMSNorm in float32 (weights are float32 too), rounded once to what the next step takes.
+  auto scaled = xf * at::rsqrt(xf.pow(2).mean(-1, true).add_(config_.norm_eps));
+  return scaled.mul_(weight).to(out);
 }
 
-Transformer::Rotary Transformer::rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq,
-                                        at::ScalarType dtype) const {
+Transformer::Rotary Transformer::rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq) const {
   auto inv_freq = fixed_inv_freq;  // [rotary_dim / 2], or [B, 1, rotary_dim / 2] per row
   if (!inv_freq.defined() && rope.type == "longrope") {
     // LongRoPE switches divisors at original_max_position_embeddings. transformers switches by the longest row of
@@ -277,66 +283,75 @@ Transformer::Rotary Transformer::rotary(const at::Tensor& positions, const RopeS
     const auto length = positions.max().item<std::int64_t>() + 1;
     inv_freq = rope_inverse_frequencies(rope, config_.rotary_dim, length).to(positions.device());
   }
-  const auto freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;
-  const auto angles = at::cat({freqs, freqs}, -1).unsqueeze(1);  // [B, 1, T, rotary_dim]
+  const auto angles = (positions.to(at::kFloat).unsqueeze(-1) * inv_freq).unsqueeze(2);  // [B, T, 1, rotary_dim / 2]
   auto cos = angles.cos(), sin = angles.sin();
   if (rope.attention_factor != 1) {
-    cos = cos * rope.attention_factor;
-    sin = sin * rope.attention_factor;
+    cos.mul_(rope.attention_factor);
+    sin.mul_(rope.attention_factor);
   }
-  return {cos.to(dtype), sin.to(dtype)};
+  return {cos, sin};
 }
 
 at::Tensor Transformer::attention(const Layer& layer, const at::Tensor& x, const Rotary& rotary, const at::Tensor& blocked,
                                   KVCache* cache, std::size_t index) const {
   const auto B = x.size(0), T = x.size(1), D = config_.head_dim;
   const auto Hq = config_.heads, Hkv = config_.kv_heads, G = Hq / Hkv;
-  const auto qkv = linear(x, layer.qkv_weight, layer.qkv_bias);
+  // Queries, keys and values in float32 (a copy only when the projection ran in 16 bits), rotated in place.
+  const auto qkv = linear(x, layer.qkv_weight, layer.qkv_bias).to(at::kFloat);
   auto q = qkv.narrow(-1, 0, Hq * D);
   auto k = qkv.narrow(-1, Hq * D, Hkv * D);
   if (config_.qk_norm == QKNorm::whole) {
-    q = norm(q, layer.q_norm, {});
-    k = norm(k, layer.k_norm, {});
+    q = norm(q, layer.q_norm, {}, at::kFloat);
+    k = norm(k, layer.k_norm, {}, at::kFloat);
   }
-  q = q.reshape({B, T, Hq, D});
-  k = k.reshape({B, T, Hkv, D});
+  q = q.view({B, T, Hq, D});
+  k = k.view({B, T, Hkv, D});
   if (config_.qk_norm == QKNorm::per_head) {
-    q = norm(q, layer.q_norm, {});
-    k = norm(k, layer.k_norm, {});
+    q = norm(q, layer.q_norm, {}, at::kFloat);
+    k = norm(k, layer.k_norm, {}, at::kFloat);
   }
-  q = q.transpose(1, 2);
-  k = k.transpose(1, 2);
-  auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
   if (config_.rotary_dim > 0) {
-    q = apply_rotary(q, rotary.cos, rotary.sin, config_.rotary_dim);
-    k = apply_rotary(k, rotary.cos, rotary.sin, config_.rotary_dim);
+    rotate_in_place(q, rotary.cos, rotary.sin, config_.rotary_dim);
+    rotate_in_place(k, rotary.cos, rotary.sin, config_.rotary_dim);
   }
+  auto v = qkv.narrow(-1, (Hq + Hkv) * D, Hkv * D).view({B, T, Hkv, D}).transpose(1, 2);
+  k = k.transpose(1, 2);
   if (cache) {
     const auto start = cache->length;
     cache->keys[index].narrow(2, start, T).copy_(k);
     cache->values[index].narrow(2, start, T).copy_(v);
     k = cache->keys[index].narrow(2, 0, start + T);
     v = cache->values[index].narrow(2, 0, start + T);
+  } else {
+    k = k.contiguous();
+    v = v.contiguous();
   }
   const auto S = k.size(2);
   const double scale = config_.attention_scale > 0 ? config_.attention_scale : 1.0 / std::sqrt(static_cast<double>(D));
   const double cap = config_.attention_softcap;
   const auto kt = k.transpose(-1, -2);
-  // Grouped-query attention without copying keys: the G query heads of one key head share a matrix product.
-  const auto chunk = std::max<std::int64_t>(1, std::min<std::int64_t>(T, kMaxScoreElements / std::max<std::int64_t>(1, B * Hq * S)));
-  std::vector<at::Tensor> outputs;
-  for (std::int64_t t0 = 0; t0 < T; t0 += chunk) {
-    const auto Tc = std::min(chunk, T - t0);
-    const auto qc = (Tc == T ? q : q.narrow(2, t0, Tc)).reshape({B, Hkv, G * Tc, D});
-    auto scores = at::matmul(qc, kt).mul_(scale).view({B, Hq, Tc, S});
-    if (cap > 0) scores = at::tanh(scores / cap) * cap;  // Gemma 2's soft-capping, before the mask
-    scores.masked_fill_(Tc == T ? blocked : blocked.narrow(2, t0, Tc), -std::numeric_limits<float>::infinity());
-    auto probs = at::softmax(scores, -1, at::kFloat).to(x.scalar_type());
-    outputs.push_back(at::matmul(probs.view({B, Hkv, G * Tc, S}), v).view({B, Hq, Tc, D}));
+  // Query t never sees a key past S - T + t (runtime.hpp), so a block of queries needs only the keys up to its last
+  // one. Without a mask the structure is plain causal: only the block's own square needs its upper triangle blocked.
+  const auto block = std::max<std::int64_t>(1, std::min({T, kQueryBlock, kMaxBlockScores / std::max<std::int64_t>(1, B * Hq * S)}));
+  auto out = at::empty({B, T, Hq, D}, qkv.options());
+  for (std::int64_t t0 = 0; t0 < T; t0 += block) {
+    const auto Tc = std::min(block, T - t0);
+    const auto keys = S - T + t0 + Tc;
+    // The G query heads of one key head share one matrix product (grouped-query attention without copying keys).
+    const auto qc = q.narrow(1, t0, Tc).permute({0, 2, 1, 3}).reshape({B, Hkv, G * Tc, D});
+    auto scores = at::matmul(qc, kt.narrow(-1, 0, keys)).mul_(scale).view({B, Hq, Tc, keys});
+    if (cap > 0) scores.div_(cap).tanh_().mul_(cap);  // Gemma 2's soft-capping, before the mask
+    if (blocked.defined()) {
+      scores.masked_fill_(blocked.narrow(2, t0, Tc).narrow(3, 0, keys), -std::numeric_limits<float>::infinity());
+    } else if (Tc > 1) {
+      const auto above = at::ones({Tc, Tc}, scores.options().dtype(at::kBool)).triu_(1);
+      scores.narrow(-1, keys - Tc, Tc).masked_fill_(above, -std::numeric_limits<float>::infinity());
+    }
+    const auto probs = at::softmax(scores, -1);
+    const auto values = at::matmul(probs.view({B, Hkv, G * Tc, keys}), v.narrow(2, 0, keys));
+    out.narrow(1, t0, Tc).copy_(values.view({B, Hq, Tc, D}).transpose(1, 2));
   }
-  auto out = outputs.size() == 1 ? outputs.front() : at::cat(outputs, 2);
-  out = out.transpose(1, 2).reshape({B, T, Hq * D});
-  return linear(out, layer.out_weight, layer.out_bias);
+  return linear(out.view({B, T, Hq * D}).to(options_.dtype().toScalarType()), layer.out_weight, layer.out_bias);
 }
 
 at::Tensor Transformer::gated(const at::Tensor& gate_up, std::int64_t width) const {
@@ -381,23 +396,31 @@ at::Tensor Transformer::mixture_of_experts(const Layer& layer, const at::Tensor&
 
 at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& mask,
                                 KVCache* cache) const {
-  const auto T = tokens.size(1);
+  const auto B = tokens.size(0), T = tokens.size(1);
   if (cache && cache->length + T > cache->capacity()) {
     throw Error(fmt::format("internal: KV cache overflow ({} + {} > {})", cache->length, T, cache->capacity()),
                 ExitCode::internal);
   }
-  auto x = at::embedding(embedding_, tokens);
+  const auto compute = options_.dtype().toScalarType();
+  // The residual stream is float32 whatever the weights' dtype (as llama.cpp keeps it): 16-bit runs round only
+  // what goes into matrix products, not the sum that every layer adds to.
+  auto x = at::embedding(embedding_, tokens).to(at::kFloat);
   // Gemma multiplies by sqrt(hidden_size) rounded to the compute dtype, as the reference does.
-  if (config_.embedding_scale > 0) x = x * at::scalar_tensor(config_.embedding_scale, x.options());
-  if (config_.learned_positions) x = x + at::embedding(position_embedding_, positions);
+  if (config_.embedding_scale > 0) x.mul_(at::scalar_tensor(config_.embedding_scale, options_).item<double>());
+  if (config_.learned_positions) x.add_(at::embedding(position_embedding_, positions));
   Rotary global, local;
   if (config_.rotary_dim > 0) {
-    global = rotary(positions, config_.rope, inv_freq_, x.scalar_type());
-    local = config_.has_local_rope ? rotary(positions, config_.local_rope, local_inv_freq_, x.scalar_type()) : global;
+    global = rotary(positions, config_.rope, inv_freq_);
+    local = config_.has_local_rope ? rotary(positions, config_.local_rope, local_inv_freq_) : global;
   }
-  const auto blocked = mask.logical_not();
+  at::Tensor blocked = mask.defined() ? mask.logical_not() : at::Tensor();
   at::Tensor blocked_local;
   if (config_.local_window > 0) {
+    const auto past = cache ? cache->length : 0;
+    if (!blocked.defined()) {  // causal: query t sees keys up to past + t
+      const auto S = past + T;
+      blocked = at::ones({T, S}, tokens.options().dtype(at::kBool)).triu_(past + 1).view({1, 1, T, S}).expand({B, 1, T, S});
+    }
     // Sliding-window layers also block keys local_window or more positions back (by position, so prefixes,
     // branches and left padding stay right).
     at::Tensor key_positions = positions;
@@ -414,27 +437,37 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& posi
     const auto& layer = layers_[i];
     const auto& layer_blocked = layer.local ? blocked_local : blocked;
     const auto& layer_rotary = layer.local ? local : global;
-    auto pre = [&](const at::Tensor& weight, const at::Tensor& bias) { return weight.defined() ? norm(x, weight, bias) : x; };
+    // What a matrix product takes: the normed stream (or the stream itself) in the compute dtype.
+    auto pre = [&](const at::Tensor& weight, const at::Tensor& bias) { return weight.defined() ? norm(x, weight, bias, compute) : x.to(compute); };
     if (config_.parallel_residual) {
       auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
-      x = x + attended + mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
+      auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
+      x.add_(attended).add_(transformed);
     } else {
       auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
-      if (layer.post1_weight.defined()) attended = norm(attended, layer.post1_weight, {});
-      x = x + attended;
+      x.add_(layer.post1_weight.defined() ? norm(attended, layer.post1_weight, {}, at::kFloat) : attended);
       auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
-      if (layer.post2_weight.defined()) transformed = norm(transformed, layer.post2_weight, {});
-      x = x + transformed;
+      x.add_(layer.post2_weight.defined() ? norm(transformed, layer.post2_weight, {}, at::kFloat) : transformed);
     }
   }
   if (cache) cache->length += T;
-  return norm(x, final_norm_weight_, final_norm_bias_);
+  return norm(x, final_norm_weight_, final_norm_bias_, at::kFloat);
 }
 
-at::Tensor Transformer::log_probs(const at::Tensor& hidden) const {
-  auto logits = at::linear(hidden, lm_head_).to(at::kFloat);
-  if (config_.final_softcap > 0) logits = at::tanh(logits / config_.final_softcap) * config_.final_softcap;
-  return at::log_softmax(logits, -1);
+at::Tensor Transformer::logits(const at::Tensor& hidden) const {
+  auto logits = at::linear(hidden.to(options_.dtype().toScalarType()), lm_head_).to(at::kFloat);
+  if (config_.final_softcap > 0) logits.div_(config_.final_softcap).tanh_().mul_(config_.final_softcap);
+  return logits;
+}
+
+at::Tensor Transformer::log_probs(const at::Tensor& hidden) const { return at::log_softmax(logits(hidden), -1); }
+
+at::Tensor Transformer::token_logits(const at::Tensor& hidden, const at::Tensor& tokens) const {
+  // One dot product per row with the token's LM-head row, both in float32: in 16-bit runs this logit is not
+  // rounded to 16 bits as the full matrix product's outputs are.
+  auto logits = (lm_head_.index_select(0, tokens).to(at::kFloat) * hidden.to(at::kFloat)).sum(-1);
+  if (config_.final_softcap > 0) logits.div_(config_.final_softcap).tanh_().mul_(config_.final_softcap);
+  return logits;
 }
 
 std::int64_t Transformer::parameter_count() const {

@@ -12,8 +12,8 @@
 
 namespace mill::runtime {
 
-// Keys and values of earlier tokens, preallocated for `capacity` positions: [batch, kv_heads, capacity, head_dim]
-// per layer; the first `length` positions are filled.
+// Keys and values of earlier tokens (float32), preallocated for `capacity` positions: [batch, kv_heads, capacity,
+// head_dim] per layer; the first `length` positions are filled.
 struct KVCache {
   std::vector<at::Tensor> keys;
   std::vector<at::Tensor> values;
@@ -39,13 +39,19 @@ class Transformer {
   KVCache make_cache(std::int64_t batch, std::int64_t capacity) const;
 
   // Runs `tokens` [B, T] (int64) at `positions` [B, T] (int64). `mask` [B, 1, T, S] (bool, true = may attend)
-  // covers the S = cache.length + T keys: the cached ones first, then these tokens. With a cache, the new keys
-  // and values are written into it at cache.length (which then advances by T); without one, only these tokens
-  // attend to each other. Returns the final-norm hidden states [B, T, hidden].
+  // covers the S = cache.length + T keys: the cached ones first, then these tokens; query t must never see a key
+  // past S - T + t (attention skips those keys). An undefined mask means plain causal attention (query t sees keys
+  // 0..S - T + t), which needs no mask tensor. With a cache, the new keys and values are written into it at
+  // cache.length (which then advances by T); without one, only these tokens attend to each other. Returns the
+  // final-norm hidden states [B, T, hidden] in float32.
   at::Tensor forward(const at::Tensor& tokens, const at::Tensor& positions, const at::Tensor& mask, KVCache* cache) const;
 
+  // Logits (float32, soft-capped where the model says so) for hidden states [N, hidden].
+  at::Tensor logits(const at::Tensor& hidden) const;
   // Log-probabilities (float32, log-softmax over the vocabulary) for hidden states [N, hidden].
   at::Tensor log_probs(const at::Tensor& hidden) const;
+  // The logit of tokens[i] for hidden[i] alone, computed in float32 ([N]).
+  at::Tensor token_logits(const at::Tensor& hidden, const at::Tensor& tokens) const;
 
   std::int64_t parameter_count() const;
 
@@ -64,16 +70,16 @@ class Transformer {
     bool local = false;                        // sliding-window attention
   };
   struct Rotary {
-    at::Tensor cos, sin;  // [B, 1, T, rotary_dim]
+    at::Tensor cos, sin;  // float32 [B, T, 1, rotary_dim / 2]
   };
-  at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) const;
+  // LayerNorm or RMSNorm of x in float32 (weights are float32), returned as `out`.
+  at::Tensor norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, at::ScalarType out) const;
   at::Tensor attention(const Layer& layer, const at::Tensor& x, const Rotary& rotary, const at::Tensor& mask,
                        KVCache* cache, std::size_t index) const;
   at::Tensor mlp(const Layer& layer, const at::Tensor& x) const;
   at::Tensor gated(const at::Tensor& gate_up, std::int64_t width) const;
   at::Tensor mixture_of_experts(const Layer& layer, const at::Tensor& x) const;
-  Rotary rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq,
-                at::ScalarType dtype) const;
+  Rotary rotary(const at::Tensor& positions, const RopeSettings& rope, const at::Tensor& fixed_inv_freq) const;
 
   TransformerConfig config_;
   at::TensorOptions options_;

@@ -7,13 +7,15 @@
 // Gemma 3, Phi-3; a checkpoint whose settings llama.cpp cannot represent is refused (see `refuse` below). Written for
 // mill; plain Node, no packages.
 //
-//   node hf_to_gguf.mjs HF_FOLDER OUT.gguf
+//   node hf_to_gguf.mjs HF_FOLDER OUT.gguf [f32|bf16]
+// bf16 (for bench/llamacpp_side_by_side.sh) stores the matrices as BF16, rounded to nearest even as llama.cpp's
+// converter does, and keeps 1-D tensors (norms, rope factors) in F32 as it does.
 import fs from "node:fs";
 import path from "node:path";
 
-const [folder, out] = process.argv.slice(2);
-if (!folder || !out) {
-  console.error("usage: node hf_to_gguf.mjs HF_FOLDER OUT.gguf");
+const [folder, out, outType = "f32"] = process.argv.slice(2);
+if (!folder || !out || !["f32", "bf16"].includes(outType)) {
+  console.error("usage: node hf_to_gguf.mjs HF_FOLDER OUT.gguf [f32|bf16]");
   process.exit(2);
 }
 const config = JSON.parse(fs.readFileSync(path.join(folder, "config.json"), "utf8"));
@@ -155,7 +157,7 @@ const metadata = [
   // Not the model's name: llama.cpp changes token attributes for names containing "phi3" or "phi-3" (and looks up
   // tokens this placeholder vocabulary does not have).
   ["general.name", "string", "mill demo model"],
-  ["general.file_type", "u32", 0],
+  ["general.file_type", "u32", outType === "bf16" ? 32 : 0],
   [`${a}.context_length`, "u32", config.max_position_embeddings],
   [`${a}.embedding_length`, "u32", H],
   [`${a}.block_count`, "u32", L],
@@ -262,20 +264,29 @@ for (const [key, type, value] of metadata) {
     ({ string: str, u32, f32, bool: boolean })[type](value);
   }
 }
+// F32 bytes, or for matrices of a bf16 file BF16 bytes (the upper half of the float32, rounded to nearest even).
+const asBf16 = (t) => outType === "bf16" && t.shape.length >= 2;
+function tensorBytes(t) {
+  const f32 = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.length * 4);
+  if (!asBf16(t)) return f32;
+  const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length), half = new Uint16Array(t.data.length);
+  for (let i = 0; i < bits.length; ++i) half[i] = (bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16;
+  return Buffer.from(half.buffer);
+}
 const alignment = 32;
 let offset = 0;
 for (const [name, t] of tensors) {
   str(name);
   u32(t.shape.length);
   for (const d of [...t.shape].reverse()) u64(d);
-  u32(0);  // GGML_TYPE_F32
+  u32(asBf16(t) ? 30 : 0);  // GGML_TYPE_BF16 or GGML_TYPE_F32
   u64(offset);
-  offset += Math.ceil((t.data.length * 4) / alignment) * alignment;
+  offset += Math.ceil((t.data.length * (asBf16(t) ? 2 : 4)) / alignment) * alignment;
 }
 let size = chunks.reduce((n, c) => n + c.length, 0);
 chunks.push(Buffer.alloc((alignment - (size % alignment)) % alignment));
 for (const [, t] of tensors) {
-  const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.length * 4);
+  const bytes = tensorBytes(t);
   chunks.push(bytes, Buffer.alloc((alignment - (bytes.length % alignment)) % alignment));
 }
 fs.writeFileSync(out, Buffer.concat(chunks));

@@ -18,6 +18,7 @@ struct RuntimeArgs {
   std::string dtype = "bfloat16";  // bfloat16, float16 or float32 (aliases bf16, fp16, half, fp32, float)
   std::string device = "auto";     // auto, cpu, cuda or cuda:N
   std::int64_t batch_size = 0;     // 0: auto
+  int threads = 0;                 // CPU threads; 0: the CPUs this job was given
   std::optional<std::int64_t> max_context_length;
   std::optional<bool> share_prefixes;
   std::optional<bool> generation_cache;
