@@ -15,45 +15,13 @@
 #include "mill/base/error.hpp"
 #include "mill/model/model.hpp"
 #include "mill/model/runtime_plugin.hpp"
+#include "mill/eval/dataset.hpp"
+#include "mill/base/atomic_file.hpp"
 
 namespace {
 
-// RFC 4180 rows: quoted fields may hold commas, doubled quotes and newlines.
 std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
-  std::vector<std::vector<std::string>> rows(1);
-  std::string field;
-  bool quoted = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-        field += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        field += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      rows.back().push_back(std::move(field));
-      field.clear();
-    } else if (c == '\n') {
-      rows.back().push_back(std::move(field));
-      field.clear();
-      rows.emplace_back();
-    } else if (c != '\r') {
-      field += c;
-    }
-  }
-  if (!field.empty() || !rows.back().empty()) rows.back().push_back(field);
-  if (rows.back().empty()) rows.pop_back();
-  return rows;
+  return mill::parse_csv(mill::read_file(path, "MMLU csv"), path.string());
 }
 
 std::string format_question(const std::vector<std::string>& row) {
