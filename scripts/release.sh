@@ -19,7 +19,7 @@ unpacked=$(mktemp -d)
 trap 'rm -rf "$unpacked"' EXIT
 tar -xzf "$tarball" -C "$unpacked"
 newest() { grep -ho "$1[0-9.]*" | sort -uV | tail -1; }
-symbols=$(find "$unpacked" -type f \( -name mill -o -name '*.so*' \) -exec objdump -T {} + 2>/dev/null)
-echo "release: $tarball ($(du -h "$tarball" | cut -f1)), $(find "$unpacked" -path '*/lib/mill/*.so*' | wc -l) libraries in lib/mill"
+symbols=$(find "$unpacked" -type f \( -name mill -o -name '*.so*' \) -exec objdump -T {} + 2>/dev/null || true)
+echo "release: $tarball ($(du -h "$tarball" | cut -f1)), $(find "$unpacked" -type f -path '*/lib/mill/*.so*' ! -name 'libmill_*' | wc -l) bundled libraries in lib/mill"
 echo "release: needs glibc >= $(newest GLIBC_ <<<"$symbols" | cut -d_ -f2), libstdc++ with $(newest GLIBCXX_ <<<"$symbols")," \
   "CXXABI $(newest CXXABI_1 <<<"$symbols" | cut -d_ -f2)"
