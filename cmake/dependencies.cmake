@@ -28,9 +28,8 @@ function(mill_make_available)
   set(CMAKE_POSITION_INDEPENDENT_CODE ON)
   set(CMAKE_POLICY_DEFAULT_CMP0077 NEW)  # their option() and set(CACHE) calls keep the values set here
   set(CMAKE_POLICY_DEFAULT_CMP0126 NEW)
-  # Their cmake_minimum_required() predates 3.5, which CMake 4 refuses (pip's cmake is 4.x) and 3.27+ warns about.
+  # Their cmake_minimum_required() predates 3.5, which CMake 4 refuses (pip's cmake is 4.x); 3.27+ only warns.
   set(CMAKE_POLICY_VERSION_MINIMUM 3.5)
-  set(CMAKE_WARN_DEPRECATED OFF)
   set(CMAKE_COMPILE_WARNING_AS_ERROR OFF)
   set(FMT_INSTALL OFF)
   set(FMT_TEST OFF)
