@@ -13,7 +13,14 @@ std::filesystem::path plugin_path(const PluginInfo& plugin) {
   if (const char* path = std::getenv(plugin.environment_variable); path && *path) return path;
   std::error_code ec;
   const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return (ec ? std::filesystem::path(".") : exe.parent_path()) / plugin.file_name;
+  const auto bin_dir = ec ? std::filesystem::path(".") : exe.parent_path();
+  // A build tree has the plugins beside mill; an installed prefix (bin/mill) has them in lib/mill, found relative to
+  // the binary so that the prefix can be moved.
+  const auto beside = bin_dir / plugin.file_name;
+  const auto installed = bin_dir.parent_path() / "lib" / "mill" / plugin.file_name;
+  if (std::filesystem::exists(beside, ec)) return beside;
+  if (std::filesystem::exists(installed, ec) || bin_dir.filename() == "bin") return installed;
+  return beside;
 }
 
 void* open_plugin(const PluginInfo& plugin) {

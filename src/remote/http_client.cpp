@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +29,31 @@ using Clock = std::chrono::steady_clock;
 void init_curl_once() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// The CA certificates https:// servers are verified against. A libcurl looks where its build was configured to
+// (Debian's, which the release tarball bundles: /etc/ssl/certs/ca-certificates.crt), and RHEL-family or SUSE hosts
+// keep theirs elsewhere. CURL_CA_BUNDLE or SSL_CERT_FILE names a file; else, when libcurl's own default is not
+// there, the first system bundle that is. Empty: libcurl's default.
+const std::string& ca_bundle() {
+  static const std::string bundle = [] {
+    for (const char* variable : {"CURL_CA_BUNDLE", "SSL_CERT_FILE"}) {
+      if (const char* value = std::getenv(variable); value && *value) return std::string(value);
+    }
+    const char* built_in = nullptr;
+#if LIBCURL_VERSION_NUM >= 0x074600  // 7.70: curl_version_info reports the default bundle
+    const auto* info = curl_version_info(CURLVERSION_NOW);
+    if (info->age >= CURLVERSION_NINTH) built_in = info->cainfo;
+#endif
+    std::error_code ec;
+    if (built_in && std::filesystem::exists(built_in, ec)) return std::string();
+    for (const char* system : {"/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/ca-bundle.pem", "/etc/ssl/cert.pem",
+                               "/etc/ssl/certs/ca-certificates.crt"}) {
+      if (std::filesystem::exists(system, ec)) return std::string(system);
+    }
+    return std::string();
+  }();
+  return bundle;
 }
 
 std::size_t append_body(char* data, std::size_t size, std::size_t count, void* target) {
@@ -160,6 +187,7 @@ std::pair<long, std::string> HttpClient::get_once(const std::string& url, double
   curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(easy.get(), CURLOPT_ERRORBUFFER, error);
+  if (!ca_bundle().empty()) curl_easy_setopt(easy.get(), CURLOPT_CAINFO, ca_bundle().c_str());
   if (headers) curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
   const auto code = curl_easy_perform(easy.get());
   long status = 0;
@@ -203,6 +231,7 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_retry_after);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer->retry_after);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
+    if (!ca_bundle().empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, ca_bundle().c_str());
     if (request.method == "POST") {
       curl_easy_setopt(easy, CURLOPT_POST, 1L);
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.c_str());

@@ -53,7 +53,9 @@ class SentencePieceTokenizer final : public Tokenizer {
     auto flush = [&](std::size_t end) {
       if (end <= start) return;
       piece_ids.clear();
-      const auto status = processor_.Encode(text.substr(start, end - start), &piece_ids);
+      // (pointer, length): Debian's libsentencepiece takes a std::string_view here, the upstream release (built from
+      // source when not installed) its own absl::string_view; both construct from these two.
+      const auto status = processor_.Encode({text.data() + start, end - start}, &piece_ids);
       if (!status.ok()) throw Error(fmt::format("SentencePiece cannot encode the text: {}", status.ToString()));
       ids.insert(ids.end(), piece_ids.begin(), piece_ids.end());
     };

@@ -1,6 +1,7 @@
 #pragma once
-// Loading mill's plugins (libmill_runtime.so, libmill_remote.so): shared libraries beside the mill binary that
-// carry the heavy dependencies (libtorch; libcurl and cpp-httplib), loaded only by the commands that need them.
+// Loading mill's plugins (libmill_runtime.so, libmill_remote.so): shared libraries beside the mill binary (or in
+// lib/mill of an installed prefix) that carry the heavy dependencies (libtorch; libcurl and cpp-httplib), loaded
+// only by the commands that need them.
 #include <filesystem>
 
 namespace mill {
@@ -10,10 +11,12 @@ struct PluginInfo {
   const char* kind;                  // for messages: "runtime" in "not mill's runtime plugin"
   const char* target;                // the CMake target that builds it
   const char* environment_variable;  // overrides the path
-  const char* file_name;             // beside the binary
+  const char* file_name;             // beside the binary, or in <prefix>/lib/mill
 };
 
-// $<environment_variable> when set, else <file_name> beside the running mill binary.
+// $<environment_variable> when set; else <file_name> beside the running mill binary (a build tree) when there, else
+// in ../lib/mill from it (an installed prefix: bin/mill, lib/mill/). When neither exists: the installed location
+// if the binary is in a bin/ directory, else beside it (the path that error messages name).
 std::filesystem::path plugin_path(const PluginInfo& plugin);
 
 // Opens the plugin (RTLD_NOW | RTLD_LOCAL); throws mill::Error (eval_failed) naming the file, the loader's reason

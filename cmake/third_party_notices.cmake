@@ -1,0 +1,26 @@
+# Run by `cmake --install` after the bundled libraries were copied into lib/mill (MILL_BUNDLE_LIBS, cmake/install.cmake):
+# their licences must travel with them. On Debian/Ubuntu each library's package is asked of dpkg and its copyright
+# file copied to share/doc/mill/third-party/<package>.copyright; elsewhere the list names the libraries to look up.
+set(prefix "$ENV{DESTDIR}${CMAKE_INSTALL_PREFIX}")
+set(notices "${prefix}/share/doc/mill/third-party")
+file(MAKE_DIRECTORY "${notices}")
+file(GLOB bundled RELATIVE "${prefix}/lib/mill" "${prefix}/lib/mill/*.so*")
+list(FILTER bundled EXCLUDE REGEX "^libmill_")
+list(SORT bundled)
+set(listing "Shared libraries bundled in lib/mill, with the Debian package each came from:\n")
+foreach(library IN LISTS bundled)
+  set(package "")
+  find_program(dpkg_program dpkg)
+  if(dpkg_program)
+    execute_process(COMMAND ${dpkg_program} -S "*/${library}" OUTPUT_VARIABLE owner ERROR_QUIET
+                    OUTPUT_STRIP_TRAILING_WHITESPACE)
+    string(REGEX MATCH "^[^:]+" package "${owner}")
+  endif()
+  if(package AND EXISTS "/usr/share/doc/${package}/copyright")
+    file(COPY_FILE "/usr/share/doc/${package}/copyright" "${notices}/${package}.copyright")
+    string(APPEND listing "${library}\t${package}\n")
+  else()
+    string(APPEND listing "${library}\t(package unknown: see the library's own licence)\n")
+  endif()
+endforeach()
+file(WRITE "${notices}/LIBRARIES" "${listing}")
