@@ -230,4 +230,10 @@ std::string fit_to_columns(std::string_view text, std::size_t columns) {
   return std::string(text.substr(0, offset));
 }
 
+std::size_t code_point_count(std::string_view text) {
+  std::size_t count = 0;
+  for (unsigned char c : text) count += (c & 0xC0) != 0x80;  // every byte but continuation bytes
+  return count;
+}
+
 }  // namespace mill

@@ -25,6 +25,7 @@
 #include "mill/base/text.hpp"
 #include "mill/base/text_table.hpp"
 #include "mill/base/host.hpp"
+#include "mill/eval/metrics.hpp"
 
 namespace mill::cli {
 

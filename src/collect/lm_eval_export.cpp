@@ -18,6 +18,7 @@
 #include "mill/base/text.hpp"
 #include "mill/base/version.hpp"
 #include "mill/eval/job.hpp"
+#include "mill/eval/metrics.hpp"
 
 namespace mill {
 
@@ -36,12 +37,8 @@ std::string lm_eval_output_type(const std::string& output_type) {
 
 // true when a larger value is better, false when smaller is, null for counts (tokens, bytes).
 nlohmann::json higher_is_better(const std::string& metric) {
-  if (metric.find("perplexity") != std::string::npos || metric.find("bits_per") != std::string::npos ||
-      metric == "nll" || ends_with(metric, "_rate")) {
-    return false;
-  }
-  if (!is_fraction_metric(metric)) return nullptr;
-  return true;
+  const auto better = metric_kind(metric).higher_is_better;
+  return better ? nlohmann::json(*better) : nlohmann::json();
 }
 
 // The version of the lm-eval task a mill task reproduces, from its `metadata.lm_eval` ("gsm8k 3.0 @ 4e7e0d47").

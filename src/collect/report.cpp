@@ -10,15 +10,9 @@
 #include "mill/collect/collect_output.hpp"
 #include "mill/base/text.hpp"
 #include "mill/base/version.hpp"
+#include "mill/eval/metrics.hpp"
 
 namespace mill {
-
-bool is_fraction_metric(const std::string& name) {
-  for (const char* raw : {"perplexity", "nll", "bits_per", "bytes", "tokens", "length", "seconds", "count"}) {
-    if (name.find(raw) != std::string::npos) return false;
-  }
-  return true;
-}
 
 namespace {
 

@@ -54,11 +54,6 @@ RollupEstimate macro_average(const std::vector<StratumEstimate>& subjects) {
   return out;
 }
 
-double binomial_stderr(double p, long long n) {
-  if (n < 2) return std::nan("");
-  return std::sqrt(p * (1 - p) / static_cast<double>(n - 1));
-}
-
 std::uint64_t SeededRng::next() {
   std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;

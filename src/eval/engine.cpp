@@ -10,33 +10,23 @@
 #include <ctime>
 #include <fmt/format.h>
 
-#include "mill/eval/answer_filter.hpp"
 #include "mill/eval/dataset.hpp"
 #include "mill/eval/fewshot.hpp"
-#include "mill/eval/preprocess.hpp"
 #include "mill/base/error.hpp"
 #include "mill/eval/journal.hpp"
 #include "mill/eval/metrics.hpp"
 #include "mill/eval/prompt.hpp"
 #include "mill/eval/results.hpp"
-#include "mill/eval/task_check.hpp"
 #include "mill/base/text.hpp"
-#include "mill/base/version.hpp"
 #include "mill/base/host.hpp"
 #include "mill/eval/job_work.hpp"
+#include "mill/eval/batch_scorer.hpp"
 
 namespace mill {
 
 namespace {
 
 std::string task_where(const TaskInfo& task) { return fmt::format("task {} ({})", task.name, task.source); }
-
-// Python's len() of a str: code points, which is what lm-evaluation-harness divides by for acc_norm.
-std::size_t code_points(const std::string& text) {
-  std::size_t count = 0;
-  for (unsigned char c : text) count += (c & 0xC0) != 0x80;
-  return count;
-}
 
 nlohmann::json env_or_null(const char* name) {
   const char* value = std::getenv(name);
@@ -219,6 +209,19 @@ std::string data_fingerprint(const nlohmann::json& data) {
 }
 }  // namespace
 
+std::unique_ptr<BatchScorer> make_batch_scorer(const TaskInfo& task) {
+  switch (task.output_type) {
+    case OutputType::logprobs: return make_loglikelihood_scorer(task);
+    case OutputType::generative: return make_generation_scorer(task);
+    case OutputType::perplexity: return make_perplexity_scorer(task);
+  }
+  throw Error(fmt::format("{}: unknown output type", task_where(task)), ExitCode::internal);
+}
+
+void require_answers(std::size_t got, std::size_t sent, const char* what) {
+  if (got != sent) throw Error(fmt::format("backend returned {} {} for {} requests", got, what, sent), ExitCode::eval_failed);
+}
+
 JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, const EvalSettings& settings) {
   const auto& task = *job.task;
   const auto started = std::chrono::system_clock::now();
@@ -227,19 +230,7 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
   require_capability(backend.capabilities(), task, model_name);
   const auto metrics = task_metrics(task);
   const auto prepared = prepare_task(task, job.n_shot, job.limit, settings.data_dir);
-  PromptBuilder prompt(task);
-  const bool text_continuations = prompt.continuation_is_text();
-  GenerationSettings generation;
-  std::optional<AnswerExtractor> extractor;
-  std::vector<AnswerFilter> filters;
-  const AnswerNormalizer normalizer(task);
-  const auto delimiter_length = code_points(task.definition.value("prompt", nlohmann::json::object())
-                                                .value("target_delimiter", std::string(" ")));
-  if (task.output_type == OutputType::generative) {
-    generation = generation_settings(task);
-    filters = answer_filters(task);
-    if (filters.empty()) extractor.emplace(extraction_patterns(task));
-  }
+  const auto scorer = make_batch_scorer(task);
 
   JobOutcome outcome;
   outcome.result_path = result_path(settings.output_dir, job);
@@ -270,136 +261,10 @@ JobOutcome run_job(ModelBackend& backend, const Job& job, const JobKey& key, con
       return outcome;
     }
     const auto end = std::min(pending.size(), start + per_batch);
-    std::vector<nlohmann::json> entries;
-    if (task.output_type == OutputType::logprobs) {
-      std::vector<LoglikelihoodRequest> requests;
-      for (std::size_t s = start; s < end; ++s) {
-        const auto& sample = *pending[s];
-        for (std::size_t c = 0; c < sample.continuations.size(); ++c) {
-          requests.push_back({sample.contexts[c], sample.continuations[c]});
-        }
-      }
-      const auto results = backend.loglikelihood(requests);
-      if (results.size() != requests.size()) {
-        throw Error(fmt::format("backend returned {} log-likelihoods for {} requests", results.size(), requests.size()),
-                    ExitCode::eval_failed);
-      }
-      std::size_t r = 0;
-      for (std::size_t s = start; s < end; ++s) {
-        const auto& sample = *pending[s];
-        std::vector<double> logprobs;
-        std::vector<std::size_t> lengths;
-        std::vector<bool> greedy;
-        long long tokens = 0;
-        auto response = nlohmann::json::object({{"logprobs", nlohmann::json::array()},
-                                                {"greedy", nlohmann::json::array()},
-                                                {"n_tokens", nlohmann::json::array()}});
-        for (const auto& continuation : sample.continuations) {
-          const auto& result = results[r++];
-          logprobs.push_back(result.logprob);
-          // acc_norm divides by the option's own length, without the target delimiter (lm-eval's len(choice)).
-          lengths.push_back(code_points(continuation) - std::min(code_points(continuation), delimiter_length));
-          greedy.push_back(result.greedy);
-          tokens += result.n_tokens;
-          response["logprobs"].push_back(result.logprob);
-          response["greedy"].push_back(result.greedy);
-          response["n_tokens"].push_back(result.n_tokens);
-        }
-        const auto score = score_choices(logprobs, lengths, greedy, sample.golds);
-        nlohmann::json scores = {{"greedy_acc", score.greedy_correct ? 1.0 : 0.0}};
-        if (prompt.continuation() == ContinuationKind::target) {
-          scores["nll"] = -logprobs.front();  // corpus perplexity: exp of the mean over documents (lm-eval's)
-        } else {
-          scores["acc"] = score.correct ? 1.0 : 0.0;
-          scores["mc2"] = score.true_mass;
-        }
-        if (text_continuations) scores["acc_norm"] = score.correct_norm ? 1.0 : 0.0;
-        nlohmann::json request = {{"context", sample.context}, {"continuations", sample.continuations}};
-        if (prompt.continuation() == ContinuationKind::suffix) request["contexts"] = sample.contexts;
-        nlohmann::json entry = {{"doc_id", sample.doc_id},
-                                {"scores", scores},
-                                {"target", sample.golds.size() > 1 ? nlohmann::json(sample.golds) : nlohmann::json(sample.gold)},
-                                {"target_text", sample.continuations[static_cast<std::size_t>(sample.gold)]},
-                                {"prediction", score.predicted},
-                                {"request", request},
-                                {"response", response},
-                                {"n_tokens", tokens}};
-        if (text_continuations) entry["prediction_norm"] = score.predicted_norm;
-        tokens_this_run += tokens;
-        entries.push_back(std::move(entry));
-      }
-    } else if (task.output_type == OutputType::generative) {
-      std::vector<GenerationRequest> requests;
-      for (std::size_t s = start; s < end; ++s) requests.push_back({pending[s]->context, generation.stop, generation.max_new_tokens});
-      const auto results = backend.generate(requests);
-      if (results.size() != requests.size()) {
-        throw Error(fmt::format("backend returned {} generations for {} requests", results.size(), requests.size()),
-                    ExitCode::eval_failed);
-      }
-      for (std::size_t s = start; s < end; ++s) {
-        const auto& sample = *pending[s];
-        const auto& result = results[s - start];
-        nlohmann::json scores = {{"hit_token_limit_rate", result.hit_token_limit ? 1.0 : 0.0}};
-        nlohmann::json prediction;
-        nlohmann::json extracted_by;
-        if (filters.empty()) {
-          const auto match = extractor->extract(result.text);
-          scores["exact_match"] = match && normalizer.same(trim(match->answer), sample.target) ? 1.0 : 0.0;
-          scores["unparsed_rate"] = match ? 0.0 : 1.0;
-          if (match) {
-            prediction = match->answer;
-            extracted_by = match->pattern;
-          }
-        } else {
-          // Every filter gives its own answer and its own metrics (lm-eval's strict-match and flexible-extract).
-          prediction = nlohmann::json::object();
-          for (const auto& filter : filters) {
-            const auto answer = filter.apply(result.text);
-            scores["exact_match_" + filter.name] = answer && normalizer.same(*answer, sample.target) ? 1.0 : 0.0;
-            scores["unparsed_rate_" + filter.name] = answer ? 0.0 : 1.0;
-            prediction[filter.name] = answer ? nlohmann::json(*answer) : nlohmann::json();
-          }
-        }
-        nlohmann::json entry = {
-            {"doc_id", sample.doc_id},
-            {"scores", scores},
-            {"target", sample.target},
-            {"prediction", prediction},
-            {"extracted_by", extracted_by},
-            {"request",
-             {{"context", sample.context}, {"stop", generation.stop}, {"max_new_tokens", generation.max_new_tokens}}},
-            {"response", {{"text", result.text}, {"hit_token_limit", result.hit_token_limit}, {"n_tokens", result.n_tokens}}},
-            {"n_tokens", result.n_tokens}};
-        tokens_this_run += result.n_tokens;
-        entries.push_back(std::move(entry));
-      }
-    } else {
-      std::vector<RollingRequest> requests;
-      for (std::size_t s = start; s < end; ++s) requests.push_back({pending[s]->text});
-      const auto results = backend.loglikelihood_rolling(requests);
-      if (results.size() != requests.size()) {
-        throw Error(fmt::format("backend returned {} rolling log-likelihoods for {} requests", results.size(),
-                                requests.size()),
-                    ExitCode::eval_failed);
-      }
-      for (std::size_t s = start; s < end; ++s) {
-        const auto& sample = *pending[s];
-        const auto& result = results[s - start];
-        const double nll = -result.logprob;
-        nlohmann::json entry = {
-            {"doc_id", sample.doc_id},
-            {"scores",
-             {{"nll", nll},
-              {"tokens", result.n_tokens},
-              {"bytes", sample.text.size()},
-              {"perplexity", result.n_tokens > 0 ? std::exp(nll / result.n_tokens) : 0.0}}},
-            {"request", {{"text", sample.text}}},
-            {"response", {{"logprob", result.logprob}, {"n_tokens", result.n_tokens}}},
-            {"n_tokens", result.n_tokens}};
-        tokens_this_run += result.n_tokens;
-        entries.push_back(std::move(entry));
-      }
-    }
+    const std::vector<const Sample*> batch(pending.begin() + static_cast<std::ptrdiff_t>(start),
+                                           pending.begin() + static_cast<std::ptrdiff_t>(end));
+    const auto entries = scorer->score(backend, batch);
+    for (const auto& entry : entries) tokens_this_run += entry.value("n_tokens", 0LL);
     journal.append(entries);
     done += end - start;
     outcome.evaluated += end - start;

@@ -201,4 +201,14 @@ double binomial_stderr(double p, std::size_t n) {
   return std::sqrt(p * (1 - p) / static_cast<double>(n - 1));
 }
 
+MetricKind metric_kind(std::string_view name) {
+  const auto has = [&](std::string_view part) { return name.find(part) != std::string_view::npos; };
+  if (has("perplexity") || has("bits_per") || name == "nll") return {false, false};
+  for (const char* count : {"nll", "bytes", "tokens", "length", "seconds", "count"}) {
+    if (has(count)) return {false, std::nullopt};
+  }
+  const bool failure_rate = name.size() >= 5 && name.substr(name.size() - 5) == "_rate";
+  return {true, !failure_rate};
+}
+
 }  // namespace mill

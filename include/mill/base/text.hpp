@@ -44,4 +44,7 @@ std::string path_component(std::string_view name);
 // The inverse: the name a path_component() directory stands for.
 std::string name_from_path_component(std::string_view component);
 
+// Python's len() of a str: the code points of UTF-8 text (what lm-evaluation-harness divides by for acc_norm).
+std::size_t code_point_count(std::string_view text);
+
 }  // namespace mill

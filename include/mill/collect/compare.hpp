@@ -60,10 +60,10 @@ inline constexpr int kCompareReplicates = 2000;
 
 // One task: the paired difference and its tests.
 PairedDifference compare_paired(const PairedScores& task, int replicates = kCompareReplicates,
-                                std::uint64_t seed = kBootstrapSeed);
+                                std::uint64_t seed = kRollupBootstrapSeed);
 // A benchmark: the micro and macro differences over its tasks, resampling documents within each task.
 std::vector<PairedDifference> compare_benchmark(const std::vector<PairedScores>& tasks,
-                                                int replicates = kCompareReplicates, std::uint64_t seed = kBootstrapSeed);
+                                                int replicates = kCompareReplicates, std::uint64_t seed = kRollupBootstrapSeed);
 
 // --compare A B over a scanned results tree: for every task both models have (same n_shot and limit), pair the
 // documents both journals hold; then roll the tasks of each benchmark up.

@@ -33,7 +33,4 @@ std::string report_generated_at(std::string_view report_markdown);
 // Its first line is collect_output.hpp's kHeatmapMark.
 std::string render_heatmap_svg(const std::vector<AggregateRow>& rows);
 
-// Whether a metric is a fraction shown as a percentage (accuracy, rates) rather than a raw number (perplexity).
-bool is_fraction_metric(const std::string& name);
-
 }  // namespace mill

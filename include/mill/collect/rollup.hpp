@@ -6,6 +6,8 @@
 #include <optional>
 #include <vector>
 
+#include "mill/eval/metrics.hpp"
+
 namespace mill {
 
 // One subject task's score as its result file states it.
@@ -27,8 +29,6 @@ RollupEstimate micro_average(const std::vector<StratumEstimate>& subjects);
 // Subject mean: Σ p_t / K, SE = sqrt(Σ se_t²) / K. Every subject counts once, whatever its size.
 RollupEstimate macro_average(const std::vector<StratumEstimate>& subjects);
 
-// Standard error of a mean of 0/1 scores, sqrt(p(1-p)/(n-1)) (the sample standard deviation over sqrt(n)).
-double binomial_stderr(double p, long long n);
 
 // A fixed-seed generator whose draws are the same on every platform (std:: distributions are not).
 class SeededRng {
@@ -40,7 +40,7 @@ class SeededRng {
   std::uint64_t state_;
 };
 
-inline constexpr std::uint64_t kBootstrapSeed = 20240229;
+inline constexpr std::uint64_t kRollupBootstrapSeed = 20240229;
 
 struct StratifiedBootstrap {
   double micro_stderr = 0;
@@ -52,7 +52,7 @@ struct StratifiedBootstrap {
 // Resamples each subject's per-sample scores with replacement (subjects are strata: each keeps its size) and
 // returns the standard deviation of the micro and macro averages over `replicates` draws.
 StratifiedBootstrap stratified_bootstrap(const std::vector<std::vector<double>>& subjects, int replicates,
-                                         std::uint64_t seed = kBootstrapSeed);
+                                         std::uint64_t seed = kRollupBootstrapSeed);
 
 // Sample standard deviation (n-1) of `values`; 0 for fewer than two.
 double sample_stddev(const std::vector<double>& values);

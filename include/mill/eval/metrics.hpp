@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace mill {
@@ -65,5 +66,16 @@ double bootstrap_stderr_of_ratio(const std::vector<double>& numerator, const std
 
 // sqrt(p(1-p)/(n-1)): the sample standard error of a mean of 0/1 values.
 double binomial_stderr(double p, std::size_t n);
+
+// What a metric's name says about its values: the one table the engine's tasks, collect, the report and the
+// lm-eval export read. Fractions (acc, exact_match, ...) show as percentages; perplexities, nll, bits per byte and
+// counts (tokens, bytes, lengths, seconds) as numbers. Higher is better for fractions except rates of failure
+// (`*_rate`), lower for perplexity, nll and bits per byte, neither for counts (nullopt).
+struct MetricKind {
+  bool fraction = true;
+  std::optional<bool> higher_is_better;
+};
+MetricKind metric_kind(std::string_view name);
+inline bool is_fraction_metric(std::string_view name) { return metric_kind(name).fraction; }
 
 }  // namespace mill
