@@ -128,7 +128,9 @@ std::string manual_page(const std::vector<CommandSummary>& commands) {
       {"4", "an evaluation ran but produced no valid result"},
       {"5", "SLURM refused or failed (sbatch, squeue)"},
       {"6", "another mill process held the job (eval) or the output directory's submit lock (schedule)"},
+      {"7", "the system refused to write a file (disk full, quota, permissions, I/O); the input was fine"},
       {"75", "a worker stopped early on the pre-walltime signal; it resumes when rerun"},
+      {"130", "interrupted with Ctrl\\-C; the journal is flushed and the same command resumes"},
   };
   for (const auto& [code, meaning] : codes) out << ".TP\n.B " << code << "\n" << meaning << "\n";
   out << ".SH SEE ALSO\nThe docs/ directory of mill's source tree: cli.md, schedule.md, eval.md, collect.md, "
