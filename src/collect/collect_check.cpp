@@ -86,7 +86,7 @@ std::vector<SweepJob> read_sweep_jobs(const std::filesystem::path& output_dir, s
       continue;
     }
     const auto settings =
-        std::make_shared<const ScheduleSettings>(ScheduleSettings::from_manifest_settings(manifest.settings, output_dir));
+        std::make_shared<const ScheduleSettings>(ScheduleSettings::from_manifest(manifest, output_dir));
     for (const auto& element : manifest.elements) {
       for (const auto& job : element.jobs) {
         jobs.push_back({element.model, job.task, job.n_shot, job.limit, settings, manifest_path.string()});

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "mill/base/text.hpp"
+#include "mill/sweep/manifest.hpp"
 
 namespace mill {
 
@@ -40,17 +41,12 @@ nlohmann::json ScheduleSettings::to_json() const {
   return json;
 }
 
-ScheduleSettings ScheduleSettings::from_manifest_settings(const nlohmann::json& settings,
-                                                          const std::filesystem::path& output_dir) {
+ScheduleSettings ScheduleSettings::from_manifest(const Manifest& manifest, const std::filesystem::path& output_dir) {
   ScheduleSettings out;
   out.output_dir = output_dir;
-  if (!settings.is_object()) return out;
-  out.data_dir = path_field(settings, "data_dir");
-  if (const auto it = settings.find("extra_task_paths"); it != settings.end() && it->is_array()) {
-    for (const auto& path : *it) {
-      if (path.is_string()) out.extra_task_paths.push_back(path.get<std::string>());
-    }
-  }
+  out.data_dir = manifest.data_dir();
+  for (const auto& path : manifest.extra_task_paths()) out.extra_task_paths.push_back(path.string());
+  const auto& settings = manifest.settings;
   const auto it = settings.find("schedule");
   if (it == settings.end() || !it->is_object()) return out;
   const auto& schedule = *it;

@@ -10,6 +10,8 @@
 
 namespace mill {
 
+struct Manifest;  // manifest.hpp
+
 struct ScheduleSettings {
   std::filesystem::path output_dir;
   std::filesystem::path cache_dir;                  // empty: unknown (not repeated)
@@ -27,10 +29,10 @@ struct ScheduleSettings {
   // The manifest's `settings.schedule` object.
   nlohmann::json to_json() const;
 
-  // From a manifest's `settings` object; `output_dir` is where the manifest was found. Manifests written before
+  // From a manifest's settings (read by manifest.hpp); `output_dir` is where the manifest was found. Manifests written before
   // `settings.schedule` existed still give extra_task_paths and data_dir. Wrong types are ignored (a manifest is
   // not user input, and collect must not fail on an old one).
-  static ScheduleSettings from_manifest_settings(const nlohmann::json& settings, const std::filesystem::path& output_dir);
+  static ScheduleSettings from_manifest(const Manifest& manifest, const std::filesystem::path& output_dir);
 
   // Words before `schedule` (--output_dir, --cache_dir) and after `schedule MODELS TASKS` (everything else), unquoted.
   std::vector<std::string> global_arguments() const;
