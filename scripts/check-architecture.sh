@@ -28,6 +28,11 @@ check "the manifest is parsed in one file" "src/sweep/manifest.cpp" \
   grep -rl 'kManifestSchema' src
 check "the result file-name pattern is spelled once" "src/eval/job.cpp" \
   grep -rlE 'shot-limit' src
+check "the journal's suffix is spelled once" "src/eval/job.cpp" grep -rlF '.journal.jsonl' src
+check "the result schema is named by its builder and its parser" "src/eval/engine.cpp src/eval/results.cpp" \
+  grep -rl 'kResultSchema' src
+check "the element files' fields are written and read in one file" "src/sweep/element_files.cpp" \
+  grep -rlE '"(jobs_total|job_index|exit_code)"' src
 # The ground floor: each service written once.
 check "the host name is asked for in one place" "src/base/host.cpp" grep -rl 'gethostname' src
 check "UTC time is formatted in one place" "src/base/host.cpp" grep -rlE 'gmtime_r|gmtime\(' src

@@ -71,7 +71,7 @@ void write_test_journal(const std::filesystem::path& result, const std::string& 
   for (std::size_t i = 0; i < scores.size(); ++i) {
     text += nlohmann::json({{"doc_id", i}, {"key", document["key"]}, {"scores", {{metric, scores[i]}}}}).dump() + "\n";
   }
-  test::write_text(journal_for_result(result), text);
+  test::write_text(journal_beside(result), text);
 }
 
 std::vector<double> ones_then_zeros(std::size_t ones, std::size_t total) {
@@ -352,7 +352,7 @@ TEST_CASE("damaged result files are skipped with a warning naming them and never
   test::write_text(wrong_types, bad.dump());
   // A leftover temporary file from a crashed writer and a journal are not results at all.
   test::write_text(good.string() + ".tmp.123.abcd", "{");
-  test::write_text(journal_for_result(good), "{\"doc_id\": 0}\n");
+  test::write_text(journal_beside(good), "{\"doc_id\": 0}\n");
 
   const auto scan = scan_results(out.path(), registry);
   CHECK(scan.results.size() == 2);  // good and wrong_types (which still has a numeric value)

@@ -50,8 +50,11 @@ std::vector<CostObservation> synthetic_history(int count, double spread) {
   return history;
 }
 
-nlohmann::json result_document(const std::string& task, const nlohmann::json& provenance) {
-  return {{"schema", "mill.result/1"}, {"task", task}, {"provenance", provenance}};
+ResultFile result_document(const std::string& task, const nlohmann::json& provenance) {
+  ResultFile result;
+  result.task = task;
+  result.provenance = provenance;
+  return result;
 }
 
 }  // namespace
@@ -200,10 +203,9 @@ TEST_CASE("a result's provenance is one cost observation, other documents and ol
                             {"dtype", "float16"}, {"backend", {{"backend", "local"}, {"parameters", 5e8}}}}));
   REQUIRE(unsized);
   CHECK(unsized->speed == SpeedClass{"runtime", "gpu", "float16"});
-  // Written before provenance.work, or not a result at all.
+  // Written before provenance.work.
   CHECK_FALSE(cost_observation_from_result(
       result_document("old", {{"wall_seconds", 30}, {"device", "cpu"}, {"backend", {{"backend", "local"}}}})));
-  CHECK_FALSE(cost_observation_from_result({{"schema", "mill.sweep/1"}, {"task", "x"}}));
   // The JSON form round-trips through a history file line.
   CHECK(cost_observation_json(*gsm8k)["work"]["output_tokens"] == 9000);
 }

@@ -14,7 +14,6 @@
 #include "mill/eval/preprocess.hpp"
 #include "mill/eval/prompt.hpp"
 #include "mill/base/python_random.hpp"
-#include "mill/eval/task_check.hpp"
 #include "mill/eval/tasks.hpp"
 #include "support.hpp"
 

@@ -319,9 +319,11 @@ TEST_CASE("a local run's liveness comes from its pid and start time on this host
 
 TEST_CASE("a local sweep's elements are running, queued, interrupted or done by a later run", "[progress][status]") {
   const long long now = 1'800'000'000;
-  const nlohmann::json none;
-  const nlohmann::json beat = {{"job_index", 0}, {"jobs_total", 2},       {"task", "demo"},  {"n_shot", 0},
-                               {"done_samples", 20}, {"total_samples", 52}, {"updated_at", now - 900}};
+  constexpr auto none = std::nullopt;
+  const auto beat = heartbeat_from_json({{"job_index", 0},     {"jobs_total", 2},       {"task", "demo"},
+                                         {"n_shot", 0},        {"done_samples", 20},    {"total_samples", 52},
+                                         {"updated_at", now - 900}});
+  const auto status_file = [](const nlohmann::json& document) { return element_status_from_json(document); };
   // A live run: an old heartbeat is still running (a slow batch), later elements wait.
   auto status = combine_local_element_status(0, none, beat, Liveness::alive, false, now);
   CHECK(status.state == ElementState::running);
@@ -332,18 +334,18 @@ TEST_CASE("a local sweep's elements are running, queued, interrupted or done by 
   CHECK(status.state == ElementState::interrupted);
   CHECK_THAT(status.detail, Contains("ended during job 1/2, demo 0-shot, 20/52 samples"));
   CHECK(combine_local_element_status(1, none, none, Liveness::gone, false, now).state == ElementState::interrupted);
-  status = combine_local_element_status(0, {{"state", "interrupted"}, {"exit_code", 130}}, beat, Liveness::gone, false, now);
+  status = combine_local_element_status(0, status_file({{"state", "interrupted"}, {"exit_code", 130}}), beat, Liveness::gone, false, now);
   CHECK(status.state == ElementState::interrupted);
   CHECK_THAT(status.detail, Contains("Ctrl-C"));
-  CHECK(combine_local_element_status(0, {{"state", "preempted"}}, none, Liveness::gone, false, now).state ==
+  CHECK(combine_local_element_status(0, status_file({{"state", "preempted"}}), none, Liveness::gone, false, now).state ==
         ElementState::interrupted);
   // ... unless a later run wrote every job's result.
-  status = combine_local_element_status(0, {{"state", "interrupted"}}, beat, Liveness::gone, true, now);
+  status = combine_local_element_status(0, status_file({{"state", "interrupted"}}), beat, Liveness::gone, true, now);
   CHECK(status.state == ElementState::completed);
   CHECK_THAT(status.detail, Contains("later run"));
   CHECK(combine_local_element_status(1, none, none, Liveness::gone, true, now).state == ElementState::completed);
   // Failures stay failures; a run on another host is judged by its heartbeat as before.
-  CHECK(combine_local_element_status(0, {{"state", "failed"}, {"exit_code", 4}}, none, Liveness::gone, false, now).state ==
+  CHECK(combine_local_element_status(0, status_file({{"state", "failed"}, {"exit_code", 4}}), none, Liveness::gone, false, now).state ==
         ElementState::failed);
   CHECK(combine_local_element_status(0, none, beat, Liveness::unknown, false, now).state == ElementState::unknown);
 }

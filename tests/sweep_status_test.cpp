@@ -14,10 +14,15 @@ using Catch::Matchers::Contains;
 namespace {
 const long long kNow = 1'800'000'000;
 
-nlohmann::json heartbeat(long long age_seconds) {
-  return {{"element", 0},          {"pid", 123},         {"host", "node7"},       {"state", "running"},
-          {"job_index", 1},        {"jobs_total", 3},    {"task", "demo"},        {"n_shot", 5},
-          {"done_samples", 40},    {"total_samples", 100}, {"updated_at", kNow - age_seconds}};
+std::optional<Heartbeat> heartbeat(long long age_seconds) {
+  return heartbeat_from_json({{"element", 0},       {"pid", 123},           {"host", "node7"},
+                              {"state", "running"}, {"job_index", 1},       {"jobs_total", 3},
+                              {"task", "demo"},     {"n_shot", 5},          {"done_samples", 40},
+                              {"total_samples", 100}, {"updated_at", kNow - age_seconds}});
+}
+
+std::optional<ElementStatusRecord> status_file(const nlohmann::json& document) {
+  return element_status_from_json(document);
 }
 }  // namespace
 
@@ -30,9 +35,9 @@ TEST_CASE("timestamps are read as ISO 8601 UTC or Unix seconds") {
 }
 
 TEST_CASE("the queue wins while SLURM has the element, then the status file, then the heartbeat") {
-  const nlohmann::json none;
+  constexpr auto none = std::nullopt;
   // Pending in the queue, even with a status file from before a requeue.
-  auto status = combine_element_status(0, {{"state", "preempted"}}, none, true, std::string("PENDING"), "BeginTime", "", kNow);
+  auto status = combine_element_status(0, status_file({{"state", "preempted"}}), none, true, std::string("PENDING"), "BeginTime", "", kNow);
   CHECK(status.state == ElementState::queued);
   CHECK_THAT(status.detail, Contains("requeued") && Contains("BeginTime"));
   // Running with progress from the heartbeat.
@@ -43,14 +48,14 @@ TEST_CASE("the queue wins while SLURM has the element, then the status file, the
   CHECK(status.done_samples == 40);
   CHECK(status.total_samples == 100);
   // Finished: the status file decides.
-  status = combine_element_status(0, {{"state", "completed"}, {"exit_code", 0}, {"jobs", {1, 2}}}, heartbeat(1), true,
+  status = combine_element_status(0, status_file({{"state", "completed"}, {"exit_code", 0}, {"jobs", {1, 2}}}), heartbeat(1), true,
                                   std::nullopt, "", "COMPLETED", kNow);
   CHECK(status.state == ElementState::completed);
-  status = combine_element_status(0, {{"state", "failed"}, {"exit_code", 4}, {"message", "demo 0-shot: no data"}}, none,
+  status = combine_element_status(0, status_file({{"state", "failed"}, {"exit_code", 4}, {"message", "demo 0-shot: no data"}}), none,
                                   true, std::nullopt, "", "", kNow);
   CHECK(status.state == ElementState::failed);
   CHECK_THAT(status.detail, Contains("exit 4") && Contains("no data"));
-  status = combine_element_status(0, {{"state", "preempted"}, {"exit_code", 75}}, none, true, std::nullopt, "", "", kNow);
+  status = combine_element_status(0, status_file({{"state", "preempted"}, {"exit_code", 75}}), none, true, std::nullopt, "", "", kNow);
   CHECK(status.state == ElementState::preempted);
   // Gone from the queue without a status file: failed, with SLURM's reason.
   status = combine_element_status(0, none, heartbeat(30), true, std::nullopt, "", "TIMEOUT", kNow);

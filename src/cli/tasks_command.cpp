@@ -7,7 +7,6 @@
 #include "commands.hpp"
 #include "mill/eval/dataset.hpp"
 #include "mill/base/error.hpp"
-#include "mill/eval/task_check.hpp"
 #include "mill/eval/tasks.hpp"
 #include "mill/base/text.hpp"
 

@@ -28,7 +28,7 @@ namespace mill {
 std::string primary_metric_of(const CollectedResult& result, const std::string& requested) {
   const auto has = [&](const std::string& name) {
     return std::any_of(result.metrics.begin(), result.metrics.end(),
-                       [&](const CollectedMetric& m) { return m.name == name; });
+                       [&](const ResultMetric& m) { return m.name == name; });
   };
   if (!requested.empty()) return requested;
   if (!result.primary_metric.empty() && has(result.primary_metric)) return result.primary_metric;

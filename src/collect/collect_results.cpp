@@ -78,62 +78,34 @@ bool read_whole_file(const std::filesystem::path& path, std::string& out, std::s
 
 std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
                                                       const TaskRegistry& registry, std::string& problem) {
-  auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) {
-    problem = content.empty() ? "empty file" : "not valid JSON (truncated or damaged)";
+  auto file = parse_result(content, problem);
+  if (!file) return std::nullopt;
+  if (file->metrics.empty()) {
+    problem = "no metric has a numeric value";
     return std::nullopt;
   }
-  problem = result_document_problem(document);
-  if (!problem.empty()) return std::nullopt;
-
   CollectedResult result;
   result.path = path;
-  result.task = document["task"].get<std::string>();
-  result.n_shot = document["n_shot"].get<int>();
-  result.n_samples = document["n_samples"].get<long long>();
-  result.key = document["key"].get<std::string>();
-  result.key_inputs = std::move(document["key_inputs"]);
+  result.task = std::move(file->task);
+  result.n_shot = file->n_shot;
+  result.limit = file->limit;
+  result.n_samples = file->n_samples;
+  result.key = std::move(file->key);
+  result.key_inputs = std::move(file->key_inputs);
   // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
   // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
   const auto model_directory = path.parent_path().parent_path().filename().string();
   auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
-  if (identity.empty()) identity = string_field(document, "model_identity");
+  if (identity.empty()) identity = file->model_identity;
   if (identity.empty()) identity = string_field(result.key_inputs, "model");
-  result.model = identity.empty() ? model_identity_of(document["model"].get<std::string>()) : identity;
-  if (const auto it = result.key_inputs.find("limit"); it != result.key_inputs.end() && it->is_number_integer()) {
-    result.limit = it->get<int>();
-  }
+  result.model = identity.empty() ? model_identity_of(file->model) : identity;
   const auto* task = registry.find(result.task);
-  result.benchmark = string_field(document, "benchmark");
+  result.benchmark = std::move(file->benchmark);
   if (result.benchmark.empty() && task) result.benchmark = task->benchmark;
-  result.output_type = string_field(document, "output_type");
+  result.output_type = std::move(file->output_type);
   if (result.output_type.empty() && task) result.output_type = to_string(task->output_type);
-  result.primary_metric = string_field(document, "primary_metric");
-  auto document_method = string_field(document, "stderr_method");
-  // The engine records how its standard errors were made under provenance.bootstrap (resamples, seed).
-  if (document_method.empty() && document.contains("provenance") && document["provenance"].is_object() &&
-      document["provenance"].contains("bootstrap")) {
-    document_method = "bootstrap";
-  }
-
-  for (auto& [name, metric] : document["metrics"].items()) {
-    const auto value = finite_number_field(metric, "value");
-    if (!value) continue;  // a metric the run could not compute (null) is not a number to average
-    CollectedMetric out;
-    out.name = name;
-    out.value = *value;
-    out.standard_error = finite_number_field(metric, "stderr");
-    out.stderr_method = string_field(metric, "stderr_method");
-    if (out.stderr_method.empty()) out.stderr_method = document_method;
-    if (out.stderr_method.empty() && out.standard_error) out.stderr_method = "result";
-    const auto n = metric.find("n");
-    out.n = n != metric.end() && n->is_number_integer() ? n->get<long long>() : result.n_samples;
-    result.metrics.push_back(std::move(out));
-  }
-  if (result.metrics.empty()) {
-    problem = "no metric has a numeric value";
-    return std::nullopt;
-  }
+  result.primary_metric = std::move(file->primary_metric);
+  result.metrics = std::move(file->metrics);
   return result;
 }
 

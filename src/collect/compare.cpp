@@ -3,49 +3,44 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
+#include "mill/base/atomic_file.hpp"
+#include "mill/base/error.hpp"
 #include "mill/base/text.hpp"
+#include "mill/eval/job.hpp"
+#include "mill/eval/journal.hpp"
 
 namespace mill {
 
 JournalScores read_journal_scores(const std::filesystem::path& journal, const std::string& metric,
                                   const std::string& expected_key) {
   JournalScores out;
-  std::ifstream in(journal, std::ios::binary);
-  if (!in) return out;
+  std::optional<std::string> content;
+  try {
+    content = read_file_if_exists(journal);
+  } catch (const Error&) {
+    return out;  // unreadable: reported like a missing journal
+  }
+  if (!content) return out;
   out.found = true;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    // A torn last line (the worker died mid-write) is expected and harmless: it is simply not a sample.
-    if (record.is_discarded() || !record.is_object() || !record.contains("doc_id") ||
-        !record["doc_id"].is_number_integer() || !record.contains("scores") || !record["scores"].is_object()) {
-      ++out.bad_lines;
-      continue;
-    }
-    if (!expected_key.empty() && record.contains("key") && record["key"] != expected_key) {
+  auto parsed = parse_journal(*content);
+  out.bad_lines = static_cast<long long>(parsed.damaged);
+  for (const auto& line : parsed.lines) {
+    if (!expected_key.empty() && line.entry["key"] != expected_key) {
       ++out.other_key_lines;
       continue;
     }
-    const auto& scores = record["scores"];
+    const auto& scores = line.entry["scores"];
     const auto it = scores.find(metric);
-    if (it == scores.end() || !it->is_number()) {
+    if (it == scores.end()) {
       ++out.bad_lines;
       continue;
     }
-    out.by_doc[record["doc_id"].get<long long>()] = it->get<double>();
+    out.by_doc.emplace(line.entry["doc_id"].get<long long>(), it->get<double>());
   }
   return out;
-}
-
-std::filesystem::path journal_for_result(const std::filesystem::path& result) {
-  auto path = result;
-  path.replace_extension(".journal.jsonl");
-  return path;
 }
 
 McNemarTest mcnemar_test(long long a_only, long long b_only) {
@@ -215,12 +210,12 @@ Comparison compare_models(const ResultScan& scan, const std::string& model_a, co
     }
     const auto* b = it->second;
     const auto metric = primary_metric_of(*a, filter.metric);
-    const auto a_scores = read_journal_scores(journal_for_result(a->path), metric, a->key);
-    const auto b_scores = read_journal_scores(journal_for_result(b->path), metric, b->key);
+    const auto a_scores = read_journal_scores(journal_beside(a->path), metric, a->key);
+    const auto b_scores = read_journal_scores(journal_beside(b->path), metric, b->key);
     if (!a_scores.found || !b_scores.found) {
       out.warnings.push_back(fmt::format("{} ({}-shot): no per-sample journal for {}; not compared", a->task, a->n_shot,
-                                         !a_scores.found ? journal_for_result(a->path).string()
-                                                         : journal_for_result(b->path).string()));
+                                         !a_scores.found ? journal_beside(a->path).string()
+                                                         : journal_beside(b->path).string()));
       continue;
     }
     PairedScores paired;

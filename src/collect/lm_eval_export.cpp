@@ -19,6 +19,7 @@
 #include "mill/base/version.hpp"
 #include "mill/eval/job.hpp"
 #include "mill/eval/metrics.hpp"
+#include "mill/eval/results.hpp"
 
 namespace mill {
 
@@ -181,7 +182,7 @@ std::vector<LmEvalExport> build_lm_eval_exports(const std::vector<AggregateRow>&
     nlohmann::json better = nlohmann::json::object(), n_samples = nlohmann::json::object();
     std::map<std::string, std::vector<std::string>> metrics_of;  // task → lm-eval metric names, in row order
     std::map<std::string, std::string> output_type_of;
-    nlohmann::json first_document;  // the first result file that records where and how the model ran
+    std::optional<ResultFile> first_file;  // the first result file that records where and how the model ran
     std::optional<double> started;
     double wall_seconds = 0;
 
@@ -199,24 +200,25 @@ std::vector<LmEvalExport> build_lm_eval_exports(const std::vector<AggregateRow>&
 
       // Once per task: what the rows do not carry, from its result file.
       const auto found = result_of.find({row->model, row->task, row->n_shot, row->limit.value_or(-1)});
-      nlohmann::json document;
       long long original = row->n_samples, effective = row->n_samples;
       if (found != result_of.end()) {
         effective = found->second->n_samples;
         original = effective;
-        if (const auto text = read_file_if_exists(found->second->path)) {
-          document = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-        }
-        const auto& documents = member(member(member(document, "data"), "eval"), "documents");
-        if (documents.is_number_integer()) original = documents.get<long long>();
-        const auto& provenance = member(document, "provenance");
-        if (member(provenance, "started_at").is_string()) {
-          if (const auto at = unix_seconds(member(provenance, "started_at").get<std::string>())) {
-            started = started ? std::min(*started, *at) : *at;
+        std::string problem;
+        std::optional<ResultFile> file;
+        if (const auto text = read_file_if_exists(found->second->path)) file = parse_result(*text, problem);
+        if (file) {
+          const auto& documents = member(member(file->data, "eval"), "documents");
+          if (documents.is_number_integer()) original = documents.get<long long>();
+          const auto& provenance = file->provenance;
+          if (member(provenance, "started_at").is_string()) {
+            if (const auto at = unix_seconds(member(provenance, "started_at").get<std::string>())) {
+              started = started ? std::min(*started, *at) : *at;
+            }
           }
+          if (member(provenance, "wall_seconds").is_number()) wall_seconds += member(provenance, "wall_seconds").get<double>();
+          if (!first_file && provenance.is_object()) first_file = std::move(file);
         }
-        if (member(provenance, "wall_seconds").is_number()) wall_seconds += member(provenance, "wall_seconds").get<double>();
-        if (first_document.is_null() && member(document, "provenance").is_object()) first_document = document;
       }
       n_samples[row->task] = {{"original", original}, {"effective", effective}};
       versions[row->task] = task_version(task);
@@ -267,7 +269,8 @@ std::vector<LmEvalExport> build_lm_eval_exports(const std::vector<AggregateRow>&
       group_subtasks[group] = nlohmann::json(std::vector<std::string>(children[group].begin(), children[group].end()));
     }
 
-    const auto& provenance = member(first_document, "provenance");
+    static const nlohmann::json no_provenance;
+    const auto& provenance = first_file ? first_file->provenance : no_provenance;
     nlohmann::json revision;
     for (const auto* row : run.task_rows) {
       const auto found = result_of.find({row->model, row->task, row->n_shot, row->limit.value_or(-1)});
@@ -283,9 +286,7 @@ std::vector<LmEvalExport> build_lm_eval_exports(const std::vector<AggregateRow>&
     };
     nlohmann::json config = {
         {"model", model_type_of(model)},
-        {"model_args", model_args_of(member(first_document, "model").is_string()
-                                         ? member(first_document, "model").get<std::string>()
-                                         : model)},
+        {"model_args", model_args_of(first_file ? first_file->model : model)},
         {"model_dtype", text_or_null(member(provenance, "dtype"))},
         {"model_revision", revision},
         {"batch_size", text_or_null(member(provenance, "batch_size"))},

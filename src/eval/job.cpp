@@ -142,8 +142,12 @@ std::filesystem::path result_path(const std::filesystem::path& output_dir, const
 }
 
 std::filesystem::path journal_path(const std::filesystem::path& output_dir, const Job& job) {
-  auto path = job_stem(output_dir, job);
-  path += ".journal.jsonl";
+  return journal_beside(result_path(output_dir, job));
+}
+
+std::filesystem::path journal_beside(const std::filesystem::path& result_file) {
+  auto path = result_file;
+  path.replace_extension(".journal.jsonl");
   return path;
 }
 

@@ -14,8 +14,6 @@
 namespace mill {
 
 namespace {
-// A line the engine can use: an object with an integer doc_id, a key, numeric scores and, if present, a numeric
-// n_tokens. Anything else (garbage, a wrong field, a wrong type) would otherwise fail the aggregation for good.
 bool well_formed(const nlohmann::json& entry) {
   if (entry.is_discarded() || !entry.is_object()) return false;
   const auto doc_id = entry.find("doc_id");
@@ -31,6 +29,27 @@ bool well_formed(const nlohmann::json& entry) {
 }
 }  // namespace
 
+JournalText parse_journal(std::string_view content) {
+  JournalText out;
+  std::size_t start = 0;
+  while (start < content.size()) {
+    auto end = content.find('\n', start);
+    const bool complete = end != std::string_view::npos;
+    if (!complete) end = content.size();
+    const auto line = content.substr(start, end - start);
+    start = end + 1;
+    if (line.empty()) continue;
+    auto entry = nlohmann::json::parse(line, nullptr, false);
+    // A line torn by a kill or garbage would otherwise fail the aggregation for good: its sample is evaluated again.
+    if (!complete || !well_formed(entry)) {
+      ++out.damaged;
+      continue;
+    }
+    out.lines.push_back({line, std::move(entry)});
+  }
+  return out;
+}
+
 Journal::Journal(const std::filesystem::path& path, const std::string& key, const JournalExpectations& expect)
     : path_(path), key_(key), expect_(expect) {
   std::error_code ec;
@@ -40,22 +59,11 @@ Journal::Journal(const std::filesystem::path& path, const std::string& key, cons
   std::string kept;
   bool rewrite = false;
   if (auto content = read_file_if_exists(path)) {
-    std::size_t start = 0;
+    auto parsed = parse_journal(*content);
     std::size_t foreign = 0;
-    std::size_t damaged = 0;
+    std::size_t damaged = parsed.damaged;
     std::string other_data;  // a fingerprint of other data found in this key's lines
-    while (start < content->size()) {
-      auto end = content->find('\n', start);
-      const bool complete = end != std::string::npos;
-      if (!complete) end = content->size();
-      const auto line = std::string_view(*content).substr(start, end - start);
-      start = end + 1;
-      if (line.empty()) continue;
-      auto entry = nlohmann::json::parse(line, nullptr, false);
-      if (!complete || !well_formed(entry)) {
-        ++damaged;  // a line torn by a kill, or garbage: its sample is simply evaluated again
-        continue;
-      }
+    for (auto& [line, entry] : parsed.lines) {
       if (const auto version = entry.find("scoring_version");
           version != entry.end() && version->is_number_integer() && version->get<int>() > expect.scoring_version) {
         throw Error(fmt::format("journal {} was written by a newer mill (scoring_version {}; this mill's is {}); left "

@@ -111,8 +111,8 @@ std::optional<std::string> apply_text_filter(const std::string& filter, const st
   return std::nullopt;
 }
 
-std::string render_fields(const std::string& pattern, const nlohmann::json& doc, const std::string& task,
-                          const std::string& what) {
+std::string expand_placeholders(const std::string& pattern, const std::string& task, const std::string& what,
+                                const std::function<std::string(const std::string&)>& resolve) {
   std::string out;
   for (std::size_t i = 0; i < pattern.size();) {
     if (pattern.compare(i, 2, "{{") == 0 || pattern.compare(i, 2, "}}") == 0) {
@@ -128,12 +128,7 @@ std::string render_fields(const std::string& pattern, const nlohmann::json& doc,
     if (close == std::string::npos) throw Error(fmt::format("task {}: {} has an unclosed '{{'", task, what));
     const auto parts = split_list(pattern.substr(i + 1, close - i - 1), '|');
     if (parts.empty()) throw Error(fmt::format("task {}: {} has an empty {{}}", task, what));
-    const auto value = field_value(doc, parts[0]);
-    if (!value) {
-      throw Error(fmt::format("task {}: {} uses {{{}}} but the document has no field {}", task, what, parts[0],
-                              quote_value(parts[0])));
-    }
-    auto text = scalar_text(*value);
+    auto text = resolve(parts[0]);
     for (std::size_t f = 1; f < parts.size(); ++f) {
       auto filtered = apply_text_filter(parts[f], text);
       if (!filtered) {
@@ -146,6 +141,18 @@ std::string render_fields(const std::string& pattern, const nlohmann::json& doc,
     i = close + 1;
   }
   return out;
+}
+
+std::string render_fields(const std::string& pattern, const nlohmann::json& doc, const std::string& task,
+                          const std::string& what) {
+  return expand_placeholders(pattern, task, what, [&](const std::string& name) {
+    const auto value = field_value(doc, name);
+    if (!value) {
+      throw Error(fmt::format("task {}: {} uses {{{}}} but the document has no field {}", task, what, name,
+                              quote_value(name)));
+    }
+    return scalar_text(*value);
+  });
 }
 
 // One `preprocess:` entry: the fields it writes, where it reads, and the one operation it performs.

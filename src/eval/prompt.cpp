@@ -190,25 +190,10 @@ int PromptBuilder::answer_index(const nlohmann::json& doc) const { return answer
 
 std::string PromptBuilder::render(const std::string& pattern, const nlohmann::json& doc, const std::string& field_name,
                                   const std::string* option) const {
-  std::string out;
   const auto what = fmt::format("field `{}`", field_name);
-  for (std::size_t i = 0; i < pattern.size();) {
-    if (pattern.compare(i, 2, "{{") == 0 || pattern.compare(i, 2, "}}") == 0) {
-      out += pattern[i];
-      i += 2;
-      continue;
-    }
-    if (pattern[i] != '{') {
-      out += pattern[i++];
-      continue;
-    }
-    const auto close = pattern.find('}', i);
-    if (close == std::string::npos) throw Error(fmt::format("task {}: {} has an unclosed '{{'", task_, what));
-    const auto inside = pattern.substr(i + 1, close - i - 1);
-    const auto bar = inside.find('|');
-    const auto name = inside.substr(0, bar);
-    std::string value;
+  return expand_placeholders(pattern, task_, what, [&](const std::string& name) {
     if (name == "options") {
+      std::string value;
       const auto list = options(doc);
       for (std::size_t k = 0; k < list.size(); ++k) {
         for (std::size_t j = 0; j < option_template_.size();) {
@@ -223,37 +208,22 @@ std::string PromptBuilder::render(const std::string& pattern, const nlohmann::js
           }
         }
       }
-    } else if (name == "answer_label") {
-      value = answer_label(doc);
-    } else if (name == "answer_option") {
-      value = options(doc)[static_cast<std::size_t>(answer_index(doc))];
-    } else if (name == "option" && !doc.contains("option")) {
+      return value;
+    }
+    if (name == "answer_label") return answer_label(doc);
+    if (name == "answer_option") return options(doc)[static_cast<std::size_t>(answer_index(doc))];
+    if (name == "option" && !doc.contains("option")) {
       if (!option) {
         throw Error(fmt::format("task {}: {} uses {{option}}, which only templates of `prompt.continuation: suffix` "
                                 "tasks may use (the option being scored)",
                                 task_, what));
       }
-      value = *option;
-    } else if (auto found = field_value(doc, name)) {
-      value = scalar_text(*found);
-    } else {
-      throw Error(fmt::format("task {}: {} uses {{{}}} but the document has no field {}", task_, what, name,
-                              quote_value(name)));
+      return *option;
     }
-    if (bar != std::string::npos) {
-      for (const auto& filter : split_list(inside.substr(bar + 1), '|')) {
-        auto filtered = apply_text_filter(filter, value);
-        if (!filtered) {
-          throw Error(fmt::format("task {}: {}: filter {} is unknown (valid: {})", task_, what, quote_value(filter),
-                                  join(kTextFilters, ", ")));
-        }
-        value = std::move(*filtered);
-      }
-    }
-    out += value;
-    i = close + 1;
-  }
-  return out;
+    if (auto found = field_value(doc, name)) return scalar_text(*found);
+    throw Error(fmt::format("task {}: {} uses {{{}}} but the document has no field {}", task_, what, name,
+                            quote_value(name)));
+  });
 }
 
 std::string PromptBuilder::render_question(const nlohmann::json& doc, const std::string* option) const {

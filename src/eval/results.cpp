@@ -4,6 +4,7 @@
 
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/base/text.hpp"
 
 namespace mill {
@@ -43,6 +44,53 @@ std::string result_document_problem(const nlohmann::json& document) {
   return {};
 }
 
+std::optional<ResultFile> parse_result(std::string_view content, std::string& problem) {
+  auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    problem = content.empty() ? "empty file" : "not valid JSON (truncated or damaged)";
+    return std::nullopt;
+  }
+  return result_from_json(std::move(document), problem);
+}
+
+std::optional<ResultFile> result_from_json(nlohmann::json document, std::string& problem) {
+  problem = result_document_problem(document);
+  if (!problem.empty()) return std::nullopt;
+  ResultFile result;
+  result.key = document["key"].get<std::string>();
+  result.key_inputs = std::move(document["key_inputs"]);
+  result.task = document["task"].get<std::string>();
+  result.model = document["model"].get<std::string>();
+  result.model_identity = string_field(document, "model_identity");
+  result.benchmark = string_field(document, "benchmark");
+  result.output_type = string_field(document, "output_type");
+  result.primary_metric = string_field(document, "primary_metric");
+  result.n_shot = document["n_shot"].get<int>();
+  if (const auto limit = integer_field(result.key_inputs, "limit")) result.limit = static_cast<int>(*limit);
+  result.n_samples = document["n_samples"].get<long long>();
+  if (document.contains("data")) result.data = std::move(document["data"]);
+  if (document.contains("provenance")) result.provenance = std::move(document["provenance"]);
+  auto document_method = string_field(document, "stderr_method");
+  // The engine records how its standard errors were made under provenance.bootstrap (resamples, seed).
+  if (document_method.empty() && result.provenance.is_object() && result.provenance.contains("bootstrap")) {
+    document_method = "bootstrap";
+  }
+  for (auto& [name, metric] : document["metrics"].items()) {
+    const auto value = finite_number_field(metric, "value");
+    if (!value) continue;  // a metric the run could not compute (null) is not a number to average
+    ResultMetric out;
+    out.name = name;
+    out.value = *value;
+    out.standard_error = finite_number_field(metric, "stderr");
+    out.stderr_method = string_field(metric, "stderr_method");
+    if (out.stderr_method.empty()) out.stderr_method = document_method;
+    if (out.stderr_method.empty() && out.standard_error) out.stderr_method = "result";
+    out.n = integer_field(metric, "n").value_or(result.n_samples);
+    result.metrics.push_back(std::move(out));
+  }
+  return result;
+}
+
 std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const nlohmann::json& expected_inputs) {
   if (!key_inputs.is_object() || !expected_inputs.is_object()) return std::nullopt;
   const auto found = key_inputs.find("scoring_version");
@@ -62,20 +110,20 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
     return {ResultState::corrupt, e.what()};
   }
   if (!content) return {ResultState::missing, {}};
-  nlohmann::json document = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return {ResultState::corrupt, "not valid JSON (truncated or damaged)"};
-  if (auto problem = result_document_problem(document); !problem.empty()) return {ResultState::corrupt, problem};
-  const auto match = match_job_key(expected, document["key"].get<std::string>(), document["key_inputs"]);
+  std::string problem;
+  auto result = parse_result(*content, problem);
+  if (!result) return {ResultState::corrupt, problem};
+  const auto match = match_job_key(expected, result->key, result->key_inputs);
   if (!match.same) {
-    if (const auto newer = newer_scoring_version(document["key_inputs"], expected.inputs)) {
+    if (const auto newer = newer_scoring_version(result->key_inputs, expected.inputs)) {
       return {ResultState::stale,
               fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
                           expected.inputs["scoring_version"].get<int>()),
-              *newer};
+              *newer, std::move(result)};
     }
-    return {ResultState::stale, stale_reason(match.differing)};
+    return {ResultState::stale, stale_reason(match.differing), std::nullopt, std::move(result)};
   }
-  return {ResultState::done, {}};
+  return {ResultState::done, {}, std::nullopt, std::move(result)};
 }
 
 void refuse_to_overwrite_newer_result(const std::filesystem::path& path, const JobKey& expected) {

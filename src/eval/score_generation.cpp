@@ -6,7 +6,7 @@
 #include "mill/base/text.hpp"
 #include "mill/eval/answer_filter.hpp"
 #include "mill/eval/batch_scorer.hpp"
-#include "mill/eval/task_check.hpp"
+#include "mill/eval/tasks.hpp"
 #include "mill/eval/metrics.hpp"
 
 namespace mill {

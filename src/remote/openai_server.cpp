@@ -424,57 +424,40 @@ void OpenAiService::submit(const std::shared_ptr<Work>& work) {
   wake_.notify_one();
 }
 
-void OpenAiService::run_queued(const std::shared_ptr<Work>& work) {
+template <typename Request, typename Result>
+std::vector<Result> OpenAiService::run_queued(int kind, std::vector<Request> requests, std::vector<Request> Work::*in,
+                                              std::vector<Result> Work::*out, int top) {
+  if (requests.empty()) return {};
+  auto work = std::make_shared<Work>();
+  work->kind = static_cast<Work::Kind>(kind);
+  (*work).*in = std::move(requests);
+  work->top = top;
   auto done = work->done.get_future();
   submit(work);
   done.get();
+  return std::move((*work).*out);
 }
 
 std::vector<LoglikelihoodResult> OpenAiService::loglikelihood(std::vector<LoglikelihoodRequest> requests) {
-  if (requests.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::loglikelihood;
-  work->loglikelihood_requests = std::move(requests);
-  run_queued(work);
-  return std::move(work->loglikelihood_results);
+  return run_queued(Work::loglikelihood, std::move(requests), &Work::loglikelihood_requests, &Work::loglikelihood_results);
 }
 
 std::vector<RollingResult> OpenAiService::rolling(std::vector<RollingRequest> requests) {
-  if (requests.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::rolling;
-  work->rolling_requests = std::move(requests);
-  run_queued(work);
-  return std::move(work->rolling_results);
+  return run_queued(Work::rolling, std::move(requests), &Work::rolling_requests, &Work::rolling_results);
 }
 
 std::vector<GenerationResult> OpenAiService::generate(std::vector<GenerationRequest> requests) {
-  if (requests.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::generation;
-  work->generation_requests = std::move(requests);
-  run_queued(work);
-  return std::move(work->generation_results);
+  return run_queued(Work::generation, std::move(requests), &Work::generation_requests, &Work::generation_results);
 }
 
 std::vector<std::vector<PositionLogprobs>> OpenAiService::score_positions(std::vector<std::vector<TokenId>> sequences,
                                                                          int top) {
-  if (sequences.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::positions;
-  work->position_requests = std::move(sequences);
-  work->top = top;
-  run_queued(work);
-  return std::move(work->position_results);
+  return run_queued(Work::positions, std::move(sequences), &Work::position_requests, &Work::position_results, top);
 }
 
 std::vector<TokenGenerationResult> OpenAiService::generate_tokens(std::vector<TokenGenerationRequest> requests) {
-  if (requests.empty()) return {};
-  auto work = std::make_shared<Work>();
-  work->kind = Work::token_generation;
-  work->token_generation_requests = std::move(requests);
-  run_queued(work);
-  return std::move(work->token_generation_results);
+  return run_queued(Work::token_generation, std::move(requests), &Work::token_generation_requests,
+                    &Work::token_generation_results);
 }
 
 OpenAiService::Reply OpenAiService::health() const { return {200, {{"status", "ok"}}}; }

@@ -13,6 +13,7 @@
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
 #include "mill/eval/results.hpp"
+#include "mill/sweep/element_files.hpp"
 
 namespace fs = std::filesystem;
 
@@ -465,14 +466,13 @@ std::optional<JobWork> work_of(const nlohmann::json* work) {
 // A result's provenance as one observation; nothing for other documents and results older than provenance.work.
 }  // namespace
 
-std::optional<CostObservation> cost_observation_from_result(const nlohmann::json& document) {
-  if (text_of(member(document, "schema")) != kResultSchema) return std::nullopt;
-  const auto* provenance = member(document, "provenance");
+std::optional<CostObservation> cost_observation_from_result(const ResultFile& result) {
+  const auto* provenance = result.provenance.is_object() ? &result.provenance : nullptr;
   const auto work = provenance ? work_of(member(*provenance, "work")) : std::nullopt;
   if (!work) return std::nullopt;
   const auto* backend = member(*provenance, "backend");
   CostObservation o;
-  o.task = text_of(member(document, "task"));
+  o.task = result.task;
   o.speed = make_speed_class(backend ? text_of(member(*backend, "backend")) : "",
                              text_of(member(*provenance, "device")), text_of(member(*provenance, "gpu_type")),
                              text_of(member(*provenance, "dtype")));
@@ -533,28 +533,11 @@ std::vector<CostObservation> read_cost_history(const fs::path& output_dir, const
   std::vector<CostObservation> observations;
   for (const auto& sweep : sweeps) {
     if (observations.size() >= max_observations) break;
-    std::vector<fs::path> statuses;
-    for (fs::directory_iterator it(sweep / "status", error), end; !error && it != end; it.increment(error)) {
-      statuses.push_back(it->path());
-    }
-    error.clear();
-    std::sort(statuses.begin(), statuses.end());
-    for (const auto& path : statuses) {
-      std::optional<std::string> content;
-      try {
-        content = read_file_if_exists(path);
-      } catch (const Error& e) {
-        spdlog::debug("cost history: {}", e.what());
-      }
-      if (!content) continue;
-      const auto status = nlohmann::json::parse(*content, nullptr, /*allow_exceptions=*/false);
-      const auto* jobs = member(status, "jobs");
-      if (!jobs || !jobs->is_array()) continue;
-      for (const auto& job : *jobs) {
-        const auto* cost = member(job, "cost");
-        if (!cost) continue;
+    for (const auto& status : read_element_statuses(sweep)) {
+      for (const auto& job : status.jobs) {
+        if (job.cost.is_null()) continue;
         std::string problem;
-        if (auto observation = observation_from_json(*cost, problem)) observations.push_back(std::move(*observation));
+        if (auto observation = observation_from_json(job.cost, problem)) observations.push_back(std::move(*observation));
       }
     }
   }

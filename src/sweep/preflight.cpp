@@ -13,7 +13,7 @@
 #include "mill/eval/fewshot.hpp"
 #include "mill/model/model_args.hpp"
 #include "mill/sweep/resources.hpp"
-#include "mill/eval/task_check.hpp"
+#include "mill/eval/tasks.hpp"
 #include "mill/base/text.hpp"
 
 namespace mill {

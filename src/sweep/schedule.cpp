@@ -113,9 +113,10 @@ ScheduleSettings schedule_settings(const ScheduleRequest& request, const std::st
 // A continuation job that finds as much left to do as when its sweep was submitted (every job of its arrays
 // failed) ends the chain, so a sweep whose jobs cannot succeed does not resubmit itself forever.
 void stop_a_chain_without_progress(const ScheduleRequest& request, std::size_t jobs_left_now) {
-  const auto path = SweepPaths{sweeps_root(request.output_dir) / request.continues}.submission();
-  const auto record = nlohmann::json::parse(read_file(path, "submission record"), nullptr, false);
-  if (!record.is_object()) throw Error(fmt::format("--continues {}: {} is not JSON", request.continues, path.string()));
+  const SweepPaths sweep{sweeps_root(request.output_dir) / request.continues};
+  const auto path = sweep.submission();
+  const auto record = read_submission_record(sweep);
+  if (record.is_null()) throw Error(fmt::format("--continues {}: {} is missing or not JSON", request.continues, path.string()));
   const auto submitted = record.value("jobs", 0);
   int left_then = 0;
   if (const auto it = record.find("continuation"); it != record.end() && it->is_object()) left_then = it->value("jobs_left", 0);

@@ -43,23 +43,18 @@ std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) 
 
 std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
 
-namespace {
-
-std::optional<nlohmann::json> read_json_if_exists(const fs::path& path) {
+nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::string>* unreadable) {
   std::optional<std::string> text;
   try {
-    text = read_file_if_exists(path);
-  } catch (const Error&) {
-    return std::nullopt;
+    text = read_file_if_exists(sweep.submission());
+  } catch (const Error& e) {
+    if (unreadable) unreadable->push_back(e.what());
+    return nullptr;
   }
-  if (!text) return std::nullopt;
+  if (!text) return nullptr;
   auto document = nlohmann::json::parse(*text, nullptr, false);
-  if (document.is_discarded() || !document.is_object()) return std::nullopt;
-  return document;
+  return document.is_object() ? document : nlohmann::json();
 }
-
-
-}  // namespace
 
 std::vector<std::string> submitted_array_ids(const nlohmann::json& submission) {
   std::vector<std::string> ids;
@@ -117,11 +112,11 @@ std::map<std::string, InFlightJob> jobs_in_flight(const std::filesystem::path& o
   std::map<std::string, InFlightJob> in_flight;
   if (queued_by_array.empty()) return in_flight;
   for (const auto& sweep : list_sweeps(output_dir)) {
-    const auto submission = read_json_if_exists(sweep.submission());
-    if (!submission) continue;
+    const auto submission = read_submission_record(sweep);
+    if (submission.is_null()) continue;
     std::optional<Manifest> manifest;
     bool manifest_unreadable = false;
-    for (const auto& array_id : submitted_array_ids(*submission)) {
+    for (const auto& array_id : submitted_array_ids(submission)) {
       const auto queued = queued_by_array.find(array_id);
       if (queued == queued_by_array.end()) continue;
       if (!manifest && !manifest_unreadable) {
@@ -348,16 +343,16 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
 std::vector<std::string> reconcile_submissions(const std::filesystem::path& output_dir) {
   std::vector<std::string> settled;
   for (const auto& sweep : list_sweeps(output_dir)) {
-    auto record = read_json_if_exists(sweep.submission());
-    if (!record) continue;
+    auto record = read_submission_record(sweep);
+    if (record.is_null()) continue;
     // Interrupted before the first array's answer (state `submitting`), or between two arrays (one without its id).
     bool unanswered_array = false;
-    if (const auto arrays = record->find("arrays"); arrays != record->end() && arrays->is_array()) {
+    if (const auto arrays = record.find("arrays"); arrays != record.end() && arrays->is_array()) {
       for (const auto& array : *arrays) unanswered_array |= array.is_object() && array.value("array_job_id", nlohmann::json()).is_null();
     }
-    if (record->value("state", nlohmann::json()) != kStateSubmitting && !unanswered_array) continue;
+    if (record.value("state", nlohmann::json()) != kStateSubmitting && !unanswered_array) continue;
     const auto sweep_id = sweep.dir.filename().string();
-    const auto name = record->value("job_name", nlohmann::json());
+    const auto name = record.value("job_name", nlohmann::json());
     const auto job_name = name.is_string() ? name.get<std::string>() : sweep_job_name(sweep_id);
     std::string error;
     const auto named = query_jobs_named(job_name, &error);
@@ -376,8 +371,8 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
       return a.size() != b.size() ? a.size() < b.size() : a < b;
     });
     const auto array_id = ids.empty() ? std::string() : ids.front();
-    (*record)["reconciled_at"] = utc_time();
-    if (auto arrays = record->find("arrays"); arrays != record->end() && arrays->is_array()) {
+    record["reconciled_at"] = utc_time();
+    if (auto arrays = record.find("arrays"); arrays != record.end() && arrays->is_array()) {
       nlohmann::json found = nlohmann::json::array();
       for (std::size_t i = 0; i < arrays->size() && i < ids.size(); ++i) {
         auto array = (*arrays)[i];
@@ -387,18 +382,18 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
       *arrays = found;
     }
     if (!array_id.empty()) {
-      (*record)["state"] = kStateSubmitted;
-      (*record)["array_job_id"] = array_id;
+      record["state"] = kStateSubmitted;
+      record["array_job_id"] = array_id;
       settled.push_back(fmt::format("sweep {}: its submission was interrupted after SLURM accepted array {}; recorded "
                                     "(its jobs are in flight, not submitted again)",
                                     sweep_id, array_id));
     } else {
-      (*record)["state"] = kStateNotInQueue;
+      record["state"] = kStateNotInQueue;
       settled.push_back(fmt::format("sweep {}: its submission was interrupted and SLURM has no array named {}; none of "
                                     "its jobs count as in flight",
                                     sweep_id, job_name));
     }
-    write_file_atomically(sweep.submission(), record->dump(2) + "\n");
+    write_file_atomically(sweep.submission(), record.dump(2) + "\n");
   }
   return settled;
 }

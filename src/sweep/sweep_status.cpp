@@ -14,6 +14,7 @@
 #include "mill/eval/tasks.hpp"
 #include "mill/base/text.hpp"
 #include "mill/base/shell.hpp"
+#include "mill/sweep/element_files.hpp"
 #include "mill/sweep/manifest.hpp"
 #include "mill/base/json_fields.hpp"
 
@@ -45,51 +46,23 @@ bool SweepStatus::finished() const {
   });
 }
 
-long long parse_timestamp(const nlohmann::json& value) {
-  if (value.is_number()) return static_cast<long long>(value.get<double>());
-  if (!value.is_string()) return -1;
-  const auto text = value.get<std::string>();
-  std::tm utc{};
-  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
-  if (!end) return -1;
-  return static_cast<long long>(::timegm(&utc));
-}
-
 namespace {
 
-// The document, or null when absent or not JSON; a file that exists but cannot be read is added to `unreadable`.
-nlohmann::json read_json_or_null(const std::filesystem::path& path, std::vector<std::string>& unreadable) {
-  try {
-    const auto text = read_file_if_exists(path);
-    if (!text) return nullptr;
-    auto document = nlohmann::json::parse(*text, nullptr, false);
-    return document.is_object() ? document : nlohmann::json();
-  } catch (const Error& e) {
-    unreadable.push_back(e.what());
-    return nullptr;
-  }
-}
-
-std::string progress_text(const nlohmann::json& heartbeat, long long now) {
+std::string progress_text(const Heartbeat& heartbeat, long long now) {
   std::vector<std::string> parts;
-  const auto job_index = integer_field(heartbeat, "job_index").value_or(-1);
-  const auto jobs_total = integer_field(heartbeat, "jobs_total").value_or(-1);
-  if (job_index >= 0 && jobs_total > 0) {
+  if (heartbeat.job_index >= 0 && heartbeat.jobs_total > 0) {
     // job_index is 0-based in the heartbeat; people count from 1.
-    parts.push_back(fmt::format("job {}/{}", job_index + 1, jobs_total));
+    parts.push_back(fmt::format("job {}/{}", heartbeat.job_index + 1, heartbeat.jobs_total));
   }
-  const auto task = string_field(heartbeat, "task");
-  const auto n_shot = integer_field(heartbeat, "n_shot").value_or(-1);
-  if (!task.empty()) parts.push_back(n_shot >= 0 ? fmt::format("{} {}-shot", task, n_shot) : task);
-  const auto done = integer_field(heartbeat, "done_samples").value_or(-1);
-  const auto total = integer_field(heartbeat, "total_samples").value_or(-1);
+  if (!heartbeat.task.empty()) {
+    parts.push_back(heartbeat.n_shot >= 0 ? fmt::format("{} {}-shot", heartbeat.task, heartbeat.n_shot) : heartbeat.task);
+  }
+  const auto done = heartbeat.done_samples, total = heartbeat.total_samples;
   if (done >= 0 && total > 0) {
     parts.push_back(fmt::format("{}/{} samples ({:.0f}%)", done, total, 100.0 * static_cast<double>(done) / static_cast<double>(total)));
   }
-  const auto updated = parse_timestamp(heartbeat.is_object() && heartbeat.contains("updated_at") ? heartbeat["updated_at"] : nlohmann::json());
-  if (updated >= 0) parts.push_back(fmt::format("heartbeat {} s ago", std::max(0LL, now - updated)));
-  const auto host = string_field(heartbeat, "host");
-  if (!host.empty()) parts.push_back("on " + host);
+  if (heartbeat.updated_at >= 0) parts.push_back(fmt::format("heartbeat {} s ago", std::max(0LL, now - heartbeat.updated_at)));
+  if (!heartbeat.host.empty()) parts.push_back("on " + heartbeat.host);
   return join(parts, ", ");
 }
 
@@ -100,15 +73,16 @@ bool is_pending(const std::string& state) {
 
 }  // namespace
 
-ElementStatus combine_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
+ElementStatus combine_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
+                                     const std::optional<Heartbeat>& heartbeat,
                                      bool asked_slurm, const std::optional<std::string>& queue_state,
                                      const std::string& queue_reason, const std::string& final_state, long long now) {
   ElementStatus out;
   out.element = element;
-  out.done_samples = integer_field(heartbeat, "done_samples").value_or(-1);
-  out.total_samples = integer_field(heartbeat, "total_samples").value_or(-1);
-  const auto file_state = string_field(status_file, "state");
-  const auto message = one_line(string_field(status_file, "message"));
+  out.done_samples = heartbeat ? heartbeat->done_samples : -1;
+  out.total_samples = heartbeat ? heartbeat->total_samples : -1;
+  const auto file_state = status_file ? status_file->state : std::string();
+  const auto message = status_file ? one_line(status_file->message) : std::string();
 
   // SLURM's queue wins while it still has the element: a requeued element has an old "preempted" file.
   if (asked_slurm && queue_state) {
@@ -121,15 +95,15 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
       }
     } else {
       out.state = ElementState::running;
-      out.detail = heartbeat.is_object() ? progress_text(heartbeat, now) : "starting (no heartbeat yet)";
+      out.detail = heartbeat ? progress_text(*heartbeat, now) : "starting (no heartbeat yet)";
     }
     return out;
   }
   if (!file_state.empty()) {
-    const auto exit_code = integer_field(status_file, "exit_code").value_or(-1);
+    const auto exit_code = status_file->exit_code;
     if (file_state == "completed") {
       out.state = ElementState::completed;
-      const auto jobs = status_file.contains("jobs") && status_file["jobs"].is_array() ? status_file["jobs"].size() : 0;
+      const auto jobs = status_file->jobs.size();
       out.detail = jobs > 0 ? fmt::format("{} job(s) finished", jobs) : message;
     } else if (file_state == "preempted") {
       out.state = ElementState::preempted;
@@ -139,13 +113,10 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
       out.state = ElementState::failed;
       // The worker's summary points at jobs[]; the first failed job's own message says what went wrong.
       std::string job_message;
-      if (status_file.contains("jobs") && status_file["jobs"].is_array()) {
-        for (const auto& job : status_file["jobs"]) {
-          if (string_field(job, "state") != "failed" || string_field(job, "message").empty()) continue;
-          job_message = fmt::format("{} {}-shot: {}", string_field(job, "task"), integer_field(job, "n_shot").value_or(0),
-                                    one_line(string_field(job, "message")));
-          break;
-        }
+      for (const auto& job : status_file->jobs) {
+        if (job.state != "failed" || job.message.empty()) continue;
+        job_message = fmt::format("{} {}-shot: {}", job.task, job.n_shot, one_line(job.message));
+        break;
       }
       out.detail = fmt::format("exit {}{}{}", exit_code, message.empty() ? "" : ": " + message,
                                job_message.empty() ? "" : "; " + job_message);
@@ -159,14 +130,13 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
     out.slurm_state = final_state;
     out.detail = fmt::format("ended without a status file{}{}",
                              final_state.empty() ? "" : " (SLURM: " + final_state + ")",
-                             heartbeat.is_object() ? "; last heartbeat: " + progress_text(heartbeat, now) : "");
+                             heartbeat ? "; last heartbeat: " + progress_text(*heartbeat, now) : "");
     return out;
   }
-  if (heartbeat.is_object()) {
-    const auto updated = parse_timestamp(heartbeat.contains("updated_at") ? heartbeat["updated_at"] : nlohmann::json());
-    const bool fresh = updated >= 0 && now - updated <= kStaleHeartbeatSeconds;
+  if (heartbeat) {
+    const bool fresh = heartbeat->updated_at >= 0 && now - heartbeat->updated_at <= kStaleHeartbeatSeconds;
     out.state = fresh ? ElementState::running : ElementState::unknown;
-    out.detail = progress_text(heartbeat, now) + (fresh ? "" : " (stale; SLURM not asked)");
+    out.detail = progress_text(*heartbeat, now) + (fresh ? "" : " (stale; SLURM not asked)");
     return out;
   }
   out.state = ElementState::unknown;
@@ -174,20 +144,21 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
   return out;
 }
 
-ElementStatus combine_local_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
+ElementStatus combine_local_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
+                                           const std::optional<Heartbeat>& heartbeat,
                                            Liveness run, bool results_on_disk, long long now) {
-  const auto file_state = string_field(status_file, "state");
+  const auto file_state = status_file ? status_file->state : std::string();
   const bool running_now = run == Liveness::alive && file_state.empty();
   ElementStatus out;
   out.element = element;
-  out.done_samples = integer_field(heartbeat, "done_samples").value_or(-1);
-  out.total_samples = integer_field(heartbeat, "total_samples").value_or(-1);
+  out.done_samples = heartbeat ? heartbeat->done_samples : -1;
+  out.total_samples = heartbeat ? heartbeat->total_samples : -1;
   if (file_state != "completed" && !running_now && results_on_disk) {
     out.state = ElementState::completed;
     out.detail = "every job's result is on disk (finished by a later run)";
     return out;
   }
-  const auto where = heartbeat.is_object() ? progress_text(heartbeat, now) : std::string();
+  const auto where = heartbeat ? progress_text(*heartbeat, now) : std::string();
   if (file_state == "interrupted" || file_state == "preempted") {
     // No SLURM resubmits a local sweep: whatever stopped it, rerunning its command resumes it.
     out.state = ElementState::interrupted;
@@ -199,12 +170,12 @@ ElementStatus combine_local_element_status(int element, const nlohmann::json& st
     return combine_element_status(element, status_file, heartbeat, false, std::nullopt, "", "", now);
   }
   if (run == Liveness::alive) {
-    out.state = heartbeat.is_object() ? ElementState::running : ElementState::queued;
-    out.detail = heartbeat.is_object() ? where : "waiting for its turn in the local run";
+    out.state = heartbeat ? ElementState::running : ElementState::queued;
+    out.detail = heartbeat ? where : "waiting for its turn in the local run";
     return out;
   }
   out.state = ElementState::interrupted;
-  out.detail = heartbeat.is_object() ? "the local run ended during " + where
+  out.detail = heartbeat ? "the local run ended during " + where
                                      : "the local run ended before this element started";
   return out;
 }
@@ -218,10 +189,9 @@ bool element_results_on_disk(const std::filesystem::path& output_dir, const Mani
       if (planned->key.empty()) return false;
       const auto text = read_file_if_exists(result_path(output_dir, job));
       if (!text) return false;
-      const auto document = nlohmann::json::parse(*text, nullptr, false);
-      if (document.is_discarded() || !result_document_problem(document).empty() || document.value("key", "") != planned->key) {
-        return false;
-      }
+      std::string problem;
+      const auto result = parse_result(*text, problem);
+      if (!result || result->key != planned->key) return false;
     }
     return true;
   } catch (const std::exception&) {
@@ -241,7 +211,7 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
       continue;
     }
     sweep.dir = paths.dir;
-    const auto submission = read_json_or_null(paths.submission(), sweep.unreadable);
+    const auto submission = read_submission_record(paths, &sweep.unreadable);
     Manifest manifest;
     if (std::filesystem::exists(paths.manifest())) {
       try {
@@ -278,12 +248,13 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     }
 
     const auto& elements = manifest.elements;
-    std::vector<nlohmann::json> status_files, heartbeats;
+    std::vector<std::optional<ElementStatusRecord>> status_files;
+    std::vector<std::optional<Heartbeat>> heartbeats;
     bool settled_by_files = true;  // every element has a final status file that SLURM cannot have overtaken
     for (int index = 0; index < static_cast<int>(elements.size()); ++index) {
-      status_files.push_back(read_json_or_null(paths.status(index), sweep.unreadable));
-      heartbeats.push_back(read_json_or_null(paths.heartbeat(index), sweep.unreadable));
-      const auto state = string_field(status_files.back(), "state");
+      status_files.push_back(read_element_status(paths.dir, index, sweep.unreadable));
+      heartbeats.push_back(read_heartbeat(paths.dir, index, sweep.unreadable));
+      const auto state = status_files.back() ? status_files.back()->state : std::string();
       if (state.empty() || state == "preempted") settled_by_files = false;
     }
     // Finished sweeps are reported from their files alone, so old sweeps cost no squeue call.
@@ -333,13 +304,13 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
         queue_state = in_queue->second.state;
         queue_reason = in_queue->second.reason;
       }
-      if (sweep.asked_slurm && !queue_state && status_file.is_null() && !fetched_final_states) {
+      if (sweep.asked_slurm && !queue_state && !status_file && !fetched_final_states) {
         // Only elements that vanished without a status file need scontrol's memory of how they ended.
         for (const auto& array_id : sweep.array_job_ids) final_states.merge(query_array_final_states(array_id));
         fetched_final_states = true;
       }
       const auto final_state = final_states.count(index) ? final_states[index] : std::string();
-      const auto file_state = string_field(status_file, "state");
+      const auto file_state = status_file ? status_file->state : std::string();
       const bool may_be_done_elsewhere =
           file_state != "completed" && !(sweep.local_run == Liveness::alive && file_state.empty());
       auto status = local ? combine_local_element_status(index, status_file, heartbeat, sweep.local_run,

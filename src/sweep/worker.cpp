@@ -12,7 +12,6 @@
 #include <iostream>
 #include <optional>
 
-#include "mill/base/atomic_file.hpp"
 #include "mill/model/checkpoint_files.hpp"
 #include "mill/sweep/cost_model.hpp"
 #include "mill/eval/dataset.hpp"
@@ -26,6 +25,7 @@
 #include "mill/eval/results.hpp"
 #include "mill/base/text.hpp"
 #include "mill/base/host.hpp"
+#include "mill/sweep/element_files.hpp"
 #include "mill/sweep/manifest.hpp"
 
 namespace mill {
@@ -36,22 +36,20 @@ double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string format_metric(const nlohmann::json& metric) {
-  if (!metric.is_object() || !metric.contains("value") || metric["value"].is_null()) return "n/a";
-  auto text = fmt::format("{:.4f}", metric["value"].get<double>());
-  if (metric.contains("stderr") && metric["stderr"].is_number()) text += fmt::format(" ± {:.4f}", metric["stderr"].get<double>());
-  return text;
-}
-
-// One line per job on stdout: model, task, n_shot, state, primary metric, samples, result file.
+// One line per job on stdout: model, task, n_shot, state, primary metric (± its standard error), samples, result file.
 std::string result_line(const std::string& model, const std::string& task, int n_shot, const std::string& state,
-                        const nlohmann::json& result, const std::filesystem::path& path) {
-  if (result.is_object() && result.contains("metrics")) {
-    const auto primary = result.value("primary_metric", result["metrics"].begin().key());
-    return fmt::format("{}\t{}\t{}-shot\t{}\t{}={}\tn={}\t{}", model, task, n_shot, state, primary,
-                       format_metric(result["metrics"][primary]), result.value("n_samples", 0), path.string());
+                        const std::optional<ResultFile>& result, const std::filesystem::path& path) {
+  if (!result) return fmt::format("{}\t{}\t{}-shot\t{}", model, task, n_shot, state);
+  auto primary = result->primary_metric;
+  if (primary.empty() && !result->metrics.empty()) primary = result->metrics.front().name;
+  std::string value = "n/a";  // a metric the run could not compute
+  for (const auto& metric : result->metrics) {
+    if (metric.name != primary) continue;
+    value = fmt::format("{:.4f}", metric.value);
+    if (metric.standard_error) value += fmt::format(" ± {:.4f}", *metric.standard_error);
   }
-  return fmt::format("{}\t{}\t{}-shot\t{}", model, task, n_shot, state);
+  return fmt::format("{}\t{}\t{}-shot\t{}\t{}={}\tn={}\t{}", model, task, n_shot, state, primary, value,
+                     result->n_samples, path.string());
 }
 
 // A hub model planned at a concrete revision is evaluated at that revision: `identity` takes it (so the key is the
@@ -78,14 +76,6 @@ ModelSpec pin_planned_revision(const ModelSpec& spec, ModelIdentity& identity, c
   return pinned;
 }
 
-struct JobStatus {
-  std::string task;
-  int n_shot = 0;
-  std::string state = "pending";  // pending, running, done, skipped, failed, busy, preempted
-  std::string message;
-  nlohmann::json cost;  // a done job's cost observation (cost_model.hpp): the history later plans learn from
-};
-
 }  // namespace
 
 int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobRequest>& requests, const TaskRegistry& registry,
@@ -94,29 +84,18 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
   std::optional<ProgressDisplay> own_display;
   if (!options.display) own_display.emplace(progress_settings_for_stderr(!options.progress));
   ProgressDisplay& display = options.display ? *options.display : *own_display;
-  std::vector<JobStatus> statuses;
+  std::vector<ElementJobRecord> statuses;
   for (const auto& request : requests) statuses.push_back({request.task, request.n_shot});
 
   auto write_status = [&](const std::string& state, int exit_code, const std::string& message) {
     if (!files) return;
-    nlohmann::json jobs = nlohmann::json::array();
-    for (const auto& status : statuses) {
-      nlohmann::json job = {{"task", status.task}, {"n_shot", status.n_shot}, {"state", status.state}};
-      if (!status.message.empty()) job["message"] = status.message;
-      if (!status.cost.is_null()) job["cost"] = status.cost;
-      jobs.push_back(job);
-    }
-    const nlohmann::json document = {{"element", files->element}, {"state", state},   {"exit_code", exit_code},
-                                     {"message", message},        {"finished_at", unix_now()}, {"jobs", jobs},
-                                     {"pid", ::getpid()},         {"host", host_name()}};
     try {
-      write_file_atomically(files->sweep_dir / "status" / fmt::format("element-{}.json", files->element),
-                            document.dump(2) + "\n");
+      write_element_status(files->sweep_dir, {files->element, state, exit_code, message, unix_now(), statuses,
+                                              ::getpid(), host_name()});
     } catch (const Error& e) {
       spdlog::error("cannot write the status file: {}", e.what());
       // Without a status file the last heartbeat would keep saying "running"; removing it needs no space.
-      std::error_code ignored;
-      std::filesystem::remove(files->sweep_dir / "heartbeats" / fmt::format("element-{}.json", files->element), ignored);
+      remove_heartbeat(files->sweep_dir, files->element);
     }
   };
 
@@ -126,20 +105,12 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     const double now = unix_now();
     if (!force && now - last_heartbeat < 2.0) return;
     last_heartbeat = now;
-    const nlohmann::json document = {{"element", files->element},
-                                     {"pid", ::getpid()},
-                                     {"host", host_name()},
-                                     {"state", "running"},
-                                     {"job_index", job_index},
-                                     {"jobs_total", requests.size()},
-                                     {"task", requests[job_index].task},
-                                     {"n_shot", requests[job_index].n_shot},
-                                     {"done_samples", progress.done_samples},
-                                     {"total_samples", progress.total_samples},
-                                     {"updated_at", now}};
     try {
-      write_file_atomically(files->sweep_dir / "heartbeats" / fmt::format("element-{}.json", files->element),
-                            document.dump() + "\n");
+      write_heartbeat(files->sweep_dir, {files->element, ::getpid(), host_name(), static_cast<long long>(job_index),
+                                         static_cast<long long>(requests.size()), requests[job_index].task,
+                                         requests[job_index].n_shot, static_cast<long long>(progress.done_samples),
+                                         static_cast<long long>(progress.total_samples),
+                                         static_cast<long long>(now)});
     } catch (const Error& e) {
       spdlog::warn("cannot write the heartbeat: {}", e.what());
     }
@@ -241,10 +212,10 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     const auto& job = jobs[i];
     const auto path = result_path(options.output_dir, job);
     const auto already_done = [&] {
-      if (check_result(path, keys[i]).state != ResultState::done) return false;
+      const auto check = check_result(path, keys[i]);
+      if (check.state != ResultState::done) return false;
       statuses[i].state = "skipped";
-      nlohmann::json existing = nlohmann::json::parse(read_file(path, "result"), nullptr, false);
-      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", existing, path));
+      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", check.result, path));
       return true;
     };
     // SIGINT (Ctrl-C) is an interruption by the user; SIGUSR1/SIGTERM (or the caller's own flag) a preemption.
@@ -262,7 +233,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
       statuses[i].message = message;
       display.end_job(false);
       display.message(fmt::format("mill: {}: {} {}-shot: {}", kind, job.task->name, job.n_shot, message));
-      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "failed", {}, path));
+      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "failed", std::nullopt, path));
     };
     if (already_done()) continue;
     if (stop.load()) return stopped_before_job();
@@ -279,7 +250,7 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
         statuses[i].message = fmt::format("another mill process is evaluating this job ({}; lock {}); left to it",
                                           lock->holder(), lock->path().string());
         display.message(fmt::format("mill: error: {} {}-shot: {}", job.task->name, job.n_shot, statuses[i].message));
-        display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "busy", {}, path));
+        display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "busy", std::nullopt, path));
         continue;
       }
     } catch (const Error& e) {
@@ -316,18 +287,20 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
                                                job.task->name, job.n_shot, outcome.resumed + outcome.evaluated,
                                                outcome.total));
         }
-        display.result(result_line(spec.to_string(), job.task->name, job.n_shot, state, {}, path));
+        display.result(result_line(spec.to_string(), job.task->name, job.n_shot, state, std::nullopt, path));
         write_status(state, stop_exit_code(stop_signal()),
                      state == "interrupted" ? "interrupted (Ctrl-C); rerun to resume" : "stopped by a signal; rerun to resume");
         return stop_exit_code(stop_signal());
       }
       display.end_job(true);
       statuses[i].state = "done";
-      if (const auto observation = cost_observation_from_result(outcome.result)) {
+      std::string problem;
+      const auto result = result_from_json(outcome.result, problem);
+      if (const auto observation = result ? cost_observation_from_result(*result) : std::nullopt) {
         statuses[i].cost = cost_observation_json(*observation);
       }
       remember_results_model(options.output_dir, identity, results_model_of(job));
-      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done", outcome.result, outcome.result_path));
+      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done", result, outcome.result_path));
     } catch (const Error& e) {
       job_failed(e.what(), "error");
     } catch (const std::exception& e) {
@@ -368,9 +341,8 @@ int run_manifest_element(const std::filesystem::path& manifest_path, int element
   try {
     registry = TaskRegistry::load(extra_paths);
   } catch (const Error& e) {
-    const nlohmann::json status = {{"element", element}, {"state", "failed"}, {"exit_code", static_cast<int>(e.code())},
-                                   {"message", e.what()}, {"finished_at", unix_now()}, {"jobs", nlohmann::json::array()}};
-    write_file_atomically(files.sweep_dir / "status" / fmt::format("element-{}.json", element), status.dump(2) + "\n");
+    write_element_status(files.sweep_dir, {element, "failed", static_cast<int>(e.code()), e.what(), unix_now(), {},
+                                           ::getpid(), host_name()});
     throw;
   }
   return run_eval_jobs(entry.model, requests, registry, effective, files);

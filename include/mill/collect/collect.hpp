@@ -20,14 +20,6 @@
 
 namespace mill {
 
-struct CollectedMetric {
-  std::string name;
-  double value = 0;
-  std::optional<double> standard_error;
-  std::string stderr_method;  // what the result says produced it ("bootstrap", ...); "result" when it does not say
-  long long n = 0;            // samples behind this metric (the metric's own `n`, else the result's n_samples)
-};
-
 // The parts of one valid result file that collect uses.
 struct CollectedResult {
   std::filesystem::path path;
@@ -41,7 +33,7 @@ struct CollectedResult {
   long long n_samples = 0;
   std::string key;
   nlohmann::json key_inputs;
-  std::vector<CollectedMetric> metrics;
+  std::vector<ResultMetric> metrics;
 };
 
 struct SkippedFile {

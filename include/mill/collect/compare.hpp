@@ -13,8 +13,8 @@
 namespace mill {
 
 // The scores one journal records for `metric`, by doc_id. Lines whose `key` differs from `expected_key` (left from
-// a run with other key inputs) are ignored; a doc_id recorded twice (a resumed run) keeps its last line. Unreadable
-// lines are counted in `bad_lines` and skipped.
+// a run with other key inputs) are ignored; a doc_id recorded twice keeps its first line (as the engine does).
+// Lines the journal reader finds damaged, or without this metric, are counted in `bad_lines` and skipped.
 struct JournalScores {
   std::map<long long, double> by_doc;
   long long bad_lines = 0;
@@ -23,9 +23,6 @@ struct JournalScores {
 };
 JournalScores read_journal_scores(const std::filesystem::path& journal, const std::string& metric,
                                   const std::string& expected_key);
-
-// The journal that belongs to a result file: <stem>.journal.jsonl beside <stem>.json.
-std::filesystem::path journal_for_result(const std::filesystem::path& result);
 
 // One task scored by both models on the documents both journals hold, aligned by doc_id.
 struct PairedScores {

@@ -11,7 +11,6 @@
 
 #include "mill/eval/job.hpp"
 #include "mill/model/model.hpp"
-#include "mill/eval/task_check.hpp"
 #include "mill/eval/tasks.hpp"
 
 namespace mill {

@@ -63,5 +63,7 @@ bool parse_result_file_stem(const std::string& stem, int& n_shot, std::optional<
 std::filesystem::path result_path(const std::filesystem::path& output_dir, const Job& job);
 // The per-sample journal beside it: <...>.journal.jsonl (append-only).
 std::filesystem::path journal_path(const std::filesystem::path& output_dir, const Job& job);
+// The journal that belongs to a result file: <stem>.journal.jsonl beside <stem>.json.
+std::filesystem::path journal_beside(const std::filesystem::path& result_file);
 
 }  // namespace mill

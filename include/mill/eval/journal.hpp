@@ -6,6 +6,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mill/base/version.hpp"
@@ -17,6 +18,20 @@ struct JournalExpectations {
   int scoring_version = kScoringVersion;  // a line from a newer scorer stops the job: never overwritten
   std::string data_fingerprint;           // of the data read now; lines of other data restart the job (empty: not checked)
 };
+
+// One usable line of a journal's text: its parsed entry (an object with an integer doc_id, a key, numeric scores
+// and, if present, an integer n_tokens) and the line as written, which a rewrite keeps verbatim.
+struct JournalLine {
+  std::string_view text;
+  nlohmann::json entry;
+};
+// The usable lines of a journal in file order; `damaged` counts the others: a last line torn by a kill (no newline),
+// garbage, a field of the wrong type. The one reader of journal files (the engine resuming, compare).
+struct JournalText {
+  std::vector<JournalLine> lines;
+  std::size_t damaged = 0;
+};
+JournalText parse_journal(std::string_view content);
 
 class Journal {
  public:

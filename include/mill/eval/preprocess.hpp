@@ -4,6 +4,7 @@
 // may apply (`{ctx_b|capitalize}`), and the `preprocess:` steps a task declares to rebuild fields before prompting
 // (HellaSwag's bracket cleanup, Winogrande's split at the blank, LAMBADA's last word).
 #include <memory>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -24,6 +25,11 @@ std::string scalar_text(const nlohmann::json& value);
 // capitalize (Python's str.capitalize: first character title-cased, the rest lower-cased). nullopt: unknown filter.
 std::optional<std::string> apply_text_filter(const std::string& filter, const std::string& text);
 extern const std::vector<std::string> kTextFilters;
+
+// Expands `{name}` / `{name|filter|...}` placeholders (`{{` and `}}` are braces): `resolve` gives a name's text and
+// throws for a name it does not know; the filters are kTextFilters. The one template walk of prompts and preprocess.
+std::string expand_placeholders(const std::string& pattern, const std::string& task, const std::string& what,
+                                const std::function<std::string(const std::string&)>& resolve);
 
 // Renders `{path}` / `{path|filter|...}` from the document's fields; `{{` and `}}` are braces. `what` names the
 // template in errors ("field `preprocess[0].template`").

@@ -1,9 +1,12 @@
 #pragma once
-// The final result file (schema in docs/results.md) and the result-cache check that decides "done".
+// The final result file (schema in docs/results.md): its one parser, its validated writer, and the result-cache
+// check that decides "done". The engine's run_job is the one place that builds a result document.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "mill/eval/job.hpp"
 
@@ -19,16 +22,46 @@ enum class ResultState {
 };
 std::string to_string(ResultState state);
 
+// Why `document` is not a valid final result (empty string when it is valid).
+std::string result_document_problem(const nlohmann::json& document);
+
+// One metric of a result file as read back; a metric the run could not compute (null in the file) is left out.
+struct ResultMetric {
+  std::string name;
+  double value = 0;
+  std::optional<double> standard_error;
+  std::string stderr_method;  // what the result says produced it ("bootstrap", ...); "result" when it does not say
+  long long n = 0;            // samples behind this metric (the metric's own `n`, else the result's n_samples)
+};
+
+// A valid result file as read back: what status, the planner's cache check, collect and the lm-eval export use.
+struct ResultFile {
+  std::string key;
+  nlohmann::json key_inputs;
+  std::string task;
+  std::string model;           // the model spec as the job was given it
+  std::string model_identity;  // empty in files older than the field
+  std::string benchmark, output_type, primary_metric;  // empty when the file does not say
+  int n_shot = 0;
+  std::optional<int> limit;  // from key_inputs
+  long long n_samples = 0;
+  std::vector<ResultMetric> metrics;
+  nlohmann::json data, provenance;  // as written (null when absent)
+};
+
+// Parses a result file's bytes; nullopt with `problem` set when they are not a valid final result.
+std::optional<ResultFile> parse_result(std::string_view content, std::string& problem);
+// The same for a document already in memory (the engine's outcome).
+std::optional<ResultFile> result_from_json(nlohmann::json document, std::string& problem);
+
 struct ResultCheck {
   ResultState state = ResultState::missing;
   std::string reason;  // empty when done; otherwise a short explanation for the job table
   // A stale result computed by a newer scorer (its key's scoring_version is higher than the one expected now):
   // this mill never overwrites it, so the planner does not run the job.
   std::optional<int> newer_scoring_version;
+  std::optional<ResultFile> result;  // the file as read, when it is a valid result (done or stale)
 };
-
-// Why `document` is not a valid final result (empty string when it is valid).
-std::string result_document_problem(const nlohmann::json& document);
 
 // The scoring_version in `key_inputs` when it is higher than the one in `expected_inputs` (a result of a newer
 // mill, which this one must not overwrite), else nothing.

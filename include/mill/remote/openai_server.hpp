@@ -78,8 +78,11 @@ class OpenAiService {
   void batch_loop();
   // Queues `work` for the batching thread; `notify` (if any) runs when it is done.
   void submit(const std::shared_ptr<Work>& work);
-  // Queues `work` and waits until it is done (rethrowing its failure).
-  void run_queued(const std::shared_ptr<Work>& work);
+  // Queues one kind of work (a Work::Kind) with its requests, waits until it is done (rethrowing its failure) and
+  // returns its results.
+  template <typename Request, typename Result>
+  std::vector<Result> run_queued(int kind, std::vector<Request> requests, std::vector<Request> Work::*in,
+                                 std::vector<Result> Work::*out, int top = 0);
   Reply complete_text(const nlohmann::json& request, const std::vector<std::string>& prompts, bool chat);
   Reply complete_tokens(const nlohmann::json& request, std::vector<Prompt> prompts, bool chat);
   Reply stream_tokens(const Settings& settings, std::vector<Prompt> prompts, bool chat);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mill/eval/job_work.hpp"
+#include "mill/eval/results.hpp"
 
 namespace mill {
 
@@ -89,7 +90,7 @@ std::vector<CostObservation> read_cost_history(const std::filesystem::path& outp
 
 // The observation a result document makes (its provenance.work, wall seconds, device, dtype, backend, parameters,
 // load seconds); nothing for other documents and results written before provenance.work.
-std::optional<CostObservation> cost_observation_from_result(const nlohmann::json& result);
+std::optional<CostObservation> cost_observation_from_result(const ResultFile& result);
 nlohmann::json cost_observation_json(const CostObservation& observation);
 
 // Packing: jobs of one resource shape → array elements.

@@ -36,6 +36,10 @@ struct SweepPaths {
 
 std::filesystem::path sweeps_root(const std::filesystem::path& output_dir);
 
+// A sweep's submission.json (this module writes it): null when absent or not a JSON object; one that exists but
+// cannot be read is null too, with a line in `unreadable` when given.
+nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::string>* unreadable = nullptr);
+
 // The lock one `mill schedule` holds on an output dir from planning to recording its submission (a JobLock on
 // <output_dir>/sweeps/submit.lock), so that two schedules started together never both submit the same jobs.
 std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir);

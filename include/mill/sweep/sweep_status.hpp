@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mill/base/process_liveness.hpp"
+#include "mill/sweep/element_files.hpp"
 #include "mill/sweep/manifest.hpp"
 
 namespace mill {
@@ -75,11 +76,11 @@ struct StatusOptions {
 // without sweeps gives an empty list.
 std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options);
 
-// Combines one element's sources. `status_file`/`heartbeat` are the worker's documents (null when absent),
+// Combines one element's sources. `status_file`/`heartbeat` are the worker's files (nullopt when absent),
 // `queue_state` squeue's state (nullopt: not listed; only meaningful when `asked_slurm`), `final_state`
 // scontrol's remembered final state (may be empty). `now` is Unix time in seconds.
-ElementStatus combine_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
-                                     bool asked_slurm, const std::optional<std::string>& queue_state,
+ElementStatus combine_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
+                                     const std::optional<Heartbeat>& heartbeat, bool asked_slurm, const std::optional<std::string>& queue_state,
                                      const std::string& queue_reason, const std::string& final_state, long long now);
 
 // An element of a sweep run with `schedule --local`, from its files, whether the run's process (`run`) still goes
@@ -90,8 +91,8 @@ ElementStatus combine_element_status(int element, const nlohmann::json& status_f
 //   wrote every job's result, which makes it completed; a status file `interrupted` or `preempted` (Ctrl-C or a
 //   signal) is interrupted too;
 // - a run on another host (`unknown`): as combine_element_status without SLURM.
-ElementStatus combine_local_element_status(int element, const nlohmann::json& status_file, const nlohmann::json& heartbeat,
-                                           Liveness run, bool results_on_disk, long long now);
+ElementStatus combine_local_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
+                                           const std::optional<Heartbeat>& heartbeat, Liveness run, bool results_on_disk, long long now);
 
 // Whether every job of a manifest element has a valid result whose key is the job's planned key.
 bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
@@ -99,8 +100,5 @@ bool element_results_on_disk(const std::filesystem::path& output_dir, const Mani
 
 // The JSON form printed by `mill status --json` (schema mill.status/1 in docs/status.md).
 nlohmann::json to_json(const std::vector<SweepStatus>& sweeps);
-
-// Unix seconds from an ISO 8601 UTC time ("2026-11-25T08:30:00Z", fractions allowed) or a number; -1 if neither.
-long long parse_timestamp(const nlohmann::json& value);
 
 }  // namespace mill
