@@ -53,6 +53,19 @@ start = process.hrtime.bigint();
 for (const d of workload.documents) await scoreAll(d);
 const documentsSeconds = seconds(start);
 
+// The same tokens evaluated without asking for any position's log-probabilities: llama.cpp's forward alone, a
+// floor for its time. Most of the scored runs' time is node-llama-cpp handing each position's distribution over.
+async function forwardOnly(ids) {
+  await sequence.clearHistory();
+  await sequence.controlledEvaluate(ids);
+}
+start = process.hrtime.bigint();
+for (const w of workload.windows) await forwardOnly(w);
+const windowsForwardSeconds = seconds(start);
+start = process.hrtime.bigint();
+for (const d of workload.documents) await forwardOnly(d);
+const documentsForwardSeconds = seconds(start);
+
 // MMLU: the shared few-shot prefix is evaluated once and kept in the KV cache; each question's own tokens go on
 // top of it, each option's tokens on top of those (removed again after), and everything past the prefix is
 // removed before the next question.
@@ -87,6 +100,7 @@ const mmluSeconds = seconds(start);
 
 fs.writeFileSync(out, JSON.stringify({
   windows_seconds: windowsSeconds, documents_seconds: documentsSeconds, mmlu_seconds: mmluSeconds,
+  windows_forward_seconds: windowsForwardSeconds, documents_forward_seconds: documentsForwardSeconds,
   peak_rss_mb: process.resourceUsage().maxRSS / 1024, window_logprobs: windowLogprobs, mmlu_scores: answers,
 }));
 await context.dispose();
