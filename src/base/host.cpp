@@ -29,4 +29,10 @@ std::string utc_time(std::chrono::system_clock::time_point when, const char* for
   return buffer;
 }
 
+long long unix_seconds_of(const std::string& iso) {
+  std::tm utc{};
+  if (!::strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &utc)) return -1;
+  return static_cast<long long>(::timegm(&utc));
+}
+
 }  // namespace mill

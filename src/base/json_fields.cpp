@@ -12,6 +12,12 @@ const nlohmann::json* field(const nlohmann::json& document, std::string_view nam
 }
 }  // namespace
 
+const nlohmann::json& member(const nlohmann::json& document, std::string_view name) {
+  static const nlohmann::json null;
+  const auto* value = field(document, name);
+  return value ? *value : null;
+}
+
 std::string string_field(const nlohmann::json& document, std::string_view name, std::string fallback) {
   const auto* value = field(document, name);
   return value && value->is_string() ? value->get<std::string>() : fallback;

@@ -83,27 +83,23 @@ void append_new(std::vector<std::string>& names, const std::vector<std::string>&
   }
 }
 
-// A command's option names, then the global ones not already there (a command's --help is its own).
-std::vector<std::string> visible_names(const CommandSummary& command, const CommandSummary* globals = nullptr) {
+// A command's option names, then the global ones not already there (a command's --help is its own): the visible
+// ones, or those that take a value.
+std::vector<std::string> option_names(const CommandSummary& command, const CommandSummary* globals, bool taking_values) {
   std::vector<std::string> names;
   for (const auto* scope : {&command, globals}) {
     if (!scope) continue;
     for (const auto& option : scope->options) {
-      if (!option.hidden) append_new(names, option.names);
+      if (taking_values ? option.values > 0 : !option.hidden) append_new(names, option.names);
     }
   }
   return names;
 }
-
+std::vector<std::string> visible_names(const CommandSummary& command, const CommandSummary* globals = nullptr) {
+  return option_names(command, globals, false);
+}
 std::vector<std::string> value_option_names(const CommandSummary& command, const CommandSummary* globals = nullptr) {
-  std::vector<std::string> names;
-  for (const auto* scope : {&command, globals}) {
-    if (!scope) continue;
-    for (const auto& option : scope->options) {
-      if (option.values > 0) append_new(names, option.names);
-    }
-  }
-  return names;
+  return option_names(command, globals, true);
 }
 
 // Help texts shortened to their first sentence for menus (the man page and --help keep the whole text).

@@ -13,6 +13,8 @@
 #include "mill/base/atomic_file.hpp"
 #include "mill/collect/collect_output.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/host.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/model/model_spec.hpp"
 #include "mill/collect/report.hpp"
 #include "mill/base/text.hpp"
@@ -55,27 +57,6 @@ nlohmann::json task_version(const TaskInfo* task) {
   const double number = std::strtod(words[1].c_str(), &end);
   if (end == words[1].c_str() || *end != '\0' || !std::isfinite(number)) return nullptr;
   return number;
-}
-
-// "2024-02-29T12:00:00Z" → UNIX seconds.
-std::optional<double> unix_seconds(const std::string& iso) {
-  std::tm tm{};
-  int used = 0;
-  if (std::sscanf(iso.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                  &tm.tm_min, &tm.tm_sec, &used) != 6 ||
-      used != static_cast<int>(iso.size())) {
-    return std::nullopt;
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<double>(timegm(&tm));
-}
-
-const nlohmann::json& member(const nlohmann::json& object, const char* name) {
-  static const nlohmann::json null;
-  if (!object.is_object()) return null;
-  const auto it = object.find(name);
-  return it == object.end() ? null : *it;
 }
 
 // lm-eval's model_args string: comma-separated key=value, led by pretrained=NAME for a model mill runs itself.
@@ -211,10 +192,8 @@ std::vector<LmEvalExport> build_lm_eval_exports(const std::vector<AggregateRow>&
           const auto& documents = member(member(file->data, "eval"), "documents");
           if (documents.is_number_integer()) original = documents.get<long long>();
           const auto& provenance = file->provenance;
-          if (member(provenance, "started_at").is_string()) {
-            if (const auto at = unix_seconds(member(provenance, "started_at").get<std::string>())) {
-              started = started ? std::min(*started, *at) : *at;
-            }
+          if (const auto at = unix_seconds_of(string_field(provenance, "started_at")); at >= 0) {
+            started = started ? std::min(*started, static_cast<double>(at)) : static_cast<double>(at);
           }
           if (member(provenance, "wall_seconds").is_number()) wall_seconds += member(provenance, "wall_seconds").get<double>();
           if (!first_file && provenance.is_object()) first_file = std::move(file);

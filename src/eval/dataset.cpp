@@ -107,21 +107,26 @@ std::vector<nlohmann::json> parse_mmlu_csv(std::string_view text, const std::str
 
 namespace {
 
-std::vector<nlohmann::json> parse_generic_csv(std::string_view text, const std::string& source) {
-  auto rows = parse_csv(text, source);
+// Records from rows whose first is the header; `fields` names the kind of field in the error ("tab-separated ").
+std::vector<nlohmann::json> documents_from_rows(const std::vector<std::vector<std::string>>& rows,
+                                                const std::string& source, const char* fields) {
   std::vector<nlohmann::json> documents;
   if (rows.empty()) return documents;
   const auto& header = rows[0];
   for (std::size_t r = 1; r < rows.size(); ++r) {
     if (rows[r].size() != header.size()) {
-      throw Error(fmt::format("{}: row {} has {} fields but the header has {}", source, r + 1, rows[r].size(),
-                              header.size()));
+      throw Error(fmt::format("{}: {} {} has {} {}fields but the header has {}", source, *fields ? "line" : "row", r + 1,
+                              rows[r].size(), fields, header.size()));
     }
     nlohmann::json document = nlohmann::json::object();
     for (std::size_t c = 0; c < header.size(); ++c) document[header[c]] = rows[r][c];
     documents.push_back(std::move(document));
   }
   return documents;
+}
+
+std::vector<nlohmann::json> parse_generic_csv(std::string_view text, const std::string& source) {
+  return documents_from_rows(parse_csv(text, source), source, "");
 }
 
 // Tab-separated values with a header row and no quoting (AI2's OpenBookQA release): every line is one record.
@@ -144,19 +149,7 @@ std::vector<nlohmann::json> parse_tsv(std::string_view text, const std::string& 
     row.emplace_back(line.substr(from));
     rows.push_back(std::move(row));
   }
-  std::vector<nlohmann::json> documents;
-  if (rows.empty()) return documents;
-  const auto& header = rows[0];
-  for (std::size_t r = 1; r < rows.size(); ++r) {
-    if (rows[r].size() != header.size()) {
-      throw Error(fmt::format("{}: line {} has {} tab-separated fields but the header has {}", source, r + 1,
-                              rows[r].size(), header.size()));
-    }
-    nlohmann::json document = nlohmann::json::object();
-    for (std::size_t c = 0; c < header.size(); ++c) document[header[c]] = rows[r][c];
-    documents.push_back(std::move(document));
-  }
-  return documents;
+  return documents_from_rows(rows, source, "tab-separated ");
 }
 
 // `dataset.ordered_mappings`: these fields are mappings whose key order is data (TruthfulQA's mc1_targets lists

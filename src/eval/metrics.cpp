@@ -1,7 +1,5 @@
 #include "mill/eval/metrics.hpp"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 
 #include <algorithm>
 #include <cmath>
@@ -55,47 +53,16 @@ ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector
   return score_choices(logprobs, lengths, greedy, std::vector<int>{gold});
 }
 
-struct AnswerExtractor::Compiled {
-  pcre2_code* code = nullptr;
-  pcre2_match_data* match = nullptr;
-  ~Compiled() {
-    if (match) pcre2_match_data_free(match);
-    if (code) pcre2_code_free(code);
-  }
-};
-
 AnswerExtractor::AnswerExtractor(const std::vector<std::string>& patterns) {
-  for (const auto& pattern : patterns) {
-    int error = 0;
-    PCRE2_SIZE offset = 0;
-    auto compiled = std::make_unique<Compiled>();
-    compiled->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr);
-    if (!compiled->code) {
-      PCRE2_UCHAR message[256];
-      pcre2_get_error_message(error, message, sizeof message);
-      throw Error(fmt::format("answer extraction pattern {} is not a valid regular expression at offset {}: {}",
-                              quote_value(pattern), offset, reinterpret_cast<const char*>(message)));
-    }
-    compiled->match = pcre2_match_data_create_from_pattern(compiled->code, nullptr);
-    patterns_.push_back(std::move(compiled));
-  }
+  for (const auto& pattern : patterns) patterns_.emplace_back(pattern, "answer extraction pattern");
 }
 
-AnswerExtractor::~AnswerExtractor() = default;
-AnswerExtractor::AnswerExtractor(AnswerExtractor&&) noexcept = default;
-AnswerExtractor& AnswerExtractor::operator=(AnswerExtractor&&) noexcept = default;
 std::size_t AnswerExtractor::size() const { return patterns_.size(); }
 
 std::optional<AnswerExtractor::Match> AnswerExtractor::extract(const std::string& text) const {
   for (std::size_t p = 0; p < patterns_.size(); ++p) {
-    const auto& compiled = *patterns_[p];
-    const int rc = pcre2_match(compiled.code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0,
-                               compiled.match, nullptr);
-    if (rc < 0) continue;  // no match (or a match-time limit): try the next pattern
-    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(compiled.match);
-    const int group = (rc >= 2 && ovector[2] != PCRE2_UNSET) ? 1 : 0;
-    return Match{text.substr(ovector[2 * group], ovector[2 * group + 1] - ovector[2 * group]), p};
+    // No match (or a match-time limit): try the next pattern.
+    if (auto answer = patterns_[p].first(text)) return Match{std::move(*answer), p};
   }
   return std::nullopt;
 }

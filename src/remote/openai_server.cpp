@@ -651,6 +651,20 @@ OpenAiService::Reply stream_whole(OpenAiService::Reply reply, bool chat, bool in
 
 }  // namespace
 
+OpenAiService::Reply OpenAiService::completion_reply(bool chat, nlohmann::json choices, long long prompt_tokens,
+                                                     long long completion_tokens) {
+  return {200,
+          {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id_.fetch_add(1))},
+           {"object", chat ? "chat.completion" : "text_completion"},
+           {"created", unix_seconds()},
+           {"model", model_name_},
+           {"choices", std::move(choices)},
+           {"usage",
+            {{"prompt_tokens", prompt_tokens},
+             {"completion_tokens", completion_tokens},
+             {"total_tokens", prompt_tokens + completion_tokens}}}}};
+}
+
 OpenAiService::Reply OpenAiService::complete_text(const nlohmann::json& request,
                                                   const std::vector<std::string>& prompts, bool chat) {
   const auto settings = read_settings(request, chat, false);
@@ -786,17 +800,7 @@ OpenAiService::Reply OpenAiService::complete_text(const nlohmann::json& request,
         }
         choices.push_back(choice);
       }
-      const auto id = next_id_.fetch_add(1);
-      return {200,
-              {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", id)},
-               {"object", chat ? "chat.completion" : "text_completion"},
-               {"created", unix_seconds()},
-               {"model", model_name_},
-               {"choices", choices},
-               {"usage",
-                {{"prompt_tokens", prompt_tokens},
-                 {"completion_tokens", completion_tokens},
-                 {"total_tokens", prompt_tokens + completion_tokens}}}}};
+      return completion_reply(chat, std::move(choices), prompt_tokens, completion_tokens);
     } catch (const BadRequest& e) {
       return error_reply(e.status, e.message);
     } catch (const std::exception& e) {
@@ -972,16 +976,7 @@ OpenAiService::Reply OpenAiService::complete_tokens(const nlohmann::json& reques
     }
     choices.push_back(std::move(choice));
   }
-  return {200,
-          {{"id", fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id_.fetch_add(1))},
-           {"object", chat ? "chat.completion" : "text_completion"},
-           {"created", unix_seconds()},
-           {"model", model_name_},
-           {"choices", choices},
-           {"usage",
-            {{"prompt_tokens", prompt_tokens},
-             {"completion_tokens", completion_tokens},
-             {"total_tokens", prompt_tokens + completion_tokens}}}}};
+  return completion_reply(chat, std::move(choices), prompt_tokens, completion_tokens);
 }
 
 OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std::vector<Prompt> prompts, bool chat) {

@@ -12,6 +12,7 @@
 
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/eval/results.hpp"
 #include "mill/sweep/element_files.hpp"
 
@@ -444,46 +445,35 @@ std::size_t CostModel::observations() const { return history_.size(); }
 
 namespace {
 
-const nlohmann::json* member(const nlohmann::json& object, const char* name) {
-  if (!object.is_object()) return nullptr;
-  const auto found = object.find(name);
-  return found == object.end() ? nullptr : &*found;
-}
-std::string text_of(const nlohmann::json* value) {
-  return value && value->is_string() ? value->get<std::string>() : "";
-}
-double number_of(const nlohmann::json* value) { return value && value->is_number() ? value->get<double>() : 0.0; }
-
-std::optional<JobWork> work_of(const nlohmann::json* work) {
-  if (!work || !work->is_object()) return std::nullopt;
-  for (const char* field : {"documents", "input_bytes", "output_tokens"}) {
-    if (!member(*work, field) || !member(*work, field)->is_number()) return std::nullopt;
-  }
-  return JobWork{number_of(member(*work, "documents")), number_of(member(*work, "input_bytes")),
-                 number_of(member(*work, "output_tokens"))};
+double number_of(const nlohmann::json& object, std::string_view name) {
+  return finite_number_field(object, name).value_or(0.0);
 }
 
-// A result's provenance as one observation; nothing for other documents and results older than provenance.work.
+std::optional<JobWork> work_of(const nlohmann::json& work) {
+  const auto documents = finite_number_field(work, "documents");
+  const auto input_bytes = finite_number_field(work, "input_bytes");
+  const auto output_tokens = finite_number_field(work, "output_tokens");
+  if (!documents || !input_bytes || !output_tokens) return std::nullopt;
+  return JobWork{*documents, *input_bytes, *output_tokens};
+}
+
 }  // namespace
 
 std::optional<CostObservation> cost_observation_from_result(const ResultFile& result) {
-  const auto* provenance = result.provenance.is_object() ? &result.provenance : nullptr;
-  const auto work = provenance ? work_of(member(*provenance, "work")) : std::nullopt;
+  const auto& provenance = result.provenance;
+  const auto work = work_of(member(provenance, "work"));
   if (!work) return std::nullopt;
-  const auto* backend = member(*provenance, "backend");
+  const auto& backend = member(provenance, "backend");
   CostObservation o;
   o.task = result.task;
-  o.speed = make_speed_class(backend ? text_of(member(*backend, "backend")) : "",
-                             text_of(member(*provenance, "device")), text_of(member(*provenance, "gpu_type")),
-                             text_of(member(*provenance, "dtype")));
+  o.speed = make_speed_class(string_field(backend, "backend"), string_field(provenance, "device"),
+                             string_field(provenance, "gpu_type"), string_field(provenance, "dtype"));
   o.work = *work;
-  o.seconds = number_of(member(*provenance, "wall_seconds"));
-  if (backend) {
-    o.parameters = number_of(member(*backend, "parameters"));
-    o.load_seconds = number_of(member(*backend, "load_seconds"));
-    // vllm reports its server's start-up instead: loading the weights is most of it.
-    if (o.load_seconds == 0) o.load_seconds = number_of(member(*backend, "server_startup_seconds"));
-  }
+  o.seconds = number_of(provenance, "wall_seconds");
+  o.parameters = number_of(backend, "parameters");
+  o.load_seconds = number_of(backend, "load_seconds");
+  // vllm reports its server's start-up instead: loading the weights is most of it.
+  if (o.load_seconds == 0) o.load_seconds = number_of(backend, "server_startup_seconds");
   if (o.task.empty() || o.speed.backend.empty() || !usable(o)) return std::nullopt;
   return o;
 }
@@ -492,12 +482,12 @@ namespace {
 
 std::optional<CostObservation> observation_from_json(const nlohmann::json& line, std::string& problem) {
   CostObservation o;
-  o.task = text_of(member(line, "task"));
-  o.speed = {text_of(member(line, "backend")), text_of(member(line, "device")), text_of(member(line, "dtype"))};
+  o.task = string_field(line, "task");
+  o.speed = {string_field(line, "backend"), string_field(line, "device"), string_field(line, "dtype")};
   const auto work = work_of(member(line, "work"));
-  o.parameters = number_of(member(line, "parameters"));
-  o.seconds = number_of(member(line, "seconds"));
-  o.load_seconds = number_of(member(line, "load_seconds"));
+  o.parameters = number_of(line, "parameters");
+  o.seconds = number_of(line, "seconds");
+  o.load_seconds = number_of(line, "load_seconds");
   if (o.task.empty() || o.speed.backend.empty() || o.speed.device.empty()) {
     problem = "needs `task`, `backend` and `device`";
   } else if (!work) {

@@ -1,11 +1,11 @@
 #include "mill/sweep/element_files.hpp"
 
 #include <algorithm>
-#include <ctime>
 #include <spdlog/spdlog.h>
 
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/host.hpp"
 #include "mill/base/json_fields.hpp"
 #include "mill/sweep/submit.hpp"
 
@@ -13,12 +13,7 @@ namespace mill {
 
 long long parse_timestamp(const nlohmann::json& value) {
   if (value.is_number()) return static_cast<long long>(value.get<double>());
-  if (!value.is_string()) return -1;
-  const auto text = value.get<std::string>();
-  std::tm utc{};
-  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
-  if (!end) return -1;
-  return static_cast<long long>(::timegm(&utc));
+  return value.is_string() ? unix_seconds_of(value.get<std::string>()) : -1;
 }
 
 void write_heartbeat(const std::filesystem::path& sweep_dir, const Heartbeat& heartbeat) {

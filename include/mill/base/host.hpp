@@ -15,4 +15,7 @@ std::string current_user_name();
 std::string utc_time(std::chrono::system_clock::time_point when = std::chrono::system_clock::now(),
                      const char* format = "%Y-%m-%dT%H:%M:%SZ");
 
+// Unix seconds of an ISO 8601 UTC time ("2026-11-25T08:30:00Z", fractions allowed and dropped); -1 if it is not one.
+long long unix_seconds_of(const std::string& iso);
+
 }  // namespace mill

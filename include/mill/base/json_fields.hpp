@@ -11,6 +11,8 @@
 
 namespace mill {
 
+// The field itself, or a null value when the document is not an object or lacks it.
+const nlohmann::json& member(const nlohmann::json& document, std::string_view name);
 std::string string_field(const nlohmann::json& document, std::string_view name, std::string fallback = {});
 std::optional<long long> integer_field(const nlohmann::json& document, std::string_view name);
 std::optional<double> finite_number_field(const nlohmann::json& document, std::string_view name);

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mill/base/regex.hpp"
+
 namespace mill {
 
 // Log-likelihood multiple choice, as lm-evaluation-harness scores it: the prediction is the first option with the
@@ -32,9 +34,6 @@ ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector
 class AnswerExtractor {
  public:
   explicit AnswerExtractor(const std::vector<std::string>& patterns);
-  ~AnswerExtractor();
-  AnswerExtractor(AnswerExtractor&&) noexcept;
-  AnswerExtractor& operator=(AnswerExtractor&&) noexcept;
   struct Match {
     std::string answer;
     std::size_t pattern = 0;  // which pattern matched
@@ -43,8 +42,7 @@ class AnswerExtractor {
   std::size_t size() const;
 
  private:
-  struct Compiled;
-  std::vector<std::unique_ptr<Compiled>> patterns_;
+  std::vector<Regex> patterns_;
 };
 
 // The MMLU-Pro extraction cascade of TIGER-Lab's evaluate_from_local.py (docs/tasks.md).

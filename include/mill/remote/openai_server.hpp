@@ -83,6 +83,8 @@ class OpenAiService {
   template <typename Request, typename Result>
   std::vector<Result> run_queued(int kind, std::vector<Request> requests, std::vector<Request> Work::*in,
                                  std::vector<Result> Work::*out, int top = 0);
+  // A whole (not streamed) completion answer around its choices.
+  Reply completion_reply(bool chat, nlohmann::json choices, long long prompt_tokens, long long completion_tokens);
   Reply complete_text(const nlohmann::json& request, const std::vector<std::string>& prompts, bool chat);
   Reply complete_tokens(const nlohmann::json& request, std::vector<Prompt> prompts, bool chat);
   Reply stream_tokens(const Settings& settings, std::vector<Prompt> prompts, bool chat);

@@ -88,8 +88,8 @@ std::vector<CostObservation> read_cost_history(const std::filesystem::path& outp
                                                const std::optional<std::filesystem::path>& history_file,
                                                std::size_t max_observations = 2000);
 
-// The observation a result document makes (its provenance.work, wall seconds, device, dtype, backend, parameters,
-// load seconds); nothing for other documents and results written before provenance.work.
+// The observation a result makes (its provenance.work, wall seconds, device, dtype, backend, parameters, load
+// seconds); nothing for results written before provenance.work.
 std::optional<CostObservation> cost_observation_from_result(const ResultFile& result);
 nlohmann::json cost_observation_json(const CostObservation& observation);
 
