@@ -44,12 +44,22 @@ std::string result_document_problem(const nlohmann::json& document) {
   return {};
 }
 
-std::optional<ResultFile> parse_result(std::string_view content, std::string& problem) {
+namespace {
+// The document when it is a valid result, else null with `problem` set.
+nlohmann::json valid_document(std::string_view content, std::string& problem) {
   auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
   if (document.is_discarded()) {
     problem = content.empty() ? "empty file" : "not valid JSON (truncated or damaged)";
-    return std::nullopt;
+    return nullptr;
   }
+  problem = result_document_problem(document);
+  return problem.empty() ? document : nlohmann::json();
+}
+}  // namespace
+
+std::optional<ResultFile> parse_result(std::string_view content, std::string& problem) {
+  auto document = valid_document(content, problem);
+  if (document.is_null()) return std::nullopt;
   return result_from_json(std::move(document), problem);
 }
 
@@ -110,20 +120,22 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
     return {ResultState::corrupt, e.what()};
   }
   if (!content) return {ResultState::missing, {}};
+  // Only the key is compared: the planner checks every job of a sweep, so nothing else is taken out of the file.
   std::string problem;
-  auto result = parse_result(*content, problem);
-  if (!result) return {ResultState::corrupt, problem};
-  const auto match = match_job_key(expected, result->key, result->key_inputs);
+  const auto document = valid_document(*content, problem);
+  if (document.is_null()) return {ResultState::corrupt, problem};
+  const auto& key_inputs = document["key_inputs"];
+  const auto match = match_job_key(expected, document["key"].get<std::string>(), key_inputs);
   if (!match.same) {
-    if (const auto newer = newer_scoring_version(result->key_inputs, expected.inputs)) {
+    if (const auto newer = newer_scoring_version(key_inputs, expected.inputs)) {
       return {ResultState::stale,
               fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
                           expected.inputs["scoring_version"].get<int>()),
-              *newer, std::move(result)};
+              *newer};
     }
-    return {ResultState::stale, stale_reason(match.differing), std::nullopt, std::move(result)};
+    return {ResultState::stale, stale_reason(match.differing)};
   }
-  return {ResultState::done, {}, std::nullopt, std::move(result)};
+  return {ResultState::done, {}};
 }
 
 void refuse_to_overwrite_newer_result(const std::filesystem::path& path, const JobKey& expected) {

@@ -16,6 +16,7 @@
 #include "mill/sweep/cost_model.hpp"
 #include "mill/eval/dataset.hpp"
 #include "mill/eval/engine.hpp"
+#include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
 #include "mill/eval/job.hpp"
 #include "mill/eval/job_lock.hpp"
@@ -212,10 +213,12 @@ int run_eval_jobs(const std::string& model_text, const std::vector<EvalJobReques
     const auto& job = jobs[i];
     const auto path = result_path(options.output_dir, job);
     const auto already_done = [&] {
-      const auto check = check_result(path, keys[i]);
-      if (check.state != ResultState::done) return false;
+      if (check_result(path, keys[i]).state != ResultState::done) return false;
       statuses[i].state = "skipped";
-      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", check.result, path));
+      std::string problem;
+      const auto text = read_file_if_exists(path);
+      const auto result = text ? parse_result(*text, problem) : std::nullopt;
+      display.result(result_line(spec.to_string(), job.task->name, job.n_shot, "done (already)", result, path));
       return true;
     };
     // SIGINT (Ctrl-C) is an interruption by the user; SIGUSR1/SIGTERM (or the caller's own flag) a preemption.

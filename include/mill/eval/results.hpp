@@ -60,7 +60,6 @@ struct ResultCheck {
   // A stale result computed by a newer scorer (its key's scoring_version is higher than the one expected now):
   // this mill never overwrites it, so the planner does not run the job.
   std::optional<int> newer_scoring_version;
-  std::optional<ResultFile> result;  // the file as read, when it is a valid result (done or stale)
 };
 
 // The scoring_version in `key_inputs` when it is higher than the one in `expected_inputs` (a result of a newer
