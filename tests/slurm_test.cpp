@@ -576,11 +576,12 @@ TEST_CASE("mill killed after sbatch accepted the array: the next schedule finds 
   sweep.env = cluster.env;
   write_demo_extra_task(sweep.tasks);
   // An sbatch first in PATH that runs the real one, then kills the mill that started it: SLURM has the array, mill
-  // never saw the answer.
+  // never saw the answer. The array is held, so no element can finish (and stop being in flight) before the next
+  // schedule looks; it is released at the end.
   const auto real = test::run_program({"/bin/sh", "-c", "command -v sbatch"}).out;
   REQUIRE_FALSE(trim(real).empty());
   const auto wrappers = root / "bin";
-  test::write_text(wrappers / "sbatch", "#!/bin/sh\n'" + trim(real) + "' \"$@\"\nstatus=$?\nkill -9 $PPID\nexit $status\n");
+  test::write_text(wrappers / "sbatch", "#!/bin/sh\n'" + trim(real) + "' --hold \"$@\"\nstatus=$?\nkill -9 $PPID\nexit $status\n");
   fs::permissions(wrappers / "sbatch", fs::perms::owner_all);
   auto env = cluster.env;
   env["PATH"] = wrappers.string() + ":" + std::getenv("PATH");
@@ -608,6 +609,7 @@ TEST_CASE("mill killed after sbatch accepted the array: the next schedule finds 
   CHECK(settled["state"] == "submitted");
   CHECK(settled["array_job_id"] == array_id);
   CHECK(sweep.status()["sweeps"].size() == 1);
+  CHECK(test::run_program({"scontrol", "release", array_id}, cluster.env).exit_code == 0);
   wait_for_array(array_id, cluster.env);
   CHECK(sweep.schedule({"--dry_run"})["counts"]["pending"] == 0);
 }
