@@ -63,7 +63,7 @@ std::optional<Heartbeat> heartbeat_from_json(const nlohmann::json& document) {
   out.n_shot = integer_field(document, "n_shot").value_or(-1);
   out.done_samples = integer_field(document, "done_samples").value_or(-1);
   out.total_samples = integer_field(document, "total_samples").value_or(-1);
-  out.updated_at = parse_timestamp(document.contains("updated_at") ? document["updated_at"] : nlohmann::json());
+  out.updated_at = parse_timestamp(member(document, "updated_at"));
   return out;
 }
 
@@ -84,7 +84,7 @@ std::optional<ElementStatusRecord> element_status_from_json(const nlohmann::json
       record.n_shot = static_cast<int>(integer_field(job, "n_shot").value_or(0));
       record.state = string_field(job, "state");
       record.message = string_field(job, "message");
-      if (job.is_object() && job.contains("cost")) record.cost = job["cost"];
+      record.cost = member(job, "cost");
       out.jobs.push_back(std::move(record));
     }
   }

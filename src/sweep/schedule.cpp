@@ -115,8 +115,12 @@ ScheduleSettings schedule_settings(const ScheduleRequest& request, const std::st
 void stop_a_chain_without_progress(const ScheduleRequest& request, std::size_t jobs_left_now) {
   const SweepPaths sweep{sweeps_root(request.output_dir) / request.continues};
   const auto path = sweep.submission();
-  const auto record = read_submission_record(sweep);
-  if (record.is_null()) throw Error(fmt::format("--continues {}: {} is missing or not JSON", request.continues, path.string()));
+  std::vector<std::string> unreadable;
+  const auto record = read_submission_record(sweep, &unreadable);
+  if (record.is_null()) {
+    throw Error(fmt::format("--continues {}: {}", request.continues,
+                            unreadable.empty() ? path.string() + " is missing or not JSON" : unreadable.front()));
+  }
   const auto submitted = record.value("jobs", 0);
   int left_then = 0;
   if (const auto it = record.find("continuation"); it != record.end() && it->is_object()) left_then = it->value("jobs_left", 0);

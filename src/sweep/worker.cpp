@@ -48,6 +48,7 @@ std::string result_line(const std::string& model, const std::string& task, int n
     if (metric.name != primary) continue;
     value = fmt::format("{:.4f}", metric.value);
     if (metric.standard_error) value += fmt::format(" ± {:.4f}", *metric.standard_error);
+    break;
   }
   return fmt::format("{}\t{}\t{}-shot\t{}\t{}={}\tn={}\t{}", model, task, n_shot, state, primary, value,
                      result->n_samples, path.string());

@@ -61,7 +61,7 @@ std::optional<Heartbeat> read_heartbeat(const std::filesystem::path& sweep_dir, 
                                         std::vector<std::string>& unreadable);
 std::optional<ElementStatusRecord> read_element_status(const std::filesystem::path& sweep_dir, int element,
                                                        std::vector<std::string>& unreadable);
-// Every status file of a sweep, in element order (the cost model's history).
+// Every readable status file of a sweep, in file-name order (the cost model's history).
 std::vector<ElementStatusRecord> read_element_statuses(const std::filesystem::path& sweep_dir);
 
 }  // namespace mill
