@@ -79,6 +79,12 @@ TEST_CASE("two users in a setgid results tree: B resumes A's killed job, files a
     WARN("skipped: " << why);
     return;
   }
+  // The other users must reach the mill under test: a checkout inside a folder only its owner may enter (what
+  // `mktemp -d` makes) is not theirs to run, and that is the checkout's doing, not mill's.
+  if (const auto probe = test::run_program(as_user(kUserA, {test::mill_binary(), "--version"})); probe.exit_code != 0) {
+    WARN("skipped: user " << kUserA << " cannot run " << test::mill_binary() << " (" << probe.err << ")");
+    return;
+  }
   const auto gid = ::getgrnam(kGroup)->gr_gid;
   const auto uid_a = ::getpwnam(kUserA)->pw_uid;
   test::TempDir root;
