@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <fmt/format.h>
 #include <iostream>
 #include <map>
@@ -234,12 +233,6 @@ void print_summary(const ResultScan& scan, const CollectView& view, const StaleR
 nlohmann::json collect_json(const ResultScan& scan, const CollectView& view, const StaleResults& stale,
                             const CheckReport* check);
 
-std::string utc_now_and(double& unix_seconds) {
-  const auto now = std::chrono::system_clock::now();
-  unix_seconds = std::chrono::duration<double>(now.time_since_epoch()).count();
-  return utc_time();
-}
-
 // The report, heatmap and aggregate table of `rows`, for `directory`.
 std::vector<CollectOutput> collect_files(const std::filesystem::path& directory, const std::vector<AggregateRow>& rows,
                                          ReportInput report, const std::string& remedy) {
@@ -260,7 +253,7 @@ std::vector<CollectOutput> collect_files(const std::filesystem::path& directory,
 void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   const auto output_dir = global.output_dir_path();
   std::vector<std::filesystem::path> extra_paths;
-  const auto extra_texts = parse_list_option(options.extra_task_paths);
+  const auto extra_texts = split_list(options.extra_task_paths);
   for (const auto& path : extra_texts) extra_paths.push_back(std::filesystem::absolute(path));
   const auto registry = TaskRegistry::load(extra_paths);
   if (options.threads < 0) throw Error(fmt::format("--threads: {} is not 0 (one per core) or a positive number", options.threads));
@@ -294,7 +287,7 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
   CheckRequest check_request;
   check_request.output_dir = output_dir;
   check_request.models = split_model_list(options.models);
-  check_request.tasks = parse_list_option(options.tasks);
+  check_request.tasks = split_list(options.tasks);
   if (!options.n_shots.empty()) check_request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
   std::vector<std::string> absolute_extra;
   for (const auto& path : extra_paths) absolute_extra.push_back(path.string());
@@ -387,11 +380,12 @@ void run_collect(const CollectOptions& options, const GlobalOptions& global) {
     }
   }
 
-  double now_seconds = 0;
+  const double now_seconds =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   ReportInput report;
   report.output_dir = output_dir;
   report.scan = &scan;
-  report.generated_at = utc_now_and(now_seconds);
+  report.generated_at = utc_time();
   std::vector<CollectOutput> outputs;
   CollectView view;
   view.rows = &rows;

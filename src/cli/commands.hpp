@@ -18,21 +18,18 @@ struct GlobalOptions {
   std::filesystem::path cache_dir_path() const;   // --cache_dir, $MILL_CACHE_DIR, $XDG_CACHE_HOME/mill, ~/.cache/mill
 };
 
-// Adds an option under both spellings users type: --name_with_underscores and --name-with-dashes.
+// An option's names in both spellings users type: "--name_with_underscores,--name-with-dashes".
+std::string both_spellings(const std::string& underscored);
+
 template <typename T>
 CLI::Option* add_option(CLI::App& app, const std::string& underscored, T& target, const std::string& help) {
-  std::string dashed = underscored;
-  for (auto& c : dashed) {
-    if (c == '_') c = '-';
-  }
-  const auto names = dashed == underscored ? "--" + underscored : "--" + underscored + ",--" + dashed;
-  return app.add_option(names, target, help);
+  return app.add_option(both_spellings(underscored), target, help);
+}
+inline CLI::Option* add_flag(CLI::App& app, const std::string& underscored, bool& target, const std::string& help) {
+  return app.add_flag(both_spellings(underscored), target, help);
 }
 
-CLI::Option* add_flag(CLI::App& app, const std::string& underscored, bool& target, const std::string& help);
-
-// Comma-separated lists, as users type them: "mmlu,mmlu_pro", "0,5".
-std::vector<std::string> parse_list_option(const std::string& text);
+// A comma-separated list of whole numbers, as users type them: "0,5" (other lists: base's split_list).
 std::vector<int> parse_int_list_option(const std::string& text, const std::string& option);
 
 // The items of a list file (--models_file, --tasks_file): one per line, surrounding spaces trimmed, blank lines

@@ -84,9 +84,9 @@ void run_eval(const EvalOptions& options, const GlobalOptions& global) {
     throw Error("mill eval needs MODEL_SPEC and TASKS (e.g. mill eval mill-demo demo), or --manifest FILE --element I");
   }
   std::vector<std::filesystem::path> extra_paths;
-  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.emplace_back(path);
+  for (const auto& path : split_list(options.extra_task_paths)) extra_paths.emplace_back(path);
   const auto registry = TaskRegistry::load(extra_paths);
-  const auto tasks = registry.expand(parse_list_option(options.tasks));
+  const auto tasks = registry.expand(split_list(options.tasks));
   std::optional<std::vector<int>> shots;
   if (!options.n_shots.empty()) shots = parse_int_list_option(options.n_shots, "--n_shots");
   if (options.limit < 0) throw Error(fmt::format("--limit {} is negative (expected a positive number)", options.limit));

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <climits>
 #include <cstdlib>
@@ -48,16 +49,11 @@ std::filesystem::path GlobalOptions::cache_dir_path() const {
   throw Error("cannot find a cache directory: set --cache_dir, MILL_CACHE_DIR or HOME");
 }
 
-CLI::Option* add_flag(CLI::App& app, const std::string& underscored, bool& target, const std::string& help) {
-  std::string dashed = underscored;
-  for (auto& c : dashed) {
-    if (c == '_') c = '-';
-  }
-  const auto names = dashed == underscored ? "--" + underscored : "--" + underscored + ",--" + dashed;
-  return app.add_flag(names, target, help);
+std::string both_spellings(const std::string& underscored) {
+  auto dashed = underscored;
+  std::replace(dashed.begin(), dashed.end(), '_', '-');
+  return dashed == underscored ? "--" + underscored : "--" + underscored + ",--" + dashed;
 }
-
-std::vector<std::string> parse_list_option(const std::string& text) { return split_list(text); }
 
 std::vector<int> parse_int_list_option(const std::string& text, const std::string& option) {
   std::vector<int> values;
@@ -171,11 +167,7 @@ int run(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     if (const auto explained = explain_usage_error(app, std::vector<std::string>(argv + 1, argv + argc), e)) {

@@ -1,25 +1,20 @@
 // `mill schedule MODELS TASKS`: plan a sweep, skip what is done (and what earlier sweeps still have in the
 // queue), pick the cluster profile, compute the time limit, and submit a throttled SLURM array within the
 // profile's queue_limit. --dry_run prints all of it and submits nothing; --local runs every job here.
-#include <unistd.h>
-
 #include <fmt/color.h>
 #include <fmt/format.h>
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <optional>
-#include <set>
-#include <spdlog/spdlog.h>
 
 #include "commands.hpp"
 #include "mill/model/model_list.hpp"
 #include "mill/sweep/requeue.hpp"
 #include "mill/base/text.hpp"
+#include "mill/base/stop_signal.hpp"
 #include "mill/sweep/walltime.hpp"
-#include "mill/sweep/worker.hpp"
 #include "mill/sweep/schedule.hpp"
 #include "mill/base/error.hpp"
 #include "mill/sweep/plan.hpp"
@@ -30,7 +25,6 @@
 namespace mill::cli {
 
 namespace {
-
 
 struct ScheduleOptions {
   std::vector<std::string> lists;  // the positional MODELS TASKS (only TASKS with --models_file, none with both files)
@@ -56,11 +50,6 @@ struct ScheduleOptions {
   std::string cost_history;   // a shared history file (JSON Lines) for the cost model
 };
 
-std::optional<std::filesystem::path> cost_history_file(const ScheduleOptions& options) {
-  if (options.cost_history.empty()) return std::nullopt;
-  return std::filesystem::absolute(options.cost_history);
-}
-
 std::filesystem::path mill_executable() {
   std::error_code ec;
   auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -72,7 +61,6 @@ std::optional<std::filesystem::path> sweep_data_dir(const ScheduleOptions& optio
   if (const char* value = std::getenv("MILL_DATA_DIR"); value && *value) return std::filesystem::absolute(value);
   return std::nullopt;
 }
-
 
 // --local's plan, printed before it runs: what runs here, element by element (the first few).
 void print_local_run_plan(const std::vector<std::vector<const PlannedJob*>>& elements) {
@@ -169,12 +157,12 @@ void check_option_values(const ScheduleOptions& options, std::vector<PreflightPr
 }
 
 // The dry run's report (stdout).
-void print_problems(std::ostream& out, const std::vector<PreflightProblem>& problems) {
-  out << fmt::format("preflight: {} problem(s); nothing can be submitted until they are fixed (docs/schedule.md, "
+void print_problems(const std::vector<PreflightProblem>& problems) {
+  std::cout << fmt::format("preflight: {} problem(s); nothing can be submitted until they are fixed (docs/schedule.md, "
                      "\"Preflight\")\n",
                      problems.size());
   for (const auto* problem : ordered_problems(problems)) {
-    out << fmt::format("  {:<12} {}\n", problem->area + ":", one_line(problem->message));
+    std::cout << fmt::format("  {:<12} {}\n", problem->area + ":", one_line(problem->message));
   }
 }
 
@@ -206,7 +194,7 @@ ModelAndTaskLists model_and_task_lists(const ScheduleOptions& options) {
   lists.models = models_from_file ? read_list_file(options.models_file, "--models_file")
                                   : split_model_list(options.lists.at(next++));
   lists.tasks = tasks_from_file ? read_list_file(options.tasks_file, "--tasks_file")
-                                : parse_list_option(options.lists.at(next++));
+                                : split_list(options.lists.at(next++));
   return lists;
 }
 
@@ -233,8 +221,8 @@ ScheduleRequest schedule_request(const ScheduleOptions& options, const GlobalOpt
   request.local = options.local;
   if (!options.venv_path.empty()) request.venv_path = std::filesystem::absolute(options.venv_path);
   request.data_dir = sweep_data_dir(options);
-  request.cost_history = cost_history_file(options);
-  for (const auto& path : parse_list_option(options.extra_task_paths)) {
+  if (!options.cost_history.empty()) request.cost_history = std::filesystem::absolute(options.cost_history);
+  for (const auto& path : split_list(options.extra_task_paths)) {
     request.extra_task_paths.push_back(std::filesystem::absolute(path));
   }
   request.max_requeues = options.max_requeues;
@@ -370,7 +358,7 @@ void print_schedule(const ScheduleOutcome& outcome, const ScheduleOptions& optio
     }
   }
   for (const auto& message : outcome.messages) std::cout << message << "\n";
-  if (!outcome.problems.empty()) print_problems(std::cout, outcome.problems);
+  if (!outcome.problems.empty()) print_problems(outcome.problems);
   const auto newer = std::count_if(plan.jobs.begin(), plan.jobs.end(),
                                    [](const PlannedJob& job) { return job.check.newer_scoring_version.has_value(); });
   if (newer > 0) {

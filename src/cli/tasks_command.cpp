@@ -45,7 +45,7 @@ std::vector<std::string> metrics_or_problem(const TaskInfo& task) {
 
 void run_tasks(const TasksOptions& options) {
   std::vector<std::filesystem::path> extra_paths;
-  for (const auto& path : parse_list_option(options.extra_task_paths)) extra_paths.push_back(path);
+  for (const auto& path : split_list(options.extra_task_paths)) extra_paths.push_back(path);
   const auto registry = TaskRegistry::load(extra_paths);
   const auto data_dir = resolve_data_dir(options.data_dir.empty() ? std::nullopt
                                                                   : std::optional<std::filesystem::path>(options.data_dir));
@@ -53,7 +53,7 @@ void run_tasks(const TasksOptions& options) {
   if (options.names.empty()) {
     for (const auto& task : registry.tasks()) tasks.push_back(&task);
   } else {
-    tasks = registry.expand(parse_list_option(options.names));
+    tasks = registry.expand(split_list(options.names));
   }
   if (options.json) {
     auto out = nlohmann::json::array();
