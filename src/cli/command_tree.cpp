@@ -51,6 +51,18 @@ const OptionSummary* CommandSummary::find_option(const std::string& typed_name) 
   return nullptr;
 }
 
+std::vector<std::string> command_names(const std::vector<CommandSummary>& commands) {
+  std::vector<std::string> names;
+  for (std::size_t i = 1; i < commands.size(); ++i) names.push_back(commands[i].name);
+  return names;
+}
+
+std::string option_key(const std::string& typed) {
+  auto name = typed.substr(0, typed.find('='));
+  name.erase(0, name.find_first_not_of('-'));
+  return underscored(name);
+}
+
 std::vector<CommandSummary> summarize_commands(const CLI::App& app) {
   std::vector<CommandSummary> commands{summarize(app, true)};
   for (const auto* command : app.get_subcommands([](const CLI::App*) { return true; })) {

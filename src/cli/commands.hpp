@@ -64,6 +64,10 @@ struct CommandSummary {
 };
 // mill itself first, then each command in the order --help lists them.
 std::vector<CommandSummary> summarize_commands(const CLI::App& app);
+// The commands' names, without mill itself.
+std::vector<std::string> command_names(const std::vector<CommandSummary>& commands);
+// An option's key, whichever way it is typed: "--num-fewshot=5" -> "num_fewshot".
+std::string option_key(const std::string& typed);
 
 // When parsing the command line failed: the first argument mill cannot place (an unknown command or option, or a
 // value in lm-evaluation-harness's form) explained in one line, with the closest valid names or mill's spelling of

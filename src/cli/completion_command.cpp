@@ -20,15 +20,8 @@ namespace {
 // What a value or positional argument is, for offering candidates.
 enum class ValueKind { none, file, directory, task_list, log_level, shell };
 
-std::string option_key(const OptionSummary& option) {
-  auto name = option.names.front();
-  name.erase(0, name.find_first_not_of('-'));
-  std::replace(name.begin(), name.end(), '-', '_');
-  return name;
-}
-
 ValueKind option_value_kind(const OptionSummary& option) {
-  const auto key = option_key(option);
+  const auto key = option_key(option.names.front());
   if (key == "output_dir" || key == "cache_dir" || key == "data_dir" || key == "venv_path") return ValueKind::directory;
   if (key == "extra_task_paths" || key == "manifest" || key == "models_file" || key == "tasks_file" ||
       key == "cost_history") {
@@ -172,8 +165,6 @@ std::string bash_script(const std::vector<CommandSummary>& commands) {
     }
   }
   out += "    *) COMPREPLY=() ;;\n  esac\n}\n\n";
-  std::vector<std::string> command_names;
-  for (std::size_t i = 1; i < commands.size(); ++i) command_names.push_back(commands[i].name);
   out +=
       "_mill() {\n"
       "  local cur=${COMP_WORDS[COMP_CWORD]} command=\"\" positional=0 skip=0 i word\n"
@@ -203,7 +194,7 @@ std::string bash_script(const std::vector<CommandSummary>& commands) {
       "    return 0\n"
       "  fi\n"
       "  case $command in\n";
-  out += fmt::format("    '') mapfile -t COMPREPLY < <(compgen -W {} -- \"$cur\") ;;\n", shell_quote(join(command_names, " ")));
+  out += fmt::format("    '') mapfile -t COMPREPLY < <(compgen -W {} -- \"$cur\") ;;\n", shell_quote(join(command_names(commands), " ")));
   for (std::size_t i = 1; i < commands.size(); ++i) {
     const auto& command = commands[i];
     if (command.positionals.empty()) continue;

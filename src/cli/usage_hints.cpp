@@ -12,18 +12,6 @@ namespace mill::cli {
 
 namespace {
 
-std::string underscored(std::string name) {
-  std::replace(name.begin(), name.end(), '-', '_');
-  return name;
-}
-
-// "--num-fewshot=5" -> "num_fewshot"
-std::string option_key(const std::string& typed) {
-  auto name = typed.substr(0, typed.find('='));
-  name.erase(0, name.find_first_not_of('-'));
-  return underscored(name);
-}
-
 bool is_whole_number(const std::string& text) {
   return !text.empty() && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
 }
@@ -111,12 +99,6 @@ std::string unknown_option(const std::vector<CommandSummary>& commands, const Co
   return fmt::format("{} ({})", where, help_pointer(command_name));
 }
 
-std::string command_list(const std::vector<CommandSummary>& commands) {
-  std::vector<std::string> names;
-  for (std::size_t i = 1; i < commands.size(); ++i) names.push_back(commands[i].name);
-  return join(names, ", ");
-}
-
 }  // namespace
 
 std::optional<std::string> explain_usage_error(const CLI::App& app, const std::vector<std::string>& args,
@@ -151,15 +133,13 @@ std::optional<std::string> explain_usage_error(const CLI::App& app, const std::v
       if (commands[c].name == arg) command = &commands[c];
     }
     if (command) continue;
-    std::vector<std::string> names;
-    for (std::size_t c = 1; c < commands.size(); ++c) names.push_back(commands[c].name);
-    const auto close = closest_names(arg, names, 2);
+    const auto close = closest_names(arg, command_names(commands), 2);
     return fmt::format("unknown command {}{} (commands: {})", quote_value(arg),
                        close.empty() ? std::string() : fmt::format("; did you mean {}?", join(close, " or ")),
-                       command_list(commands));
+                       join(command_names(commands), ", "));
   }
   if (!command && error.get_name() == "RequiredError") {
-    return fmt::format("a command is required: {} (mill --help says what each does)", command_list(commands));
+    return fmt::format("a command is required: {} (mill --help says what each does)", join(command_names(commands), ", "));
   }
   return std::nullopt;
 }
