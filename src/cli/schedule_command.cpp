@@ -26,28 +26,17 @@ namespace mill::cli {
 
 namespace {
 
+// The flags that go into the request as they are typed; the rest are read or made absolute by schedule_request().
 struct ScheduleOptions {
+  ScheduleRequest typed;
   std::vector<std::string> lists;  // the positional MODELS TASKS (only TASKS with --models_file, none with both files)
   std::string models_file;
   std::string tasks_file;
-  std::string n_shots;
-  std::string cluster = "auto";
-  bool dry_run = false;
-  bool local = false;
   bool json = false;
   std::string venv_path;
   std::string extra_task_paths;
   std::string data_dir;
-  // Absent unless given, so that the sweep records (and a resubmission repeats) only what the user chose.
-  std::optional<int> max_requeues;
-  std::optional<double> minutes_per_eval;
-  std::optional<int> evals_per_element;
-  std::optional<int> limit;
-  bool skip_model_check = false;
-  int lock_wait = 60;
-  bool no_continuation = false;
-  std::string continues;      // set by a continuation job: the sweep it continues
-  std::string cost_history;   // a shared history file (JSON Lines) for the cost model
+  std::string cost_history;  // a shared history file (JSON Lines) for the cost model
 };
 
 std::filesystem::path mill_executable() {
@@ -127,21 +116,21 @@ nlohmann::json job_json(const PlannedJob& job) {
 void check_option_values(const ScheduleOptions& options, std::vector<PreflightProblem>& problems) {
   auto report = [&](const std::string& message) { problems.push_back({"environment", "", {}, message}); };
   constexpr double kMinutesPerYear = 365.0 * 24 * 60;
-  const double minutes = options.minutes_per_eval.value_or(1);
+  const double minutes = options.typed.minutes_per_eval.value_or(1);
   if (!std::isfinite(minutes) || minutes <= 0 || minutes > kMinutesPerYear) {
     report(fmt::format("--minutes_per_eval: {} is not a number of minutes in 0..{} (e.g. 10 or 0.5)", minutes,
                        kMinutesPerYear));
   }
-  if (options.evals_per_element.value_or(1) < 1) {
-    report(fmt::format("--evals_per_element: {} is not a positive integer", *options.evals_per_element));
+  if (options.typed.evals_per_element.value_or(1) < 1) {
+    report(fmt::format("--evals_per_element: {} is not a positive integer", *options.typed.evals_per_element));
   }
-  if (options.lock_wait < 0) report(fmt::format("--lock_wait: {} is negative (expected seconds, e.g. 60)", options.lock_wait));
-  if (options.max_requeues.value_or(kDefaultMaxRequeues) < 0) {
-    report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", *options.max_requeues));
+  if (options.typed.lock_wait_seconds < 0) report(fmt::format("--lock_wait: {} is negative (expected seconds, e.g. 60)", options.typed.lock_wait_seconds));
+  if (options.typed.max_requeues.value_or(kDefaultMaxRequeues) < 0) {
+    report(fmt::format("--max_requeues: {} is negative (expected 0 or more)", *options.typed.max_requeues));
   }
-  if (options.limit && *options.limit <= 0) {
+  if (options.typed.limit && *options.typed.limit <= 0) {
     report(fmt::format("--limit: {} is not a positive number of documents (leave --limit out to evaluate all)",
-                       *options.limit));
+                       *options.typed.limit));
   }
   if (!options.data_dir.empty() && !std::filesystem::is_directory(options.data_dir)) {
     report(fmt::format("--data_dir: {} is not a directory", quote_value(options.data_dir)));
@@ -207,36 +196,24 @@ void list_problems(const std::vector<PreflightProblem>& problems) {
 }
 
 ScheduleRequest schedule_request(const ScheduleOptions& options, const GlobalOptions& global) {
-  ScheduleRequest request;
+  ScheduleRequest request = options.typed;
   const auto lists = model_and_task_lists(options);
   request.models = lists.models;
   request.tasks = lists.tasks;
-  request.n_shots_text = options.n_shots;
-  if (!options.n_shots.empty()) request.n_shots = parse_int_list_option(options.n_shots, "--n_shots");
-  request.limit = options.limit;
+  if (!request.n_shots_text.empty()) request.n_shots = parse_int_list_option(request.n_shots_text, "--n_shots");
   request.output_dir = global.output_dir_path();
   request.cache_dir = global.cache_dir_path();
-  request.cluster = options.cluster;
-  request.dry_run = options.dry_run;
-  request.local = options.local;
   if (!options.venv_path.empty()) request.venv_path = std::filesystem::absolute(options.venv_path);
   request.data_dir = sweep_data_dir(options);
   if (!options.cost_history.empty()) request.cost_history = std::filesystem::absolute(options.cost_history);
   for (const auto& path : split_list(options.extra_task_paths)) {
     request.extra_task_paths.push_back(std::filesystem::absolute(path));
   }
-  request.max_requeues = options.max_requeues;
-  request.minutes_per_eval = options.minutes_per_eval;
-  request.evals_per_element = options.evals_per_element;
-  request.skip_model_check = options.skip_model_check;
-  request.lock_wait_seconds = options.lock_wait;
-  request.no_continuation = options.no_continuation;
-  request.continues = options.continues;
   request.mill_binary = mill_executable();
   request.command_line = own_command_line();
   check_option_values(options, request.option_problems);
   // A bad MILL_PROGRESS_INTERVAL is refused before anything is planned or written.
-  if (options.local && !options.dry_run) request.progress = progress_settings_for_stderr(false);
+  if (request.local && !request.dry_run) request.progress = progress_settings_for_stderr(false);
   return request;
 }
 
@@ -323,14 +300,14 @@ void print_schedule(const ScheduleOutcome& outcome, const ScheduleOptions& optio
   const auto& arrays = outcome.arrays;
   const auto& elements = outcome.elements;
   const bool colour = stdout_is_colour_terminal();
-  if (options.dry_run) print_job_table(plan, outcome.problems, colour);
+  if (options.typed.dry_run) print_job_table(plan, outcome.problems, colour);
   if (!plan_printed_first) std::cout << "\n" << outcome.summary << "\n";
-  if (options.local) {
+  if (options.typed.local) {
     if (!plan_printed_first) std::cout << "--local: no SLURM; every job runs here, one element after another\n";
   } else {
     std::cout << fmt::format("cluster profile: {} ({})\n", profile.name, outcome.choice.reason);
   }
-  if (!elements.empty() && !options.local) {
+  if (!elements.empty() && !options.typed.local) {
     for (std::size_t a = 0; a < arrays.arrays.size(); ++a) {
       const auto& array = arrays.arrays[a];
       std::cout << fmt::format("array {} of {}: {} per element; {} element(s), at most {} running (%{}); {:.1f} "
@@ -342,14 +319,14 @@ void print_schedule(const ScheduleOutcome& outcome, const ScheduleOptions& optio
     }
     std::cout << fmt::format("sweep: {:.1f} GPU-hours predicted, {:.1f} requested\n", arrays.predicted_gpu_hours,
                              arrays.requested_gpu_hours);
-    if (outcome.continuing && options.dry_run) {
+    if (outcome.continuing && options.typed.dry_run) {
       std::cout << fmt::format("now: {} of {} element(s) ({}, assuming none of your jobs are queued); then a "
                                "continuation job submits the other {} with {} job(s) when these end\n",
                                outcome.submit_count, elements.size(), outcome.budget.limited_by,
                                elements.size() - outcome.submit_count, outcome.deferred_jobs);
     }
   }
-  if (options.dry_run) {
+  if (options.typed.dry_run) {
     for (std::size_t a = 0; a < outcome.scripts.size(); ++a) {
       const auto path = SweepPaths{outcome.sbatch.sweep_dir}.script(a);
       std::cout << "\n--- sbatch script " << path.filename().string() << " (submitted as: "
@@ -368,7 +345,7 @@ void print_schedule(const ScheduleOutcome& outcome, const ScheduleOptions& optio
   }
   if (outcome.pending.empty()) {
     std::cout << (newer > 0 ? "nothing else to do\n" : "nothing to do: every job is done\n");
-  } else if (options.dry_run) {
+  } else if (options.typed.dry_run) {
     std::cout << "dry run: nothing submitted\n";
   } else if (outcome.to_run.empty()) {
     std::cout << "nothing to submit: every job that is not done is already queued or running\n";
@@ -450,11 +427,11 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
              "File with one model spec per line, instead of MODELS (blank lines and lines starting with # skipped)");
   add_option(*command, "tasks_file", options->tasks_file,
              "File with one task or benchmark name per line, instead of TASKS");
-  add_option(*command, "n_shots", options->n_shots, "Comma-separated few-shot counts, e.g. 0,5 (default: each task's own)");
-  add_option(*command, "cluster", options->cluster, "auto (match the hostname) or a profile name from clusters.yaml")
+  add_option(*command, "n_shots", options->typed.n_shots_text, "Comma-separated few-shot counts, e.g. 0,5 (default: each task's own)");
+  add_option(*command, "cluster", options->typed.cluster, "auto (match the hostname) or a profile name from clusters.yaml")
       ->capture_default_str();
-  add_flag(*command, "dry_run", options->dry_run, "Print the job table, time limit and script; submit nothing");
-  add_flag(*command, "local", options->local,
+  add_flag(*command, "dry_run", options->typed.dry_run, "Print the job table, time limit and script; submit nothing");
+  add_flag(*command, "local", options->typed.local,
            "Run every job here, one after another, without SLURM: the plan is printed first, then progress on stderr; "
            "Ctrl-C stops after the current batch (exit 130) and prints the command that resumes");
   add_flag(*command, "json", options->json, "Print the plan as JSON (jobs with status and reason, profile, time, script)");
@@ -462,26 +439,26 @@ void register_schedule_command(CLI::App& app, const GlobalOptions& global) {
   add_option(*command, "extra_task_paths", options->extra_task_paths, "Comma-separated directories of extra task YAML files");
   add_option(*command, "data_dir", options->data_dir,
              "Directory the workers read task data from (default $MILL_DATA_DIR, else each task's own location)");
-  add_option(*command, "max_requeues", options->max_requeues,
+  add_option(*command, "max_requeues", options->typed.max_requeues,
              "Times an element stopped by the pre-walltime signal may requeue itself, if it made progress (default 3)");
-  add_option(*command, "minutes_per_eval", options->minutes_per_eval,
+  add_option(*command, "minutes_per_eval", options->typed.minutes_per_eval,
              "Time budget in minutes for each task or benchmark named in TASKS (a benchmark's subtasks share it by "
              "document count), instead of the cost model's prediction (docs/schedule.md)");
-  add_option(*command, "evals_per_element", options->evals_per_element,
+  add_option(*command, "evals_per_element", options->typed.evals_per_element,
              "Most evals of one model that one array element runs (default: as many as fit the profile's "
              "target_element_time)");
-  add_flag(*command, "no_continuation", options->no_continuation,
+  add_flag(*command, "no_continuation", options->typed.no_continuation,
            "When queue_limit leaves part of the sweep unsubmitted, do not submit the continuation job that submits "
            "the rest later; run mill schedule again by hand instead");
   add_option(*command, "cost_history", options->cost_history,
              "A shared JSON Lines history of measured job costs, used besides the sweeps in --output_dir "
              "(docs/schedule.md, \"Cost model and packing\")");
-  command->add_option("--continues", options->continues, "Set by a continuation job: the sweep it continues")
+  command->add_option("--continues", options->typed.continues, "Set by a continuation job: the sweep it continues")
       ->group("");  // internal
-  add_option(*command, "limit", options->limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
-  add_option(*command, "lock_wait", options->lock_wait,
+  add_option(*command, "limit", options->typed.limit, "Evaluate only the first N documents of each task (smoke tests; N > 0)");
+  add_option(*command, "lock_wait", options->typed.lock_wait_seconds,
              "Seconds to wait for another mill schedule submitting to the same output dir (default 60)");
-  add_flag(*command, "skip_model_check", options->skip_model_check,
+  add_flag(*command, "skip_model_check", options->typed.skip_model_check,
            "Do not look for model checkpoints from here (when the compute nodes see another Hugging Face cache or "
            "file system); model args are still checked");
   command->callback([options, &global] { run_schedule(*options, global); });
