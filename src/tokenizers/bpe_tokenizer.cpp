@@ -2,10 +2,6 @@
 // (GPT-2, Llama-3, Qwen2) and SentencePiece-style BPE with byte fallback and the metaspace (Llama-2, Mistral).
 // The pipeline mirrors the tokenizers library (its parts: tokenizer_json_pipeline.cpp): added tokens are cut out first, the rest is normalized,
 // pre-tokenized into words, each word is encoded by the BPE model, and the post-processor adds BOS/EOS.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-#include <utf8proc.h>
-
 #include <algorithm>
 #include <array>
 #include <fmt/format.h>
@@ -16,7 +12,6 @@
 #include <set>
 #include <mutex>
 #include <shared_mutex>
-#include <sstream>
 #include <unordered_map>
 
 #include "mill/base/error.hpp"

@@ -97,8 +97,6 @@ struct Value {
 
 Value from_json(const nlohmann::ordered_json& node);
 bool truthy(const Value& v);
-std::string python_float(double d);
-std::string python_repr_string(const std::string& s);
 std::string to_string(const Value& v);
 std::string repr(const Value& v);  // Python's repr(): strings quoted
 void to_json(const Value& v, std::string& out, int indent, int depth);

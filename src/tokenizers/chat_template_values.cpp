@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include "mill/base/error.hpp"
-#include "mill/base/text.hpp"
 
 #include <cmath>
 
@@ -47,6 +46,8 @@ bool truthy(const Value& v) {
   return false;
 }
 
+namespace {
+
 std::string python_float(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
@@ -77,6 +78,8 @@ std::string python_repr_string(const std::string& s) {
   out += quote;
   return out;
 }
+
+}  // namespace
 
 std::string to_string(const Value& v) {
   switch (v.kind) {

@@ -7,14 +7,9 @@
 #include <algorithm>
 #include <array>
 #include <fmt/format.h>
-#include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <queue>
-#include <set>
-#include <mutex>
-#include <shared_mutex>
-#include <sstream>
 #include <unordered_map>
 
 #include "mill/base/error.hpp"
@@ -44,12 +39,8 @@ TokenId read_token_id(const json& node, const std::filesystem::path& file, std::
   return static_cast<TokenId>(read_integer(node, file, what, 0, max_token_id));
 }
 
-namespace {
-
 // ---------------------------------------------------------------------------------------------------------
 // Unicode helpers
-
-}  // namespace
 
 bool is_unicode_whitespace(char32_t c) {  // Rust's char::is_whitespace (Unicode White_Space)
   return c == ' ' || (c >= 0x09 && c <= 0x0D) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
