@@ -207,31 +207,12 @@ class AddedTokenMatcher {
       pos = end;
       const AddedToken& token = *hit->token;
       if (token.single_word) {
-        const char32_t before = last_char(text.substr(0, begin));
-        const char32_t after = first_char(text.substr(end));
-        const bool word_before = begin > 0 && before != char32_t(-1) && (is_alphanumeric(before) || before == '_');
-        const bool word_after = end < text.size() && after != char32_t(-1) && (is_alphanumeric(after) || after == '_');
-        if (word_before || word_after) continue;
+        auto word_char = [](char32_t c) { return c != char32_t(-1) && (is_alphanumeric(c) || c == '_'); };
+        if (word_char(last_char(text.substr(0, begin))) || word_char(first_char(text.substr(end)))) continue;
       }
-      if (token.lstrip) {
-        std::size_t new_begin = begin;
-        while (new_begin > start_offset) {
-          const char32_t c = last_char(text.substr(0, new_begin));
-          if (c == char32_t(-1) || !is_unicode_whitespace(c)) break;
-          std::string encoded;
-          append_utf8(encoded, c);
-          new_begin -= encoded.size();
-        }
-        begin = new_begin;
-      }
-      if (token.rstrip) {
-        while (end < text.size()) {
-          const auto length = utf8_sequence_length(text, end);
-          if (length == 0 || !is_unicode_whitespace(utf8_code_point(text, end, length))) break;
-          end += length;
-        }
-        pos = end;
-      }
+      if (token.lstrip)
+        begin = start_offset + strip_end(text.substr(start_offset, begin - start_offset), is_unicode_whitespace);
+      if (token.rstrip) pos = end = strip_start(text, end, is_unicode_whitespace);
       if (begin > start_offset) segments.push_back({start_offset, begin, nullptr});
       segments.push_back({begin, end, &token});
       start_offset = end;

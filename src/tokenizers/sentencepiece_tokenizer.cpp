@@ -78,12 +78,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const override {
     std::string text, bytes;
     auto flush_bytes = [&] {
-      if (bytes.empty()) return;
-      if (utf8_lossy(bytes) == bytes) {
-        text += bytes;
-      } else {
-        for (std::size_t i = 0; i < bytes.size(); ++i) text += "\xEF\xBF\xBD";
-      }
+      text += byte_run_text(bytes);
       bytes.clear();
     };
     const int size = processor_.GetPieceSize();
@@ -97,14 +92,7 @@ class SentencePieceTokenizer final : public Tokenizer {
         continue;
       }
       flush_bytes();
-      std::size_t p = 0;
-      while (true) {  // U+2581 stands for a space
-        const auto hit = piece.find("\xE2\x96\x81", p);
-        text.append(piece, p, hit == std::string::npos ? std::string::npos : hit - p);
-        if (hit == std::string::npos) break;
-        text.push_back(' ');
-        p = hit + 3;
-      }
+      text += replace_all(piece, "\xE2\x96\x81", " ");  // U+2581 stands for a space
     }
     flush_bytes();
     if (!text.empty() && text[0] == ' ') text.erase(0, 1);

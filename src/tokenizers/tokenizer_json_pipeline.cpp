@@ -65,21 +65,6 @@ bool is_numeric(char32_t c) {  // Rust's char::is_numeric: general category Nd, 
 
 }  // namespace
 
-char32_t last_char(std::string_view text) {
-  if (text.empty()) return char32_t(-1);
-  std::size_t start = text.size() - 1;
-  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80 && text.size() - start < 4) --start;
-  const std::size_t length = utf8_sequence_length(text, start);
-  if (length != text.size() - start) return char32_t(-1);
-  return utf8_code_point(text, start, length);
-}
-
-char32_t first_char(std::string_view text) {
-  if (text.empty()) return char32_t(-1);
-  const std::size_t length = utf8_sequence_length(text, 0);
-  return length == 0 ? char32_t(-1) : utf8_code_point(text, 0, length);
-}
-
 namespace {
 
 // Unicode normalization of the valid stretches; invalid bytes pass through unchanged.
@@ -120,21 +105,6 @@ std::string lowercase(std::string_view text) {
       append_utf8(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
     }
   });
-  return out;
-}
-
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
-  if (from.empty()) return std::string(text);
-  std::string out;
-  std::size_t pos = 0;
-  while (true) {
-    const auto hit = text.find(from, pos);
-    if (hit == std::string_view::npos) break;
-    out.append(text.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-  }
-  out.append(text.substr(pos));
   return out;
 }
 
@@ -310,20 +280,9 @@ NormalizerPtr read_normalizer(const json& node, const std::filesystem::path& fil
   if (type == "Strip") {
     const bool left = node.value("strip_left", true), right = node.value("strip_right", true);
     return function([left, right](std::string t) {
-      std::size_t begin = 0, end = t.size();
-      while (left && begin < end) {
-        const auto length = utf8_sequence_length(t, begin);
-        if (length == 0 || !is_unicode_whitespace(utf8_code_point(t, begin, length))) break;
-        begin += length;
-      }
-      while (right && end > begin) {
-        const char32_t c = last_char(std::string_view(t).substr(begin, end - begin));
-        if (c == char32_t(-1) || !is_unicode_whitespace(c)) break;
-        std::string tail;
-        append_utf8(tail, c);
-        end -= tail.size();
-      }
-      return t.substr(begin, end - begin);
+      const std::size_t begin = left ? strip_start(t, 0, is_unicode_whitespace) : 0;
+      const std::string_view rest = std::string_view(t).substr(begin);
+      return std::string(right ? rest.substr(0, strip_end(rest, is_unicode_whitespace)) : rest);
     });
   }
   fail(file, fmt::format("normalizer type {} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, "
@@ -656,24 +615,15 @@ struct ByteFallbackDecoder : Decoder {
   void decode(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
     std::string pending;
-    std::size_t pending_count = 0;
     auto flush = [&] {
-      if (pending_count == 0) return;
-      if (utf8_lossy(pending) == pending) {
-        out.push_back(pending);
-      } else {
-        std::string replacement;
-        for (std::size_t i = 0; i < pending_count; ++i) replacement += "\xEF\xBF\xBD";
-        out.push_back(replacement);
-      }
+      if (pending.empty()) return;
+      out.push_back(byte_run_text(pending));
       pending.clear();
-      pending_count = 0;
     };
     for (auto& token : tokens) {
       const int value = byte_value(token);
       if (value >= 0) {
         pending.push_back(static_cast<char>(value));
-        ++pending_count;
       } else {
         flush();
         out.push_back(std::move(token));
