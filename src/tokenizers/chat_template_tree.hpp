@@ -180,6 +180,6 @@ std::vector<Token> tokenize(const std::string& source, const Location& where);
 Body parse_template(std::vector<Chunk> chunks, const std::string* origin);
 
 // The template rendered with `variables` as its globals (renderer).
-std::string render_template(const Body& body, const std::string* origin, const nlohmann::ordered_json& variables);
+std::string render_template(const Body& body, const nlohmann::ordered_json& variables);
 
 }  // namespace mill::jinja

@@ -125,36 +125,22 @@ void to_json(const Value& v, std::string& out, int indent, int depth) {
       out += s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       break;
     }
-    case Value::Kind::list: {
-      if (v.list->empty()) {
-        out += "[]";
-        break;
-      }
-      out += '[';
-      for (std::size_t i = 0; i < v.list->size(); ++i) {
-        if (i) out += indent < 0 ? ", " : ",";
-        newline(depth + 1);
-        to_json((*v.list)[i], out, indent, depth + 1);
-      }
-      newline(depth);
-      out += ']';
-      break;
-    }
+    case Value::Kind::list:
     case Value::Kind::dict: {
-      if (v.dict->empty()) {
-        out += "{}";
-        break;
-      }
-      out += '{';
-      for (std::size_t i = 0; i < v.dict->size(); ++i) {
+      const bool is_list = v.is(Value::Kind::list);
+      const std::size_t size = is_list ? v.list->size() : v.dict->size();
+      out += is_list ? '[' : '{';
+      for (std::size_t i = 0; i < size; ++i) {
         if (i) out += indent < 0 ? ", " : ",";
         newline(depth + 1);
-        to_json(Value::of((*v.dict)[i].first), out, indent, depth + 1);
-        out += ": ";
-        to_json((*v.dict)[i].second, out, indent, depth + 1);
+        if (!is_list) {
+          to_json(Value::of((*v.dict)[i].first), out, indent, depth + 1);
+          out += ": ";
+        }
+        to_json(is_list ? (*v.list)[i] : (*v.dict)[i].second, out, indent, depth + 1);
       }
-      newline(depth);
-      out += '}';
+      if (size > 0) newline(depth);
+      out += is_list ? ']' : '}';
       break;
     }
     case Value::Kind::function: out += "null"; break;
