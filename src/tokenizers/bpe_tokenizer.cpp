@@ -178,9 +178,6 @@ class AddedTokenMatcher {
       std::stable_sort(list.begin(), list.end(),
                        [](const Entry& a, const Entry& b) { return a.pattern.size() > b.pattern.size(); });
   }
-  bool empty() const {
-    return std::all_of(by_first_byte_.begin(), by_first_byte_.end(), [](const auto& l) { return l.empty(); });
-  }
 
   struct Segment {
     std::size_t begin, end;
@@ -231,9 +228,9 @@ class AddedTokenMatcher {
 
 // ---------------------------------------------------------------------------------------------------------
 
-class JsonTokenizer final : public Tokenizer {
+class JsonTokenizer final : public ConfiguredTokenizer {
  public:
-  JsonTokenizer(const std::filesystem::path& file, TokenizerConfig config) : config_(std::move(config)) {
+  JsonTokenizer(const std::filesystem::path& file, TokenizerConfig config) : ConfiguredTokenizer(std::move(config)) {
     std::ifstream in(file, std::ios::binary);
     if (!in) fail(file, "cannot be read");
     json root;
@@ -285,20 +282,10 @@ class JsonTokenizer final : public Tokenizer {
     }
     if (!decoder_) return join(tokens, " ");  // what the tokenizers library does without a decoder
     decoder_->decode(tokens);
-    std::string text;
-    for (const auto& token : tokens) text += token;
-    return text;
+    return join(tokens, "");
   }
 
-  std::optional<TokenId> bos_id() const override { return bos_id_; }
-  std::optional<TokenId> eos_id() const override { return eos_id_; }
   std::size_t vocab_size() const override { return id_to_token_.size(); }
-
-  bool has_chat_template() const override { return config_.chat_template.has_value(); }
-
-  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const override {
-    return render_chat_template(config_, messages, add_generation_prompt);
-  }
 
  private:
   void read(const json& root, const std::filesystem::path& file) {
@@ -426,7 +413,6 @@ class JsonTokenizer final : public Tokenizer {
     return id;
   }
 
-  TokenizerConfig config_;
   BpeModel model_;
   std::vector<AddedToken> added_;  // stable: the matchers point into it
   AddedTokenMatcher raw_matcher_, normalized_matcher_;
@@ -435,8 +421,6 @@ class JsonTokenizer final : public Tokenizer {
   DecoderPtr decoder_;
   std::vector<std::string> id_to_token_;
   std::set<TokenId> special_ids_;
-  std::vector<TokenId> prefix_, suffix_;
-  std::optional<TokenId> bos_id_, eos_id_;
 
   // Words repeat a lot in text, and BPE on a word is the expensive step: remember recent results.
   void encode_word_cached(const std::string& word, std::vector<TokenId>& ids) const {

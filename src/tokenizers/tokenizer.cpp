@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "mill/tokenizers/chat_template.hpp"
+#include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
 #include "tokenizer_internal.hpp"
 
@@ -26,13 +26,6 @@ std::optional<json> read_json_file(const std::filesystem::path& file) {
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: is not valid JSON ({})", file.string(), e.what()));
   }
-}
-
-std::string read_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
 }
 
 // A token field is either "text" or an AddedToken object {"content": "text", ...}.
@@ -81,8 +74,7 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& folder) {
   }
   if (const auto map = read_json_file(folder / "special_tokens_map.json")) take_special_tokens(*map, config);
   // Newer checkpoints keep the template beside the config.
-  if (!config.chat_template && std::filesystem::exists(folder / "chat_template.jinja"))
-    config.chat_template = read_file(folder / "chat_template.jinja");
+  if (!config.chat_template) config.chat_template = read_file_if_exists(folder / "chat_template.jinja");
   if (!config.chat_template) {
     if (const auto root = read_json_file(folder / "chat_template.json"))
       if (root->is_object() && root->contains("chat_template") && root->at("chat_template").is_string())
@@ -93,12 +85,12 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& folder) {
   return config;
 }
 
-std::string render_chat_template(const TokenizerConfig& config, const std::vector<ChatMessage>& messages,
-                                 bool add_generation_prompt) {
-  if (!config.chat_template)
+std::string ConfiguredTokenizer::apply_chat_template(const std::vector<ChatMessage>& messages,
+                                                     bool add_generation_prompt) const {
+  if (!config_.chat_template)
     throw Error(fmt::format("{}: has no chat_template, so use_chat_template=true cannot be honoured for this model",
-                            config.source.string()));
-  const auto chat_template = ChatTemplate::parse(*config.chat_template, config.source.string());
+                            config_.source.string()));
+  const auto chat_template = ChatTemplate::parse(*config_.chat_template, config_.source.string());
   nlohmann::ordered_json context;
   context["messages"] = nlohmann::ordered_json::array();
   for (const auto& message : messages)
@@ -106,7 +98,7 @@ std::string render_chat_template(const TokenizerConfig& config, const std::vecto
   context["add_generation_prompt"] = add_generation_prompt;
   context["tools"] = nullptr;
   context["documents"] = nullptr;
-  for (const auto& [name, value] : config.special_tokens) context[name] = value;
+  for (const auto& [name, value] : config_.special_tokens) context[name] = value;
   return chat_template.render(context);
 }
 

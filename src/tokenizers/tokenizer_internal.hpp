@@ -32,9 +32,21 @@ std::unique_ptr<Tokenizer> load_json_tokenizer(const std::filesystem::path& toke
 std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& model_file,
                                                         TokenizerConfig config);
 
-// Renders config.chat_template (throws mill::Error naming the problem when there is none or it fails).
-std::string render_chat_template(const TokenizerConfig& config, const std::vector<ChatMessage>& messages,
-                                 bool add_generation_prompt);
+// What the two tokenizer kinds share: their config, BOS/EOS, the ids add_special_tokens puts around the text's, and
+// the chat template (rendering it throws mill::Error naming the problem when there is none or it fails).
+class ConfiguredTokenizer : public Tokenizer {
+ public:
+  explicit ConfiguredTokenizer(TokenizerConfig config) : config_(std::move(config)) {}
+  std::optional<TokenId> bos_id() const override { return bos_id_; }
+  std::optional<TokenId> eos_id() const override { return eos_id_; }
+  bool has_chat_template() const override { return config_.chat_template.has_value(); }
+  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const override;
+
+ protected:
+  TokenizerConfig config_;
+  std::vector<TokenId> prefix_, suffix_;
+  std::optional<TokenId> bos_id_, eos_id_;
+};
 
 // Length of the valid UTF-8 sequence starting at text[pos], or 0 when the bytes there are not one.
 std::size_t utf8_sequence_length(std::string_view text, std::size_t pos);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <fmt/format.h>
 #include <functional>
 #include <map>
@@ -372,15 +373,13 @@ struct SplitPreTokenizer : PreTokenizer {
 
 struct ByteLevelPreTokenizer : PreTokenizer {
   bool add_prefix_space = false;
-  std::unique_ptr<Regex> regex;  // GPT-2's pattern when use_regex
+  Pattern gpt2;  // GPT-2's regex when use_regex
   void split(std::vector<Word>& words) const override {
     std::vector<Word> out;
     for (auto& word : words) {
       if (add_prefix_space && (word.text.empty() || word.text[0] != ' ')) word.text.insert(0, 1, ' ');
-      if (regex) {
-        std::vector<std::pair<std::size_t, std::size_t>> matches;
-        regex->for_each_match(word.text, [&](std::size_t b, std::size_t e) { matches.emplace_back(b, e); });
-        split_by_matches(word, matches, SplitBehavior::isolated, false, out);
+      if (gpt2.regex) {
+        split_by_matches(word, find_all(gpt2, word.text), SplitBehavior::isolated, false, out);
       } else {
         out.push_back(std::move(word));
       }
@@ -411,13 +410,8 @@ struct MetaspacePreTokenizer : PreTokenizer {
           (prepend == PrependScheme::always || (prepend == PrependScheme::first && word.at_start)))
         word.text.insert(0, replacement);
       if (split_words) {
-        std::vector<std::pair<std::size_t, std::size_t>> matches;
-        std::size_t pos = 0;
-        while ((pos = word.text.find(replacement, pos)) != std::string::npos) {
-          matches.emplace_back(pos, pos + replacement.size());
-          pos += replacement.size();
-        }
-        split_by_matches(word, matches, SplitBehavior::merged_with_next, false, out);
+        split_by_matches(word, find_all({replacement, nullptr}, word.text), SplitBehavior::merged_with_next, false,
+                         out);
       } else {
         out.push_back(std::move(word));
       }
@@ -509,7 +503,7 @@ PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path
   if (type == "ByteLevel") {
     auto byte_level = std::make_unique<ByteLevelPreTokenizer>();
     byte_level->add_prefix_space = node.value("add_prefix_space", true);
-    if (node.value("use_regex", true)) byte_level->regex = std::make_unique<Regex>(gpt2_pattern, file);
+    if (node.value("use_regex", true)) byte_level->gpt2.regex = std::make_shared<Regex>(gpt2_pattern, file);
     return byte_level;
   }
   if (type == "Metaspace") {
@@ -601,16 +595,9 @@ struct ReplaceDecoder : Decoder {
 struct ByteFallbackDecoder : Decoder {
   static int byte_value(const std::string& token) {
     if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>') return -1;
-    int value = 0;
-    for (int i = 3; i < 5; ++i) {
-      const char c = token[i];
-      value *= 16;
-      if (c >= '0' && c <= '9') value += c - '0';
-      else if (c >= 'A' && c <= 'F') value += c - 'A' + 10;
-      else if (c >= 'a' && c <= 'f') value += c - 'a' + 10;
-      else return -1;
-    }
-    return value;
+    unsigned value = 0;
+    const auto [end, error] = std::from_chars(token.data() + 3, token.data() + 5, value, 16);
+    return error == std::errc() && end == token.data() + 5 ? static_cast<int>(value) : -1;
   }
   void decode(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
@@ -635,11 +622,7 @@ struct ByteFallbackDecoder : Decoder {
 };
 
 struct FuseDecoder : Decoder {
-  void decode(std::vector<std::string>& tokens) const override {
-    std::string joined;
-    for (const auto& token : tokens) joined += token;
-    tokens.assign(1, joined);
-  }
+  void decode(std::vector<std::string>& tokens) const override { tokens.assign(1, join(tokens, "")); }
 };
 
 struct StripDecoder : Decoder {
