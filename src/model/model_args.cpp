@@ -178,13 +178,8 @@ RuntimeArgs read_runtime_args(const ModelSpec& spec) {
                      "the in-process runtime");
   RuntimeArgs args;
   const auto dtype = spec.arg("dtype").value_or("bfloat16");
-  if (dtype == "bfloat16" || dtype == "bf16") {
-    args.dtype = "bfloat16";
-  } else if (dtype == "float16" || dtype == "fp16" || dtype == "half") {
-    args.dtype = "float16";
-  } else if (dtype == "float32" || dtype == "fp32" || dtype == "float") {
-    args.dtype = "float32";
-  } else {
+  args.dtype = canonical_dtype(dtype);
+  if (args.dtype != "bfloat16" && args.dtype != "float16" && args.dtype != "float32") {
     throw Error(fmt::format("model spec {}: dtype={} is not bfloat16, float16 or float32", quote_value(spec.to_string()),
                             quote_value(dtype)));
   }
