@@ -73,14 +73,11 @@ class BpeModel {
         previous_unk = false;
         return;
       }
-      if (byte_fallback) {
-        bool all = true;
-        for (std::size_t i = 0; i < length; ++i) all = all && byte_ids_[static_cast<unsigned char>(word[pos + i])] >= 0;
-        if (all) {
-          for (std::size_t i = 0; i < length; ++i) symbols.push_back({byte_ids_[static_cast<unsigned char>(word[pos + i])]});
-          previous_unk = false;
-          return;
-        }
+      const auto bytes = word.substr(pos, length);
+      if (byte_fallback && std::all_of(bytes.begin(), bytes.end(), [&](char b) { return byte_id(b) >= 0; })) {
+        for (const char b : bytes) symbols.push_back({byte_id(b)});
+        previous_unk = false;
+        return;
       }
       if (!unk) return;  // the tokenizers library drops characters it cannot represent when there is no unk
       if (!(fuse_unk && previous_unk)) symbols.push_back({*unk});
@@ -109,6 +106,8 @@ class BpeModel {
       return rank != other.rank ? rank > other.rank : position > other.position;
     }
   };
+
+  TokenId byte_id(char byte) const { return byte_ids_[static_cast<unsigned char>(byte)]; }
 
   static std::uint64_t key(TokenId left, TokenId right) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);

@@ -558,9 +558,7 @@ class Renderer {
         else candidates.push_back(prefix);
         for (const auto& candidate : candidates) {
           const std::string c = to_string(candidate);
-          if (name == "startswith" ? s.compare(0, c.size(), c) == 0
-                                   : s.size() >= c.size() && s.compare(s.size() - c.size(), c.size(), c) == 0)
-            return Value::of(true);
+          if (name == "startswith" ? s.starts_with(c) : s.ends_with(c)) return Value::of(true);
         }
         return Value::of(false);
       }
@@ -839,8 +837,7 @@ class Renderer {
     if (name == "float") return v.is(K::number);
     if (name == "string") return v.is(K::string);
     if (name == "mapping") return v.is(K::dict);
-    if (name == "sequence") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
-    if (name == "iterable") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
+    if (name == "sequence" || name == "iterable") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
     if (name == "callable") return v.is(K::function);
     if (name == "lower") return v.is(K::string) && to_lower(v.string) == v.string;
     if (name == "upper") return v.is(K::string) && to_upper(v.string) == v.string;

@@ -5,6 +5,7 @@
 
 #include "mill/base/error.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mill::jinja {
@@ -157,11 +158,7 @@ bool equal(const Value& a, const Value& b) {
     case Value::Kind::undefined:
     case Value::Kind::none: return true;
     case Value::Kind::string: return a.string == b.string;
-    case Value::Kind::list:
-      if (a.list->size() != b.list->size()) return false;
-      for (std::size_t i = 0; i < a.list->size(); ++i)
-        if (!equal((*a.list)[i], (*b.list)[i])) return false;
-      return true;
+    case Value::Kind::list: return std::equal(a.list->begin(), a.list->end(), b.list->begin(), b.list->end(), equal);
     case Value::Kind::dict:
       if (a.dict->size() != b.dict->size()) return false;
       for (const auto& [key, value] : *a.dict) {

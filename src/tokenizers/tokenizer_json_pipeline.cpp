@@ -187,6 +187,15 @@ const ByteLevelTable& byte_level_table() {
 
 constexpr const char* gpt2_pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// A Sequence normalizer, pre-tokenizer or decoder: its steps read by `read`, absent (null) ones skipped.
+template <typename Sequence, typename Read>
+std::unique_ptr<Sequence> read_sequence(const json& steps, const std::filesystem::path& file, Read read) {
+  auto sequence = std::make_unique<Sequence>();
+  for (const auto& step : steps)
+    if (auto s = read(step, file)) sequence->steps.push_back(std::move(s));
+  return sequence;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Normalizers
 
@@ -238,7 +247,6 @@ std::vector<std::pair<std::size_t, std::size_t>> find_all(const Pattern& pattern
 }
 
 std::string replace_pattern(const Pattern& pattern, std::string_view text, std::string_view content) {
-  if (!pattern.regex) return replace_all(text, pattern.literal, content);
   std::string out;
   std::size_t pos = 0;
   for (const auto& [b, e] : find_all(pattern, text)) {
@@ -255,12 +263,7 @@ std::string replace_pattern(const Pattern& pattern, std::string_view text, std::
 NormalizerPtr read_normalizer(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequenceNormalizer>();
-    for (const auto& step : node.at("normalizers"))
-      if (auto n = read_normalizer(step, file)) sequence->steps.push_back(std::move(n));
-    return sequence;
-  }
+  if (type == "Sequence") return read_sequence<SequenceNormalizer>(node.at("normalizers"), file, read_normalizer);
   auto function = [](auto f) { return std::make_unique<FunctionNormalizer>(std::move(f)); };
   if (type == "NFC") return function([](std::string t) { return unicode_normalize(t, UTF8PROC_COMPOSE); });
   if (type == "NFD") return function([](std::string t) { return unicode_normalize(t, UTF8PROC_DECOMPOSE); });
@@ -487,12 +490,8 @@ SplitBehavior read_split_behavior(const json& node, const char* pre_tokenizer, c
 PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequencePreTokenizer>();
-    for (const auto& step : node.at("pretokenizers"))
-      if (auto p = read_pre_tokenizer(step, file)) sequence->steps.push_back(std::move(p));
-    return sequence;
-  }
+  if (type == "Sequence")
+    return read_sequence<SequencePreTokenizer>(node.at("pretokenizers"), file, read_pre_tokenizer);
   if (type == "Split") {
     auto split = std::make_unique<SplitPreTokenizer>();
     split->pattern = read_pattern(node.at("pattern"), file);
@@ -630,11 +629,9 @@ struct StripDecoder : Decoder {
   std::size_t start = 0, stop = 0;
   void decode(std::vector<std::string>& tokens) const override {
     for (auto& token : tokens) {
-      for (std::size_t i = 0; i < start && token.compare(0, content.size(), content) == 0 && !content.empty(); ++i)
+      for (std::size_t i = 0; i < start && !content.empty() && token.starts_with(content); ++i)
         token.erase(0, content.size());
-      for (std::size_t i = 0; i < stop && token.size() >= content.size() && !content.empty() &&
-                              token.compare(token.size() - content.size(), content.size(), content) == 0;
-           ++i)
+      for (std::size_t i = 0; i < stop && !content.empty() && token.ends_with(content); ++i)
         token.erase(token.size() - content.size());
     }
   }
@@ -645,12 +642,7 @@ struct StripDecoder : Decoder {
 DecoderPtr read_decoder(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequenceDecoder>();
-    for (const auto& step : node.at("decoders"))
-      if (auto d = read_decoder(step, file)) sequence->steps.push_back(std::move(d));
-    return sequence;
-  }
+  if (type == "Sequence") return read_sequence<SequenceDecoder>(node.at("decoders"), file, read_decoder);
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
     auto metaspace = std::make_unique<MetaspaceDecoder>();
