@@ -93,28 +93,26 @@ void append_samples(std::string& bytes, const FileReader& file, std::uint64_t st
   }
 }
 
-// A weight file in another format (pytorch_model.bin for vllm, say): its size and sampled bytes.
-void append_other_weight_file(std::string& digest_input, const std::filesystem::path& path) {
+// A weight file's size and sampled bytes: for a safetensors file its whole header and samples of its tensor bytes,
+// for another format (pytorch_model.bin for vllm, say) samples of the whole file.
+void append_weight_file(std::string& digest_input, const std::filesystem::path& path, bool safetensors) {
   const FileReader file(path);
   std::string bytes;
-  append_samples(bytes, file, 0, file.size());
-  append_part(digest_input, fmt::format("weights {} {}", path.filename().string(), file.size()), bytes);
-}
-
-// A weight file's size, header and sampled tensor bytes.
-void append_weight_file(std::string& digest_input, const std::filesystem::path& path) {
-  const FileReader file(path);
-  std::string bytes;
-  if (file.size() < 8) throw Error(fmt::format("{}: too short for a safetensors file ({} bytes)", path.string(), file.size()));
-  file.read_into(bytes, 0, 8);
-  std::uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[i]);
-  if (header_length > kMaxSafetensorsHeader || header_length > file.size() - 8) {
-    throw Error(fmt::format("{}: not a safetensors file (its header length {} does not fit its {} bytes)", path.string(),
-                            header_length, file.size()));
+  std::uint64_t data_start = 0;
+  if (safetensors) {
+    if (file.size() < 8)
+      throw Error(fmt::format("{}: too short for a safetensors file ({} bytes)", path.string(), file.size()));
+    file.read_into(bytes, 0, 8);
+    std::uint64_t header_length = 0;
+    for (int i = 7; i >= 0; --i) header_length = header_length << 8 | static_cast<unsigned char>(bytes[i]);
+    if (header_length > kMaxSafetensorsHeader || header_length > file.size() - 8) {
+      throw Error(fmt::format("{}: not a safetensors file (its header length {} does not fit its {} bytes)",
+                              path.string(), header_length, file.size()));
+    }
+    file.read_into(bytes, 8, header_length);
+    data_start = 8 + header_length;
   }
-  file.read_into(bytes, 8, header_length);
-  append_samples(bytes, file, 8 + header_length, file.size() - 8 - header_length);
+  append_samples(bytes, file, data_start, file.size() - data_start);
   append_part(digest_input, fmt::format("weights {} {}", path.filename().string(), file.size()), bytes);
 }
 
@@ -150,10 +148,10 @@ std::string checkpoint_fingerprint(const std::filesystem::path& folder) {
     }
     if (others.empty()) throw;
     std::sort(others.begin(), others.end());
-    for (const auto& path : others) append_other_weight_file(digest_input, path);
+    for (const auto& path : others) append_weight_file(digest_input, path, false);
     return content_hash(digest_input);
   }
-  for (const auto& file : safetensors) append_weight_file(digest_input, folder / file);
+  for (const auto& file : safetensors) append_weight_file(digest_input, folder / file, true);
   return content_hash(digest_input);
 }
 

@@ -22,6 +22,11 @@ std::uint64_t mix(std::uint64_t x) {
   return x ^ (x >> 31);
 }
 
+void check_token_id(TokenId id) {
+  if (id < 0 || id >= DemoBackend::kVocab)
+    throw Error(fmt::format("token id {} is outside mill-demo's vocabulary 0..{}", id, DemoBackend::kVocab - 1));
+}
+
 }  // namespace
 
 DemoBackend::DemoBackend(const ModelSpec& spec) {
@@ -119,8 +124,7 @@ std::vector<GenerationResult> DemoBackend::generate(const std::vector<Generation
       result.text += static_cast<char>(next);
       previous = next;
       for (const auto& stop : request.stop) {
-        if (!stop.empty() && result.text.size() >= stop.size() &&
-            result.text.compare(result.text.size() - stop.size(), stop.size(), stop) == 0) {
+        if (!stop.empty() && result.text.ends_with(stop)) {
           result.text.resize(result.text.size() - stop.size());
           stopped = true;
           break;
@@ -157,11 +161,7 @@ std::vector<std::vector<PositionLogprobs>> DemoBackend::score_positions(
   pause();
   std::vector<std::vector<PositionLogprobs>> results;
   for (const auto& ids : sequences) {
-    for (const auto id : ids) {
-      if (id < 0 || id >= kVocab) {
-        throw Error(fmt::format("token id {} is outside mill-demo's vocabulary 0..{}", id, kVocab - 1));
-      }
-    }
+    for (const auto id : ids) check_token_id(id);
     std::vector<PositionLogprobs> positions;
     for (std::size_t t = 1; t < ids.size(); ++t) {
       const double* row = &table_[static_cast<std::size_t>(ids[t - 1]) * kVocab];
@@ -179,9 +179,7 @@ std::vector<TokenGenerationResult> DemoBackend::generate_tokens(const std::vecto
     TokenGenerationResult result;
     TokenSampler sampler(request.sampling);
     int previous = request.context.empty() ? kBos : request.context.back();
-    if (previous < 0 || previous >= kVocab) {
-      throw Error(fmt::format("token id {} is outside mill-demo's vocabulary 0..{}", previous, kVocab - 1));
-    }
+    check_token_id(previous);
     bool stopped = false;
     while (!stopped && static_cast<int>(result.tokens.size()) < request.max_new_tokens) {
       const double* row = &table_[static_cast<std::size_t>(previous) * kVocab];

@@ -43,25 +43,17 @@ std::string byte_symbol(unsigned char byte) {
   // The GPT-2 byte-to-unicode table: printable bytes map to themselves, the others to code points from 256 up,
   // so that every byte has a visible, whitespace-free symbol.
   static const std::vector<std::string> table = [] {
-    std::vector<int> printable;
-    for (int b = 33; b <= 126; ++b) printable.push_back(b);
-    for (int b = 161; b <= 172; ++b) printable.push_back(b);
-    for (int b = 174; b <= 255; ++b) printable.push_back(b);
     std::vector<std::string> symbols(256);
-    auto utf8 = [](int code) {
-      std::string out;
-      if (code < 0x80) {
-        out += static_cast<char>(code);
-      } else {
-        out += static_cast<char>(0xc0 | (code >> 6));
-        out += static_cast<char>(0x80 | (code & 0x3f));
-      }
-      return out;
-    };
-    int next = 0;
+    int next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool is_printable = std::find(printable.begin(), printable.end(), b) != printable.end();
-      symbols[b] = utf8(is_printable ? b : 256 + next++);
+      const bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+      const int code = printable ? b : next++;  // below 0x800: one or two UTF-8 bytes
+      if (code < 0x80) {
+        symbols[b] += static_cast<char>(code);
+      } else {
+        symbols[b] += static_cast<char>(0xc0 | (code >> 6));
+        symbols[b] += static_cast<char>(0x80 | (code & 0x3f));
+      }
     }
     return symbols;
   }();
@@ -230,14 +222,11 @@ class WeightWriter {
     tensor.bytes.reserve(static_cast<std::size_t>(numel) * safetensors::dtype_size(dtype_));
     for (std::int64_t i = 0; i < numel; ++i) {
       const float value = mean + std * random_.next();
-      if (dtype_ == safetensors::DType::F32) {
-        const auto bits = std::bit_cast<std::uint32_t>(value);
-        for (int b = 0; b < 4; ++b) tensor.bytes += static_cast<char>((bits >> (8 * b)) & 0xff);
-      } else {
-        const auto bits = dtype_ == safetensors::DType::BF16 ? safetensors::float_to_bf16(value) : safetensors::float_to_f16(value);
-        tensor.bytes += static_cast<char>(bits & 0xff);
-        tensor.bytes += static_cast<char>(bits >> 8);
-      }
+      const std::uint32_t bits = dtype_ == safetensors::DType::F32    ? std::bit_cast<std::uint32_t>(value)
+                                 : dtype_ == safetensors::DType::BF16 ? safetensors::float_to_bf16(value)
+                                                                      : safetensors::float_to_f16(value);
+      for (std::size_t b = 0; b < safetensors::dtype_size(dtype_); ++b)
+        tensor.bytes += static_cast<char>((bits >> (8 * b)) & 0xff);
     }
     tensors_.push_back(std::move(tensor));
   }
@@ -415,16 +404,12 @@ void write_demo_model(const std::filesystem::path& folder, const DemoModelOption
   const auto& architectures = demo_model_architectures();
   check_option(std::find(architectures.begin(), architectures.end(), options.architecture) != architectures.end(),
                fmt::format("architecture {} is not one of {}", quote_value(options.architecture), join(architectures, ", ")));
-  safetensors::DType dtype;
-  if (options.dtype == "float32") {
-    dtype = safetensors::DType::F32;
-  } else if (options.dtype == "bfloat16") {
-    dtype = safetensors::DType::BF16;
-  } else if (options.dtype == "float16") {
-    dtype = safetensors::DType::F16;
-  } else {
-    throw Error(fmt::format("demo-model: dtype {} is not one of float32, bfloat16, float16", quote_value(options.dtype)));
-  }
+  static const std::map<std::string, safetensors::DType> dtypes = {{"float32", safetensors::DType::F32},
+                                                                    {"bfloat16", safetensors::DType::BF16},
+                                                                    {"float16", safetensors::DType::F16}};
+  const auto dtype = dtypes.find(options.dtype);
+  check_option(dtype != dtypes.end(),
+               fmt::format("dtype {} is not one of float32, bfloat16, float16", quote_value(options.dtype)));
   check_option(options.hidden_size > 0 && options.heads > 0 && options.hidden_size % options.heads == 0 &&
                    (options.hidden_size / options.heads) % 2 == 0,
                fmt::format("hidden_size {} must be a positive multiple of 2 × heads ({})", options.hidden_size, options.heads));
@@ -446,7 +431,7 @@ void write_demo_model(const std::filesystem::path& folder, const DemoModelOption
   const float inner_std = 1.0f / std::sqrt(static_cast<float>(inner));
   const int max_positions = 2048;
 
-  WeightWriter w(options.seed, dtype);
+  WeightWriter w(options.seed, dtype->second);
   nlohmann::ordered_json config;
   const auto& arch = options.architecture;
   if (arch == "llama" || arch == "qwen2") {

@@ -32,6 +32,13 @@ void require_known_args(const ModelSpec& spec, const std::vector<std::string>& k
   }
 }
 
+// A boolean model argument as users write it (true/True/1/yes, false/False/0/no); nullopt for anything else.
+std::optional<bool> boolean_arg_value(std::string_view text) {
+  if (text == "true" || text == "True" || text == "1" || text == "yes") return true;
+  if (text == "false" || text == "False" || text == "0" || text == "no") return false;
+  return std::nullopt;
+}
+
 bool parse_bool(const ModelSpec& spec, const std::string& key, const std::string& value) {
   if (const auto parsed = boolean_arg_value(trim(value))) return *parsed;
   throw Error(fmt::format("model spec {}: {}={} is not true or false", quote_value(spec.to_string()), key,
@@ -144,12 +151,6 @@ std::string canonical_value(IdentityForm form, const std::string& value) {
 
 }  // namespace
 
-std::optional<bool> boolean_arg_value(std::string_view text) {
-  if (text == "true" || text == "True" || text == "1" || text == "yes") return true;
-  if (text == "false" || text == "False" || text == "0" || text == "no") return false;
-  return std::nullopt;
-}
-
 std::vector<std::pair<std::string, std::string>> canonical_model_args(const ModelSpec& spec) {
   const auto& execution_only = execution_only_model_args();
   const auto& known = identity_args(spec);
@@ -170,24 +171,15 @@ std::vector<std::pair<std::string, std::string>> canonical_model_args(const Mode
   return kept;
 }
 
-const std::vector<std::string>& runtime_model_args() {
-  static const std::vector<std::string> keys = {"dtype",     "device", "batch_size",     "max_context_length",
-                                                "use_chat_template", "revision", "path", "share_prefixes",
-                                                "generation_cache", "threads"};
-  return keys;
-}
-
 RuntimeArgs read_runtime_args(const ModelSpec& spec) {
-  require_known_args(spec, runtime_model_args(), "the in-process runtime");
+  require_known_args(spec,
+                     {"dtype", "device", "batch_size", "max_context_length", "use_chat_template", "revision", "path",
+                      "share_prefixes", "generation_cache", "threads"},
+                     "the in-process runtime");
   RuntimeArgs args;
   const auto dtype = spec.arg("dtype").value_or("bfloat16");
-  if (dtype == "bfloat16" || dtype == "bf16") {
-    args.dtype = "bfloat16";
-  } else if (dtype == "float16" || dtype == "fp16" || dtype == "half") {
-    args.dtype = "float16";
-  } else if (dtype == "float32" || dtype == "fp32" || dtype == "float") {
-    args.dtype = "float32";
-  } else {
+  args.dtype = canonical_dtype(dtype);
+  if (args.dtype != "bfloat16" && args.dtype != "float16" && args.dtype != "float32") {
     throw Error(fmt::format("model spec {}: dtype={} is not bfloat16, float16 or float32", quote_value(spec.to_string()),
                             quote_value(dtype)));
   }
@@ -221,22 +213,11 @@ DemoArgs read_demo_args(const ModelSpec& spec) {
   return args;
 }
 
-const std::vector<std::string>& api_model_args() {
-  static const std::vector<std::string> keys = {"model",       "base_url", "api_key_env", "concurrency", "num_concurrent",
-                                                "timeout",     "max_retries", "endpoint", "revision"};
-  return keys;
-}
-
-const std::vector<std::string>& vllm_model_args() {
-  static const std::vector<std::string> keys = {
-      "path",    "dtype", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "gpu_memory_utilization", "max_model_len",
-      "revision", "trust_remote_code", "seed", "port", "startup_timeout", "concurrency", "num_concurrent", "timeout",
-      "max_retries", "endpoint"};
-  return keys;
-}
-
 ApiArgs read_api_args(const ModelSpec& spec) {
-  require_known_args(spec, api_model_args(), "the api backend");
+  require_known_args(spec,
+                     {"model", "base_url", "api_key_env", "concurrency", "num_concurrent", "timeout", "max_retries",
+                      "endpoint", "revision"},
+                     "the api backend");
   ApiArgs args;
   args.model = spec.arg("model").value_or("");
   args.base_url = spec.arg("base_url");
@@ -250,7 +231,11 @@ ApiArgs read_api_args(const ModelSpec& spec) {
 }
 
 VllmArgs read_vllm_args(const ModelSpec& spec) {
-  require_known_args(spec, vllm_model_args(), "the vllm backend");
+  require_known_args(spec,
+                     {"path", "dtype", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
+                      "gpu_memory_utilization", "max_model_len", "revision", "trust_remote_code", "seed", "port",
+                      "startup_timeout", "concurrency", "num_concurrent", "timeout", "max_retries", "endpoint"},
+                     "the vllm backend");
   VllmArgs args;
   args.path = spec.arg("path").value_or("");
   if (args.path.empty()) {

@@ -21,8 +21,6 @@ Fn remote_symbol(const char* name) {
 }
 }  // namespace
 
-std::filesystem::path remote_plugin_path() { return plugin_path(kRemotePlugin); }
-
 std::unique_ptr<ModelBackend> load_remote_backend(const ModelSpec& spec) {
   auto create = remote_symbol<CreateRemoteBackendFn>(kRemoteBackendSymbol);
   RemotePluginHost host;

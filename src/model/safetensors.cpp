@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstring>
 #include <fmt/format.h>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -18,11 +17,12 @@ struct DTypeEntry {
   std::string_view name;
   std::size_t size;
 };
-constexpr DTypeEntry kDTypes[] = {
+constexpr DTypeEntry kDTypes[] = {  // in the order of DType
     {DType::F64, "F64", 8},  {DType::F32, "F32", 4},         {DType::F16, "F16", 2},        {DType::BF16, "BF16", 2},
     {DType::I64, "I64", 8},  {DType::I32, "I32", 4},         {DType::I16, "I16", 2},        {DType::I8, "I8", 1},
     {DType::U8, "U8", 1},    {DType::BOOL, "BOOL", 1},       {DType::F8_E4M3, "F8_E4M3", 1}, {DType::F8_E5M2, "F8_E5M2", 1},
 };
+static_assert(std::size(kDTypes) == static_cast<std::size_t>(DType::F8_E5M2) + 1, "one entry per DType");
 
 // Headers of real checkpoints are a few hundred KiB; anything far larger is a corrupt length prefix.
 constexpr std::uint64_t kMaxHeaderBytes = 100u << 20;
@@ -32,19 +32,9 @@ constexpr std::uint64_t kMaxHeaderBytes = 100u << 20;
 }
 }  // namespace
 
-std::string_view dtype_name(DType dtype) {
-  for (const auto& entry : kDTypes) {
-    if (entry.dtype == dtype) return entry.name;
-  }
-  return "?";
-}
+std::string_view dtype_name(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)].name; }
 
-std::size_t dtype_size(DType dtype) {
-  for (const auto& entry : kDTypes) {
-    if (entry.dtype == dtype) return entry.size;
-  }
-  return 0;
-}
+std::size_t dtype_size(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)].size; }
 
 std::int64_t TensorInfo::numel() const {
   std::int64_t n = 1;

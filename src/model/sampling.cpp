@@ -8,11 +8,8 @@ namespace mill {
 
 TokenSampler::TokenSampler(const Sampling& settings) : settings_(settings), generator_(settings.seed) {}
 
-TokenId TokenSampler::next(const float* logprobs, std::size_t vocab) { return pick(logprobs, vocab); }
-TokenId TokenSampler::next(const double* logprobs, std::size_t vocab) { return pick(logprobs, vocab); }
-
 template <typename T>
-TokenId TokenSampler::pick(const T* logprobs, std::size_t vocab) {
+TokenId TokenSampler::next(const T* logprobs, std::size_t vocab) {
   if (vocab == 0) return 0;
   if (settings_.temperature <= 0) {
     return static_cast<TokenId>(std::max_element(logprobs, logprobs + vocab) - logprobs);
@@ -49,10 +46,11 @@ TokenId TokenSampler::pick(const T* logprobs, std::size_t vocab) {
   }
   return order[kept - 1];
 }
+template TokenId TokenSampler::next(const float*, std::size_t);
+template TokenId TokenSampler::next(const double*, std::size_t);
 
-namespace {
 template <typename T>
-std::vector<TokenLogprob> top_of(const T* logprobs, std::size_t vocab, int top) {
+std::vector<TokenLogprob> top_logprobs(const T* logprobs, std::size_t vocab, int top) {
   const auto n = std::min<std::size_t>(vocab, static_cast<std::size_t>(std::max(0, top)));
   std::vector<TokenId> ids(vocab);
   std::iota(ids.begin(), ids.end(), 0);
@@ -63,13 +61,7 @@ std::vector<TokenLogprob> top_of(const T* logprobs, std::size_t vocab, int top) 
   for (std::size_t i = 0; i < n; ++i) out.push_back({ids[i], static_cast<double>(logprobs[ids[i]])});
   return out;
 }
-}  // namespace
-
-std::vector<TokenLogprob> top_logprobs(const float* logprobs, std::size_t vocab, int top) {
-  return top_of(logprobs, vocab, top);
-}
-std::vector<TokenLogprob> top_logprobs(const double* logprobs, std::size_t vocab, int top) {
-  return top_of(logprobs, vocab, top);
-}
+template std::vector<TokenLogprob> top_logprobs(const float*, std::size_t, int);
+template std::vector<TokenLogprob> top_logprobs(const double*, std::size_t, int);
 
 }  // namespace mill

@@ -2,10 +2,6 @@
 // (GPT-2, Llama-3, Qwen2) and SentencePiece-style BPE with byte fallback and the metaspace (Llama-2, Mistral).
 // The pipeline mirrors the tokenizers library (its parts: tokenizer_json_pipeline.cpp): added tokens are cut out first, the rest is normalized,
 // pre-tokenized into words, each word is encoded by the BPE model, and the post-processor adds BOS/EOS.
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-#include <utf8proc.h>
-
 #include <algorithm>
 #include <array>
 #include <fmt/format.h>
@@ -16,7 +12,6 @@
 #include <set>
 #include <mutex>
 #include <shared_mutex>
-#include <sstream>
 #include <unordered_map>
 
 #include "mill/base/error.hpp"
@@ -78,14 +73,11 @@ class BpeModel {
         previous_unk = false;
         return;
       }
-      if (byte_fallback) {
-        bool all = true;
-        for (std::size_t i = 0; i < length; ++i) all = all && byte_ids_[static_cast<unsigned char>(word[pos + i])] >= 0;
-        if (all) {
-          for (std::size_t i = 0; i < length; ++i) symbols.push_back({byte_ids_[static_cast<unsigned char>(word[pos + i])]});
-          previous_unk = false;
-          return;
-        }
+      const auto bytes = word.substr(pos, length);
+      if (byte_fallback && std::all_of(bytes.begin(), bytes.end(), [&](char b) { return byte_id(b) >= 0; })) {
+        for (const char b : bytes) symbols.push_back({byte_id(b)});
+        previous_unk = false;
+        return;
       }
       if (!unk) return;  // the tokenizers library drops characters it cannot represent when there is no unk
       if (!(fuse_unk && previous_unk)) symbols.push_back({*unk});
@@ -114,6 +106,8 @@ class BpeModel {
       return rank != other.rank ? rank > other.rank : position > other.position;
     }
   };
+
+  TokenId byte_id(char byte) const { return byte_ids_[static_cast<unsigned char>(byte)]; }
 
   static std::uint64_t key(TokenId left, TokenId right) {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
@@ -183,9 +177,6 @@ class AddedTokenMatcher {
       std::stable_sort(list.begin(), list.end(),
                        [](const Entry& a, const Entry& b) { return a.pattern.size() > b.pattern.size(); });
   }
-  bool empty() const {
-    return std::all_of(by_first_byte_.begin(), by_first_byte_.end(), [](const auto& l) { return l.empty(); });
-  }
 
   struct Segment {
     std::size_t begin, end;
@@ -212,31 +203,12 @@ class AddedTokenMatcher {
       pos = end;
       const AddedToken& token = *hit->token;
       if (token.single_word) {
-        const char32_t before = last_char(text.substr(0, begin));
-        const char32_t after = first_char(text.substr(end));
-        const bool word_before = begin > 0 && before != char32_t(-1) && (is_alphanumeric(before) || before == '_');
-        const bool word_after = end < text.size() && after != char32_t(-1) && (is_alphanumeric(after) || after == '_');
-        if (word_before || word_after) continue;
+        auto word_char = [](char32_t c) { return c != char32_t(-1) && (is_alphanumeric(c) || c == '_'); };
+        if (word_char(last_char(text.substr(0, begin))) || word_char(first_char(text.substr(end)))) continue;
       }
-      if (token.lstrip) {
-        std::size_t new_begin = begin;
-        while (new_begin > start_offset) {
-          const char32_t c = last_char(text.substr(0, new_begin));
-          if (c == char32_t(-1) || !is_unicode_whitespace(c)) break;
-          std::string encoded;
-          append_utf8(encoded, c);
-          new_begin -= encoded.size();
-        }
-        begin = new_begin;
-      }
-      if (token.rstrip) {
-        while (end < text.size()) {
-          const auto length = utf8_sequence_length(text, end);
-          if (length == 0 || !is_unicode_whitespace(utf8_code_point(text, end, length))) break;
-          end += length;
-        }
-        pos = end;
-      }
+      if (token.lstrip)
+        begin = start_offset + strip_end(text.substr(start_offset, begin - start_offset), is_unicode_whitespace);
+      if (token.rstrip) pos = end = strip_start(text, end, is_unicode_whitespace);
       if (begin > start_offset) segments.push_back({start_offset, begin, nullptr});
       segments.push_back({begin, end, &token});
       start_offset = end;
@@ -255,9 +227,9 @@ class AddedTokenMatcher {
 
 // ---------------------------------------------------------------------------------------------------------
 
-class JsonTokenizer final : public Tokenizer {
+class JsonTokenizer final : public ConfiguredTokenizer {
  public:
-  JsonTokenizer(const std::filesystem::path& file, TokenizerConfig config) : config_(std::move(config)) {
+  JsonTokenizer(const std::filesystem::path& file, TokenizerConfig config) : ConfiguredTokenizer(std::move(config)) {
     std::ifstream in(file, std::ios::binary);
     if (!in) fail(file, "cannot be read");
     json root;
@@ -309,20 +281,10 @@ class JsonTokenizer final : public Tokenizer {
     }
     if (!decoder_) return join(tokens, " ");  // what the tokenizers library does without a decoder
     decoder_->decode(tokens);
-    std::string text;
-    for (const auto& token : tokens) text += token;
-    return text;
+    return join(tokens, "");
   }
 
-  std::optional<TokenId> bos_id() const override { return bos_id_; }
-  std::optional<TokenId> eos_id() const override { return eos_id_; }
   std::size_t vocab_size() const override { return id_to_token_.size(); }
-
-  bool has_chat_template() const override { return config_.chat_template.has_value(); }
-
-  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const override {
-    return render_chat_template(config_, messages, add_generation_prompt);
-  }
 
  private:
   void read(const json& root, const std::filesystem::path& file) {
@@ -450,7 +412,6 @@ class JsonTokenizer final : public Tokenizer {
     return id;
   }
 
-  TokenizerConfig config_;
   BpeModel model_;
   std::vector<AddedToken> added_;  // stable: the matchers point into it
   AddedTokenMatcher raw_matcher_, normalized_matcher_;
@@ -459,8 +420,6 @@ class JsonTokenizer final : public Tokenizer {
   DecoderPtr decoder_;
   std::vector<std::string> id_to_token_;
   std::set<TokenId> special_ids_;
-  std::vector<TokenId> prefix_, suffix_;
-  std::optional<TokenId> bos_id_, eos_id_;
 
   // Words repeat a lot in text, and BPE on a word is the expensive step: remember recent results.
   void encode_word_cached(const std::string& word, std::vector<TokenId>& ids) const {

@@ -20,7 +20,7 @@ ChatTemplate ChatTemplate::parse(std::string_view source, std::string origin) {
 }
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& variables) const {
-  return jinja::render_template(program_->body, &program_->origin, variables);
+  return jinja::render_template(program_->body, variables);
 }
 
 }  // namespace mill

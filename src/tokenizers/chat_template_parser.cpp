@@ -7,6 +7,7 @@
 #include "mill/base/text.hpp"
 
 #include <algorithm>
+#include <optional>
 
 namespace mill::jinja {
 namespace {
@@ -31,6 +32,12 @@ class ExpressionParser {
     ++index_;
     return true;
   }
+  // The operator at the cursor, consumed, when it is one of `ops`.
+  std::optional<std::string> accept_any_op(std::initializer_list<std::string_view> ops) {
+    for (const auto op : ops)
+      if (accept_op(op)) return std::string(op);
+    return std::nullopt;
+  }
   void expect_op(std::string_view op) {
     if (!accept_op(op)) fail_at(where_, fmt::format("expected '{}' but found {}", op, describe(peek())));
   }
@@ -40,6 +47,17 @@ class ExpressionParser {
   }
   void expect_end() {
     if (!at_end()) fail_at(where_, fmt::format("unexpected {}", describe(peek())));
+  }
+  // Items parsed by `parse_item` until `close`, with commas between them (a trailing one allowed).
+  template <typename ParseItem>
+  void parse_list(std::string_view close, ParseItem&& parse_item) {
+    while (!accept_op(close)) {
+      parse_item();
+      if (!accept_op(",")) {
+        expect_op(close);
+        break;
+      }
+    }
   }
   static std::string describe(const Token& token) {
     if (token.kind == Token::Kind::end) return "the end of the tag";
@@ -92,30 +110,21 @@ class ExpressionParser {
   ExprPtr parse_compare() {
     auto node = parse_math1();
     while (true) {
-      std::string op;
-      if (peek().kind == Token::Kind::op &&
-          (peek().text == "==" || peek().text == "!=" || peek().text == "<" || peek().text == ">" ||
-           peek().text == "<=" || peek().text == ">=")) {
-        op = tokens_[index_++].text;
-      } else if (is_name("in")) {
-        ++index_;
+      auto op = accept_any_op({"==", "!=", "<", ">", "<=", ">="});
+      if (!op && accept_name("in")) {
         op = "in";
-      } else if (is_name("not") && is_name("in", 1)) {
+      } else if (!op && is_name("not") && is_name("in", 1)) {
         index_ += 2;
         op = "not in";
-      } else {
-        break;
       }
-      node = binary(op, std::move(node), parse_math1());
+      if (!op) break;
+      node = binary(*op, std::move(node), parse_math1());
     }
     return node;
   }
   ExprPtr parse_math1() {
     auto node = parse_concat();
-    while (is_op("+") || is_op("-")) {
-      const std::string op = tokens_[index_++].text;
-      node = binary(op, std::move(node), parse_concat());
-    }
+    while (auto op = accept_any_op({"+", "-"})) node = binary(*op, std::move(node), parse_concat());
     return node;
   }
   ExprPtr parse_concat() {
@@ -125,10 +134,7 @@ class ExpressionParser {
   }
   ExprPtr parse_math2() {
     auto node = parse_pow();
-    while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-      const std::string op = tokens_[index_++].text;
-      node = binary(op, std::move(node), parse_pow());
-    }
+    while (auto op = accept_any_op({"*", "/", "//", "%"})) node = binary(*op, std::move(node), parse_pow());
     return node;
   }
   ExprPtr parse_pow() {
@@ -188,26 +194,16 @@ class ExpressionParser {
         }
         if (token.text == "[") {
           auto list = make_expr(Expr::Kind::list, where_);
-          while (!accept_op("]")) {
-            list->children.push_back(parse_expression());
-            if (!accept_op(",")) {
-              expect_op("]");
-              break;
-            }
-          }
+          parse_list("]", [&] { list->children.push_back(parse_expression()); });
           return list;
         }
         if (token.text == "{") {
           auto dict = make_expr(Expr::Kind::dict, where_);
-          while (!accept_op("}")) {
+          parse_list("}", [&] {
             dict->children.push_back(parse_expression());
             expect_op(":");
             dict->children.push_back(parse_expression());
-            if (!accept_op(",")) {
-              expect_op("}");
-              break;
-            }
-          }
+          });
           return dict;
         }
         break;
@@ -217,9 +213,8 @@ class ExpressionParser {
     fail_at(where_, fmt::format("unexpected {} in expression", describe(token)));
   }
 
-  void parse_arguments(Expr& call) {
-    // after '(' : positional and keyword arguments until ')'
-    while (!accept_op(")")) {
+  void parse_arguments(Expr& call) {  // after '(': positional and keyword arguments until ')'
+    parse_list(")", [&] {
       if (peek().kind == Token::Kind::name && peek(1).kind == Token::Kind::op && peek(1).text == "=") {
         std::string name = tokens_[index_].text;
         index_ += 2;
@@ -227,11 +222,7 @@ class ExpressionParser {
       } else {
         call.children.push_back(parse_expression());
       }
-      if (!accept_op(",")) {
-        expect_op(")");
-        break;
-      }
-    }
+    });
   }
 
   ExprPtr parse_postfix(ExprPtr node) {
@@ -339,21 +330,18 @@ class TemplateParser {
       const Chunk& chunk = chunks_[index_++];
       line_ = chunk.line;
       const Location where{origin_, chunk.line};
-      if (chunk.kind == Chunk::Kind::text) {
+      if (chunk.kind != Chunk::Kind::statement) {
         auto node = std::make_unique<Node>();
-        node->kind = Node::Kind::text;
         node->where = where;
-        node->text = chunk.text;
-        body.push_back(std::move(node));
-        continue;
-      }
-      if (chunk.kind == Chunk::Kind::output) {
-        ExpressionParser parser(chunk.text, where);
-        auto node = std::make_unique<Node>();
-        node->kind = Node::Kind::output;
-        node->where = where;
-        node->expr = parser.parse_expression();
-        parser.expect_end();
+        if (chunk.kind == Chunk::Kind::text) {
+          node->kind = Node::Kind::text;
+          node->text = chunk.text;
+        } else {
+          ExpressionParser parser(chunk.text, where);
+          node->kind = Node::Kind::output;
+          node->expr = parser.parse_expression();
+          parser.expect_end();
+        }
         body.push_back(std::move(node));
         continue;
       }
@@ -436,15 +424,11 @@ class TemplateParser {
       node->kind = Node::Kind::macro;
       node->text = p.expect_name();
       p.expect_op("(");
-      while (!p.accept_op(")")) {
+      p.parse_list(")", [&] {
         std::string name = p.expect_name();
         ExprPtr default_value = p.accept_op("=") ? p.parse_expression() : nullptr;
         node->parameters.emplace_back(std::move(name), std::move(default_value));
-        if (!p.accept_op(",")) {
-          p.expect_op(")");
-          break;
-        }
-      }
+      });
       p.expect_end();
       parse_body(node->body, {"endmacro"});
       return node;

@@ -1,6 +1,7 @@
 // The chat-template renderer: walks the tree over Python-like values, with Jinja's filters, tests and the
 // Python string, list and dict methods templates call.
 #include "chat_template_tree.hpp"
+#include "tokenizer_internal.hpp"
 
 #include <fmt/format.h>
 
@@ -69,16 +70,12 @@ std::string to_upper(std::string s) {
 
 class Renderer {
  public:
-  explicit Renderer(const std::string* origin) : origin_(origin) {}
-
   void render(const Body& body, Scope& scope, std::string& out, LoopControl& control) {
     for (const auto& node : body) {
       render(*node, scope, out, control);
       if (control.kind != LoopControl::Kind::none) return;
     }
   }
-
-  [[noreturn]] void fail(const Location& where, const std::string& what) { fail_at(where, what); }
 
  private:
   void render(const Node& node, Scope& scope, std::string& out, LoopControl& control) {
@@ -102,7 +99,7 @@ class Renderer {
         if (!node.attribute.empty()) {
           Value* target = scope.find(node.targets[0]);
           if (!target || !target->is_namespace)
-            fail(node.where, fmt::format("cannot set attribute {} of {}: it is not a namespace()", node.attribute,
+            fail_at(node.where, fmt::format("cannot set attribute {} of {}: it is not a namespace()", node.attribute,
                                          node.targets[0]));
           for (auto& [key, existing] : *target->dict)
             if (key == node.attribute) {
@@ -154,7 +151,7 @@ class Renderer {
       return;
     }
     if (!value.is(Value::Kind::list) || value.list->size() != targets.size())
-      fail(where, fmt::format("cannot unpack {} into {} names", repr(value), targets.size()));
+      fail_at(where, fmt::format("cannot unpack {} into {} names", repr(value), targets.size()));
     for (std::size_t i = 0; i < targets.size(); ++i) scope.variables[targets[i]] = (*value.list)[i];
   }
 
@@ -162,7 +159,7 @@ class Renderer {
     switch (value.kind) {
       case Value::Kind::undefined:
       case Value::Kind::none:
-        if (value.is(Value::Kind::none)) fail(where, "cannot iterate over None");
+        if (value.is(Value::Kind::none)) fail_at(where, "cannot iterate over None");
         return {};
       case Value::Kind::list: return *value.list;
       case Value::Kind::dict: {
@@ -184,7 +181,7 @@ class Renderer {
         }
         return chars;
       }
-      default: fail(where, fmt::format("cannot iterate over {}", repr(value)));
+      default: fail_at(where, fmt::format("cannot iterate over {}", repr(value)));
     }
   }
 
@@ -252,13 +249,15 @@ class Renderer {
       case Expr::Kind::call: return call(e, scope);
       case Expr::Kind::filter: return filter(e, scope);
       case Expr::Kind::test: {
-        const bool result = test(e, scope);
+        Value subject = eval(*e.children[0], scope);
+        const bool result = apply_test(e.name, subject, evaluate_arguments(e, scope, 1).positional, e.where);
         return Value::of(e.negated ? !result : result);
       }
       case Expr::Kind::unary: {
         Value operand = eval(*e.children[0], scope);
         if (e.name == "not") return Value::of(!truthy(operand));
-        if (!operand.is_numeric()) fail(e.where, fmt::format("unary {} needs a number, not {}", e.name, repr(operand)));
+        if (!operand.is_numeric())
+          fail_at(e.where, fmt::format("unary {} needs a number, not {}", e.name, repr(operand)));
         if (e.name == "+") return operand;
         if (operand.is(Value::Kind::number)) return Value::of(-operand.number);
         return Value::of(-(operand.is(Value::Kind::boolean) ? std::int64_t(operand.boolean) : operand.integer));
@@ -275,7 +274,7 @@ class Renderer {
         Dict dict;
         for (std::size_t i = 0; i + 1 < e.children.size(); i += 2) {
           Value key = eval(*e.children[i], scope);
-          if (!key.is(Value::Kind::string)) fail(e.where, "dictionary keys must be strings");
+          if (!key.is(Value::Kind::string)) fail_at(e.where, "dictionary keys must be strings");
           dict.emplace_back(key.string, eval(*e.children[i + 1], scope));
         }
         return Value::of(std::move(dict));
@@ -286,7 +285,7 @@ class Renderer {
 
   void require_defined(const Value& v, const Location& where, std::string_view action) {
     if (v.is(Value::Kind::undefined))
-      fail(where, fmt::format("{} of an undefined value{}", action, v.string.empty() ? "" : " '" + v.string + "'"));
+      fail_at(where, fmt::format("{} of an undefined value{}", action, v.string.empty() ? "" : " '" + v.string + "'"));
   }
 
   Value attribute(const Value& object, const std::string& name, const Location& where) {
@@ -326,13 +325,13 @@ class Renderer {
         given[i] = false;
         continue;
       }
-      if (!v.is(Value::Kind::integer)) fail(e.where, "slice bounds must be integers");
+      if (!v.is(Value::Kind::integer)) fail_at(e.where, "slice bounds must be integers");
       bounds[i] = v.integer;
     }
     const std::int64_t step = given[2] ? bounds[2] : 1;
-    if (step == 0) fail(e.where, "slice step cannot be zero");
+    if (step == 0) fail_at(e.where, "slice step cannot be zero");
     const bool is_list = object.is(Value::Kind::list);
-    if (!is_list && !object.is(Value::Kind::string)) fail(e.where, fmt::format("cannot slice {}", repr(object)));
+    if (!is_list && !object.is(Value::Kind::string)) fail_at(e.where, fmt::format("cannot slice {}", repr(object)));
     const auto size = static_cast<std::int64_t>(is_list ? object.list->size() : object.string.size());
     auto clamp = [&](std::int64_t v, bool is_given, std::int64_t fallback) {
       if (!is_given) return fallback;
@@ -377,7 +376,7 @@ class Renderer {
       } else if (a.is(Value::Kind::string) && b.is(Value::Kind::string)) {
         order = a.string.compare(b.string);
       } else {
-        fail(e.where, fmt::format("cannot compare {} {} {}", repr(a), op, repr(b)));
+        fail_at(e.where, fmt::format("cannot compare {} {} {}", repr(a), op, repr(b)));
       }
       if (op == "<") return Value::of(order < 0);
       if (op == ">") return Value::of(order > 0);
@@ -400,7 +399,7 @@ class Renderer {
     if (!a.is_numeric() || !b.is_numeric()) {
       require_defined(a, e.where, fmt::format("operator {}", op));
       require_defined(b, e.where, fmt::format("operator {}", op));
-      fail(e.where, fmt::format("unsupported operands for {}: {} and {}", op, repr(a), repr(b)));
+      fail_at(e.where, fmt::format("unsupported operands for {}: {} and {}", op, repr(a), repr(b)));
     }
     const bool integral = !a.is(Value::Kind::number) && !b.is(Value::Kind::number);
     const std::int64_t ia = a.is(Value::Kind::boolean) ? a.boolean : a.integer;
@@ -410,7 +409,7 @@ class Renderer {
     if (op == "-") return integral ? Value::of(ia - ib) : Value::of(da - db);
     if (op == "*") return integral ? Value::of(ia * ib) : Value::of(da * db);
     if (op == "**") return integral && ib >= 0 ? Value::of(static_cast<std::int64_t>(std::pow(ia, ib))) : Value::of(std::pow(da, db));
-    if (db == 0) fail(e.where, "division by zero");
+    if (db == 0) fail_at(e.where, "division by zero");
     if (op == "/") return Value::of(da / db);
     if (op == "//") {
       if (integral) {
@@ -428,19 +427,19 @@ class Renderer {
       }
       return Value::of(da - db * std::floor(da / db));
     }
-    fail(e.where, fmt::format("unsupported operator {}", op));
+    fail_at(e.where, fmt::format("unsupported operator {}", op));
   }
 
   bool contains(const Value& container, const Value& needle, const Location& where) {
     switch (container.kind) {
       case Value::Kind::string:
-        if (!needle.is(Value::Kind::string)) fail(where, "'in <string>' needs a string on the left");
+        if (!needle.is(Value::Kind::string)) fail_at(where, "'in <string>' needs a string on the left");
         return container.string.find(needle.string) != std::string::npos;
       case Value::Kind::list:
         return std::any_of(container.list->begin(), container.list->end(), [&](const Value& v) { return equal(v, needle); });
       case Value::Kind::dict: return needle.is(Value::Kind::string) && container.find(needle.string) != nullptr;
-      case Value::Kind::undefined: fail(where, fmt::format("'in' of an undefined value '{}'", container.string));
-      default: fail(where, fmt::format("'in' needs a string, list or mapping, not {}", repr(container)));
+      case Value::Kind::undefined: fail_at(where, fmt::format("'in' of an undefined value '{}'", container.string));
+      default: fail_at(where, fmt::format("'in' needs a string, list or mapping, not {}", repr(container)));
     }
   }
 
@@ -472,8 +471,7 @@ class Renderer {
   Value builtin_function(const std::string& name, const Location& where) {
     if (name == "raise_exception") {
       return Value::of(Function([where](Arguments& args, KeywordArguments&) -> Value {
-        throw Error(fmt::format("{} line {}: the chat template raised an error: {}", *where.origin, where.line,
-                                args.empty() ? std::string() : to_string(args[0])));
+        fail_at(where, "the chat template raised an error: " + (args.empty() ? std::string() : to_string(args[0])));
       }));
     }
     if (name == "namespace" || name == "dict") {
@@ -488,17 +486,17 @@ class Renderer {
       }));
     }
     if (name == "range") {
-      return Value::of(Function([this, where](Arguments& args, KeywordArguments&) {
+      return Value::of(Function([where](Arguments& args, KeywordArguments&) {
         std::int64_t start = 0, stop = 0, step = 1;
         for (const auto& a : args)
-          if (!a.is(Value::Kind::integer)) fail(where, "range() needs integers");
+          if (!a.is(Value::Kind::integer)) fail_at(where, "range() needs integers");
         if (args.size() == 1) stop = args[0].integer;
         else if (args.size() >= 2) {
           start = args[0].integer;
           stop = args[1].integer;
           if (args.size() > 2) step = args[2].integer;
         }
-        if (step == 0) fail(where, "range() step cannot be zero");
+        if (step == 0) fail_at(where, "range() step cannot be zero");
         List list;
         for (std::int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list.push_back(Value::of(i));
         return Value::of(std::move(list));
@@ -534,8 +532,8 @@ class Renderer {
     Value function = eval(callee, scope);
     if (!function.is(Value::Kind::function)) {
       if (function.is(Value::Kind::undefined))
-        fail(e.where, fmt::format("unsupported construct: call of unknown function '{}'", function.string));
-      fail(e.where, fmt::format("{} is not callable", repr(function)));
+        fail_at(e.where, fmt::format("unsupported construct: call of unknown function '{}'", function.string));
+      fail_at(e.where, fmt::format("{} is not callable", repr(function)));
     }
     CallArguments args = evaluate_arguments(e, scope, 1);
     return (*function.function)(args.positional, args.keywords);
@@ -560,9 +558,7 @@ class Renderer {
         else candidates.push_back(prefix);
         for (const auto& candidate : candidates) {
           const std::string c = to_string(candidate);
-          if (name == "startswith" ? s.compare(0, c.size(), c) == 0
-                                   : s.size() >= c.size() && s.compare(s.size() - c.size(), c.size(), c) == 0)
-            return Value::of(true);
+          if (name == "startswith" ? s.starts_with(c) : s.ends_with(c)) return Value::of(true);
         }
         return Value::of(false);
       }
@@ -588,7 +584,7 @@ class Renderer {
           }
         } else {
           const std::string sep = to_string(separator);
-          if (sep.empty()) fail(where, "split() separator cannot be empty");
+          if (sep.empty()) fail_at(where, "split() separator cannot be empty");
           std::size_t start = 0;
           while (true) {
             const auto hit = s.find(sep, start);
@@ -603,16 +599,7 @@ class Renderer {
       }
       if (name == "replace") {
         const std::string from = to_string(argument(args, 0, "old")), to = to_string(argument(args, 1, "new"));
-        std::string out;
-        std::size_t pos = 0;
-        if (from.empty()) return Value::of(s);
-        while (true) {
-          const auto hit = s.find(from, pos);
-          if (hit == std::string::npos) break;
-          out += s.substr(pos, hit - pos) + to;
-          pos = hit + from.size();
-        }
-        return Value::of(out + s.substr(pos));
+        return Value::of(detail::replace_all(s, from, to));
       }
       if (name == "find") {
         const auto hit = s.find(to_string(argument(args, 0, "sub")));
@@ -647,7 +634,7 @@ class Renderer {
         return argument(args, 1, "default", Value::none());
       }
     }
-    fail(where, fmt::format("unsupported construct: method '{}' on {}", name, repr(object).substr(0, 40)));
+    fail_at(where, fmt::format("unsupported construct: method '{}' on {}", name, repr(object).substr(0, 40)));
   }
 
   Value filter(const Expr& e, Scope& scope) {
@@ -669,15 +656,11 @@ class Renderer {
     }
     if (name == "length" || name == "count") {
       switch (subject.kind) {
-        case Value::Kind::string: {
-          std::int64_t n = 0;
-          for (const char c : subject.string) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
-          return Value::of(n);
-        }
+        case Value::Kind::string: return Value::of(static_cast<std::int64_t>(code_point_count(subject.string)));
         case Value::Kind::list: return Value::of(static_cast<std::int64_t>(subject.list->size()));
         case Value::Kind::dict: return Value::of(static_cast<std::int64_t>(subject.dict->size()));
         case Value::Kind::undefined: return Value::of(std::int64_t(0));
-        default: fail(e.where, fmt::format("length of {}", repr(subject)));
+        default: fail_at(e.where, fmt::format("length of {}", repr(subject)));
       }
     }
     if (name == "list") return Value::of(iterate(subject, e.where));
@@ -738,9 +721,9 @@ class Renderer {
           else if (filter_name == "lower") mapped.push_back(Value::of(to_lower(to_string(element))));
           else if (filter_name == "upper") mapped.push_back(Value::of(to_upper(to_string(element))));
           else if (filter_name == "trim") mapped.push_back(Value::of(strip_chars(to_string(element), "", true, true)));
-          else fail(e.where, fmt::format("unsupported construct: map('{}')", filter_name));
+          else fail_at(e.where, fmt::format("unsupported construct: map('{}')", filter_name));
         } else {
-          fail(e.where, "map() needs attribute= or a filter name");
+          fail_at(e.where, "map() needs attribute= or a filter name");
         }
       }
       return Value::of(std::move(mapped));
@@ -773,7 +756,7 @@ class Renderer {
     if (name == "abs") {
       if (subject.is(Value::Kind::integer)) return Value::of(subject.integer < 0 ? -subject.integer : subject.integer);
       if (subject.is_numeric()) return Value::of(std::fabs(subject.as_double()));
-      fail(e.where, "abs of a non-number");
+      fail_at(e.where, "abs of a non-number");
     }
     if (name == "round") {
       const Value precision = argument(args, 0, "precision", Value::of(std::int64_t(0)));
@@ -796,11 +779,8 @@ class Renderer {
       const Value chars = argument(args, 0, "chars", Value::none());
       return Value::of(strip_chars(text, chars.is(Value::Kind::none) ? "" : to_string(chars), true, true));
     }
-    if (name == "upper") return Value::of(to_upper(text));
-    if (name == "lower") return Value::of(to_lower(text));
-    if (name == "title") return Value::of(title_case(text));
-    if (name == "capitalize") return Value::of(text.empty() ? text : to_upper(text.substr(0, 1)) + to_lower(text.substr(1)));
-    if (name == "replace") return method(Value::of(text), "replace", args, e.where);
+    if (name == "upper" || name == "lower" || name == "title" || name == "capitalize" || name == "replace")
+      return method(Value::of(text), name, args, e.where);
     if (name == "indent") {
       const Value width = argument(args, 0, "width", Value::of(std::int64_t(4)));
       const bool first = truthy(argument(args, 1, "first", Value::of(false)));
@@ -837,19 +817,13 @@ class Renderer {
       }
       return Value::of(out);
     }
-    fail(e.where, fmt::format("unsupported construct: filter '{}'", name));
-  }
-
-  bool test(const Expr& e, Scope& scope) {
-    Value subject = eval(*e.children[0], scope);
-    CallArguments args = evaluate_arguments(e, scope, 1);
-    return apply_test(e.name, subject, args.positional, e.where);
+    fail_at(e.where, fmt::format("unsupported construct: filter '{}'", name));
   }
 
   bool apply_test(const std::string& name, const Value& v, const Arguments& args, const Location& where) {
     using K = Value::Kind;
     auto arg = [&](std::size_t i) {
-      if (i >= args.size()) fail(where, fmt::format("test '{}' needs an argument", name));
+      if (i >= args.size()) fail_at(where, fmt::format("test '{}' needs an argument", name));
       return args[i];
     };
     if (name == "defined") return !v.is(K::undefined);
@@ -863,18 +837,18 @@ class Renderer {
     if (name == "float") return v.is(K::number);
     if (name == "string") return v.is(K::string);
     if (name == "mapping") return v.is(K::dict);
-    if (name == "sequence") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
-    if (name == "iterable") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
+    if (name == "sequence" || name == "iterable") return v.is(K::list) || v.is(K::string) || v.is(K::dict);
     if (name == "callable") return v.is(K::function);
     if (name == "lower") return v.is(K::string) && to_lower(v.string) == v.string;
     if (name == "upper") return v.is(K::string) && to_upper(v.string) == v.string;
     if (name == "odd" || name == "even") {
-      if (!v.is(K::integer)) fail(where, fmt::format("test '{}' needs an integer", name));
+      if (!v.is(K::integer)) fail_at(where, fmt::format("test '{}' needs an integer", name));
       return (v.integer % 2 != 0) == (name == "odd");
     }
     if (name == "divisibleby") {
       const Value d = arg(0);
-      if (!v.is(K::integer) || !d.is(K::integer) || d.integer == 0) fail(where, "divisibleby needs non-zero integers");
+      if (!v.is(K::integer) || !d.is(K::integer) || d.integer == 0)
+        fail_at(where, "divisibleby needs non-zero integers");
       return v.integer % d.integer == 0;
     }
     if (name == "eq" || name == "equalto" || name == "==" || name == "sameas") return equal(v, arg(0));
@@ -882,26 +856,24 @@ class Renderer {
     if (name == "in") return contains(arg(0), v, where);
     if (name == "lt" || name == "<" || name == "le" || name == "<=" || name == "gt" || name == ">" || name == "ge" || name == ">=") {
       const Value other = arg(0);
-      if (!v.is_numeric() || !other.is_numeric()) fail(where, fmt::format("test '{}' needs numbers", name));
+      if (!v.is_numeric() || !other.is_numeric()) fail_at(where, fmt::format("test '{}' needs numbers", name));
       const double a = v.as_double(), b = other.as_double();
       if (name == "lt" || name == "<") return a < b;
       if (name == "le" || name == "<=") return a <= b;
       if (name == "gt" || name == ">") return a > b;
       return a >= b;
     }
-    fail(where, fmt::format("unsupported construct: test 'is {}'", name));
+    fail_at(where, fmt::format("unsupported construct: test 'is {}'", name));
   }
-
-  const std::string* origin_;
 };
 
 }  // namespace
 
-std::string render_template(const Body& body, const std::string* origin, const nlohmann::ordered_json& variables) {
+std::string render_template(const Body& body, const nlohmann::ordered_json& variables) {
   Scope globals;
   if (variables.is_object())
     for (const auto& [name, value] : variables.items()) globals.variables[name] = from_json(value);
-  Renderer renderer(origin);
+  Renderer renderer;
   std::string out;
   LoopControl control;
   renderer.render(body, globals, out, control);

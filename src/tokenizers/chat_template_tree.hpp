@@ -34,53 +34,16 @@ struct Value {
   std::shared_ptr<Function> function;
   bool is_namespace = false;
 
-  static Value undefined(std::string name = {}) {
-    Value v;
-    v.string = std::move(name);
-    return v;
-  }
-  static Value none() { return make(Kind::none); }
-  static Value of(bool b) {
-    auto v = make(Kind::boolean);
-    v.boolean = b;
-    return v;
-  }
-  static Value of(std::int64_t i) {
-    auto v = make(Kind::integer);
-    v.integer = i;
-    return v;
-  }
-  static Value of(double d) {
-    auto v = make(Kind::number);
-    v.number = d;
-    return v;
-  }
+  static Value undefined(std::string name = {}) { return {.string = std::move(name)}; }
+  static Value none() { return {.kind = Kind::none}; }
+  static Value of(bool b) { return {.kind = Kind::boolean, .boolean = b}; }
+  static Value of(std::int64_t i) { return {.kind = Kind::integer, .integer = i}; }
+  static Value of(double d) { return {.kind = Kind::number, .number = d}; }
   static Value of(const char* s) { return of(std::string(s)); }
-  static Value of(std::string s) {
-    auto v = make(Kind::string);
-    v.string = std::move(s);
-    return v;
-  }
-  static Value of(List l) {
-    auto v = make(Kind::list);
-    v.list = std::make_shared<List>(std::move(l));
-    return v;
-  }
-  static Value of(Dict d) {
-    auto v = make(Kind::dict);
-    v.dict = std::make_shared<Dict>(std::move(d));
-    return v;
-  }
-  static Value of(Function f) {
-    auto v = make(Kind::function);
-    v.function = std::make_shared<Function>(std::move(f));
-    return v;
-  }
-  static Value make(Kind k) {
-    Value v;
-    v.kind = k;
-    return v;
-  }
+  static Value of(std::string s) { return {.kind = Kind::string, .string = std::move(s)}; }
+  static Value of(List l) { return {.kind = Kind::list, .list = std::make_shared<List>(std::move(l))}; }
+  static Value of(Dict d) { return {.kind = Kind::dict, .dict = std::make_shared<Dict>(std::move(d))}; }
+  static Value of(Function f) { return {.kind = Kind::function, .function = std::make_shared<Function>(std::move(f))}; }
 
   bool is(Kind k) const { return kind == k; }
   bool is_numeric() const { return kind == Kind::integer || kind == Kind::number || kind == Kind::boolean; }
@@ -97,8 +60,6 @@ struct Value {
 
 Value from_json(const nlohmann::ordered_json& node);
 bool truthy(const Value& v);
-std::string python_float(double d);
-std::string python_repr_string(const std::string& s);
 std::string to_string(const Value& v);
 std::string repr(const Value& v);  // Python's repr(): strings quoted
 void to_json(const Value& v, std::string& out, int indent, int depth);
@@ -182,6 +143,6 @@ std::vector<Token> tokenize(const std::string& source, const Location& where);
 Body parse_template(std::vector<Chunk> chunks, const std::string* origin);
 
 // The template rendered with `variables` as its globals (renderer).
-std::string render_template(const Body& body, const std::string* origin, const nlohmann::ordered_json& variables);
+std::string render_template(const Body& body, const nlohmann::ordered_json& variables);
 
 }  // namespace mill::jinja

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "mill/base/error.hpp"
-#include "mill/base/text.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace mill::jinja {
@@ -47,6 +47,8 @@ bool truthy(const Value& v) {
   return false;
 }
 
+namespace {
+
 std::string python_float(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
@@ -77,6 +79,8 @@ std::string python_repr_string(const std::string& s) {
   out += quote;
   return out;
 }
+
+}  // namespace
 
 std::string to_string(const Value& v) {
   switch (v.kind) {
@@ -122,36 +126,22 @@ void to_json(const Value& v, std::string& out, int indent, int depth) {
       out += s.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       break;
     }
-    case Value::Kind::list: {
-      if (v.list->empty()) {
-        out += "[]";
-        break;
-      }
-      out += '[';
-      for (std::size_t i = 0; i < v.list->size(); ++i) {
-        if (i) out += indent < 0 ? ", " : ",";
-        newline(depth + 1);
-        to_json((*v.list)[i], out, indent, depth + 1);
-      }
-      newline(depth);
-      out += ']';
-      break;
-    }
+    case Value::Kind::list:
     case Value::Kind::dict: {
-      if (v.dict->empty()) {
-        out += "{}";
-        break;
-      }
-      out += '{';
-      for (std::size_t i = 0; i < v.dict->size(); ++i) {
+      const bool is_list = v.is(Value::Kind::list);
+      const std::size_t size = is_list ? v.list->size() : v.dict->size();
+      out += is_list ? '[' : '{';
+      for (std::size_t i = 0; i < size; ++i) {
         if (i) out += indent < 0 ? ", " : ",";
         newline(depth + 1);
-        to_json(Value::of((*v.dict)[i].first), out, indent, depth + 1);
-        out += ": ";
-        to_json((*v.dict)[i].second, out, indent, depth + 1);
+        if (!is_list) {
+          to_json(Value::of((*v.dict)[i].first), out, indent, depth + 1);
+          out += ": ";
+        }
+        to_json(is_list ? (*v.list)[i] : (*v.dict)[i].second, out, indent, depth + 1);
       }
-      newline(depth);
-      out += '}';
+      if (size > 0) newline(depth);
+      out += is_list ? ']' : '}';
       break;
     }
     case Value::Kind::function: out += "null"; break;
@@ -168,11 +158,7 @@ bool equal(const Value& a, const Value& b) {
     case Value::Kind::undefined:
     case Value::Kind::none: return true;
     case Value::Kind::string: return a.string == b.string;
-    case Value::Kind::list:
-      if (a.list->size() != b.list->size()) return false;
-      for (std::size_t i = 0; i < a.list->size(); ++i)
-        if (!equal((*a.list)[i], (*b.list)[i])) return false;
-      return true;
+    case Value::Kind::list: return std::equal(a.list->begin(), a.list->end(), b.list->begin(), b.list->end(), equal);
     case Value::Kind::dict:
       if (a.dict->size() != b.dict->size()) return false;
       for (const auto& [key, value] : *a.dict) {

@@ -15,9 +15,10 @@
 namespace mill::detail {
 namespace {
 
-class SentencePieceTokenizer final : public Tokenizer {
+class SentencePieceTokenizer final : public ConfiguredTokenizer {
  public:
-  SentencePieceTokenizer(const std::filesystem::path& file, TokenizerConfig config) : config_(std::move(config)) {
+  SentencePieceTokenizer(const std::filesystem::path& file, TokenizerConfig config)
+      : ConfiguredTokenizer(std::move(config)) {
     const auto status = processor_.Load(file.string());
     if (!status.ok()) throw Error(fmt::format("{}: is not a SentencePiece model ({})", file.string(), status.ToString()));
     const int size = processor_.GetPieceSize();
@@ -78,12 +79,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::string decode(const std::vector<TokenId>& ids, bool skip_special_tokens) const override {
     std::string text, bytes;
     auto flush_bytes = [&] {
-      if (bytes.empty()) return;
-      if (utf8_lossy(bytes) == bytes) {
-        text += bytes;
-      } else {
-        for (std::size_t i = 0; i < bytes.size(); ++i) text += "\xEF\xBF\xBD";
-      }
+      text += byte_run_text(bytes);
       bytes.clear();
     };
     const int size = processor_.GetPieceSize();
@@ -97,29 +93,14 @@ class SentencePieceTokenizer final : public Tokenizer {
         continue;
       }
       flush_bytes();
-      std::size_t p = 0;
-      while (true) {  // U+2581 stands for a space
-        const auto hit = piece.find("\xE2\x96\x81", p);
-        text.append(piece, p, hit == std::string::npos ? std::string::npos : hit - p);
-        if (hit == std::string::npos) break;
-        text.push_back(' ');
-        p = hit + 3;
-      }
+      text += replace_all(piece, "\xE2\x96\x81", " ");  // U+2581 stands for a space
     }
     flush_bytes();
     if (!text.empty() && text[0] == ' ') text.erase(0, 1);
     return text;
   }
 
-  std::optional<TokenId> bos_id() const override { return bos_id_; }
-  std::optional<TokenId> eos_id() const override { return eos_id_; }
   std::size_t vocab_size() const override { return static_cast<std::size_t>(processor_.GetPieceSize()); }
-
-  bool has_chat_template() const override { return config_.chat_template.has_value(); }
-
-  std::string apply_chat_template(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const override {
-    return render_chat_template(config_, messages, add_generation_prompt);
-  }
 
  private:
   const std::pair<std::string, TokenId>* match_special(std::string_view text, std::size_t pos) const {
@@ -129,12 +110,9 @@ class SentencePieceTokenizer final : public Tokenizer {
     return nullptr;
   }
 
-  TokenizerConfig config_;
   sentencepiece::SentencePieceProcessor processor_;
   std::vector<std::pair<std::string, TokenId>> specials_;
   std::array<bool, 256> starts_special_{};
-  std::vector<TokenId> prefix_, suffix_;
-  std::optional<TokenId> bos_id_, eos_id_;
 };
 
 }  // namespace

@@ -2,14 +2,14 @@
 // chat templates and the context/continuation split.
 #include "mill/tokenizers/tokenizer.hpp"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "mill/tokenizers/chat_template.hpp"
+#include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
-#include "mill/base/text.hpp"
 #include "tokenizer_internal.hpp"
 
 namespace mill {
@@ -26,13 +26,6 @@ std::optional<json> read_json_file(const std::filesystem::path& file) {
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: is not valid JSON ({})", file.string(), e.what()));
   }
-}
-
-std::string read_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
 }
 
 // A token field is either "text" or an AddedToken object {"content": "text", ...}.
@@ -81,8 +74,7 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& folder) {
   }
   if (const auto map = read_json_file(folder / "special_tokens_map.json")) take_special_tokens(*map, config);
   // Newer checkpoints keep the template beside the config.
-  if (!config.chat_template && std::filesystem::exists(folder / "chat_template.jinja"))
-    config.chat_template = read_file(folder / "chat_template.jinja");
+  if (!config.chat_template) config.chat_template = read_file_if_exists(folder / "chat_template.jinja");
   if (!config.chat_template) {
     if (const auto root = read_json_file(folder / "chat_template.json"))
       if (root->is_object() && root->contains("chat_template") && root->at("chat_template").is_string())
@@ -93,12 +85,12 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& folder) {
   return config;
 }
 
-std::string render_chat_template(const TokenizerConfig& config, const std::vector<ChatMessage>& messages,
-                                 bool add_generation_prompt) {
-  if (!config.chat_template)
+std::string ConfiguredTokenizer::apply_chat_template(const std::vector<ChatMessage>& messages,
+                                                     bool add_generation_prompt) const {
+  if (!config_.chat_template)
     throw Error(fmt::format("{}: has no chat_template, so use_chat_template=true cannot be honoured for this model",
-                            config.source.string()));
-  const auto chat_template = ChatTemplate::parse(*config.chat_template, config.source.string());
+                            config_.source.string()));
+  const auto chat_template = ChatTemplate::parse(*config_.chat_template, config_.source.string());
   nlohmann::ordered_json context;
   context["messages"] = nlohmann::ordered_json::array();
   for (const auto& message : messages)
@@ -106,37 +98,53 @@ std::string render_chat_template(const TokenizerConfig& config, const std::vecto
   context["add_generation_prompt"] = add_generation_prompt;
   context["tools"] = nullptr;
   context["documents"] = nullptr;
-  for (const auto& [name, value] : config.special_tokens) context[name] = value;
+  for (const auto& [name, value] : config_.special_tokens) context[name] = value;
   return chat_template.render(context);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // UTF-8
 
-std::size_t utf8_sequence_length(std::string_view text, std::size_t pos) {
+namespace {
+
+struct Utf8Prefix {
+  std::size_t valid;   // bytes from pos that begin a valid sequence (0 when the byte there cannot lead one)
+  std::size_t needed;  // bytes the sequence its lead byte announces needs
+};
+
+Utf8Prefix utf8_prefix(std::string_view text, std::size_t pos) {
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
   const unsigned char lead = byte(pos);
-  if (lead < 0x80) return 1;
-  std::size_t length;
+  if (lead < 0x80) return {1, 1};
+  std::size_t needed;
   unsigned char low = 0x80, high = 0xBF;  // bounds of the second byte (excluding overlongs and surrogates)
   if (lead >= 0xC2 && lead <= 0xDF) {
-    length = 2;
+    needed = 2;
   } else if (lead >= 0xE0 && lead <= 0xEF) {
-    length = 3;
+    needed = 3;
     if (lead == 0xE0) low = 0xA0;
     if (lead == 0xED) high = 0x9F;
   } else if (lead >= 0xF0 && lead <= 0xF4) {
-    length = 4;
+    needed = 4;
     if (lead == 0xF0) low = 0x90;
     if (lead == 0xF4) high = 0x8F;
   } else {
-    return 0;
+    return {0, 1};
   }
-  if (pos + length > text.size()) return 0;
-  if (byte(pos + 1) < low || byte(pos + 1) > high) return 0;
-  for (std::size_t i = 2; i < length; ++i)
-    if ((byte(pos + i) & 0xC0) != 0x80) return 0;
-  return length;
+  std::size_t valid = 1;
+  while (valid < needed && pos + valid < text.size()) {
+    const unsigned char b = byte(pos + valid);
+    if (valid == 1 ? (b < low || b > high) : (b & 0xC0) != 0x80) break;
+    ++valid;
+  }
+  return {valid, needed};
+}
+
+}  // namespace
+
+std::size_t utf8_sequence_length(std::string_view text, std::size_t pos) {
+  const auto prefix = utf8_prefix(text, pos);
+  return prefix.valid == prefix.needed ? prefix.valid : 0;
 }
 
 char32_t utf8_code_point(std::string_view text, std::size_t pos, std::size_t length) {
@@ -172,32 +180,62 @@ std::string utf8_lossy(std::string_view bytes) {
   out.reserve(bytes.size());
   std::size_t pos = 0;
   while (pos < bytes.size()) {
-    const std::size_t length = utf8_sequence_length(bytes, pos);
-    if (length > 0) {
-      out.append(bytes.substr(pos, length));
-      pos += length;
-      continue;
+    const auto prefix = utf8_prefix(bytes, pos);
+    if (prefix.valid == prefix.needed) {
+      out.append(bytes.substr(pos, prefix.valid));
+    } else {
+      out += "\xEF\xBF\xBD";  // for the maximal prefix of a valid sequence (at least one byte)
     }
-    // Skip the maximal prefix of a valid sequence (at least one byte), then emit one replacement character.
-    std::size_t skip = 1;
-    const unsigned char lead = static_cast<unsigned char>(bytes[pos]);
-    std::size_t expected = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3 : lead >= 0xF0 && lead <= 0xF4 ? 4 : 1;
-    if (expected > 1) {
-      unsigned char low = 0x80, high = 0xBF;
-      if (lead == 0xE0) low = 0xA0;
-      if (lead == 0xED) high = 0x9F;
-      if (lead == 0xF0) low = 0x90;
-      if (lead == 0xF4) high = 0x8F;
-      for (std::size_t i = 1; i < expected && pos + i < bytes.size(); ++i) {
-        const unsigned char b = static_cast<unsigned char>(bytes[pos + i]);
-        const bool ok = i == 1 ? (b >= low && b <= high) : (b & 0xC0) == 0x80;
-        if (!ok) break;
-        skip = i + 1;
-      }
-    }
-    out += "\xEF\xBF\xBD";
-    pos += skip;
+    pos += std::max<std::size_t>(prefix.valid, 1);
   }
+  return out;
+}
+
+std::string byte_run_text(std::string_view bytes) {
+  if (utf8_lossy(bytes) == bytes) return std::string(bytes);
+  std::string replacements;
+  for (std::size_t i = 0; i < bytes.size(); ++i) replacements += "\xEF\xBF\xBD";
+  return replacements;
+}
+
+char32_t last_char(std::string_view text) {
+  if (text.empty()) return char32_t(-1);
+  std::size_t start = text.size() - 1;
+  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80 && text.size() - start < 4) --start;
+  const std::size_t length = utf8_sequence_length(text, start);
+  if (length != text.size() - start) return char32_t(-1);
+  return utf8_code_point(text, start, length);
+}
+
+char32_t first_char(std::string_view text) {
+  if (text.empty()) return char32_t(-1);
+  const std::size_t length = utf8_sequence_length(text, 0);
+  return length == 0 ? char32_t(-1) : utf8_code_point(text, 0, length);
+}
+
+std::size_t strip_start(std::string_view text, std::size_t begin, bool (*strip)(char32_t)) {
+  while (begin < text.size() && strip(first_char(text.substr(begin)))) begin += utf8_sequence_length(text, begin);
+  return begin;
+}
+
+std::size_t strip_end(std::string_view text, bool (*strip)(char32_t)) {
+  for (char32_t c = last_char(text); strip(c); c = last_char(text))
+    text.remove_suffix(c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4);
+  return text.size();
+}
+
+std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
+  if (from.empty()) return std::string(text);
+  std::string out;
+  std::size_t pos = 0;
+  while (true) {
+    const auto hit = text.find(from, pos);
+    if (hit == std::string_view::npos) break;
+    out.append(text.substr(pos, hit - pos));
+    out.append(to);
+    pos = hit + from.size();
+  }
+  out.append(text.substr(pos));
   return out;
 }
 
@@ -241,17 +279,9 @@ ContextContinuationTokens encode_pair(const Tokenizer& tokenizer, std::string_vi
     return result;
   }
   // Trailing whitespace of the context (Python's str.rstrip) belongs to the continuation.
-  std::size_t context_end = context.size();
-  while (context_end > 0) {
-    std::size_t start = context_end - 1;
-    while (start > 0 && (static_cast<unsigned char>(context[start]) & 0xC0) == 0x80 && context_end - start < 4) --start;
-    const std::size_t length = detail::utf8_sequence_length(context, start);
-    if (length != context_end - start || !detail::is_python_space(detail::utf8_code_point(context, start, length))) break;
-    context_end = start;
-  }
+  const auto trimmed_context = context.substr(0, detail::strip_end(context, detail::is_python_space));
   std::string whole(context);
   whole.append(continuation);
-  const auto trimmed_context = context.substr(0, context_end);
   const auto whole_ids = tokenizer.encode(whole, add_special_tokens);
   result.context = tokenizer.encode(trimmed_context, add_special_tokens);
   const std::size_t split = std::min(result.context.size(), whole_ids.size());

@@ -6,15 +6,11 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <fmt/format.h>
-#include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
-#include <queue>
-#include <set>
-#include <mutex>
-#include <shared_mutex>
-#include <sstream>
 #include <unordered_map>
 
 #include "mill/base/error.hpp"
@@ -44,12 +40,8 @@ TokenId read_token_id(const json& node, const std::filesystem::path& file, std::
   return static_cast<TokenId>(read_integer(node, file, what, 0, max_token_id));
 }
 
-namespace {
-
 // ---------------------------------------------------------------------------------------------------------
 // Unicode helpers
-
-}  // namespace
 
 bool is_unicode_whitespace(char32_t c) {  // Rust's char::is_whitespace (Unicode White_Space)
   return c == ' ' || (c >= 0x09 && c <= 0x0D) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
@@ -73,21 +65,6 @@ bool is_numeric(char32_t c) {  // Rust's char::is_numeric: general category Nd, 
 }
 
 }  // namespace
-
-char32_t last_char(std::string_view text) {
-  if (text.empty()) return char32_t(-1);
-  std::size_t start = text.size() - 1;
-  while (start > 0 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80 && text.size() - start < 4) --start;
-  const std::size_t length = utf8_sequence_length(text, start);
-  if (length != text.size() - start) return char32_t(-1);
-  return utf8_code_point(text, start, length);
-}
-
-char32_t first_char(std::string_view text) {
-  if (text.empty()) return char32_t(-1);
-  const std::size_t length = utf8_sequence_length(text, 0);
-  return length == 0 ? char32_t(-1) : utf8_code_point(text, 0, length);
-}
 
 namespace {
 
@@ -129,21 +106,6 @@ std::string lowercase(std::string_view text) {
       append_utf8(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
     }
   });
-  return out;
-}
-
-std::string replace_all(std::string_view text, std::string_view from, std::string_view to) {
-  if (from.empty()) return std::string(text);
-  std::string out;
-  std::size_t pos = 0;
-  while (true) {
-    const auto hit = text.find(from, pos);
-    if (hit == std::string_view::npos) break;
-    out.append(text.substr(pos, hit - pos));
-    out.append(to);
-    pos = hit + from.size();
-  }
-  out.append(text.substr(pos));
   return out;
 }
 
@@ -225,6 +187,15 @@ const ByteLevelTable& byte_level_table() {
 
 constexpr const char* gpt2_pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// A Sequence normalizer, pre-tokenizer or decoder: its steps read by `read`, absent (null) ones skipped.
+template <typename Sequence, typename Read>
+std::unique_ptr<Sequence> read_sequence(const json& steps, const std::filesystem::path& file, Read read) {
+  auto sequence = std::make_unique<Sequence>();
+  for (const auto& step : steps)
+    if (auto s = read(step, file)) sequence->steps.push_back(std::move(s));
+  return sequence;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Normalizers
 
@@ -276,7 +247,6 @@ std::vector<std::pair<std::size_t, std::size_t>> find_all(const Pattern& pattern
 }
 
 std::string replace_pattern(const Pattern& pattern, std::string_view text, std::string_view content) {
-  if (!pattern.regex) return replace_all(text, pattern.literal, content);
   std::string out;
   std::size_t pos = 0;
   for (const auto& [b, e] : find_all(pattern, text)) {
@@ -293,12 +263,7 @@ std::string replace_pattern(const Pattern& pattern, std::string_view text, std::
 NormalizerPtr read_normalizer(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequenceNormalizer>();
-    for (const auto& step : node.at("normalizers"))
-      if (auto n = read_normalizer(step, file)) sequence->steps.push_back(std::move(n));
-    return sequence;
-  }
+  if (type == "Sequence") return read_sequence<SequenceNormalizer>(node.at("normalizers"), file, read_normalizer);
   auto function = [](auto f) { return std::make_unique<FunctionNormalizer>(std::move(f)); };
   if (type == "NFC") return function([](std::string t) { return unicode_normalize(t, UTF8PROC_COMPOSE); });
   if (type == "NFD") return function([](std::string t) { return unicode_normalize(t, UTF8PROC_DECOMPOSE); });
@@ -319,20 +284,9 @@ NormalizerPtr read_normalizer(const json& node, const std::filesystem::path& fil
   if (type == "Strip") {
     const bool left = node.value("strip_left", true), right = node.value("strip_right", true);
     return function([left, right](std::string t) {
-      std::size_t begin = 0, end = t.size();
-      while (left && begin < end) {
-        const auto length = utf8_sequence_length(t, begin);
-        if (length == 0 || !is_unicode_whitespace(utf8_code_point(t, begin, length))) break;
-        begin += length;
-      }
-      while (right && end > begin) {
-        const char32_t c = last_char(std::string_view(t).substr(begin, end - begin));
-        if (c == char32_t(-1) || !is_unicode_whitespace(c)) break;
-        std::string tail;
-        append_utf8(tail, c);
-        end -= tail.size();
-      }
-      return t.substr(begin, end - begin);
+      const std::size_t begin = left ? strip_start(t, 0, is_unicode_whitespace) : 0;
+      const std::string_view rest = std::string_view(t).substr(begin);
+      return std::string(right ? rest.substr(0, strip_end(rest, is_unicode_whitespace)) : rest);
     });
   }
   fail(file, fmt::format("normalizer type {} is not supported (supported: Sequence, NFC, NFD, NFKC, NFKD, "
@@ -422,15 +376,13 @@ struct SplitPreTokenizer : PreTokenizer {
 
 struct ByteLevelPreTokenizer : PreTokenizer {
   bool add_prefix_space = false;
-  std::unique_ptr<Regex> regex;  // GPT-2's pattern when use_regex
+  Pattern gpt2;  // GPT-2's regex when use_regex
   void split(std::vector<Word>& words) const override {
     std::vector<Word> out;
     for (auto& word : words) {
       if (add_prefix_space && (word.text.empty() || word.text[0] != ' ')) word.text.insert(0, 1, ' ');
-      if (regex) {
-        std::vector<std::pair<std::size_t, std::size_t>> matches;
-        regex->for_each_match(word.text, [&](std::size_t b, std::size_t e) { matches.emplace_back(b, e); });
-        split_by_matches(word, matches, SplitBehavior::isolated, false, out);
+      if (gpt2.regex) {
+        split_by_matches(word, find_all(gpt2, word.text), SplitBehavior::isolated, false, out);
       } else {
         out.push_back(std::move(word));
       }
@@ -461,13 +413,8 @@ struct MetaspacePreTokenizer : PreTokenizer {
           (prepend == PrependScheme::always || (prepend == PrependScheme::first && word.at_start)))
         word.text.insert(0, replacement);
       if (split_words) {
-        std::vector<std::pair<std::size_t, std::size_t>> matches;
-        std::size_t pos = 0;
-        while ((pos = word.text.find(replacement, pos)) != std::string::npos) {
-          matches.emplace_back(pos, pos + replacement.size());
-          pos += replacement.size();
-        }
-        split_by_matches(word, matches, SplitBehavior::merged_with_next, false, out);
+        split_by_matches(word, find_all({replacement, nullptr}, word.text), SplitBehavior::merged_with_next, false,
+                         out);
       } else {
         out.push_back(std::move(word));
       }
@@ -543,12 +490,8 @@ SplitBehavior read_split_behavior(const json& node, const char* pre_tokenizer, c
 PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequencePreTokenizer>();
-    for (const auto& step : node.at("pretokenizers"))
-      if (auto p = read_pre_tokenizer(step, file)) sequence->steps.push_back(std::move(p));
-    return sequence;
-  }
+  if (type == "Sequence")
+    return read_sequence<SequencePreTokenizer>(node.at("pretokenizers"), file, read_pre_tokenizer);
   if (type == "Split") {
     auto split = std::make_unique<SplitPreTokenizer>();
     split->pattern = read_pattern(node.at("pattern"), file);
@@ -559,7 +502,7 @@ PreTokenizerPtr read_pre_tokenizer(const json& node, const std::filesystem::path
   if (type == "ByteLevel") {
     auto byte_level = std::make_unique<ByteLevelPreTokenizer>();
     byte_level->add_prefix_space = node.value("add_prefix_space", true);
-    if (node.value("use_regex", true)) byte_level->regex = std::make_unique<Regex>(gpt2_pattern, file);
+    if (node.value("use_regex", true)) byte_level->gpt2.regex = std::make_shared<Regex>(gpt2_pattern, file);
     return byte_level;
   }
   if (type == "Metaspace") {
@@ -651,38 +594,22 @@ struct ReplaceDecoder : Decoder {
 struct ByteFallbackDecoder : Decoder {
   static int byte_value(const std::string& token) {
     if (token.size() != 6 || token.compare(0, 3, "<0x") != 0 || token[5] != '>') return -1;
-    int value = 0;
-    for (int i = 3; i < 5; ++i) {
-      const char c = token[i];
-      value *= 16;
-      if (c >= '0' && c <= '9') value += c - '0';
-      else if (c >= 'A' && c <= 'F') value += c - 'A' + 10;
-      else if (c >= 'a' && c <= 'f') value += c - 'a' + 10;
-      else return -1;
-    }
-    return value;
+    unsigned value = 0;
+    const auto [end, error] = std::from_chars(token.data() + 3, token.data() + 5, value, 16);
+    return error == std::errc() && end == token.data() + 5 ? static_cast<int>(value) : -1;
   }
   void decode(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
     std::string pending;
-    std::size_t pending_count = 0;
     auto flush = [&] {
-      if (pending_count == 0) return;
-      if (utf8_lossy(pending) == pending) {
-        out.push_back(pending);
-      } else {
-        std::string replacement;
-        for (std::size_t i = 0; i < pending_count; ++i) replacement += "\xEF\xBF\xBD";
-        out.push_back(replacement);
-      }
+      if (pending.empty()) return;
+      out.push_back(byte_run_text(pending));
       pending.clear();
-      pending_count = 0;
     };
     for (auto& token : tokens) {
       const int value = byte_value(token);
       if (value >= 0) {
         pending.push_back(static_cast<char>(value));
-        ++pending_count;
       } else {
         flush();
         out.push_back(std::move(token));
@@ -694,11 +621,7 @@ struct ByteFallbackDecoder : Decoder {
 };
 
 struct FuseDecoder : Decoder {
-  void decode(std::vector<std::string>& tokens) const override {
-    std::string joined;
-    for (const auto& token : tokens) joined += token;
-    tokens.assign(1, joined);
-  }
+  void decode(std::vector<std::string>& tokens) const override { tokens.assign(1, join(tokens, "")); }
 };
 
 struct StripDecoder : Decoder {
@@ -706,11 +629,9 @@ struct StripDecoder : Decoder {
   std::size_t start = 0, stop = 0;
   void decode(std::vector<std::string>& tokens) const override {
     for (auto& token : tokens) {
-      for (std::size_t i = 0; i < start && token.compare(0, content.size(), content) == 0 && !content.empty(); ++i)
+      for (std::size_t i = 0; i < start && !content.empty() && token.starts_with(content); ++i)
         token.erase(0, content.size());
-      for (std::size_t i = 0; i < stop && token.size() >= content.size() && !content.empty() &&
-                              token.compare(token.size() - content.size(), content.size(), content) == 0;
-           ++i)
+      for (std::size_t i = 0; i < stop && !content.empty() && token.ends_with(content); ++i)
         token.erase(token.size() - content.size());
     }
   }
@@ -721,12 +642,7 @@ struct StripDecoder : Decoder {
 DecoderPtr read_decoder(const json& node, const std::filesystem::path& file) {
   if (node.is_null()) return nullptr;
   const std::string type = node.value("type", "");
-  if (type == "Sequence") {
-    auto sequence = std::make_unique<SequenceDecoder>();
-    for (const auto& step : node.at("decoders"))
-      if (auto d = read_decoder(step, file)) sequence->steps.push_back(std::move(d));
-    return sequence;
-  }
+  if (type == "Sequence") return read_sequence<SequenceDecoder>(node.at("decoders"), file, read_decoder);
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
     auto metaspace = std::make_unique<MetaspaceDecoder>();

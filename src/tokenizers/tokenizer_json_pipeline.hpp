@@ -27,8 +27,6 @@ TokenId read_token_id(const json& node, const std::filesystem::path& file, std::
 
 bool is_unicode_whitespace(char32_t c);  // Rust's char::is_whitespace (Unicode White_Space)
 bool is_alphanumeric(char32_t c);
-char32_t last_char(std::string_view text);   // -1 when empty or not valid UTF-8 at the end
-char32_t first_char(std::string_view text);  // -1 when empty or not valid UTF-8 at the start
 
 // Visits the characters of possibly invalid UTF-8: an invalid byte is visited alone with code point -1.
 template <typename Visit>

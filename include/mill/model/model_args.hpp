@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -24,7 +23,6 @@ struct RuntimeArgs {
   std::optional<bool> generation_cache;
   bool use_chat_template = false;
 };
-const std::vector<std::string>& runtime_model_args();
 RuntimeArgs read_runtime_args(const ModelSpec& spec);
 
 // The built-in demo model, `mill-demo[seed=N,batch_size=B,delay_ms=D]`.
@@ -63,8 +61,6 @@ struct VllmArgs {
   int port = 0;  // 0: any free port
   ClientArgs client;
 };
-const std::vector<std::string>& api_model_args();
-const std::vector<std::string>& vllm_model_args();
 ApiArgs read_api_args(const ModelSpec& spec);
 VllmArgs read_vllm_args(const ModelSpec& spec);
 
@@ -76,8 +72,5 @@ void check_model_args(const ModelSpec& spec);
 // runtime); booleans become true/false, numbers their shortest decimal form (seed=01 → 1, 1.0 → 1) and dtype
 // aliases their full name (bf16 → bfloat16). Arguments the backend does not know are kept as typed.
 std::vector<std::pair<std::string, std::string>> canonical_model_args(const ModelSpec& spec);
-
-// A boolean model argument as users write it (true/True/1/yes, false/False/0/no); nullopt for anything else.
-std::optional<bool> boolean_arg_value(std::string_view text);
 
 }  // namespace mill

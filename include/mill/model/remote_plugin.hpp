@@ -3,7 +3,6 @@
 // which cost milliseconds to load, so they live in a plugin that only eval and serve load: $MILL_REMOTE_PLUGIN,
 // else libmill_remote.so next to the mill binary. This header is the host's side of that boundary.
 #include <atomic>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,8 +33,6 @@ using CreateRemoteBackendFn = ModelBackend* (*)(const ModelSpec* spec, const Rem
 using RunRemoteServerFn = bool (*)(ModelBackend* backend, const ServeOptions* options, std::string* error, int* code);
 inline constexpr const char* kRemoteBackendSymbol = "mill_remote_create_backend";
 inline constexpr const char* kRemoteServeSymbol = "mill_remote_serve";
-
-std::filesystem::path remote_plugin_path();
 
 // make_backend() for "api" and "vllm" specs.
 std::unique_ptr<ModelBackend> load_remote_backend(const ModelSpec& spec);

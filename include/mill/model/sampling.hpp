@@ -13,20 +13,18 @@ namespace mill {
 class TokenSampler {
  public:
   explicit TokenSampler(const Sampling& settings);
-  // `logprobs` holds one natural-log probability per vocabulary entry. Greedy (temperature 0) takes the first
-  // largest; sampling draws from softmax(logprobs / temperature) over the top_p nucleus.
-  TokenId next(const float* logprobs, std::size_t vocab);
-  TokenId next(const double* logprobs, std::size_t vocab);
+  // `logprobs` (float or double) holds one natural-log probability per vocabulary entry. Greedy (temperature 0)
+  // takes the first largest; sampling draws from softmax(logprobs / temperature) over the top_p nucleus.
+  template <typename T>
+  TokenId next(const T* logprobs, std::size_t vocab);
 
  private:
-  template <typename T>
-  TokenId pick(const T* logprobs, std::size_t vocab);
   Sampling settings_;
   std::mt19937_64 generator_;
 };
 
-// The `top` entries of largest log-probability, largest first (ties: lower id first).
-std::vector<TokenLogprob> top_logprobs(const float* logprobs, std::size_t vocab, int top);
-std::vector<TokenLogprob> top_logprobs(const double* logprobs, std::size_t vocab, int top);
+// The `top` entries of largest log-probability (float or double), largest first (ties: lower id first).
+template <typename T>
+std::vector<TokenLogprob> top_logprobs(const T* logprobs, std::size_t vocab, int top);
 
 }  // namespace mill
