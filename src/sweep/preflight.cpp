@@ -115,8 +115,8 @@ void check_model(const PreflightRequest& request, const ModelSpec& spec, std::ve
 
 bool writable_folder(const std::filesystem::path& path) { return ::access(path.c_str(), W_OK | X_OK) == 0; }
 
-}  // namespace
-
+// The problem with writing under `output_dir` (it, or the nearest existing folder above it, and its results/ and
+// sweeps/ folders must be writable), if any.
 std::optional<std::string> output_dir_problem(const std::filesystem::path& output_dir) {
   std::error_code ec;
   const auto absolute = std::filesystem::absolute(output_dir, ec);
@@ -141,6 +141,8 @@ std::optional<std::string> output_dir_problem(const std::filesystem::path& outpu
   }
   return std::nullopt;
 }
+
+}  // namespace
 
 std::vector<PreflightProblem> run_preflight(const PreflightRequest& request) {
   std::vector<PreflightProblem> problems;

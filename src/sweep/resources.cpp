@@ -82,6 +82,22 @@ ModelFootprint footprint_of(const fs::path& folder, const std::string& dtype_arg
   return footprint;
 }
 
+struct KnownGpu {
+  const char* label;
+  double gibibytes;
+};
+// Per-GPU memory of common gres labels, in GiB as nvidia-smi and SLURM count it (the larger variant where a model
+// comes in two; gpu_memory overrides).
+constexpr KnownGpu kKnownGpus[] = {{"gh200", 96}, {"h200", 141}, {"h100", 80}, {"a100", 80}, {"a800", 80},
+                                   {"l40s", 48},  {"l40", 48},   {"a40", 48},  {"a6000", 48}, {"a10", 24},
+                                   {"l4", 24},    {"v100", 32},  {"mi300", 192}, {"mi250", 64}, {"b200", 180}};
+
+// "141 GiB": memory in binary gigabytes, the unit of SLURM's G and of nvidia-smi.
+std::string format_gibibytes(double bytes) {
+  const double gibibytes = bytes / kGibibyte;
+  return gibibytes >= 10 ? fmt::format("{:.0f} GiB", gibibytes) : fmt::format("{:.1f} GiB", gibibytes);
+}
+
 }  // namespace
 
 ResourceShape resource_shape(int gpus, const ClusterProfile& profile) {
@@ -105,28 +121,9 @@ ResourceShape resource_shape(int gpus, const ClusterProfile& profile) {
   return shape;
 }
 
-namespace {
-
-struct KnownGpu {
-  const char* label;
-  double gibibytes;
-};
-// Per-GPU memory of common gres labels, in GiB as nvidia-smi and SLURM count it (the larger variant where a model
-// comes in two; gpu_memory overrides).
-constexpr KnownGpu kKnownGpus[] = {{"gh200", 96}, {"h200", 141}, {"h100", 80}, {"a100", 80}, {"a800", 80},
-                                   {"l40s", 48},  {"l40", 48},   {"a40", 48},  {"a6000", 48}, {"a10", 24},
-                                   {"l4", 24},    {"v100", 32},  {"mi300", 192}, {"mi250", 64}, {"b200", 180}};
-
-}  // namespace
-
 std::string ResourceShape::to_string() const {
   const auto memory = !mem.empty() ? (mem == "0" ? std::string("all node memory") : mem) : mem_per_gpu + " per GPU";
   return fmt::format("{} GPU(s), {} CPU(s), {}", gpus, cpus, memory);
-}
-
-std::string format_gibibytes(double bytes) {
-  const double gibibytes = bytes / kGibibyte;
-  return gibibytes >= 10 ? fmt::format("{:.0f} GiB", gibibytes) : fmt::format("{:.1f} GiB", gibibytes);
 }
 
 double profile_gpu_memory_bytes(const ClusterProfile& profile) {
@@ -210,30 +207,27 @@ std::optional<std::string> resources_problem(const ModelSpec& spec, const ModelR
   if (!resources.footprint || resources.gpus == 0 || gpu_memory <= 0) return std::nullopt;
   const auto& footprint = *resources.footprint;
   const bool vllm = spec.backend() == "vllm";
-  double usable = gpu_memory;
+  // What is suggested below is vllm's tensor parallelism, which may use gpu_memory_utilization of each GPU.
+  double utilization = kVllmDefaultUtilization;
   int shards = resources.gpus;  // GPUs one copy of the weights is spread over
   if (vllm) {
     const auto args = read_vllm_args(spec);
-    usable *= args.gpu_memory_utilization.value_or(kVllmDefaultUtilization);
+    utilization = args.gpu_memory_utilization.value_or(kVllmDefaultUtilization);
     if (args.parallelism_given) shards = args.tensor_parallel_size * args.pipeline_parallel_size;
   }
-  const auto fits_on = [&](int gpus) { return footprint.needed_bytes / gpus + kOverheadBytes <= usable; };
-  if (fits_on(shards)) return std::nullopt;
+  const auto fits_on = [&](int gpus, double usable) {
+    return footprint.needed_bytes / gpus + kOverheadBytes <= usable;
+  };
+  if (fits_on(shards, vllm ? gpu_memory * utilization : gpu_memory)) return std::nullopt;
   const auto need = fmt::format("model {} needs ≈ {} in {} ({:.1f} B parameters; weights {}, KV cache {}); profile {} "
                                 "gives it {} × {}",
                                 model, format_gibibytes(footprint.needed_bytes + kOverheadBytes * shards), footprint.dtype,
                                 footprint.parameters / 1e9, format_gibibytes(footprint.weight_bytes),
                                 format_gibibytes(footprint.kv_cache_bytes), profile.name, shards,
                                 format_gibibytes(gpu_memory));
-  // What is suggested is vllm's tensor parallelism, which may use gpu_memory_utilization of each GPU.
-  const double suggested_usable = gpu_memory * (vllm ? read_vllm_args(spec).gpu_memory_utilization.value_or(kVllmDefaultUtilization)
-                                                     : kVllmDefaultUtilization);
   int enough = 0;
-  for (int gpus = 2; gpus <= profile.gpus_per_node; gpus *= 2) {
-    if (footprint.needed_bytes / gpus + kOverheadBytes <= suggested_usable) {
-      enough = gpus;
-      break;
-    }
+  for (int gpus = 2; gpus <= profile.gpus_per_node && enough == 0; gpus *= 2) {
+    if (fits_on(gpus, gpu_memory * utilization)) enough = gpus;
   }
   if (enough == 0) {
     return need + fmt::format("; even {} GPUs of one node cannot hold it: use a profile with larger GPUs, a smaller "

@@ -41,8 +41,6 @@ std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) 
   return sweeps_root(output_dir) / "submit.lock";
 }
 
-std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
-
 nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::string>* unreadable) {
   std::optional<std::string> text;
   try {
@@ -155,6 +153,9 @@ SubmitBudget submit_budget(const ClusterProfile& profile, int queued_by_user, in
 }
 
 namespace {
+
+// The SLURM job name of a sweep's array: "mill-<sweep id>", unique, so squeue can find the array by it.
+std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
 
 // sbatch's answer: the job id, or (when sbatch failed after slurmctld may have accepted the job) what the queue
 // lists under the job name that no earlier array of this sweep has; "" when neither.

@@ -71,6 +71,26 @@ bool is_pending(const std::string& state) {
          state == "RESV_DEL_HOLD" || state == "SPECIAL_EXIT";
 }
 
+// Whether every job of a manifest element has a valid result whose key is the job's planned key.
+bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
+                             const TaskRegistry& registry) {
+  try {
+    const auto jobs = element_jobs(element, registry, output_dir);
+    if (jobs.empty() || jobs.size() != element.jobs.size()) return false;  // an unknown task is not done
+    for (const auto& [job, planned] : jobs) {
+      if (planned->key.empty()) return false;
+      const auto text = read_file_if_exists(result_path(output_dir, job));
+      if (!text) return false;
+      std::string problem;
+      const auto result = parse_result(*text, problem);
+      if (!result || result->key != planned->key) return false;
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // a manifest or result that cannot be read proves nothing done
+  }
+}
+
 }  // namespace
 
 ElementStatus combine_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
@@ -178,25 +198,6 @@ ElementStatus combine_local_element_status(int element, const std::optional<Elem
   out.detail = heartbeat ? "the local run ended during " + where
                                      : "the local run ended before this element started";
   return out;
-}
-
-bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
-                             const TaskRegistry& registry) {
-  try {
-    const auto jobs = element_jobs(element, registry, output_dir);
-    if (jobs.empty() || jobs.size() != element.jobs.size()) return false;  // an unknown task is not done
-    for (const auto& [job, planned] : jobs) {
-      if (planned->key.empty()) return false;
-      const auto text = read_file_if_exists(result_path(output_dir, job));
-      if (!text) return false;
-      std::string problem;
-      const auto result = parse_result(*text, problem);
-      if (!result || result->key != planned->key) return false;
-    }
-    return true;
-  } catch (const std::exception&) {
-    return false;  // a manifest or result that cannot be read proves nothing done
-  }
 }
 
 std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options) {

@@ -55,7 +55,4 @@ double profile_gpu_memory_bytes(const ClusterProfile& profile);
 std::optional<std::string> resources_problem(const ModelSpec& spec, const ModelResources& resources,
                                              const ClusterProfile& profile);
 
-// "141 GiB": memory in binary gigabytes, the unit of SLURM's G and of nvidia-smi.
-std::string format_gibibytes(double bytes);
-
 }  // namespace mill

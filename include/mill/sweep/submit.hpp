@@ -44,9 +44,6 @@ nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::
 // <output_dir>/sweeps/submit.lock), so that two schedules started together never both submit the same jobs.
 std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir);
 
-// The SLURM job name of a sweep's array: "mill-<sweep id>", unique, so squeue can find the array by it.
-std::string sweep_job_name(const std::string& sweep_id);
-
 // submission.json's `state`: written as `submitting` before sbatch runs and `submitted` (with the array job id)
 // after it answers. A record still `submitting` was interrupted between the two.
 inline constexpr const char* kStateSubmitting = "submitting";
