@@ -140,11 +140,7 @@ void submit(ScheduleOutcome& outcome, const ScheduleRequest& request, const nloh
   SubmitRequest submit;
   submit.elements = to_submit;
   submit.arrays = outcome.array_requests;
-  submit.profile = &profile;
-  submit.mill_binary = outcome.sbatch.mill_binary;
-  submit.output_dir = request.output_dir;
-  submit.cache_dir = outcome.sbatch.cache_dir;
-  submit.venv_path = outcome.sbatch.venv_path;
+  submit.sbatch = outcome.sbatch;
   submit.settings = settings;
   submit.command_line = request.command_line;
   submit.continues = request.continues;
@@ -421,15 +417,7 @@ ScheduleOutcome schedule_sweep(const ScheduleRequest& request, const ScheduleHoo
   } else if (submitting && !to_submit.empty()) {
     submit(outcome, request, settings, to_submit);
   } else if (!request.local) {
-    // The scripts of a dry run, one per array, as they will be submitted.
-    for (const auto& array : outcome.array_requests) {
-      auto rendered = sbatch;
-      rendered.first_element = array.first_element;
-      rendered.array_size = array.elements;
-      rendered.shape = array.shape;
-      rendered.time_minutes = array.time_minutes;
-      outcome.scripts.push_back(render_sbatch_script(rendered));
-    }
+    outcome.scripts = render_array_scripts(sbatch, outcome.array_requests);  // a dry run's, as they will be submitted
   }
   return outcome;
 }
