@@ -27,9 +27,7 @@ constexpr const char* kSkipHint =
 // The largest n_shot any job of the task asks for.
 int largest_n_shot(const PreflightRequest& request, const TaskInfo& task) {
   if (!request.n_shots) return task.default_n_shots;
-  int largest = 0;
-  for (int n : *request.n_shots) largest = std::max(largest, n);
-  return largest;
+  return request.n_shots->empty() ? 0 : *std::max_element(request.n_shots->begin(), request.n_shots->end());
 }
 
 void check_data(const PreflightRequest& request, const TaskInfo& task, std::vector<PreflightProblem>& problems) {

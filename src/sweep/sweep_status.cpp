@@ -7,7 +7,6 @@
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
 #include "mill/eval/job.hpp"
-#include "mill/model/model_identity.hpp"
 #include "mill/eval/results.hpp"
 #include "mill/sweep/slurm.hpp"
 #include "mill/sweep/submit.hpp"
@@ -223,13 +222,11 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     }
     sweep.mode = string_field(submission, "mode");
     sweep.array_job_id = string_field(submission, "array_job_id");
-    if (submission.is_object()) {
-      sweep.array_job_ids = submitted_array_ids(submission);
-      sweep.continues = string_field(submission, "continues");
-      if (const auto it = submission.find("continuation"); it != submission.end() && it->is_object()) {
-        sweep.continuation_job_id = string_field(*it, "job_id");
-        sweep.continuation_jobs_left = it->value("jobs_left", 0);
-      }
+    sweep.array_job_ids = submitted_array_ids(submission);
+    sweep.continues = string_field(submission, "continues");
+    if (const auto& continuation = member(submission, "continuation"); continuation.is_object()) {
+      sweep.continuation_job_id = string_field(continuation, "job_id");
+      sweep.continuation_jobs_left = continuation.value("jobs_left", 0);
     }
     sweep.submitted_at = string_field(submission, "submitted_at");
     sweep.profile = string_field(submission, "profile");
