@@ -73,15 +73,6 @@ void check_data(const PreflightRequest& request, const TaskInfo& task, std::vect
   }
 }
 
-// A hub id or folder the worker will read, for the backends that read one (the api backend reads none).
-std::optional<std::string> checkpoint_of(const ModelSpec& spec) {
-  if (spec.name == "mill-demo") return std::nullopt;
-  const auto backend = spec.backend();
-  if (backend == "api") return std::nullopt;
-  if (backend == "vllm") return spec.arg("path");
-  return spec.arg("path").value_or(spec.name);
-}
-
 void check_model(const PreflightRequest& request, const ModelSpec& spec, std::vector<PreflightProblem>& problems) {
   const auto name = spec.to_string();
   auto report = [&](const std::string& message) { problems.push_back({"model", name, {}, message}); };

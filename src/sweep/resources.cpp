@@ -141,9 +141,16 @@ double profile_gpu_memory_bytes(const ClusterProfile& profile) {
   return 0;
 }
 
+std::optional<std::string> checkpoint_of(const ModelSpec& spec) {
+  if (spec.name == "mill-demo") return std::nullopt;
+  const auto backend = spec.backend();
+  if (backend == "api") return std::nullopt;
+  if (backend == "vllm") return spec.arg("path");
+  return spec.arg("path").value_or(spec.name);
+}
+
 ModelResources model_resources(const ModelSpec& spec, const ClusterProfile& profile, bool read_checkpoint) {
   ModelResources resources;
-  std::optional<fs::path> checkpoint;
   std::string dtype;
   std::optional<double> context;
   const auto backend = spec.backend();
@@ -165,31 +172,19 @@ ModelResources model_resources(const ModelSpec& spec, const ClusterProfile& prof
     }
     dtype = args.dtype;
     if (args.max_model_len) context = static_cast<double>(*args.max_model_len);
-    if (read_checkpoint) {
-      try {
-        checkpoint = locate_checkpoint(args.path, spec.arg("revision").value_or("")).folder;
-      } catch (const Error&) {
-        // not found: the preflight's model check says so
-      }
-    }
   } else {
     const auto args = read_runtime_args(spec);
     resources.gpus = args.device == "cpu" ? 0 : 1;
     resources.gpus_reason = args.device == "cpu" ? "device=cpu" : "the in-process runtime runs on one GPU";
     dtype = args.dtype;
     if (args.max_context_length) context = static_cast<double>(*args.max_context_length);
-    if (read_checkpoint) {
-      try {
-        checkpoint = locate_checkpoint(spec).folder;
-      } catch (const Error&) {
-      }
-    }
   }
-  if (checkpoint) {
+  if (const auto checkpoint = read_checkpoint ? checkpoint_of(spec) : std::nullopt) {
     try {
-      resources.footprint = footprint_of(*checkpoint, dtype, context);
+      const auto folder = locate_checkpoint(*checkpoint, spec.arg("revision").value_or("")).folder;
+      resources.footprint = footprint_of(folder, dtype, context);
     } catch (const Error&) {
-      // unreadable weights: the preflight's checkpoint check reports them
+      // not found or unreadable: the preflight's model and checkpoint checks report it
     }
   }
   resources.shape = resource_shape(resources.gpus, profile);

@@ -376,10 +376,9 @@ ScheduleOutcome schedule_sweep(const ScheduleRequest& request, const ScheduleHoo
   }
 
   outcome.planned_with = schedule_settings(request, request.local ? "" : profile.name);
-  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()},
+  nlohmann::json settings = {{"extra_task_paths", outcome.planned_with.extra_task_paths},
                              {"max_requeues", request.max_requeues.value_or(kDefaultMaxRequeues)},
                              {"schedule", outcome.planned_with.to_json()}};
-  for (const auto& path : request.extra_task_paths) settings["extra_task_paths"].push_back(path.string());
   if (request.data_dir) settings["data_dir"] = request.data_dir->string();
   if (!request.local && !profile.gpu_type.empty()) settings["gpu_type"] = profile.gpu_type;  // for the results' provenance
 
