@@ -12,6 +12,7 @@
 
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/base/process_liveness.hpp"
 #include "mill/sweep/sbatch.hpp"
 #include "mill/base/text.hpp"
@@ -56,16 +57,14 @@ nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::
 
 std::vector<std::string> submitted_array_ids(const nlohmann::json& submission) {
   std::vector<std::string> ids;
-  if (const auto arrays = submission.find("arrays"); arrays != submission.end() && arrays->is_array()) {
-    for (const auto& array : *arrays) {
-      if (array.is_object() && array.contains("array_job_id") && array["array_job_id"].is_string()) {
-        ids.push_back(array["array_job_id"].get<std::string>());
-      }
+  if (const auto& arrays = member(submission, "arrays"); arrays.is_array()) {
+    for (const auto& array : arrays) {
+      if (const auto& id = member(array, "array_job_id"); id.is_string()) ids.push_back(id.get<std::string>());
     }
   }
   // Sweeps of one array (and records written before `arrays`) name it only here.
-  if (ids.empty() && submission.contains("array_job_id") && submission["array_job_id"].is_string()) {
-    ids.push_back(submission["array_job_id"].get<std::string>());
+  if (const auto& id = member(submission, "array_job_id"); ids.empty() && id.is_string()) {
+    ids.push_back(id.get<std::string>());
   }
   return ids;
 }
@@ -349,8 +348,7 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
     }
     if (record.value("state", nlohmann::json()) != kStateSubmitting && !unanswered_array) continue;
     const auto sweep_id = sweep.dir.filename().string();
-    const auto name = record.value("job_name", nlohmann::json());
-    const auto job_name = name.is_string() ? name.get<std::string>() : sweep_job_name(sweep_id);
+    const auto job_name = string_field(record, "job_name", sweep_job_name(sweep_id));
     std::string error;
     const auto named = query_jobs_named(job_name, &error);
     if (!named) {
