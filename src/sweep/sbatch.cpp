@@ -64,10 +64,11 @@ std::string render_sbatch_script(const SbatchRequest& request) {
   const auto& profile = *request.profile;
   const bool container = !profile.container_image.empty();
   const auto shape = request.shape.value_or(resource_shape(profile.gpus_per_task, profile));
-  std::vector<std::string> options = {fmt::format("--array={}-{}%{}", request.first_element,
-                                                  request.first_element + request.array_size - 1, profile.max_array_len),
-                                      "--time=" + format_slurm_time(request.time_minutes), "--nodes=1", "--ntasks=1",
-                                      fmt::format("--cpus-per-task={}", shape.cpus)};
+  const int last_element = request.first_element + request.array_size - 1;
+  std::vector<std::string> options = {
+      fmt::format("--array={}-{}%{}", request.first_element, last_element, profile.max_array_len),
+      "--time=" + format_slurm_time(request.time_minutes), "--nodes=1", "--ntasks=1",
+      fmt::format("--cpus-per-task={}", shape.cpus)};
   if (!shape.mem.empty()) options.push_back("--mem=" + shape.mem);
   if (shape.gpus > 0) {
     options.push_back(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", shape.gpus)
