@@ -1,10 +1,8 @@
 #include "mill/sweep/array_plan.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <fmt/format.h>
-#include <limits>
 #include <map>
 
 #include "mill/base/error.hpp"
@@ -54,20 +52,7 @@ std::map<const PlannedJob*, double> budget_seconds(const std::vector<const Plann
   return seconds;
 }
 
-}  // namespace
-
-std::size_t ArrayPlan::elements() const {
-  std::size_t count = 0;
-  for (const auto& array : arrays) count += array.elements.size();
-  return count;
-}
-
-std::vector<std::vector<const PlannedJob*>> ArrayPlan::all_elements() const {
-  std::vector<std::vector<const PlannedJob*>> all;
-  for (const auto& array : arrays) all.insert(all.end(), array.elements.begin(), array.elements.end());
-  return all;
-}
-
+// The speed class a model runs in on `profile` (backend, device, dtype), for the cost model.
 SpeedClass speed_class_of(const ModelSpec& spec, const ModelResources& resources, const ClusterProfile& profile) {
   // Spelled as the results' provenance spells them, so that a plan finds the history of its own kind of run.
   const auto device = resources.gpus > 0 ? "cuda" : "cpu";
@@ -77,15 +62,24 @@ SpeedClass speed_class_of(const ModelSpec& spec, const ModelResources& resources
   return make_speed_class("local", device, profile.gpu_type, read_runtime_args(spec).dtype);
 }
 
+}  // namespace
+
+std::vector<std::vector<const PlannedJob*>> ArrayPlan::all_elements() const {
+  std::vector<std::vector<const PlannedJob*>> all;
+  for (const auto& array : arrays) all.insert(all.end(), array.elements.begin(), array.elements.end());
+  return all;
+}
+
 ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPlanRequest& request) {
   const auto& profile = *request.profile;
   const bool budgeted = request.minutes_per_eval.has_value();
-  std::map<std::string, ModelFacts> models;
+  std::map<std::string, ModelFacts> models;  // by spec: each model's checkpoint is read once
+  std::map<const PlannedJob*, const ModelFacts*> facts_of;
   std::map<const PlannedJob*, JobWork> work;
   for (const auto* job : jobs) {
-    const auto name = job->job.model.to_string();
-    if (!models.count(name)) {
-      ModelFacts facts;
+    const auto [entry, added] = models.try_emplace(job->job.model.to_string());
+    auto& facts = entry->second;
+    if (added) {
       try {
         facts.resources = model_resources(job->job.model, profile, request.read_checkpoints);
         facts.speed = speed_class_of(job->job.model, facts.resources, profile);
@@ -96,8 +90,8 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
         facts.speed = make_speed_class("local", "cuda", profile.gpu_type, "bfloat16");
       }
       facts.parameters = facts.resources.footprint ? facts.resources.footprint->parameters : 0;
-      models.emplace(name, std::move(facts));
     }
+    facts_of[job] = &facts;
     JobWork estimate;
     try {
       estimate = request.work->estimate(*job->job.task, job->job.n_shot, job->job.limit);
@@ -116,7 +110,7 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
     seconds = budget_seconds(jobs, work, request);
   } else {
     for (const auto* job : jobs) {
-      const auto& facts = models.at(job->job.model.to_string());
+      const auto& facts = *facts_of[job];
       predictions[job] = request.cost->predict(facts.speed, job->job.task->name, facts.parameters, work[job]);
       seconds[job] = predictions[job].seconds;
     }
@@ -130,27 +124,23 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
                                            : std::max(request.cost->margin(), kDefaultMargin);
 
   // One array per shape, in the order the shapes first appear.
-  std::vector<ResourceShape> shapes;
-  std::map<std::size_t, std::vector<const PlannedJob*>> jobs_of_shape;
+  std::vector<std::pair<ResourceShape, std::vector<const PlannedJob*>>> by_shape;
   for (const auto* job : jobs) {
-    const auto& shape = models.at(job->job.model.to_string()).resources.shape;
-    auto it = std::find(shapes.begin(), shapes.end(), shape);
-    if (it == shapes.end()) it = shapes.insert(shapes.end(), shape);
-    jobs_of_shape[static_cast<std::size_t>(it - shapes.begin())].push_back(job);
+    const auto& shape = facts_of[job]->resources.shape;
+    auto it = std::find_if(by_shape.begin(), by_shape.end(), [&](const auto& group) { return group.first == shape; });
+    if (it == by_shape.end()) it = by_shape.insert(by_shape.end(), {shape, {}});
+    it->second.push_back(job);
   }
 
   ArrayPlan plan;
   const double startup_seconds = kStartupMinutes * 60.0;
   const double max_seconds = profile.max_time_minutes * 60.0;
-  for (std::size_t s = 0; s < shapes.size(); ++s) {
-    const auto& members = jobs_of_shape[s];
+  for (const auto& [shape, members] : by_shape) {
     double load = 0;
-    for (const auto* job : members) {
-      const auto& facts = models.at(job->job.model.to_string());
-      if (!budgeted) load = std::max(load, request.cost->load_seconds(facts.speed, facts.parameters));
-    }
     std::vector<PackItem> items;
     for (std::size_t i = 0; i < members.size(); ++i) {
+      const auto& facts = *facts_of[members[i]];
+      if (!budgeted) load = std::max(load, request.cost->load_seconds(facts.speed, facts.parameters));
       items.push_back({i, members[i]->job.model.to_string(), seconds[members[i]]});
     }
     const double fits =
@@ -158,8 +148,9 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
     const auto packed = pack_elements(items, std::min(profile.target_element_minutes * 60.0, fits), fits,
                                       request.evals_per_element ? static_cast<std::size_t>(*request.evals_per_element)
                                                                 : kMaxJobsPerElement);
+    if (packed.empty()) continue;
     PlannedArray array;
-    array.shape = shapes[s];
+    array.shape = shape;
     std::size_t longest = 0;
     for (std::size_t e = 0; e < packed.size(); ++e) {
       // Packing chose the members; they run in plan order (models × tasks × n_shots as typed), as logs expect.
@@ -168,16 +159,14 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
       std::vector<const PlannedJob*> element;
       for (const auto index : indices) element.push_back(members[index]);
       array.elements.push_back(std::move(element));
-      array.element_seconds.push_back(packed[e].seconds);
+      array.predicted_gpu_hours += (packed[e].seconds + load) / 3600 * shape.gpus;
       if (packed[e].seconds > packed[longest].seconds) longest = e;
     }
-    if (packed.empty()) continue;
     const double longest_seconds = packed[longest].seconds;
     // The pre-walltime signal comes signal_minutes before the limit: the work's allowance ends before it.
     const int wanted = static_cast<int>(std::ceil((longest_seconds * margin + load) / 60.0)) + kStartupMinutes +
                        profile.signal_minutes;
     array.time_minutes = std::min(wanted, profile.max_time_minutes);
-    array.clamped = wanted > profile.max_time_minutes;
     const auto* sample = array.elements[longest].front();
     if (budgeted) {
       array.explanation = fmt::format(
@@ -197,16 +186,12 @@ ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPla
               : std::string("the default margin: the throughput is not from history"),
           load / 60, kStartupMinutes, profile.signal_minutes, wanted);
     }
-    if (array.clamped) {
+    if (wanted > profile.max_time_minutes) {
       array.explanation += fmt::format("; clamped to the partition maximum {}: progress is journaled and requeued",
                                        format_slurm_time(profile.max_time_minutes));
     }
     array.explanation += fmt::format(" → --time={}", format_slurm_time(array.time_minutes));
-    const double gpus = array.shape.gpus;
-    for (const auto element_seconds : array.element_seconds) {
-      array.predicted_gpu_hours += (element_seconds + load) / 3600 * gpus;
-    }
-    array.requested_gpu_hours = array.elements.size() * array.time_minutes / 60.0 * gpus;
+    array.requested_gpu_hours = array.elements.size() * array.time_minutes / 60.0 * shape.gpus;
     plan.predicted_gpu_hours += array.predicted_gpu_hours;
     plan.requested_gpu_hours += array.requested_gpu_hours;
     plan.arrays.push_back(std::move(array));

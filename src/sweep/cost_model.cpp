@@ -15,6 +15,7 @@
 #include "mill/base/json_fields.hpp"
 #include "mill/eval/results.hpp"
 #include "mill/sweep/element_files.hpp"
+#include "mill/sweep/submit.hpp"
 
 namespace fs = std::filesystem;
 
@@ -514,16 +515,10 @@ std::vector<CostObservation> read_cost_history(const fs::path& output_dir, const
                                                std::size_t max_observations) {
   // The workers put each done job's observation into their element's status file: reading the sweeps newest first
   // (their ids sort by time) costs one small file per element, however many results the tree holds.
-  std::vector<fs::path> sweeps;
-  std::error_code error;
-  for (fs::directory_iterator it(output_dir / "sweeps", error), end; !error && it != end; it.increment(error)) {
-    sweeps.push_back(it->path());
-  }
-  std::sort(sweeps.rbegin(), sweeps.rend());
+  const auto sweeps = list_sweeps(output_dir);
   std::vector<CostObservation> observations;
-  for (const auto& sweep : sweeps) {
-    if (observations.size() >= max_observations) break;
-    for (const auto& status : read_element_statuses(sweep)) {
+  for (auto sweep = sweeps.rbegin(); sweep != sweeps.rend() && observations.size() < max_observations; ++sweep) {
+    for (const auto& status : read_element_statuses(sweep->dir)) {
       for (const auto& job : status.jobs) {
         if (job.cost.is_null()) continue;
         std::string problem;
@@ -536,7 +531,7 @@ std::vector<CostObservation> read_cost_history(const fs::path& output_dir, const
     std::ifstream in(*history_file);
     if (!in) {
       // A shared history file that no sweep has written yet is normal; one that exists but cannot be read is not.
-      if (fs::exists(*history_file, error)) {
+      if (std::error_code error; fs::exists(*history_file, error)) {
         spdlog::warn("cannot read the cost history file {}", history_file->string());
       }
       return observations;

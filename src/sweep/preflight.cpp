@@ -27,9 +27,7 @@ constexpr const char* kSkipHint =
 // The largest n_shot any job of the task asks for.
 int largest_n_shot(const PreflightRequest& request, const TaskInfo& task) {
   if (!request.n_shots) return task.default_n_shots;
-  int largest = 0;
-  for (int n : *request.n_shots) largest = std::max(largest, n);
-  return largest;
+  return request.n_shots->empty() ? 0 : *std::max_element(request.n_shots->begin(), request.n_shots->end());
 }
 
 void check_data(const PreflightRequest& request, const TaskInfo& task, std::vector<PreflightProblem>& problems) {
@@ -75,15 +73,6 @@ void check_data(const PreflightRequest& request, const TaskInfo& task, std::vect
   }
 }
 
-// A hub id or folder the worker will read, for the backends that read one (the api backend reads none).
-std::optional<std::string> checkpoint_of(const ModelSpec& spec) {
-  if (spec.name == "mill-demo") return std::nullopt;
-  const auto backend = spec.backend();
-  if (backend == "api") return std::nullopt;
-  if (backend == "vllm") return spec.arg("path");
-  return spec.arg("path").value_or(spec.name);
-}
-
 void check_model(const PreflightRequest& request, const ModelSpec& spec, std::vector<PreflightProblem>& problems) {
   const auto name = spec.to_string();
   auto report = [&](const std::string& message) { problems.push_back({"model", name, {}, message}); };
@@ -115,8 +104,8 @@ void check_model(const PreflightRequest& request, const ModelSpec& spec, std::ve
 
 bool writable_folder(const std::filesystem::path& path) { return ::access(path.c_str(), W_OK | X_OK) == 0; }
 
-}  // namespace
-
+// The problem with writing under `output_dir` (it, or the nearest existing folder above it, and its results/ and
+// sweeps/ folders must be writable), if any.
 std::optional<std::string> output_dir_problem(const std::filesystem::path& output_dir) {
   std::error_code ec;
   const auto absolute = std::filesystem::absolute(output_dir, ec);
@@ -141,6 +130,8 @@ std::optional<std::string> output_dir_problem(const std::filesystem::path& outpu
   }
   return std::nullopt;
 }
+
+}  // namespace
 
 std::vector<PreflightProblem> run_preflight(const PreflightRequest& request) {
   std::vector<PreflightProblem> problems;

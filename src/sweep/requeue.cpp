@@ -3,15 +3,10 @@
 #include <csignal>
 #include <cstdlib>
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "mill/base/atomic_file.hpp"
 #include "mill/eval/job.hpp"
-#include "mill/model/model_identity.hpp"
-#include "mill/model/model_spec.hpp"
 #include "mill/eval/tasks.hpp"
-
 #include "mill/sweep/slurm.hpp"
 #include "mill/base/text.hpp"
 #include "mill/sweep/manifest.hpp"
@@ -59,6 +54,11 @@ RequeueDecision decide_requeue(const std::map<std::string, std::string>& environ
   return decision;
 }
 
+namespace {
+
+// decide_requeue() on the process environment, then runs scontrol when it says so. SLURM cancels the running
+// element as soon as it accepts the requeue, so call this last, after every file is written. Returns the
+// decision, with `requeue` false and the reason amended when scontrol failed.
 RequeueDecision requeue_if_worthwhile(bool made_progress, int max_requeues) {
   std::map<std::string, std::string> environment;
   for (char** entry = environ; *entry; ++entry) {
@@ -79,7 +79,6 @@ RequeueDecision requeue_if_worthwhile(bool made_progress, int max_requeues) {
   return decision;
 }
 
-namespace {
 std::uintmax_t total_size(const std::vector<std::filesystem::path>& files) {
   std::uintmax_t total = 0;
   for (const auto& file : files) {

@@ -82,6 +82,22 @@ ModelFootprint footprint_of(const fs::path& folder, const std::string& dtype_arg
   return footprint;
 }
 
+struct KnownGpu {
+  const char* label;
+  double gibibytes;
+};
+// Per-GPU memory of common gres labels, in GiB as nvidia-smi and SLURM count it (the larger variant where a model
+// comes in two; gpu_memory overrides).
+constexpr KnownGpu kKnownGpus[] = {{"gh200", 96}, {"h200", 141}, {"h100", 80}, {"a100", 80}, {"a800", 80},
+                                   {"l40s", 48},  {"l40", 48},   {"a40", 48},  {"a6000", 48}, {"a10", 24},
+                                   {"l4", 24},    {"v100", 32},  {"mi300", 192}, {"mi250", 64}, {"b200", 180}};
+
+// "141 GiB": memory in binary gigabytes, the unit of SLURM's G and of nvidia-smi.
+std::string format_gibibytes(double bytes) {
+  const double gibibytes = bytes / kGibibyte;
+  return gibibytes >= 10 ? fmt::format("{:.0f} GiB", gibibytes) : fmt::format("{:.1f} GiB", gibibytes);
+}
+
 }  // namespace
 
 ResourceShape resource_shape(int gpus, const ClusterProfile& profile) {
@@ -105,28 +121,9 @@ ResourceShape resource_shape(int gpus, const ClusterProfile& profile) {
   return shape;
 }
 
-namespace {
-
-struct KnownGpu {
-  const char* label;
-  double gibibytes;
-};
-// Per-GPU memory of common gres labels, in GiB as nvidia-smi and SLURM count it (the larger variant where a model
-// comes in two; gpu_memory overrides).
-constexpr KnownGpu kKnownGpus[] = {{"gh200", 96}, {"h200", 141}, {"h100", 80}, {"a100", 80}, {"a800", 80},
-                                   {"l40s", 48},  {"l40", 48},   {"a40", 48},  {"a6000", 48}, {"a10", 24},
-                                   {"l4", 24},    {"v100", 32},  {"mi300", 192}, {"mi250", 64}, {"b200", 180}};
-
-}  // namespace
-
 std::string ResourceShape::to_string() const {
   const auto memory = !mem.empty() ? (mem == "0" ? std::string("all node memory") : mem) : mem_per_gpu + " per GPU";
   return fmt::format("{} GPU(s), {} CPU(s), {}", gpus, cpus, memory);
-}
-
-std::string format_gibibytes(double bytes) {
-  const double gibibytes = bytes / kGibibyte;
-  return gibibytes >= 10 ? fmt::format("{:.0f} GiB", gibibytes) : fmt::format("{:.1f} GiB", gibibytes);
 }
 
 double profile_gpu_memory_bytes(const ClusterProfile& profile) {
@@ -144,9 +141,16 @@ double profile_gpu_memory_bytes(const ClusterProfile& profile) {
   return 0;
 }
 
+std::optional<std::string> checkpoint_of(const ModelSpec& spec) {
+  if (spec.name == "mill-demo") return std::nullopt;
+  const auto backend = spec.backend();
+  if (backend == "api") return std::nullopt;
+  if (backend == "vllm") return spec.arg("path");
+  return spec.arg("path").value_or(spec.name);
+}
+
 ModelResources model_resources(const ModelSpec& spec, const ClusterProfile& profile, bool read_checkpoint) {
   ModelResources resources;
-  std::optional<fs::path> checkpoint;
   std::string dtype;
   std::optional<double> context;
   const auto backend = spec.backend();
@@ -168,31 +172,19 @@ ModelResources model_resources(const ModelSpec& spec, const ClusterProfile& prof
     }
     dtype = args.dtype;
     if (args.max_model_len) context = static_cast<double>(*args.max_model_len);
-    if (read_checkpoint) {
-      try {
-        checkpoint = locate_checkpoint(args.path, spec.arg("revision").value_or("")).folder;
-      } catch (const Error&) {
-        // not found: the preflight's model check says so
-      }
-    }
   } else {
     const auto args = read_runtime_args(spec);
     resources.gpus = args.device == "cpu" ? 0 : 1;
     resources.gpus_reason = args.device == "cpu" ? "device=cpu" : "the in-process runtime runs on one GPU";
     dtype = args.dtype;
     if (args.max_context_length) context = static_cast<double>(*args.max_context_length);
-    if (read_checkpoint) {
-      try {
-        checkpoint = locate_checkpoint(spec).folder;
-      } catch (const Error&) {
-      }
-    }
   }
-  if (checkpoint) {
+  if (const auto checkpoint = read_checkpoint ? checkpoint_of(spec) : std::nullopt) {
     try {
-      resources.footprint = footprint_of(*checkpoint, dtype, context);
+      const auto folder = locate_checkpoint(*checkpoint, spec.arg("revision").value_or("")).folder;
+      resources.footprint = footprint_of(folder, dtype, context);
     } catch (const Error&) {
-      // unreadable weights: the preflight's checkpoint check reports them
+      // not found or unreadable: the preflight's model and checkpoint checks report it
     }
   }
   resources.shape = resource_shape(resources.gpus, profile);
@@ -210,30 +202,27 @@ std::optional<std::string> resources_problem(const ModelSpec& spec, const ModelR
   if (!resources.footprint || resources.gpus == 0 || gpu_memory <= 0) return std::nullopt;
   const auto& footprint = *resources.footprint;
   const bool vllm = spec.backend() == "vllm";
-  double usable = gpu_memory;
+  // What is suggested below is vllm's tensor parallelism, which may use gpu_memory_utilization of each GPU.
+  double utilization = kVllmDefaultUtilization;
   int shards = resources.gpus;  // GPUs one copy of the weights is spread over
   if (vllm) {
     const auto args = read_vllm_args(spec);
-    usable *= args.gpu_memory_utilization.value_or(kVllmDefaultUtilization);
+    utilization = args.gpu_memory_utilization.value_or(kVllmDefaultUtilization);
     if (args.parallelism_given) shards = args.tensor_parallel_size * args.pipeline_parallel_size;
   }
-  const auto fits_on = [&](int gpus) { return footprint.needed_bytes / gpus + kOverheadBytes <= usable; };
-  if (fits_on(shards)) return std::nullopt;
+  const auto fits_on = [&](int gpus, double usable) {
+    return footprint.needed_bytes / gpus + kOverheadBytes <= usable;
+  };
+  if (fits_on(shards, vllm ? gpu_memory * utilization : gpu_memory)) return std::nullopt;
   const auto need = fmt::format("model {} needs ≈ {} in {} ({:.1f} B parameters; weights {}, KV cache {}); profile {} "
                                 "gives it {} × {}",
                                 model, format_gibibytes(footprint.needed_bytes + kOverheadBytes * shards), footprint.dtype,
                                 footprint.parameters / 1e9, format_gibibytes(footprint.weight_bytes),
                                 format_gibibytes(footprint.kv_cache_bytes), profile.name, shards,
                                 format_gibibytes(gpu_memory));
-  // What is suggested is vllm's tensor parallelism, which may use gpu_memory_utilization of each GPU.
-  const double suggested_usable = gpu_memory * (vllm ? read_vllm_args(spec).gpu_memory_utilization.value_or(kVllmDefaultUtilization)
-                                                     : kVllmDefaultUtilization);
   int enough = 0;
-  for (int gpus = 2; gpus <= profile.gpus_per_node; gpus *= 2) {
-    if (footprint.needed_bytes / gpus + kOverheadBytes <= suggested_usable) {
-      enough = gpus;
-      break;
-    }
+  for (int gpus = 2; gpus <= profile.gpus_per_node && enough == 0; gpus *= 2) {
+    if (fits_on(gpus, gpu_memory * utilization)) enough = gpus;
   }
   if (enough == 0) {
     return need + fmt::format("; even {} GPUs of one node cannot hold it: use a profile with larger GPUs, a smaller "

@@ -42,38 +42,45 @@ std::vector<std::string> container_binds(const ClusterProfile& profile, const st
   return binds;
 }
 
+// The start of every script of a sweep: #SBATCH lines for the job name, the profile's partition and account (else
+// SLURM's defaults), `options` and the profile's extra_sbatch, then `set -eu` and the profile's setup lines.
+std::string script_head(const ClusterProfile& profile, const std::string& job_name,
+                        const std::vector<std::string>& options) {
+  std::vector<std::string> directives = {"--job-name=" + job_name};
+  if (!profile.partition.empty()) directives.push_back("--partition=" + profile.partition);
+  if (!profile.account.empty()) directives.push_back("--account=" + profile.account);
+  directives.insert(directives.end(), options.begin(), options.end());
+  directives.insert(directives.end(), profile.extra_sbatch.begin(), profile.extra_sbatch.end());
+  std::string script = "#!/bin/bash\n";
+  for (const auto& directive : directives) script += "#SBATCH " + directive + "\n";
+  script += "\nset -eu\n";
+  for (const auto& line : profile.setup_lines) script += line + "\n";
+  return script;
+}
+
 }  // namespace
 
 std::string render_sbatch_script(const SbatchRequest& request) {
   const auto& profile = *request.profile;
   const bool container = !profile.container_image.empty();
-  std::string script = "#!/bin/bash\n";
-  auto directive = [&](const std::string& option) { script += "#SBATCH " + option + "\n"; };
-  directive("--job-name=" + request.job_name);
-  if (!profile.partition.empty()) directive("--partition=" + profile.partition);  // else SLURM's default partition
-  if (!profile.account.empty()) directive("--account=" + profile.account);
   const auto shape = request.shape.value_or(resource_shape(profile.gpus_per_task, profile));
-  directive(fmt::format("--array={}-{}%{}", request.first_element, request.first_element + request.array_size - 1,
-                        profile.max_array_len));
-  directive("--time=" + format_slurm_time(request.time_minutes));
-  directive("--nodes=1");
-  directive("--ntasks=1");
-  directive(fmt::format("--cpus-per-task={}", shape.cpus));
-  if (!shape.mem.empty()) directive("--mem=" + shape.mem);
+  const int last_element = request.first_element + request.array_size - 1;
+  std::vector<std::string> options = {
+      fmt::format("--array={}-{}%{}", request.first_element, last_element, profile.max_array_len),
+      "--time=" + format_slurm_time(request.time_minutes), "--nodes=1", "--ntasks=1",
+      fmt::format("--cpus-per-task={}", shape.cpus)};
+  if (!shape.mem.empty()) options.push_back("--mem=" + shape.mem);
   if (shape.gpus > 0) {
-    directive(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", shape.gpus)
-                                       : fmt::format("--gres=gpu:{}:{}", profile.gpu_type, shape.gpus));
+    options.push_back(profile.gpu_type.empty() ? fmt::format("--gres=gpu:{}", shape.gpus)
+                                               : fmt::format("--gres=gpu:{}:{}", profile.gpu_type, shape.gpus));
   }
-  if (!shape.mem_per_gpu.empty()) directive("--mem-per-gpu=" + shape.mem_per_gpu);
+  if (!shape.mem_per_gpu.empty()) options.push_back("--mem-per-gpu=" + shape.mem_per_gpu);
   // Logs are relative to the working directory (--chdir=<sweep dir>), so no user path appears in a directive.
-  directive("--output=logs/%A_%a.out");
-  directive("--error=logs/%A_%a.err");
+  options.insert(options.end(), {"--output=logs/%A_%a.out", "--error=logs/%A_%a.err"});
   // The batch shell execs mill (or the container runtime, which passes signals on to mill), so mill itself
   // receives the warning signal and stops cleanly (exit 75).
-  directive(fmt::format("--signal=B:USR1@{}", profile.signal_minutes * 60));
-  for (const auto& option : profile.extra_sbatch) directive(option);
-  script += "\nset -eu\n";
-  for (const auto& line : profile.setup_lines) script += line + "\n";
+  options.push_back(fmt::format("--signal=B:USR1@{}", profile.signal_minutes * 60));
+  auto script = script_head(profile, request.job_name, options);
   if (!request.venv_path.empty()) {
     if (container) {
       // The runtime does not pass the host's PATH into the container, so sourcing bin/activate out here would not
@@ -93,29 +100,16 @@ std::string render_sbatch_script(const SbatchRequest& request) {
   }
   script += shell_quote(request.mill_binary.string()) + " --output_dir " + shell_quote(request.output_dir.string()) +
             " --cache_dir " + shell_quote(request.cache_dir.string()) + " eval --manifest " +
-            shell_quote(request.manifest.string()) + " --element \"$SLURM_ARRAY_TASK_ID\"";
-
-  script += "\n";
+            shell_quote(request.manifest.string()) + " --element \"$SLURM_ARRAY_TASK_ID\"\n";
   return script;
 }
 
 std::string render_continuation_script(const ClusterProfile& profile, const std::string& job_name,
                                        const std::vector<std::string>& argv) {
-  std::string script = "#!/bin/bash\n";
-  auto directive = [&](const std::string& option) { script += "#SBATCH " + option + "\n"; };
-  directive("--job-name=" + job_name);
-  if (!profile.partition.empty()) directive("--partition=" + profile.partition);
-  if (!profile.account.empty()) directive("--account=" + profile.account);
-  directive("--time=" + format_slurm_time(kContinuationMinutes));
-  directive("--nodes=1");
-  directive("--ntasks=1");
-  directive("--cpus-per-task=1");
-  directive("--mem=2G");
-  directive("--output=logs/continue_%j.out");
-  directive("--error=logs/continue_%j.out");
-  for (const auto& option : profile.extra_sbatch) directive(option);
-  script += "\nset -eu\n";
-  for (const auto& line : profile.setup_lines) script += line + "\n";
+  auto script = script_head(profile, job_name,
+                            {"--time=" + format_slurm_time(kContinuationMinutes), "--nodes=1", "--ntasks=1",
+                             "--cpus-per-task=1", "--mem=2G", "--output=logs/continue_%j.out",
+                             "--error=logs/continue_%j.out"});
   std::vector<std::string> words;
   for (const auto& word : argv) words.push_back(shell_quote(word));
   script += "exec " + join(words, " ") + "\n";

@@ -140,11 +140,7 @@ void submit(ScheduleOutcome& outcome, const ScheduleRequest& request, const nloh
   SubmitRequest submit;
   submit.elements = to_submit;
   submit.arrays = outcome.array_requests;
-  submit.profile = &profile;
-  submit.mill_binary = outcome.sbatch.mill_binary;
-  submit.output_dir = request.output_dir;
-  submit.cache_dir = outcome.sbatch.cache_dir;
-  submit.venv_path = outcome.sbatch.venv_path;
+  submit.sbatch = outcome.sbatch;
   submit.settings = settings;
   submit.command_line = request.command_line;
   submit.continues = request.continues;
@@ -380,10 +376,9 @@ ScheduleOutcome schedule_sweep(const ScheduleRequest& request, const ScheduleHoo
   }
 
   outcome.planned_with = schedule_settings(request, request.local ? "" : profile.name);
-  nlohmann::json settings = {{"extra_task_paths", nlohmann::json::array()},
+  nlohmann::json settings = {{"extra_task_paths", outcome.planned_with.extra_task_paths},
                              {"max_requeues", request.max_requeues.value_or(kDefaultMaxRequeues)},
                              {"schedule", outcome.planned_with.to_json()}};
-  for (const auto& path : request.extra_task_paths) settings["extra_task_paths"].push_back(path.string());
   if (request.data_dir) settings["data_dir"] = request.data_dir->string();
   if (!request.local && !profile.gpu_type.empty()) settings["gpu_type"] = profile.gpu_type;  // for the results' provenance
 
@@ -421,15 +416,7 @@ ScheduleOutcome schedule_sweep(const ScheduleRequest& request, const ScheduleHoo
   } else if (submitting && !to_submit.empty()) {
     submit(outcome, request, settings, to_submit);
   } else if (!request.local) {
-    // The scripts of a dry run, one per array, as they will be submitted.
-    for (const auto& array : outcome.array_requests) {
-      auto rendered = sbatch;
-      rendered.first_element = array.first_element;
-      rendered.array_size = array.elements;
-      rendered.shape = array.shape;
-      rendered.time_minutes = array.time_minutes;
-      outcome.scripts.push_back(render_sbatch_script(rendered));
-    }
+    outcome.scripts = render_array_scripts(sbatch, outcome.array_requests);  // a dry run's, as they will be submitted
   }
   return outcome;
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "mill/base/json_fields.hpp"
 #include "mill/base/text.hpp"
 #include "mill/sweep/manifest.hpp"
 
@@ -15,9 +16,8 @@ nlohmann::json optional_json(const std::optional<T>& value) {
 }
 
 std::optional<std::filesystem::path> path_field(const nlohmann::json& object, const char* name) {
-  const auto it = object.find(name);
-  if (it == object.end() || !it->is_string() || it->get<std::string>().empty()) return std::nullopt;
-  return std::filesystem::path(it->get<std::string>());
+  const auto text = string_field(object, name);
+  return text.empty() ? std::nullopt : std::optional<std::filesystem::path>(text);
 }
 
 // The shortest text that reads back as the same double (10, 0.5, 2.25).
@@ -54,19 +54,11 @@ ScheduleSettings ScheduleSettings::from_manifest(const Manifest& manifest, const
   if (const auto cache = path_field(schedule, "cache_dir")) out.cache_dir = *cache;
   out.venv_path = path_field(schedule, "venv_path");
   out.cost_history = path_field(schedule, "cost_history");
-  if (const auto cluster = schedule.find("cluster"); cluster != schedule.end() && cluster->is_string()) {
-    out.cluster = cluster->get<std::string>();
-  }
+  out.cluster = string_field(schedule, "cluster");
   out.local = schedule.value("local", nlohmann::json(false)).is_boolean() && schedule.value("local", false);
-  if (const auto m = schedule.find("minutes_per_eval"); m != schedule.end() && m->is_number()) {
-    out.minutes_per_eval = m->get<double>();
-  }
-  if (const auto e = schedule.find("evals_per_element"); e != schedule.end() && e->is_number_integer()) {
-    out.evals_per_element = e->get<int>();
-  }
-  if (const auto r = schedule.find("max_requeues"); r != schedule.end() && r->is_number_integer()) {
-    out.max_requeues = r->get<int>();
-  }
+  out.minutes_per_eval = finite_number_field(schedule, "minutes_per_eval");
+  if (const auto evals = integer_field(schedule, "evals_per_element")) out.evals_per_element = static_cast<int>(*evals);
+  if (const auto requeues = integer_field(schedule, "max_requeues")) out.max_requeues = static_cast<int>(*requeues);
   out.skip_model_check =
       schedule.value("skip_model_check", nlohmann::json(false)).is_boolean() && schedule.value("skip_model_check", false);
   return out;

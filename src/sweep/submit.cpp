@@ -12,6 +12,7 @@
 
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/base/process_liveness.hpp"
 #include "mill/sweep/sbatch.hpp"
 #include "mill/base/text.hpp"
@@ -41,8 +42,6 @@ std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir) 
   return sweeps_root(output_dir) / "submit.lock";
 }
 
-std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
-
 nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::string>* unreadable) {
   std::optional<std::string> text;
   try {
@@ -58,16 +57,14 @@ nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::
 
 std::vector<std::string> submitted_array_ids(const nlohmann::json& submission) {
   std::vector<std::string> ids;
-  if (const auto arrays = submission.find("arrays"); arrays != submission.end() && arrays->is_array()) {
-    for (const auto& array : *arrays) {
-      if (array.is_object() && array.contains("array_job_id") && array["array_job_id"].is_string()) {
-        ids.push_back(array["array_job_id"].get<std::string>());
-      }
+  if (const auto& arrays = member(submission, "arrays"); arrays.is_array()) {
+    for (const auto& array : arrays) {
+      if (const auto& id = member(array, "array_job_id"); id.is_string()) ids.push_back(id.get<std::string>());
     }
   }
   // Sweeps of one array (and records written before `arrays`) name it only here.
-  if (ids.empty() && submission.contains("array_job_id") && submission["array_job_id"].is_string()) {
-    ids.push_back(submission["array_job_id"].get<std::string>());
+  if (const auto& id = member(submission, "array_job_id"); ids.empty() && id.is_string()) {
+    ids.push_back(id.get<std::string>());
   }
   return ids;
 }
@@ -156,6 +153,9 @@ SubmitBudget submit_budget(const ClusterProfile& profile, int queued_by_user, in
 
 namespace {
 
+// The SLURM job name of a sweep's array: "mill-<sweep id>", unique, so squeue can find the array by it.
+std::string sweep_job_name(const std::string& sweep_id) { return "mill-" + sweep_id; }
+
 // sbatch's answer: the job id, or (when sbatch failed after slurmctld may have accepted the job) what the queue
 // lists under the job name that no earlier array of this sweep has; "" when neither.
 std::string run_sbatch(const std::vector<std::string>& argv, const std::string& job_name,
@@ -191,10 +191,26 @@ void write_list(const fs::path& path, const std::vector<std::string>& items) {
 
 }  // namespace
 
+std::vector<std::string> render_array_scripts(SbatchRequest shared, const std::vector<ArrayRequest>& arrays) {
+  std::vector<std::string> scripts;
+  for (const auto& array : arrays) {
+    shared.first_element = array.first_element;
+    shared.array_size = array.elements;
+    shared.shape = array.shape;
+    shared.time_minutes = array.time_minutes;
+    scripts.push_back(render_sbatch_script(shared));
+  }
+  return scripts;
+}
+
 SubmitResult submit_sweep(const SubmitRequest& request) {
-  if (request.elements.empty()) throw Error("internal error: nothing to submit", ExitCode::internal);
+  if (request.elements.empty() || request.arrays.empty()) {
+    throw Error("internal error: nothing to submit", ExitCode::internal);
+  }
+  const auto& profile = *request.sbatch.profile;
+  const auto& arrays = request.arrays;
   SubmitResult result;
-  result.sweep = create_sweep(request.output_dir);
+  result.sweep = create_sweep(request.sbatch.output_dir);
   result.sweep_id = result.sweep.dir.filename().string();
   result.elements = static_cast<int>(request.elements.size());
   for (const auto& element : request.elements) result.jobs += static_cast<int>(element.size());
@@ -203,29 +219,11 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
   settings["sweep_id"] = result.sweep_id;
   const auto manifest = make_manifest(request.elements, settings);
 
-  auto arrays = request.arrays;
-  if (arrays.empty()) {
-    const auto& profile = *request.profile;
-    arrays.push_back({0, result.elements, resource_shape(profile.gpus_per_task, profile), request.time_minutes, ""});
-  }
   const auto job_name = sweep_job_name(result.sweep_id);
-  std::vector<SbatchRequest> scripts;
-  for (const auto& array : arrays) {
-    SbatchRequest sbatch;
-    sbatch.profile = request.profile;
-    sbatch.first_element = array.first_element;
-    sbatch.array_size = array.elements;
-    sbatch.shape = array.shape;
-    sbatch.time_minutes = array.time_minutes;
-    sbatch.mill_binary = request.mill_binary;
-    sbatch.output_dir = request.output_dir;
-    sbatch.cache_dir = request.cache_dir;
-    sbatch.sweep_dir = result.sweep.dir;
-    sbatch.manifest = result.sweep.manifest();
-    sbatch.venv_path = request.venv_path;
-    sbatch.job_name = job_name;
-    scripts.push_back(std::move(sbatch));
-  }
+  auto sbatch = request.sbatch;
+  sbatch.sweep_dir = result.sweep.dir;
+  sbatch.manifest = result.sweep.manifest();
+  sbatch.job_name = job_name;
   // The record exists before sbatch runs: if mill dies after SLURM accepted the array but before its answer is
   // written, the next schedule finds the array by its job name (reconcile_submissions) instead of submitting again.
   nlohmann::json array_records = nlohmann::json::array();
@@ -238,7 +236,7 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
                              {"time_limit_minutes", arrays[i].time_minutes},
                              {"time_limit", arrays[i].time_explanation},
                              {"script", result.sweep.script(i).filename().string()},
-                             {"sbatch", sbatch_command(scripts[i], result.sweep.script(i))}});
+                             {"sbatch", sbatch_command(sbatch, result.sweep.script(i))}});
   }
   nlohmann::json record = {{"schema", kSubmissionSchema},
                            {"sweep_id", result.sweep_id},
@@ -251,20 +249,18 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
                            {"host", host_name()},
                            {"user", current_user_name()},
                            {"mill_version", version()},
-                           {"profile", request.profile->name},
+                           {"profile", profile.name},
                            {"elements", result.elements},
                            {"jobs", result.jobs},
                            {"time_limit_minutes", arrays.front().time_minutes},
-                           {"max_array_len", request.profile->max_array_len},
+                           {"max_array_len", profile.max_array_len},
                            {"sbatch", array_records.front()["sbatch"]},
                            {"command", request.command_line}};
   if (!request.continues.empty()) record["continues"] = request.continues;
   try {
     write_manifest(result.sweep.manifest(), manifest);
-    for (std::size_t i = 0; i < arrays.size(); ++i) {
-      result.scripts.push_back(render_sbatch_script(scripts[i]));
-      write_file_atomically(result.sweep.script(i), result.scripts.back());
-    }
+    result.scripts = render_array_scripts(sbatch, arrays);
+    for (std::size_t i = 0; i < arrays.size(); ++i) write_file_atomically(result.sweep.script(i), result.scripts[i]);
     if (request.continuation) {
       write_list(result.sweep.models_list(), request.models);
       write_list(result.sweep.tasks_list(), request.tasks);
@@ -274,7 +270,7 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
       argv.insert(argv.end(), request.continuation->schedule_options.begin(), request.continuation->schedule_options.end());
       argv.insert(argv.end(), {"--continues", result.sweep_id});
       write_file_atomically(result.sweep.continuation_script(),
-                            render_continuation_script(*request.profile, job_name + "-continue", argv));
+                            render_continuation_script(profile, job_name + "-continue", argv));
     }
     write_file_atomically(result.sweep.submission(), record.dump(2) + "\n");
   } catch (...) {
@@ -285,7 +281,7 @@ SubmitResult submit_sweep(const SubmitRequest& request) {
 
   for (std::size_t i = 0; i < arrays.size(); ++i) {
     std::string failure;
-    const auto id = run_sbatch(sbatch_command(scripts[i], result.sweep.script(i)), job_name, result.array_job_ids, failure);
+    const auto id = run_sbatch(sbatch_command(sbatch, result.sweep.script(i)), job_name, result.array_job_ids, failure);
     if (id.empty() && i == 0) {
       std::error_code ec;
       fs::remove_all(result.sweep.dir, ec);
@@ -352,8 +348,7 @@ std::vector<std::string> reconcile_submissions(const std::filesystem::path& outp
     }
     if (record.value("state", nlohmann::json()) != kStateSubmitting && !unanswered_array) continue;
     const auto sweep_id = sweep.dir.filename().string();
-    const auto name = record.value("job_name", nlohmann::json());
-    const auto job_name = name.is_string() ? name.get<std::string>() : sweep_job_name(sweep_id);
+    const auto job_name = string_field(record, "job_name", sweep_job_name(sweep_id));
     std::string error;
     const auto named = query_jobs_named(job_name, &error);
     if (!named) {

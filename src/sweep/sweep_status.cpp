@@ -7,7 +7,6 @@
 #include "mill/base/atomic_file.hpp"
 #include "mill/base/error.hpp"
 #include "mill/eval/job.hpp"
-#include "mill/model/model_identity.hpp"
 #include "mill/eval/results.hpp"
 #include "mill/sweep/slurm.hpp"
 #include "mill/sweep/submit.hpp"
@@ -69,6 +68,26 @@ std::string progress_text(const Heartbeat& heartbeat, long long now) {
 bool is_pending(const std::string& state) {
   return state == "PENDING" || state == "REQUEUED" || state == "REQUEUE_HOLD" || state == "REQUEUE_FED" ||
          state == "RESV_DEL_HOLD" || state == "SPECIAL_EXIT";
+}
+
+// Whether every job of a manifest element has a valid result whose key is the job's planned key.
+bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
+                             const TaskRegistry& registry) {
+  try {
+    const auto jobs = element_jobs(element, registry, output_dir);
+    if (jobs.empty() || jobs.size() != element.jobs.size()) return false;  // an unknown task is not done
+    for (const auto& [job, planned] : jobs) {
+      if (planned->key.empty()) return false;
+      const auto text = read_file_if_exists(result_path(output_dir, job));
+      if (!text) return false;
+      std::string problem;
+      const auto result = parse_result(*text, problem);
+      if (!result || result->key != planned->key) return false;
+    }
+    return true;
+  } catch (const std::exception&) {
+    return false;  // a manifest or result that cannot be read proves nothing done
+  }
 }
 
 }  // namespace
@@ -180,25 +199,6 @@ ElementStatus combine_local_element_status(int element, const std::optional<Elem
   return out;
 }
 
-bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
-                             const TaskRegistry& registry) {
-  try {
-    const auto jobs = element_jobs(element, registry, output_dir);
-    if (jobs.empty() || jobs.size() != element.jobs.size()) return false;  // an unknown task is not done
-    for (const auto& [job, planned] : jobs) {
-      if (planned->key.empty()) return false;
-      const auto text = read_file_if_exists(result_path(output_dir, job));
-      if (!text) return false;
-      std::string problem;
-      const auto result = parse_result(*text, problem);
-      if (!result || result->key != planned->key) return false;
-    }
-    return true;
-  } catch (const std::exception&) {
-    return false;  // a manifest or result that cannot be read proves nothing done
-  }
-}
-
 std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output_dir, const StatusOptions& options) {
   std::vector<SweepStatus> sweeps;
   const long long now = static_cast<long long>(std::time(nullptr));
@@ -222,13 +222,11 @@ std::vector<SweepStatus> read_sweep_statuses(const std::filesystem::path& output
     }
     sweep.mode = string_field(submission, "mode");
     sweep.array_job_id = string_field(submission, "array_job_id");
-    if (submission.is_object()) {
-      sweep.array_job_ids = submitted_array_ids(submission);
-      sweep.continues = string_field(submission, "continues");
-      if (const auto it = submission.find("continuation"); it != submission.end() && it->is_object()) {
-        sweep.continuation_job_id = string_field(*it, "job_id");
-        sweep.continuation_jobs_left = it->value("jobs_left", 0);
-      }
+    sweep.array_job_ids = submitted_array_ids(submission);
+    sweep.continues = string_field(submission, "continues");
+    if (const auto& continuation = member(submission, "continuation"); continuation.is_object()) {
+      sweep.continuation_job_id = string_field(continuation, "job_id");
+      sweep.continuation_jobs_left = continuation.value("jobs_left", 0);
     }
     sweep.submitted_at = string_field(submission, "submitted_at");
     sweep.profile = string_field(submission, "profile");

@@ -37,20 +37,12 @@ int parse_slurm_time(std::string_view text) {
   for (std::size_t i = 1; i < parts.size(); ++i) {
     if (parts[i] >= 60) return -1;
   }
-  long seconds = 0;
-  if (dash != std::string_view::npos) {
-    // D-H, D-H:M, D-H:M:S
-    if (parts[0] >= 24) return -1;
-    const int multipliers[] = {3600, 60, 1};
-    for (std::size_t i = 0; i < parts.size(); ++i) seconds += static_cast<long>(parts[i]) * multipliers[i];
-  } else if (parts.size() == 1) {
-    seconds = static_cast<long>(parts[0]) * 60;  // M
-  } else if (parts.size() == 2) {
-    seconds = static_cast<long>(parts[0]) * 60 + parts[1];  // M:S
-  } else {
-    seconds = static_cast<long>(parts[0]) * 3600 + parts[1] * 60L + parts[2];  // H:M:S
-  }
-  seconds += days * 86400L;
+  if (dash != std::string_view::npos && parts[0] >= 24) return -1;
+  // D-H, D-H:M, D-H:M:S and H:M:S count from hours; M and M:S from minutes.
+  const bool from_hours = dash != std::string_view::npos || parts.size() == 3;
+  const long multipliers[] = {from_hours ? 3600 : 60, from_hours ? 60 : 1, 1};
+  long seconds = days * 86400L;
+  for (std::size_t i = 0; i < parts.size(); ++i) seconds += parts[i] * multipliers[i];
   if (seconds > 365L * 86400) return -1;
   return static_cast<int>((seconds + 59) / 60);
 }

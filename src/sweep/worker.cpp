@@ -6,10 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <fmt/format.h>
-#include <iostream>
 #include <optional>
 
 #include "mill/model/checkpoint_files.hpp"
@@ -326,24 +324,16 @@ int run_manifest_element(const std::filesystem::path& manifest_path, int element
                             static_cast<long long>(manifest.elements.size()) - 1, manifest_path.string()));
   }
   const auto& entry = manifest.elements[static_cast<std::size_t>(element)];
-  const auto extra_paths = manifest.extra_task_paths();
   WorkerOptions effective = options;
   if (!entry.model_revision.empty()) effective.planned_model_revision = entry.model_revision;
   if (!effective.data_dir) effective.data_dir = manifest.data_dir();
   if (const auto gpu_type = manifest.gpu_type(); !gpu_type.empty()) effective.gpu_type = gpu_type;
   std::vector<EvalJobRequest> requests;
-  for (const auto& job : entry.jobs) {
-    EvalJobRequest request;
-    request.task = job.task;
-    request.n_shot = job.n_shot;
-    request.limit = job.limit;
-    request.expected_key = job.key;
-    requests.push_back(std::move(request));
-  }
+  for (const auto& job : entry.jobs) requests.push_back({job.task, job.n_shot, job.limit, job.key});
   const ElementFiles files{manifest_path.parent_path(), element};
   TaskRegistry registry;
   try {
-    registry = TaskRegistry::load(extra_paths);
+    registry = TaskRegistry::load(manifest.extra_task_paths());
   } catch (const Error& e) {
     write_element_status(files.sweep_dir, {element, "failed", static_cast<int>(e.code()), e.what(), unix_now(), {},
                                            ::getpid(), host_name()});

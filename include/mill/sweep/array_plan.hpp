@@ -18,9 +18,7 @@ namespace mill {
 struct PlannedArray {
   ResourceShape shape;
   std::vector<std::vector<const PlannedJob*>> elements;
-  std::vector<double> element_seconds;  // predicted evaluation seconds per element (no margin, loading, start-up)
   int time_minutes = 0;
-  bool clamped = false;        // the wanted limit was above the profile's max_time
   bool from_history = false;   // the prediction used measured throughput
   std::string explanation;     // how the limit was derived, one line
   double predicted_gpu_hours = 0;  // Σ elements (prediction + loading) × GPUs (CPU-only arrays count CPU elements)
@@ -42,14 +40,10 @@ struct ArrayPlan {
   std::vector<PlannedArray> arrays;
   double predicted_gpu_hours = 0;
   double requested_gpu_hours = 0;
-  std::size_t elements() const;
   // Every element of every array, in manifest order (arrays one after another).
   std::vector<std::vector<const PlannedJob*>> all_elements() const;
 };
 
 ArrayPlan plan_arrays(const std::vector<const PlannedJob*>& jobs, const ArrayPlanRequest& request);
-
-// The speed class a model runs in on `profile` (backend, device, dtype), for the cost model.
-SpeedClass speed_class_of(const ModelSpec& spec, const ModelResources& resources, const ClusterProfile& profile);
 
 }  // namespace mill

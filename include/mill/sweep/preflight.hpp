@@ -36,8 +36,4 @@ struct PreflightRequest {
 // Every problem found, in the order areas are checked (tasks, data, models, environment); empty when all is well.
 std::vector<PreflightProblem> run_preflight(const PreflightRequest& request);
 
-// The problem with writing under `output_dir` (it, or the nearest existing folder above it, and its results/ and
-// sweeps/ folders must be writable), if any.
-std::optional<std::string> output_dir_problem(const std::filesystem::path& output_dir);
-
 }  // namespace mill

@@ -25,11 +25,6 @@ struct RequeueDecision {
 RequeueDecision decide_requeue(const std::map<std::string, std::string>& environment, bool made_progress,
                                int max_requeues);
 
-// decide_requeue() on the process environment, then runs scontrol when it says so. SLURM cancels the running
-// element as soon as it accepts the requeue, so call this last, after every file is written. Returns the
-// decision, with `requeue` false and the reason amended when scontrol failed.
-RequeueDecision requeue_if_worthwhile(bool made_progress, int max_requeues);
-
 // The journals of one manifest element's jobs and their sizes when measured, so that after a stop the worker
 // can tell whether this run made progress. Built before the element runs; never throws (a manifest it cannot
 // read simply has no journals, which counts as no progress).
@@ -45,10 +40,11 @@ class ElementProgress {
   int max_requeues_ = kDefaultMaxRequeues;
 };
 
-// For `mill eval --manifest` after the element stopped with exit 75: requeue_if_worthwhile() with the
-// progress measured; returns the decision's line for the user. Only the pre-walltime signal (SIGUSR1) requeues:
-// SIGTERM is how SLURM ends a job (scancel, preemption, the time limit itself), and a job the user cancelled
-// must stay cancelled; what it left undone is resubmitted by the next `mill schedule`.
+// For `mill eval --manifest` after the element stopped with exit 75: decide_requeue() on this process's
+// environment and the progress measured, then scontrol when it says so; returns the decision's line for the user.
+// Only the pre-walltime signal (SIGUSR1) requeues: SIGTERM is how SLURM ends a job (scancel, preemption, the time
+// limit itself), and a job the user cancelled must stay cancelled; what it left undone is resubmitted by the next
+// `mill schedule`.
 std::string requeue_stopped_element(const ElementProgress& progress, int stop_signal);
 
 }  // namespace mill

@@ -37,6 +37,9 @@ struct ModelResources {
   ResourceShape shape;
 };
 
+// A hub id or folder the worker will read, for the backends that read one (the api backend and mill-demo read none).
+std::optional<std::string> checkpoint_of(const ModelSpec& spec);
+
 // The shape of an element with `gpus` GPUs on `profile`: its cpus_per_task and mem are for gpus_per_task GPUs
 // and scale with them (an element without GPUs gets the profile's values; mem 0 stays 0; mem_per_gpu scales by
 // itself and becomes --mem without GPUs).
@@ -54,8 +57,5 @@ double profile_gpu_memory_bytes(const ClusterProfile& profile);
 // what would work; nothing when it can.
 std::optional<std::string> resources_problem(const ModelSpec& spec, const ModelResources& resources,
                                              const ClusterProfile& profile);
-
-// "141 GiB": memory in binary gigabytes, the unit of SLURM's G and of nvidia-smi.
-std::string format_gibibytes(double bytes);
 
 }  // namespace mill

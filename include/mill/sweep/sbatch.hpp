@@ -2,17 +2,15 @@
 // Renders the sbatch script of one sweep's SLURM array. Every name a user chose (models, tasks, paths) reaches
 // the worker through the manifest file or as a single-quoted shell word, never as shell code.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
-
-#include <optional>
 
 #include "mill/sweep/cluster.hpp"
 #include "mill/sweep/resources.hpp"
 #include "mill/base/shell.hpp"
 
 namespace mill {
-
 
 struct SbatchRequest {
   const ClusterProfile* profile = nullptr;

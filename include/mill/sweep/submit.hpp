@@ -12,6 +12,7 @@
 #include "mill/sweep/cluster.hpp"
 #include "mill/sweep/plan.hpp"
 #include "mill/sweep/resources.hpp"
+#include "mill/sweep/sbatch.hpp"
 #include "mill/sweep/slurm.hpp"
 
 namespace mill {
@@ -43,9 +44,6 @@ nlohmann::json read_submission_record(const SweepPaths& sweep, std::vector<std::
 // The lock one `mill schedule` holds on an output dir from planning to recording its submission (a JobLock on
 // <output_dir>/sweeps/submit.lock), so that two schedules started together never both submit the same jobs.
 std::filesystem::path submit_lock_path(const std::filesystem::path& output_dir);
-
-// The SLURM job name of a sweep's array: "mill-<sweep id>", unique, so squeue can find the array by it.
-std::string sweep_job_name(const std::string& sweep_id);
 
 // submission.json's `state`: written as `submitting` before sbatch runs and `submitted` (with the array job id)
 // after it answers. A record still `submitting` was interrupted between the two.
@@ -99,6 +97,9 @@ struct ArrayRequest {
   std::string time_explanation;  // how the limit was derived (recorded in submission.json)
 };
 
+// One script per array: `shared` (profile, binary, paths, job name) with each array's elements, shape and limit.
+std::vector<std::string> render_array_scripts(SbatchRequest shared, const std::vector<ArrayRequest>& arrays);
+
 // The job that submits the rest of a sweep when the budget left some of it unsubmitted (docs/schedule.md, "A
 // sweep that finishes itself"): after every array of this sweep ends, it runs
 // `<before_schedule> schedule --models_file <sweep>/models.txt --tasks_file <sweep>/tasks.txt <schedule_options>
@@ -112,17 +113,12 @@ struct ContinuationRequest {
 
 struct SubmitRequest {
   std::vector<std::vector<const PlannedJob*>> elements;  // to submit, in order (already cut to the budget)
-  std::vector<ArrayRequest> arrays;  // covering `elements` in order; empty: one array with the profile's shape
+  std::vector<ArrayRequest> arrays;  // covering `elements` in order
   std::optional<ContinuationRequest> continuation;
   std::string continues;             // the sweep id this sweep continues (empty: started by a user)
   std::vector<std::string> models;   // the sweep's model specs and task names (for a continuation's lists)
   std::vector<std::string> tasks;
-  const ClusterProfile* profile = nullptr;
-  int time_minutes = 0;  // the single array's limit when `arrays` is empty
-  std::filesystem::path mill_binary;
-  std::filesystem::path output_dir;
-  std::filesystem::path cache_dir;
-  std::filesystem::path venv_path;  // empty: no activation
+  SbatchRequest sbatch;  // the scripts' shared part: profile, binary and paths (submit_sweep adds the sweep's)
   nlohmann::json settings;          // manifest settings (extra_task_paths, data_dir, max_requeues, ...)
   std::vector<std::string> command_line;  // the `mill schedule` command, recorded in submission.json
 };

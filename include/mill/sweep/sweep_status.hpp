@@ -11,11 +11,8 @@
 
 #include "mill/base/process_liveness.hpp"
 #include "mill/sweep/element_files.hpp"
-#include "mill/sweep/manifest.hpp"
 
 namespace mill {
-
-class TaskRegistry;
 
 enum class ElementState {
   queued,     // SLURM has it pending (also after a requeue)
@@ -93,10 +90,6 @@ ElementStatus combine_element_status(int element, const std::optional<ElementSta
 // - a run on another host (`unknown`): as combine_element_status without SLURM.
 ElementStatus combine_local_element_status(int element, const std::optional<ElementStatusRecord>& status_file,
                                            const std::optional<Heartbeat>& heartbeat, Liveness run, bool results_on_disk, long long now);
-
-// Whether every job of a manifest element has a valid result whose key is the job's planned key.
-bool element_results_on_disk(const std::filesystem::path& output_dir, const ManifestElement& element,
-                             const TaskRegistry& registry);
 
 // The JSON form printed by `mill status --json` (schema mill.status/1 in docs/status.md).
 nlohmann::json to_json(const std::vector<SweepStatus>& sweeps);
