@@ -357,7 +357,6 @@ void OpenAiService::batch_loop() {
       }
     }
     try {
-      ++backend_calls_;
       // One backend call over the requests of all gathered work, the results handed back in the same order.
       auto run = [&batch](auto requests_of, auto results_of, auto call) {
         std::remove_reference_t<decltype(requests_of(*batch.front()))> all;

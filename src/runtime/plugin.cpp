@@ -143,7 +143,7 @@ bool libtorch_has_cuda() {
 
 class RuntimeBackend final : public ModelBackend, public TokenModel {
  public:
-  explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
+  explicit RuntimeBackend(const ModelSpec& spec) {
     const auto args = read_runtime_args(spec);
     const auto started = std::chrono::steady_clock::now();
     dtype_ = parse_dtype(args.dtype);
@@ -362,7 +362,6 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
     return tokenizer_->decode(ids, true);
   }
 
-  ModelSpec spec_;
   CheckpointLocation location_;
   at::ScalarType dtype_ = at::kBFloat16;
   at::Device device_ = at::Device(at::kCPU);

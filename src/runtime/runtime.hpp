@@ -78,7 +78,6 @@ class Runtime {
   const RuntimeSettings& settings() const { return settings_; }
   // Bytes a forward of `batch` rows × `length` new tokens over `keys` keys needs, roughly (for batch_size=auto).
   std::int64_t estimate_bytes(std::int64_t batch, std::int64_t length, std::int64_t keys) const;
-  std::int64_t memory_budget() const { return memory_budget_; }
 
  private:
   // One sequence of a scoring batch. Tokens of branch 0 (the trunk) see the prefix and earlier trunk tokens;

@@ -47,7 +47,6 @@ class HttpClient {
   std::pair<long, std::string> get_once(const std::string& url, double timeout_s) const;
 
   const HttpStats& stats() const { return stats_; }
-  const RetryPolicy& policy() const { return policy_; }
 
  private:
   RetryPolicy policy_;

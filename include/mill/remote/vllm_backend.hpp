@@ -34,7 +34,6 @@ class ServerProcess {
   // "exited with code N" / "was killed by signal N" once it has exited.
   std::string exit_description() const;
   pid_t pid() const { return pid_; }
-  const std::filesystem::path& log_file() const { return log_file_; }
   // The last non-empty line of the log, for messages.
   std::string last_log_line() const;
 
@@ -82,8 +81,6 @@ class VllmBackend final : public ModelBackend {
   }
 
   int port() const { return port_; }
-  pid_t server_pid() const { return server_ ? server_->pid() : -1; }
-  ApiBackend& client() { return *api_; }
 
  private:
   VllmLaunchOptions options_;
