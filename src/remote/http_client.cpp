@@ -61,6 +61,21 @@ std::size_t append_body(char* data, std::size_t size, std::size_t count, void* t
   return size * count;
 }
 
+// A Retry-After header value: delta-seconds or an HTTP date.
+std::optional<double> parse_retry_after(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double seconds = std::strtod(value.c_str(), &end);
+  if (end && *end == '\0' && seconds >= 0 && std::isfinite(seconds)) return seconds;
+  std::tm when{};
+  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &when)) {
+    const auto at = timegm(&when);
+    const auto now = std::time(nullptr);
+    return at > now ? static_cast<double>(at - now) : 0.0;
+  }
+  return std::nullopt;
+}
+
 std::size_t read_retry_after(char* data, std::size_t size, std::size_t count, void* target) {
   const std::string_view line(data, size * count);
   constexpr std::string_view name = "retry-after:";
@@ -147,20 +162,6 @@ struct Waiting {
 };
 
 }  // namespace
-
-std::optional<double> parse_retry_after(const std::string& value) {
-  if (value.empty()) return std::nullopt;
-  char* end = nullptr;
-  const double seconds = std::strtod(value.c_str(), &end);
-  if (end && *end == '\0' && seconds >= 0 && std::isfinite(seconds)) return seconds;
-  std::tm when{};
-  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &when)) {
-    const auto at = timegm(&when);
-    const auto now = std::time(nullptr);
-    return at > now ? static_cast<double>(at - now) : 0.0;
-  }
-  return std::nullopt;
-}
 
 double retry_delay_s(const RetryPolicy& policy, int attempt, std::optional<double> retry_after_s) {
   thread_local std::mt19937 random{std::random_device{}()};

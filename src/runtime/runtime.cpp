@@ -45,8 +45,7 @@ at::Tensor bool_tensor(std::vector<std::uint8_t>& values, std::vector<std::int64
   return at::from_blob(values.data(), shape, at::TensorOptions().dtype(at::kBool)).to(device);
 }
 
-}  // namespace
-
+// The memory a batch may use: free GPU memory on CUDA, MemAvailable on the CPU (a fraction of either).
 std::int64_t available_memory(const at::Device& device) {
   if (device.is_cuda()) {
     // Asked of the CUDA runtime that libtorch already loaded, so the plugin needs no CUDA headers to build.
@@ -71,6 +70,8 @@ std::int64_t available_memory(const at::Device& device) {
   }
   return std::int64_t{2} << 30;
 }
+
+}  // namespace
 
 Runtime::Runtime(std::unique_ptr<Transformer> model, RuntimeSettings settings)
     : model_(std::move(model)), settings_(std::move(settings)), device_(model_->options().device()) {

@@ -114,7 +114,4 @@ class Runtime {
   int top_ = 0;  // run_batch also records this many most likely tokens per scored position (score_positions)
 };
 
-// The memory a batch may use: free GPU memory on CUDA, MemAvailable on the CPU (a fraction of either).
-std::int64_t available_memory(const at::Device& device);
-
 }  // namespace mill::runtime

@@ -45,6 +45,10 @@ void KVCache::select_rows(const at::Tensor& rows) {
   if (positions.defined()) positions = positions.index_select(0, rows);
 }
 
+namespace {
+
+// The rotary inverse frequencies (float32, [rotary_dim / 2]) for a forward whose largest position is
+// `length` - 1; only `dynamic` and `longrope` depend on that length.
 at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotary_dim, std::int64_t length) {
   const auto float_options = at::TensorOptions().dtype(at::kFloat);
   const auto rotary = static_cast<float>(rotary_dim);
@@ -100,8 +104,6 @@ at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotar
   }
   return inv_freq;
 }
-
-namespace {
 
 bool depends_on_length(const RopeSettings& rope) { return rope.type == "dynamic" || rope.type == "longrope"; }
 

@@ -57,7 +57,5 @@ class HttpClient {
 
 // The delay before retry number `attempt` (1-based) given a server's Retry-After in seconds (if any).
 double retry_delay_s(const RetryPolicy& policy, int attempt, std::optional<double> retry_after_s);
-// Parses a Retry-After header value: delta-seconds or an HTTP date.
-std::optional<double> parse_retry_after(const std::string& value);
 
 }  // namespace mill

@@ -48,9 +48,6 @@ class ServerProcess {
 // A port that was free on `host` a moment ago (the kernel's choice for port 0).
 int find_free_port(const std::string& host = "127.0.0.1");
 
-// Sends SIGKILL to every server process group still running (async-signal-safe; also registered with atexit).
-void kill_launched_servers();
-
 struct VllmLaunchOptions {
   std::string executable = "vllm";
   double startup_timeout_s = 1200;  // spec arg startup_timeout
@@ -59,9 +56,6 @@ struct VllmLaunchOptions {
   const std::atomic<bool>* stop = nullptr;  // the worker's stop flag
   std::filesystem::path log_dir;            // default remote_state_dir()/servers
 };
-
-// The `vllm serve ...` command line a spec asks for (without the executable resolution).
-std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port);
 
 class VllmBackend final : public ModelBackend {
  public:
