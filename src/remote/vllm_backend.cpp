@@ -74,8 +74,8 @@ std::optional<std::filesystem::path> find_on_path(const std::string& program) {
 
 // The `vllm serve ...` command line a spec asks for (without the executable resolution).
 std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port) {
-  const auto path = read_vllm_args(spec).path;
-  std::vector<std::string> argv = {executable, "serve", path, "--host", "127.0.0.1", "--port", std::to_string(port)};
+  const auto args = read_vllm_args(spec);
+  std::vector<std::string> argv = {executable, "serve", args.path, "--host", "127.0.0.1", "--port", std::to_string(port)};
   const std::vector<std::pair<std::string, std::string>> passed = {
       {"dtype", "--dtype"},
       {"tensor_parallel_size", "--tensor-parallel-size"},
@@ -93,7 +93,7 @@ std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& 
   }
   // A spec that names no parallelism gets the profile's GPUs per element (docs/schedule.md, "Resources per model"):
   // spread the model over all the GPUs the element was given, not one of them.
-  if (!read_vllm_args(spec).parallelism_given) {
+  if (!args.parallelism_given) {
     if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
       const auto devices = split_list(visible, ',');
       if (devices.size() > 1) {
@@ -187,21 +187,18 @@ void ServerProcess::stop(double grace_s) {
     reap_group();
     return ::kill(-pid_, 0) != 0 && errno == ESRCH;
   };
-  if (!group_gone()) {
-    ::kill(-pid_, SIGTERM);
+  // Signals the group, then waits up to `seconds` for it to be gone; true when it is.
+  auto signal_and_wait = [&](int signal, double seconds, std::chrono::milliseconds poll) {
+    ::kill(-pid_, signal);
     const auto start = Clock::now();
-    while (!group_gone() && seconds_since(start) < grace_s) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!group_gone()) {
-      spdlog::warn("the server (process group {}) did not stop within {} s of SIGTERM; sending SIGKILL", pid_, grace_s);
-      ::kill(-pid_, SIGKILL);
-      const auto killed = Clock::now();
-      while (!group_gone() && seconds_since(killed) < 5) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    while (!group_gone() && seconds_since(start) < seconds) std::this_thread::sleep_for(poll);
+    return group_gone();
+  };
+  if (!group_gone() && !signal_and_wait(SIGTERM, grace_s, std::chrono::milliseconds(50))) {
+    spdlog::warn("the server (process group {}) did not stop within {} s of SIGTERM; sending SIGKILL", pid_, grace_s);
+    signal_and_wait(SIGKILL, 5, std::chrono::milliseconds(20));
   }
-  if (!status_) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) status_ = status;
-  }
+  running();  // reaps the leader if it has exited
   forget_group(pid_);
 }
 
