@@ -89,6 +89,8 @@ class Runtime {
     std::int32_t slot;
   };
   struct Row {
+    // `trunk` (branch 0) at consecutive positions from `first_position`.
+    Row(Tokens trunk, std::int64_t first_position);
     Tokens tokens, positions;
     std::vector<std::int32_t> branch;
     std::vector<Target> targets;

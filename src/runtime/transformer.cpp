@@ -441,12 +441,11 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& posi
     const auto& layer_rotary = layer.local ? local : global;
     // What a matrix product takes: the normed stream (or the stream itself) in the compute dtype.
     auto pre = [&](const at::Tensor& weight, const at::Tensor& bias) { return weight.defined() ? norm(x, weight, bias, compute) : x.to(compute); };
+    auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
     if (config_.parallel_residual) {
-      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
       auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
       x.add_(attended).add_(transformed);
     } else {
-      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
       x.add_(layer.post1_weight.defined() ? norm(attended, layer.post1_weight, {}, at::kFloat) : attended);
       auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
       x.add_(layer.post2_weight.defined() ? norm(transformed, layer.post2_weight, {}, at::kFloat) : transformed);
