@@ -7,14 +7,13 @@
 #include <cstring>
 #include <fmt/format.h>
 #include <random>
+#include <utility>
 
 #include "mill/base/error.hpp"
 
 namespace mill {
 
 namespace {
-std::string system_reason(int error) { return std::strerror(error); }
-
 // Closes a descriptor on scope exit.
 struct Descriptor {
   int fd = -1;
@@ -39,11 +38,11 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
   Descriptor file;
   // 0666: the umask decides who else may read or replace it (002 in a group-shared results tree).
   file.fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-  if (file.fd < 0) throw Error(fmt::format("cannot write {}: {}", temporary, system_reason(errno)), ExitCode::system);
+  if (file.fd < 0) throw Error(fmt::format("cannot write {}: {}", temporary, std::strerror(errno)), ExitCode::system);
   auto fail = [&](const char* step) {
     const int error = errno;
     ::unlink(temporary.c_str());
-    throw Error(fmt::format("cannot {} {}: {}", step, path.string(), system_reason(error)), ExitCode::system);
+    throw Error(fmt::format("cannot {} {}: {}", step, path.string(), std::strerror(error)), ExitCode::system);
   };
   std::size_t written = 0;
   while (written < content.size()) {
@@ -55,11 +54,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view c
     written += static_cast<std::size_t>(n);
   }
   if (::fsync(file.fd) != 0) fail("flush");
-  if (::close(file.fd) != 0) {
-    file.fd = -1;
-    fail("close");
-  }
-  file.fd = -1;
+  if (::close(std::exchange(file.fd, -1)) != 0) fail("close");
   if (::rename(temporary.c_str(), path.c_str()) != 0) fail("rename into place");
   Descriptor directory;
   directory.fd = ::open(path.has_parent_path() ? path.parent_path().c_str() : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -71,7 +66,7 @@ std::optional<std::string> read_file_if_exists(const std::filesystem::path& path
   file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (file.fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
-    throw Error(fmt::format("cannot read {}: {}", path.string(), system_reason(errno)));
+    throw Error(fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
   }
   std::string content;
   char buffer[16384];
@@ -79,7 +74,7 @@ std::optional<std::string> read_file_if_exists(const std::filesystem::path& path
     const auto n = ::read(file.fd, buffer, sizeof buffer);
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw Error(fmt::format("cannot read {}: {}", path.string(), system_reason(errno)));
+      throw Error(fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
     }
     if (n == 0) break;
     content.append(buffer, static_cast<std::size_t>(n));

@@ -10,6 +10,8 @@
 
 namespace mill {
 
+namespace {
+// The start time of `pid` in clock ticks after boot, -1 when there is no such process (or it is a zombie).
 long long process_start_ticks(long long pid) {
   if (pid <= 0) return -1;
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
@@ -33,6 +35,7 @@ long long process_start_ticks(long long pid) {
   }
   return -1;
 }
+}  // namespace
 
 ProcessRecord this_process() { return {static_cast<long long>(::getpid()), host_name(), process_start_ticks(::getpid())}; }
 

@@ -181,13 +181,9 @@ std::string format_live_line(const ProgressSnapshot& snapshot, std::size_t colum
     std::string piece = i == 0 ? segments[i].text : "  " + segments[i].text;
     piece = fit_to_columns(piece, columns - used);
     used += display_width(piece);
-    if (colour && segments[i].bold && !piece.empty()) {
-      const auto lead = piece.find_first_not_of(' ');
-      if (lead == std::string::npos) {
-        line += piece;
-      } else {
-        line += piece.substr(0, lead) + "\x1b[1m" + piece.substr(lead) + "\x1b[0m";
-      }
+    const auto lead = piece.find_first_not_of(' ');
+    if (colour && segments[i].bold && lead != std::string::npos) {
+      line += piece.substr(0, lead) + "\x1b[1m" + piece.substr(lead) + "\x1b[0m";
     } else {
       line += piece;
     }

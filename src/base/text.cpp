@@ -127,23 +127,30 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
 std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates,
                                        std::size_t limit) {
   std::vector<std::pair<std::size_t, std::string>> scored;
+  const std::size_t allowed = std::max<std::size_t>(2, name.size() / 3);
   for (const auto& candidate : candidates) {
     auto distance = edit_distance(name, candidate);
     // A candidate that contains the name (or vice versa) is a strong hint even when long.
     if (!name.empty() && (candidate.find(name) != std::string::npos || name.find(candidate) != std::string::npos)) {
-      distance = std::min(distance, std::max<std::size_t>(2, name.size() / 3));
+      distance = std::min(distance, allowed);
     }
-    const std::size_t allowed = std::max<std::size_t>(2, name.size() / 3);
     if (distance <= allowed) scored.emplace_back(distance, candidate);
   }
-  std::stable_sort(scored.begin(), scored.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first || (a.first == b.first && a.second < b.second); });
+  std::sort(scored.begin(), scored.end());  // by distance, then name
   std::vector<std::string> out;
   for (const auto& [distance, candidate] : scored) {
     if (out.size() == limit) break;
     out.push_back(candidate);
   }
   return out;
+}
+
+std::size_t find_first_stop(std::string_view text, const std::vector<std::string>& stop) {
+  std::size_t first = std::string_view::npos;
+  for (const auto& sequence : stop) {
+    if (!sequence.empty()) first = std::min(first, text.find(sequence));
+  }
+  return first;
 }
 
 bool glob_match(const std::string& pattern, const std::string& text) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "mill/base/error.hpp"
+#include "mill/base/json_fields.hpp"
 #include "mill/remote/openai_protocol.hpp"
 #include "mill/base/text.hpp"
 
@@ -68,10 +69,9 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
   const std::size_t n = tokens.size();
   // Tokens generated after the prompt (max_tokens=1 for servers that need it) come last; usage says how many.
   std::size_t generated = 0;
-  if (response.contains("usage") && response["usage"].is_object() && response["choices"].size() == 1 &&
-      response["usage"].value("completion_tokens", nlohmann::json()).is_number_integer() &&
-      response["usage"]["completion_tokens"].get<long long>() >= 0) {
-    generated = std::min<std::size_t>(n, response["usage"]["completion_tokens"].get<std::size_t>());
+  const auto completion_tokens = integer_field(member(response, "usage"), "completion_tokens");
+  if (response["choices"].size() == 1 && completion_tokens && *completion_tokens >= 0) {
+    generated = std::min<std::size_t>(n, static_cast<std::size_t>(*completion_tokens));
   } else {
     while (generated < n && offsets[n - 1 - generated].get<double>() >= static_cast<double>(prompt_chars) &&
            n - generated > 1) {
@@ -118,11 +118,7 @@ std::variant<EchoScore, std::string> score_echoed_prompt(const nlohmann::json& r
 }
 
 std::string cut_at_stop(std::string text, const std::vector<std::string>& stop, bool* cut) {
-  std::size_t earliest = std::string::npos;
-  for (const auto& sequence : stop) {
-    if (sequence.empty()) continue;
-    earliest = std::min(earliest, text.find(sequence));
-  }
+  const auto earliest = find_first_stop(text, stop);
   if (cut) *cut = earliest != std::string::npos;
   if (earliest != std::string::npos) text.resize(earliest);
   return text;
@@ -155,8 +151,8 @@ const ApiBackend::ServerInfo& ApiBackend::server() const {
     const auto parsed = nlohmann::json::parse(answer.second, nullptr, false);
     if (answer.first == 200 && parsed.is_object() && parsed.contains("data") && parsed["data"].is_array() &&
         !parsed["data"].empty() && parsed["data"][0].is_object()) {
-      server_.first_model = text_or_empty(parsed["data"][0].value("id", nlohmann::json()));
-      server_.kind = text_or_empty(parsed["data"][0].value("owned_by", nlohmann::json()));
+      server_.first_model = string_field(parsed["data"][0], "id");
+      server_.kind = string_field(parsed["data"][0], "owned_by");
     } else {
       server_.probe_error = redact_secret(
           answer.first == 0
@@ -382,12 +378,8 @@ std::vector<GenerationResult> ApiBackend::generate(const std::vector<GenerationR
     }
     bool cut = false;
     text = cut_at_stop(std::move(text), requests[i].stop, &cut);
-    const bool length = !cut && text_or_empty(choice.value("finish_reason", nlohmann::json())) == "length";
-    int n_tokens = 0;
-    if (response.contains("usage") && response["usage"].is_object() &&
-        response["usage"].value("completion_tokens", nlohmann::json()).is_number_integer()) {
-      n_tokens = response["usage"]["completion_tokens"].get<int>();
-    }
+    const bool length = !cut && string_field(choice, "finish_reason") == "length";
+    const auto n_tokens = static_cast<int>(integer_field(member(response, "usage"), "completion_tokens").value_or(0));
     return nlohmann::json{{"text", text}, {"hit_token_limit", length}, {"n_tokens", n_tokens}};
   };
   const auto answers = exchange(logical, chat ? "/chat/completions" : "/completions", body, parse);

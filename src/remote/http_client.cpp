@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cmath>
@@ -61,14 +62,26 @@ std::size_t append_body(char* data, std::size_t size, std::size_t count, void* t
   return size * count;
 }
 
+// A Retry-After header value: delta-seconds or an HTTP date.
+std::optional<double> parse_retry_after(const std::string& value) {
+  if (value.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double seconds = std::strtod(value.c_str(), &end);
+  if (end && *end == '\0' && seconds >= 0 && std::isfinite(seconds)) return seconds;
+  std::tm when{};
+  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &when)) {
+    const auto at = timegm(&when);
+    const auto now = std::time(nullptr);
+    return at > now ? static_cast<double>(at - now) : 0.0;
+  }
+  return std::nullopt;
+}
+
 std::size_t read_retry_after(char* data, std::size_t size, std::size_t count, void* target) {
   const std::string_view line(data, size * count);
   constexpr std::string_view name = "retry-after:";
-  if (line.size() > name.size()) {
-    bool match = true;
-    for (std::size_t i = 0; i < name.size() && match; ++i)
-      match = std::tolower(static_cast<unsigned char>(line[i])) == name[i];
-    if (match) *static_cast<std::optional<double>*>(target) = parse_retry_after(trim(line.substr(name.size())));
+  if (line.size() > name.size() && ::strncasecmp(line.data(), name.data(), name.size()) == 0) {
+    *static_cast<std::optional<double>*>(target) = parse_retry_after(trim(line.substr(name.size())));
   }
   return size * count;
 }
@@ -140,6 +153,23 @@ struct Transfer {
   }
 };
 
+// The options every request sets: URL, whole-request timeout, where the body and curl's error text go, the CA
+// bundle, and the headers (`headers` so far, then the bearer token).
+void prepare(Transfer& transfer, const std::string& url, double timeout_s, const std::string& bearer_token) {
+  CURL* easy = transfer.easy = curl_easy_init();
+  if (!bearer_token.empty()) {
+    transfer.headers = curl_slist_append(transfer.headers, ("Authorization: Bearer " + bearer_token).c_str());
+  }
+  curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
+  if (transfer.headers) curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.headers);
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer.body);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error);
+  if (!ca_bundle().empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, ca_bundle().c_str());
+}
+
 struct Waiting {
   std::size_t index = 0;
   int attempt = 0;
@@ -147,20 +177,6 @@ struct Waiting {
 };
 
 }  // namespace
-
-std::optional<double> parse_retry_after(const std::string& value) {
-  if (value.empty()) return std::nullopt;
-  char* end = nullptr;
-  const double seconds = std::strtod(value.c_str(), &end);
-  if (end && *end == '\0' && seconds >= 0 && std::isfinite(seconds)) return seconds;
-  std::tm when{};
-  if (strptime(value.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &when)) {
-    const auto at = timegm(&when);
-    const auto now = std::time(nullptr);
-    return at > now ? static_cast<double>(at - now) : 0.0;
-  }
-  return std::nullopt;
-}
 
 double retry_delay_s(const RetryPolicy& policy, int attempt, std::optional<double> retry_after_s) {
   thread_local std::mt19937 random{std::random_device{}()};
@@ -176,24 +192,13 @@ HttpClient::HttpClient(RetryPolicy policy, int concurrency, std::string bearer_t
 }
 
 std::pair<long, std::string> HttpClient::get_once(const std::string& url, double timeout_s) const {
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy(curl_easy_init(), curl_easy_cleanup);
-  std::string body;
-  char error[CURL_ERROR_SIZE] = {};
-  curl_slist* headers = nullptr;
-  if (!bearer_token_.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_token_).c_str());
-  curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(easy.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_s * 1000));
-  curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(easy.get(), CURLOPT_ERRORBUFFER, error);
-  if (!ca_bundle().empty()) curl_easy_setopt(easy.get(), CURLOPT_CAINFO, ca_bundle().c_str());
-  if (headers) curl_easy_setopt(easy.get(), CURLOPT_HTTPHEADER, headers);
-  const auto code = curl_easy_perform(easy.get());
+  Transfer transfer;
+  prepare(transfer, url, timeout_s, bearer_token_);
+  const auto code = curl_easy_perform(transfer.easy);
   long status = 0;
-  if (code == CURLE_OK) curl_easy_getinfo(easy.get(), CURLINFO_RESPONSE_CODE, &status);
-  if (headers) curl_slist_free_all(headers);
-  return {status, code == CURLE_OK ? body : redact_secret(transport_failure(url, code, error), bearer_token_)};
+  if (code == CURLE_OK) curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &status);
+  return {status,
+          code == CURLE_OK ? transfer.body : redact_secret(transport_failure(url, code, transfer.error), bearer_token_)};
 }
 
 void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& accept) {
@@ -214,24 +219,13 @@ void HttpClient::run(const std::vector<HttpRequest>& requests, const Accept& acc
     auto transfer = std::make_unique<Transfer>();
     transfer->index = waiting.index;
     transfer->attempt = waiting.attempt;
-    transfer->easy = curl_easy_init();
-    CURL* easy = transfer->easy;
     transfer->headers = curl_slist_append(transfer->headers, "Content-Type: application/json");
     transfer->headers = curl_slist_append(transfer->headers, "Expect:");  // no 100-continue round trip
-    if (!bearer_token_.empty()) {
-      transfer->headers = curl_slist_append(transfer->headers, ("Authorization: Bearer " + bearer_token_).c_str());
-    }
-    curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(policy_.timeout_s * 1000));
+    prepare(*transfer, request.url, policy_.timeout_s, bearer_token_);
+    CURL* easy = transfer->easy;
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(policy_.connect_timeout_s * 1000));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, append_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer->body);
     curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, read_retry_after);
     curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer->retry_after);
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error);
-    if (!ca_bundle().empty()) curl_easy_setopt(easy, CURLOPT_CAINFO, ca_bundle().c_str());
     if (request.method == "POST") {
       curl_easy_setopt(easy, CURLOPT_POST, 1L);
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, request.body.c_str());

@@ -14,11 +14,7 @@ bool is_continuation_byte(unsigned char byte) { return (byte & 0xC0) == 0x80; }
 // A character starts at every byte that is not a UTF-8 continuation byte; stray continuation bytes at the very
 // start form one character. Both functions below follow this one rule, so they always agree.
 std::size_t utf8_length(std::string_view text) {
-  std::size_t count = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (i == 0 || !is_continuation_byte(static_cast<unsigned char>(text[i]))) ++count;
-  }
-  return count;
+  return code_point_count(text) + (!text.empty() && is_continuation_byte(static_cast<unsigned char>(text[0])));
 }
 
 std::size_t utf8_prefix_bytes(std::string_view text, std::size_t code_points) {

@@ -72,6 +72,18 @@ OpenAiService::Reply error_reply(int status, const std::string& message) {
   return {status, error_body(message, type, status)};
 }
 
+// A handler's answer: a BadRequest becomes its error reply, any other failure one that names the model's error.
+template <typename Handler>
+OpenAiService::Reply answered(const Handler& handler) {
+  try {
+    return handler();
+  } catch (const BadRequest& e) {
+    return error_reply(e.status, e.message);
+  } catch (const std::exception& e) {
+    return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
+  }
+}
+
 std::vector<std::string> stop_sequences(const nlohmann::json& request) {
   const auto stop = request.value("stop", nlohmann::json());
   if (stop.is_null()) return {};
@@ -205,36 +217,30 @@ std::string message_text(const nlohmann::json& content) {
   throw BadRequest{400, "message `content` must be a string or a list of text parts"};
 }
 
-// A single user message is the prompt as it is; a conversation becomes "Role: content" paragraphs ending with
-// "Assistant:" (a backend works on text; mill applies no model-specific chat template here).
-std::string render_chat(const nlohmann::json& messages) {
-  if (!messages.is_array() || messages.empty()) throw BadRequest{400, "`messages` must be a non-empty list"};
-  for (const auto& message : messages) {
-    if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) {
-      throw BadRequest{400, "each message needs a `role` and a `content`"};
-    }
-  }
-  if (messages.size() == 1 && messages[0]["role"] == "user")
-    return message_text(messages[0].value("content", nlohmann::json()));
-  std::string prompt;
-  for (const auto& message : messages) {
-    auto role = message["role"].get<std::string>();
-    if (!role.empty()) role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
-    prompt += role + ": " + message_text(message.value("content", nlohmann::json())) + "\n\n";
-  }
-  return prompt + "Assistant:";
-}
-
 std::vector<ChatMessage> chat_messages(const nlohmann::json& messages) {
   if (!messages.is_array() || messages.empty()) throw BadRequest{400, "`messages` must be a non-empty list"};
-  std::vector<ChatMessage> out;
   for (const auto& message : messages) {
     if (!message.is_object() || !message.contains("role") || !message["role"].is_string()) {
       throw BadRequest{400, "each message needs a `role` and a `content`"};
     }
+  }
+  std::vector<ChatMessage> out;
+  for (const auto& message : messages) {
     out.push_back({message["role"].get<std::string>(), message_text(message.value("content", nlohmann::json()))});
   }
   return out;
+}
+
+// A single user message is the prompt as it is; a conversation becomes "Role: content" paragraphs ending with
+// "Assistant:" (a backend works on text; mill applies no model-specific chat template here).
+std::string render_chat(std::vector<ChatMessage> conversation) {
+  if (conversation.size() == 1 && conversation[0].role == "user") return conversation[0].content;
+  std::string prompt;
+  for (auto& [role, content] : conversation) {
+    if (!role.empty()) role[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(role[0])));
+    prompt += role + ": " + content + "\n\n";
+  }
+  return prompt + "Assistant:";
 }
 
 long long unix_seconds() { return static_cast<long long>(std::time(nullptr)); }
@@ -289,15 +295,6 @@ class CharCounter {
   bool started_ = false;
   std::size_t count_ = 0;
 };
-
-// The first occurrence of any stop sequence in `text`, or npos.
-std::size_t find_stop(const std::string& text, const std::vector<std::string>& stop) {
-  std::size_t cut = std::string::npos;
-  for (const auto& s : stop) {
-    if (!s.empty()) cut = std::min(cut, text.find(s));
-  }
-  return cut;
-}
 
 // How much of a text still being generated is safe to send: not the last (longest stop - 1) bytes, which may start a
 // stop sequence, nor an unfinished UTF-8 character or a replacement character that the next token may complete.
@@ -357,7 +354,6 @@ void OpenAiService::batch_loop() {
       }
     }
     try {
-      ++backend_calls_;
       // One backend call over the requests of all gathered work, the results handed back in the same order.
       auto run = [&batch](auto requests_of, auto results_of, auto call) {
         std::remove_reference_t<decltype(requests_of(*batch.front()))> all;
@@ -494,6 +490,12 @@ bool is_id_list(const nlohmann::json& value) {
          std::all_of(value.begin(), value.end(), [](const auto& v) { return v.is_number_integer(); });
 }
 
+nlohmann::json usage(long long prompt_tokens, long long completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
 std::string dump_event(const nlohmann::json& body) {
   return "data: " + body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
 }
@@ -501,7 +503,7 @@ std::string dump_event(const nlohmann::json& body) {
 }  // namespace
 
 OpenAiService::Reply OpenAiService::completions(const std::string& body) {
-  try {
+  return answered([&]() -> Reply {
     const auto request = parse_object(body);
     check_model(request, model_name_);
     const auto prompt = request.value("prompt", nlohmann::json());
@@ -564,20 +566,18 @@ OpenAiService::Reply OpenAiService::completions(const std::string& body) {
       prompts.push_back(std::move(p));
     }
     return complete_tokens(request, std::move(prompts), false);
-  } catch (const BadRequest& e) {
-    return error_reply(e.status, e.message);
-  } catch (const std::exception& e) {
-    return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
-  }
+  });
 }
 
 OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
-  try {
+  return answered([&]() -> Reply {
     const auto request = parse_object(body);
     check_model(request, model_name_);
     const auto messages = request.value("messages", nlohmann::json());
     auto* tokens = backend_.token_model();
-    if (!tokens || bool_field(request, "mill_text")) return complete_text(request, {render_chat(messages)}, true);
+    if (!tokens || bool_field(request, "mill_text")) {
+      return complete_text(request, {render_chat(chat_messages(messages))}, true);
+    }
     const auto conversation = chat_messages(messages);
     std::optional<std::string> rendered;
     try {
@@ -596,7 +596,7 @@ OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
         spdlog::warn("the served model has no chat template: chat requests are rendered as plain text (a single user "
                      "message verbatim, else `Role: content` paragraphs and `Assistant:`)");
       });
-      p.text = render_chat(messages);
+      p.text = render_chat(conversation);
       p.ids = tokens->encode(p.text, true);
     }
     if (p.ids.size() > tokens->max_length()) {
@@ -604,11 +604,7 @@ OpenAiService::Reply OpenAiService::chat_completions(const std::string& body) {
                                           p.ids.size(), tokens->max_length()));
     }
     return complete_tokens(request, {std::move(p)}, true);
-  } catch (const BadRequest& e) {
-    return error_reply(e.status, e.message);
-  } catch (const std::exception& e) {
-    return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
-  }
+  });
 }
 
 namespace {
@@ -659,154 +655,139 @@ OpenAiService::Reply OpenAiService::completion_reply(bool chat, nlohmann::json c
            {"created", unix_seconds()},
            {"model", model_name_},
            {"choices", std::move(choices)},
-           {"usage",
-            {{"prompt_tokens", prompt_tokens},
-             {"completion_tokens", completion_tokens},
-             {"total_tokens", prompt_tokens + completion_tokens}}}}};
+           {"usage", usage(prompt_tokens, completion_tokens)}}};
 }
 
 OpenAiService::Reply OpenAiService::complete_text(const nlohmann::json& request,
                                                   const std::vector<std::string>& prompts, bool chat) {
   const auto settings = read_settings(request, chat, false);
-  auto reply = [&]() -> Reply {
-    const auto& stop = settings.stop;
-    const int max_tokens = settings.max_tokens;
-    const bool echo = settings.echo;
-    const bool want_logprobs = !chat && settings.logprobs;
-    const int top_n = settings.top;
+  auto reply = answered([&]() -> Reply {
     // Present (even 0): score the prompt after that many characters as a continuation. Absent: score it whole.
-    const bool split_prompt = request.contains("mill_context_chars") && !request["mill_context_chars"].is_null();
+    const bool split_prompt = present(request, "mill_context_chars");
     const auto hint = static_cast<std::size_t>(int_field(request, "mill_context_chars", 0, 0, 1 << 30));
 
-    try {
-      // 1. Generation.
-      std::vector<GenerationResult> generated(prompts.size());
-      if (max_tokens > 0) {
-        std::vector<GenerationRequest> asks;
-        for (const auto& p : prompts) asks.push_back({p, stop, max_tokens});
-        generated = generate(std::move(asks));
-      }
-
-      // 2. Scores of the echoed prompt's segments and of the generated text.
-      struct Segment {
-        std::string text;
-        std::optional<double> logprob;
-        std::optional<int> n_tokens;
-        nlohmann::json top = nullptr;
-        int pending_greedy = -1;  // index into greedy asks
-        std::size_t offset = 0;
-      };
-      std::vector<std::vector<Segment>> segments(prompts.size());
-      std::vector<LoglikelihoodRequest> ll_asks;
-      std::vector<std::pair<std::size_t, std::size_t>> ll_where;  // (prompt, segment)
-      std::vector<RollingRequest> rolling_asks;
-      std::vector<std::pair<std::size_t, std::size_t>> rolling_where;
-      if (want_logprobs) {
-        for (std::size_t i = 0; i < prompts.size(); ++i) {
-          const auto& p = prompts[i];
-          auto& list = segments[i];
-          const std::size_t prompt_chars = utf8_length(p);
-          if (echo && !p.empty()) {
-            const std::size_t context_chars = std::min(hint, prompt_chars);
-            if (split_prompt) {
-              const auto split = utf8_prefix_bytes(p, context_chars);
-              if (split > 0) list.push_back({p.substr(0, split), std::nullopt, std::nullopt, nullptr, -1, 0});
-              if (split < p.size()) {
-                list.push_back({p.substr(split), std::nullopt, std::nullopt, nullptr, -1, context_chars});
-                ll_asks.push_back({p.substr(0, split), p.substr(split)});
-                ll_where.emplace_back(i, list.size() - 1);
-              }
-            } else {
-              list.push_back({p, std::nullopt, std::nullopt, nullptr, -1, 0});
-              rolling_asks.push_back({p});
-              rolling_where.emplace_back(i, list.size() - 1);
-            }
-          }
-          if (!generated[i].text.empty()) {
-            list.push_back({generated[i].text, std::nullopt, std::nullopt, nullptr, -1, prompt_chars});
-            ll_asks.push_back({p, generated[i].text});
-            ll_where.emplace_back(i, list.size() - 1);
-          }
-        }
-        const auto ll_results = loglikelihood(ll_asks);
-        const auto rolling_results = rolling(rolling_asks);
-        std::vector<GenerationRequest> greedy_asks;
-        std::vector<std::size_t> greedy_of;  // which ll ask
-        for (std::size_t k = 0; k < ll_results.size(); ++k) {
-          auto& segment = segments[ll_where[k].first][ll_where[k].second];
-          segment.logprob = ll_results[k].logprob;
-          segment.n_tokens = ll_results[k].n_tokens;
-          if (top_n >= 1) {
-            if (ll_results[k].greedy) {
-              segment.top = {{segment.text, ll_results[k].logprob}};
-            } else {
-              greedy_asks.push_back({ll_asks[k].context, {}, std::max(1, ll_results[k].n_tokens)});
-              greedy_of.push_back(k);
-            }
-          }
-        }
-        for (std::size_t k = 0; k < rolling_results.size(); ++k) {
-          auto& segment = segments[rolling_where[k].first][rolling_where[k].second];
-          segment.logprob = rolling_results[k].logprob;
-          segment.n_tokens = rolling_results[k].n_tokens;
-        }
-        // The top-1 alternative of a non-greedy segment: the greedy text of the same length and its score.
-        if (!greedy_asks.empty()) {
-          const auto greedy_texts = generate(greedy_asks);
-          std::vector<LoglikelihoodRequest> greedy_scores;
-          for (std::size_t g = 0; g < greedy_texts.size(); ++g) {
-            greedy_scores.push_back({greedy_asks[g].context, greedy_texts[g].text});
-          }
-          const auto scored = loglikelihood(greedy_scores);
-          for (std::size_t g = 0; g < scored.size(); ++g) {
-            const auto k = greedy_of[g];
-            segments[ll_where[k].first][ll_where[k].second].top = {{greedy_texts[g].text, scored[g].logprob}};
-          }
-        }
-      }
-
-      // 3. The answer.
-      nlohmann::json choices = nlohmann::json::array();
-      long long prompt_tokens = 0;
-      long long completion_tokens = 0;
-      for (std::size_t i = 0; i < prompts.size(); ++i) {
-        completion_tokens += generated[i].n_tokens;
-        const std::string finish = max_tokens == 0 || generated[i].hit_token_limit ? "length" : "stop";
-        nlohmann::json choice = {{"index", i}, {"finish_reason", finish}};
-        if (chat) {
-          choice["message"] = {{"role", "assistant"}, {"content", generated[i].text}};
-        } else {
-          choice["text"] = (echo ? prompts[i] : std::string()) + generated[i].text;
-          if (want_logprobs) {
-            nlohmann::json tokens = nlohmann::json::array(), logprobs = nlohmann::json::array(),
-                           top = nlohmann::json::array(), offsets = nlohmann::json::array(),
-                           counts = nlohmann::json::array();
-            for (const auto& segment : segments[i]) {
-              tokens.push_back(segment.text);
-              logprobs.push_back(segment.logprob ? nlohmann::json(*segment.logprob) : nlohmann::json());
-              top.push_back(segment.top);
-              offsets.push_back(segment.offset);
-              counts.push_back(segment.n_tokens ? nlohmann::json(*segment.n_tokens) : nlohmann::json());
-              if (segment.n_tokens && segment.offset < utf8_length(prompts[i])) prompt_tokens += *segment.n_tokens;
-            }
-            choice["logprobs"] = {{"tokens", tokens},
-                                  {"token_logprobs", logprobs},
-                                  {"top_logprobs", top},
-                                  {"text_offset", offsets},
-                                  {"mill_token_counts", counts}};
-          } else {
-            choice["logprobs"] = nullptr;
-          }
-        }
-        choices.push_back(choice);
-      }
-      return completion_reply(chat, std::move(choices), prompt_tokens, completion_tokens);
-    } catch (const BadRequest& e) {
-      return error_reply(e.status, e.message);
-    } catch (const std::exception& e) {
-      return error_reply(500, fmt::format("the model failed: {}", one_line(e.what())));
+    // 1. Generation.
+    std::vector<GenerationResult> generated(prompts.size());
+    if (settings.max_tokens > 0) {
+      std::vector<GenerationRequest> asks;
+      for (const auto& p : prompts) asks.push_back({p, settings.stop, settings.max_tokens});
+      generated = generate(std::move(asks));
     }
-  }();
+
+    // 2. Scores of the echoed prompt's segments and of the generated text.
+    struct Segment {
+      std::string text;
+      std::optional<double> logprob;
+      std::optional<int> n_tokens;
+      nlohmann::json top = nullptr;
+      std::size_t offset = 0;
+    };
+    std::vector<std::vector<Segment>> segments(prompts.size());
+    std::vector<LoglikelihoodRequest> ll_asks;
+    std::vector<std::pair<std::size_t, std::size_t>> ll_where;  // (prompt, segment)
+    std::vector<RollingRequest> rolling_asks;
+    std::vector<std::pair<std::size_t, std::size_t>> rolling_where;
+    if (settings.logprobs) {
+      for (std::size_t i = 0; i < prompts.size(); ++i) {
+        const auto& p = prompts[i];
+        auto& list = segments[i];
+        const std::size_t prompt_chars = utf8_length(p);
+        if (settings.echo && !p.empty()) {
+          const std::size_t context_chars = std::min(hint, prompt_chars);
+          if (split_prompt) {
+            const auto split = utf8_prefix_bytes(p, context_chars);
+            if (split > 0) list.push_back({p.substr(0, split)});
+            if (split < p.size()) {
+              list.push_back({.text = p.substr(split), .offset = context_chars});
+              ll_asks.push_back({p.substr(0, split), p.substr(split)});
+              ll_where.emplace_back(i, list.size() - 1);
+            }
+          } else {
+            list.push_back({p});
+            rolling_asks.push_back({p});
+            rolling_where.emplace_back(i, list.size() - 1);
+          }
+        }
+        if (!generated[i].text.empty()) {
+          list.push_back({.text = generated[i].text, .offset = prompt_chars});
+          ll_asks.push_back({p, generated[i].text});
+          ll_where.emplace_back(i, list.size() - 1);
+        }
+      }
+      const auto ll_results = loglikelihood(ll_asks);
+      const auto rolling_results = rolling(rolling_asks);
+      std::vector<GenerationRequest> greedy_asks;
+      std::vector<std::size_t> greedy_of;  // which ll ask
+      for (std::size_t k = 0; k < ll_results.size(); ++k) {
+        auto& segment = segments[ll_where[k].first][ll_where[k].second];
+        segment.logprob = ll_results[k].logprob;
+        segment.n_tokens = ll_results[k].n_tokens;
+        if (settings.top >= 1) {
+          if (ll_results[k].greedy) {
+            segment.top = {{segment.text, ll_results[k].logprob}};
+          } else {
+            greedy_asks.push_back({ll_asks[k].context, {}, std::max(1, ll_results[k].n_tokens)});
+            greedy_of.push_back(k);
+          }
+        }
+      }
+      for (std::size_t k = 0; k < rolling_results.size(); ++k) {
+        auto& segment = segments[rolling_where[k].first][rolling_where[k].second];
+        segment.logprob = rolling_results[k].logprob;
+        segment.n_tokens = rolling_results[k].n_tokens;
+      }
+      // The top-1 alternative of a non-greedy segment: the greedy text of the same length and its score.
+      if (!greedy_asks.empty()) {
+        const auto greedy_texts = generate(greedy_asks);
+        std::vector<LoglikelihoodRequest> greedy_scores;
+        for (std::size_t g = 0; g < greedy_texts.size(); ++g) {
+          greedy_scores.push_back({greedy_asks[g].context, greedy_texts[g].text});
+        }
+        const auto scored = loglikelihood(greedy_scores);
+        for (std::size_t g = 0; g < scored.size(); ++g) {
+          const auto k = greedy_of[g];
+          segments[ll_where[k].first][ll_where[k].second].top = {{greedy_texts[g].text, scored[g].logprob}};
+        }
+      }
+    }
+
+    // 3. The answer.
+    nlohmann::json choices = nlohmann::json::array();
+    long long prompt_tokens = 0;
+    long long completion_tokens = 0;
+    for (std::size_t i = 0; i < prompts.size(); ++i) {
+      completion_tokens += generated[i].n_tokens;
+      const std::string finish = settings.max_tokens == 0 || generated[i].hit_token_limit ? "length" : "stop";
+      nlohmann::json choice = {{"index", i}, {"finish_reason", finish}};
+      if (chat) {
+        choice["message"] = {{"role", "assistant"}, {"content", generated[i].text}};
+      } else {
+        choice["text"] = (settings.echo ? prompts[i] : std::string()) + generated[i].text;
+        if (settings.logprobs) {
+          nlohmann::json tokens = nlohmann::json::array(), logprobs = nlohmann::json::array(),
+                         top = nlohmann::json::array(), offsets = nlohmann::json::array(),
+                         counts = nlohmann::json::array();
+          for (const auto& segment : segments[i]) {
+            tokens.push_back(segment.text);
+            logprobs.push_back(segment.logprob ? nlohmann::json(*segment.logprob) : nlohmann::json());
+            top.push_back(segment.top);
+            offsets.push_back(segment.offset);
+            counts.push_back(segment.n_tokens ? nlohmann::json(*segment.n_tokens) : nlohmann::json());
+            if (segment.n_tokens && segment.offset < utf8_length(prompts[i])) prompt_tokens += *segment.n_tokens;
+          }
+          choice["logprobs"] = {{"tokens", tokens},
+                                {"token_logprobs", logprobs},
+                                {"top_logprobs", top},
+                                {"text_offset", offsets},
+                                {"mill_token_counts", counts}};
+        } else {
+          choice["logprobs"] = nullptr;
+        }
+      }
+      choices.push_back(choice);
+    }
+    return completion_reply(chat, std::move(choices), prompt_tokens, completion_tokens);
+  });
   return settings.stream ? stream_whole(std::move(reply), chat, settings.include_usage) : reply;
 }
 
@@ -826,11 +807,24 @@ Sampling sampling_for(const OpenAiService::Settings& settings, std::size_t choic
   return sampling;
 }
 
+// One generation request per prompt, as the settings ask (on_token is the caller's).
+std::vector<TokenGenerationRequest> token_asks(const std::vector<OpenAiService::Prompt>& prompts,
+                                               const OpenAiService::Settings& settings) {
+  std::vector<TokenGenerationRequest> asks(prompts.size());
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    asks[i].context = prompts[i].ids;
+    asks[i].max_new_tokens = settings.max_tokens;
+    asks[i].sampling = sampling_for(settings, i);
+    asks[i].top_logprobs = settings.logprobs ? settings.top : -1;
+  }
+  return asks;
+}
+
 // The generated tokens' text, cut before the first stop sequence; `stopped` says whether one was found.
 std::string generated_text(const TokenModel& model, const TokenGenerationResult& result,
                            const std::vector<std::string>& stop, bool* stopped) {
   auto text = model.decode(result.tokens, true);
-  const auto cut = find_stop(text, stop);
+  const auto cut = find_first_stop(text, stop);
   *stopped = cut != std::string::npos;
   if (*stopped) text.resize(cut);
   return text;
@@ -859,20 +853,13 @@ OpenAiService::Reply OpenAiService::complete_tokens(const nlohmann::json& reques
 
   std::vector<TokenGenerationResult> generated(prompts.size());
   if (settings.max_tokens > 0) {
-    std::vector<TokenGenerationRequest> asks;
-    for (std::size_t i = 0; i < prompts.size(); ++i) {
-      TokenGenerationRequest ask;
-      ask.context = prompts[i].ids;
-      ask.max_new_tokens = settings.max_tokens;
-      ask.sampling = sampling_for(settings, i);
-      ask.top_logprobs = settings.logprobs ? settings.top : -1;
-      if (!settings.stop.empty()) {
-        // Stop sequences are looked for in the decoded text, so one split across tokens is still found.
-        ask.on_token = [&model, &settings](const std::vector<TokenId>& so_far) {
-          return find_stop(model.decode(so_far, true), settings.stop) == std::string::npos;
-        };
-      }
-      asks.push_back(std::move(ask));
+    auto asks = token_asks(prompts, settings);
+    for (auto& ask : asks) {
+      if (settings.stop.empty()) continue;
+      // Stop sequences are looked for in the decoded text, so one split across tokens is still found.
+      ask.on_token = [&model, &settings](const std::vector<TokenId>& so_far) {
+        return find_first_stop(model.decode(so_far, true), settings.stop) == std::string::npos;
+      };
     }
     generated = generate_tokens(std::move(asks));
   }
@@ -987,6 +974,13 @@ OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std:
   reply.stream = [this, settings, chat, id, created, shared_prompts](const StreamWriter& write) {
     auto& model = *backend_.token_model();
     const auto& prompts = *shared_prompts;
+    auto chunk = [&](nlohmann::json choices) {
+      return nlohmann::json{{"id", id},
+                            {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                            {"created", created},
+                            {"model", model_name_},
+                            {"choices", std::move(choices)}};
+    };
     auto event = [&](std::size_t index, const std::string& text, const nlohmann::json& finish, bool first) {
       nlohmann::json choice = {{"index", index}, {"logprobs", nullptr}, {"finish_reason", finish}};
       if (chat) {
@@ -996,11 +990,7 @@ OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std:
       } else {
         choice["text"] = text;
       }
-      return dump_event({{"id", id},
-                         {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                         {"created", created},
-                         {"model", model_name_},
-                         {"choices", nlohmann::json::array({choice})}});
+      return dump_event(chunk(nlohmann::json::array({choice})));
     };
     bool open = true;
     auto send = [&](const std::string& data) { open = open && write(data); };
@@ -1023,15 +1013,13 @@ OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std:
     if (settings.max_tokens > 0) {
       auto work = std::make_shared<Work>();
       work->kind = Work::token_generation;
+      work->token_generation_requests = token_asks(prompts, settings);
       for (std::size_t i = 0; i < prompts.size(); ++i) {
-        TokenGenerationRequest ask;
-        ask.context = prompts[i].ids;
-        ask.max_new_tokens = settings.max_tokens;
-        ask.sampling = sampling_for(settings, i);
+        auto& ask = work->token_generation_requests[i];
         ask.on_token = [channel, &model, stop = settings.stop, i](const std::vector<TokenId>& so_far) {
           if (channel->gone.load()) return false;
           const auto text = model.decode(so_far, true);
-          const auto cut = find_stop(text, stop);
+          const auto cut = find_first_stop(text, stop);
           const auto end = cut != std::string::npos ? cut : safe_prefix(text, stop);
           std::lock_guard lock(channel->mutex);
           auto& sent = channel->sent[i];
@@ -1042,7 +1030,6 @@ OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std:
           }
           return cut == std::string::npos;
         };
-        work->token_generation_requests.push_back(std::move(ask));
       }
       work->notify = [channel] {
         std::lock_guard lock(channel->mutex);
@@ -1084,15 +1071,9 @@ OpenAiService::Reply OpenAiService::stream_tokens(const Settings& settings, std:
       completion_tokens += static_cast<long long>(results[i].tokens.size() + (results[i].eos ? 1 : 0));
     }
     if (settings.include_usage) {
-      send(dump_event({{"id", id},
-                       {"object", chat ? "chat.completion.chunk" : "text_completion"},
-                       {"created", created},
-                       {"model", model_name_},
-                       {"choices", nlohmann::json::array()},
-                       {"usage",
-                        {{"prompt_tokens", prompt_tokens},
-                         {"completion_tokens", completion_tokens},
-                         {"total_tokens", prompt_tokens + completion_tokens}}}}));
+      auto last = chunk(nlohmann::json::array());
+      last["usage"] = usage(prompt_tokens, completion_tokens);
+      send(dump_event(last));
     }
     send("data: [DONE]\n\n");
   };

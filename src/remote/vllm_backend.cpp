@@ -36,6 +36,14 @@ using Clock = std::chrono::steady_clock;
 constexpr int kMaxServers = 64;
 std::atomic<pid_t> g_server_groups[kMaxServers];
 
+// Sends SIGKILL to every server process group still running (async-signal-safe; also registered with atexit).
+void kill_launched_servers() {
+  for (auto& slot : g_server_groups) {
+    const pid_t group = slot.load();
+    if (group > 0) ::kill(-group, SIGKILL);
+  }
+}
+
 void remember_group(pid_t group) {
   static std::once_flag once;
   std::call_once(once, [] { std::atexit(kill_launched_servers); });
@@ -54,7 +62,6 @@ void forget_group(pid_t group) {
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-
 std::optional<std::filesystem::path> find_on_path(const std::string& program) {
   if (program.find('/') != std::string::npos) return std::filesystem::path(program);
   const char* path = std::getenv("PATH");
@@ -65,14 +72,43 @@ std::optional<std::filesystem::path> find_on_path(const std::string& program) {
   return std::nullopt;
 }
 
-}  // namespace
-
-void kill_launched_servers() {
-  for (auto& slot : g_server_groups) {
-    const pid_t group = slot.load();
-    if (group > 0) ::kill(-group, SIGKILL);
+// The `vllm serve ...` command line a spec asks for (without the executable resolution).
+std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port) {
+  const auto args = read_vllm_args(spec);
+  std::vector<std::string> argv = {executable, "serve", args.path, "--host", "127.0.0.1", "--port", std::to_string(port)};
+  const std::vector<std::pair<std::string, std::string>> passed = {
+      {"dtype", "--dtype"},
+      {"tensor_parallel_size", "--tensor-parallel-size"},
+      {"pipeline_parallel_size", "--pipeline-parallel-size"},
+      {"data_parallel_size", "--data-parallel-size"},
+      {"gpu_memory_utilization", "--gpu-memory-utilization"},
+      {"max_model_len", "--max-model-len"},
+      {"revision", "--revision"},
+      {"seed", "--seed"}};
+  for (const auto& [arg, flag] : passed) {
+    if (auto value = spec.arg(arg)) {
+      argv.push_back(flag);
+      argv.push_back(*value);
+    }
   }
+  // A spec that names no parallelism gets the profile's GPUs per element (docs/schedule.md, "Resources per model"):
+  // spread the model over all the GPUs the element was given, not one of them.
+  if (!args.parallelism_given) {
+    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
+      const auto devices = split_list(visible, ',');
+      if (devices.size() > 1) {
+        argv.push_back("--tensor-parallel-size");
+        argv.push_back(std::to_string(devices.size()));
+      }
+    }
+  }
+  if (auto trust = spec.arg("trust_remote_code"); trust && (*trust == "true" || *trust == "1")) {
+    argv.push_back("--trust-remote-code");
+  }
+  return argv;
 }
+
+}  // namespace
 
 ServerProcess::ServerProcess(const std::vector<std::string>& argv, const std::filesystem::path& log_file)
     : log_file_(log_file) {
@@ -151,21 +187,18 @@ void ServerProcess::stop(double grace_s) {
     reap_group();
     return ::kill(-pid_, 0) != 0 && errno == ESRCH;
   };
-  if (!group_gone()) {
-    ::kill(-pid_, SIGTERM);
+  // Signals the group, then waits up to `seconds` for it to be gone; true when it is.
+  auto signal_and_wait = [&](int signal, double seconds, std::chrono::milliseconds poll) {
+    ::kill(-pid_, signal);
     const auto start = Clock::now();
-    while (!group_gone() && seconds_since(start) < grace_s) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (!group_gone()) {
-      spdlog::warn("the server (process group {}) did not stop within {} s of SIGTERM; sending SIGKILL", pid_, grace_s);
-      ::kill(-pid_, SIGKILL);
-      const auto killed = Clock::now();
-      while (!group_gone() && seconds_since(killed) < 5) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    while (!group_gone() && seconds_since(start) < seconds) std::this_thread::sleep_for(poll);
+    return group_gone();
+  };
+  if (!group_gone() && !signal_and_wait(SIGTERM, grace_s, std::chrono::milliseconds(50))) {
+    spdlog::warn("the server (process group {}) did not stop within {} s of SIGTERM; sending SIGKILL", pid_, grace_s);
+    signal_and_wait(SIGKILL, 5, std::chrono::milliseconds(20));
   }
-  if (!status_) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) status_ = status;
-  }
+  running();  // reaps the leader if it has exited
   forget_group(pid_);
 }
 
@@ -202,41 +235,6 @@ int find_free_port(const std::string& host) {
   const int port = ntohs(address.sin_port);
   ::close(fd);
   return port;
-}
-
-std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port) {
-  const auto path = read_vllm_args(spec).path;
-  std::vector<std::string> argv = {executable, "serve", path, "--host", "127.0.0.1", "--port", std::to_string(port)};
-  const std::vector<std::pair<std::string, std::string>> passed = {
-      {"dtype", "--dtype"},
-      {"tensor_parallel_size", "--tensor-parallel-size"},
-      {"pipeline_parallel_size", "--pipeline-parallel-size"},
-      {"data_parallel_size", "--data-parallel-size"},
-      {"gpu_memory_utilization", "--gpu-memory-utilization"},
-      {"max_model_len", "--max-model-len"},
-      {"revision", "--revision"},
-      {"seed", "--seed"}};
-  for (const auto& [arg, flag] : passed) {
-    if (auto value = spec.arg(arg)) {
-      argv.push_back(flag);
-      argv.push_back(*value);
-    }
-  }
-  // A spec that names no parallelism gets the profile's GPUs per element (docs/schedule.md, "Resources per model"):
-  // spread the model over all the GPUs the element was given, not one of them.
-  if (!read_vllm_args(spec).parallelism_given) {
-    if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES"); visible && *visible) {
-      const auto devices = split_list(visible, ',');
-      if (devices.size() > 1) {
-        argv.push_back("--tensor-parallel-size");
-        argv.push_back(std::to_string(devices.size()));
-      }
-    }
-  }
-  if (auto trust = spec.arg("trust_remote_code"); trust && (*trust == "true" || *trust == "1")) {
-    argv.push_back("--trust-remote-code");
-  }
-  return argv;
 }
 
 VllmBackend::VllmBackend(const ModelSpec& spec, VllmLaunchOptions options) : options_(std::move(options)) {

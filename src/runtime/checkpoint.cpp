@@ -388,12 +388,6 @@ WeightStore::WeightStore(const std::filesystem::path& folder) {
   dtype_summary_ = join(std::vector<std::string>(dtypes.begin(), dtypes.end()), "+");
 }
 
-std::vector<std::string> WeightStore::names() const {
-  std::vector<std::string> out;
-  for (const auto& [name, entry] : index_) out.push_back(name);
-  return out;
-}
-
 at::Tensor WeightStore::get(const std::string& name, const std::vector<std::int64_t>& shape,
                             const at::TensorOptions& options) const {
   const auto it = index_.find(name);

@@ -113,7 +113,6 @@ class WeightStore {
   // The tensor, checked against `shape`, converted to `options` (dtype + device). Missing or misshapen tensors
   // throw mill::Error naming the tensor, the file and the expected shape.
   at::Tensor get(const std::string& name, const std::vector<std::int64_t>& shape, const at::TensorOptions& options) const;
-  std::vector<std::string> names() const;
   const std::string& dtype_summary() const { return dtype_summary_; }  // e.g. "BF16"
 
  private:

@@ -143,7 +143,7 @@ bool libtorch_has_cuda() {
 
 class RuntimeBackend final : public ModelBackend, public TokenModel {
  public:
-  explicit RuntimeBackend(const ModelSpec& spec) : spec_(spec) {
+  explicit RuntimeBackend(const ModelSpec& spec) {
     const auto args = read_runtime_args(spec);
     const auto started = std::chrono::steady_clock::now();
     dtype_ = parse_dtype(args.dtype);
@@ -335,19 +335,14 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
     // is still found.
     auto stop = [&](std::size_t r, const Tokens& generated) {
       if (requests[r].stop.empty()) return false;
-      const auto text = decode(generated);
-      return std::any_of(requests[r].stop.begin(), requests[r].stop.end(),
-                         [&](const std::string& s) { return !s.empty() && text.find(s) != std::string::npos; });
+      return find_first_stop(decode(generated), requests[r].stop) != std::string::npos;
     };
     const auto generations = guarded("generation", [&] { return runtime_->generate(items, stop); });
     std::vector<GenerationResult> results;
     for (std::size_t r = 0; r < generations.size(); ++r) {
       GenerationResult result;
       result.text = decode(generations[r].tokens);
-      std::size_t cut = std::string::npos;
-      for (const auto& s : requests[r].stop) {
-        if (!s.empty()) cut = std::min(cut, result.text.find(s));
-      }
+      const auto cut = find_first_stop(result.text, requests[r].stop);
       if (cut != std::string::npos) result.text.resize(cut);
       result.hit_token_limit = generations[r].hit_token_limit && cut == std::string::npos;
       result.n_tokens = static_cast<int>(generations[r].tokens.size());
@@ -362,7 +357,6 @@ class RuntimeBackend final : public ModelBackend, public TokenModel {
     return tokenizer_->decode(ids, true);
   }
 
-  ModelSpec spec_;
   CheckpointLocation location_;
   at::ScalarType dtype_ = at::kBFloat16;
   at::Device device_ = at::Device(at::kCPU);

@@ -45,8 +45,7 @@ at::Tensor bool_tensor(std::vector<std::uint8_t>& values, std::vector<std::int64
   return at::from_blob(values.data(), shape, at::TensorOptions().dtype(at::kBool)).to(device);
 }
 
-}  // namespace
-
+// The memory a batch may use: free GPU memory on CUDA, MemAvailable on the CPU (a fraction of either).
 std::int64_t available_memory(const at::Device& device) {
   if (device.is_cuda()) {
     // Asked of the CUDA runtime that libtorch already loaded, so the plugin needs no CUDA headers to build.
@@ -72,6 +71,8 @@ std::int64_t available_memory(const at::Device& device) {
   return std::int64_t{2} << 30;
 }
 
+}  // namespace
+
 Runtime::Runtime(std::unique_ptr<Transformer> model, RuntimeSettings settings)
     : model_(std::move(model)), settings_(std::move(settings)), device_(model_->options().device()) {
   const auto& config = model_->config();
@@ -92,6 +93,11 @@ std::int64_t Runtime::estimate_bytes(std::int64_t batch, std::int64_t length, st
   const std::int64_t cache = 2 * c.layers * batch * c.kv_heads * keys * c.head_dim * element;
   const std::int64_t mask = batch * length * keys * 3;
   return batch * length * per_token + scores + cache + mask;
+}
+
+Runtime::Row::Row(Tokens trunk, std::int64_t first_position)
+    : tokens(std::move(trunk)), positions(tokens.size()), branch(tokens.size(), 0) {
+  std::iota(positions.begin(), positions.end(), first_position);
 }
 
 void Runtime::add_forward(std::int64_t real_tokens, std::int64_t padded_tokens) {
@@ -330,11 +336,7 @@ std::vector<Score> Runtime::score(const std::vector<ScoreRequest>& requests) {
     std::vector<Row> rows;
     for (std::size_t r = 0; r < items.size(); ++r) {
       if (items[r].continuation.empty()) continue;
-      Row row;
-      row.tokens = items[r].context;
-      row.positions.resize(row.tokens.size());
-      std::iota(row.positions.begin(), row.positions.end(), 0);
-      row.branch.assign(row.tokens.size(), 0);
+      Row row(items[r].context, 0);
       add_branch(row, items[r].continuation, 1, static_cast<std::int32_t>(r), static_cast<std::int64_t>(items[r].context.size()));
       rows.push_back(std::move(row));
     }
@@ -387,12 +389,8 @@ std::vector<Score> Runtime::score(const std::vector<ScoreRequest>& requests) {
     for (const auto& [context, group] : run.groups) {
       const auto C = static_cast<std::int64_t>(context->size());
       auto start_row = [&] {
-        Row row;
-        row.tokens.assign(context->begin() + static_cast<std::ptrdiff_t>(P), context->end());
-        row.positions.resize(row.tokens.size());
-        std::iota(row.positions.begin(), row.positions.end(), static_cast<std::int64_t>(P));
-        row.branch.assign(row.tokens.size(), 0);
-        return row;
+        return Row(Tokens(context->begin() + static_cast<std::ptrdiff_t>(P), context->end()),
+                   static_cast<std::int64_t>(P));
       };
       Row row = start_row();
       std::int32_t branch = 0;
@@ -432,11 +430,7 @@ std::vector<Score> Runtime::score_rolling(const std::vector<Tokens>& texts, std:
     for (std::int64_t first = 1; first <= N; first += max_length_) {
       const auto last = std::min(N, first + max_length_ - 1);
       const auto window_start = std::max<std::int64_t>(0, last - max_length_);
-      Row row;
-      row.tokens.assign(full.begin() + window_start, full.begin() + last);
-      row.positions.resize(row.tokens.size());
-      std::iota(row.positions.begin(), row.positions.end(), 0);
-      row.branch.assign(row.tokens.size(), 0);
+      Row row(Tokens(full.begin() + window_start, full.begin() + last), 0);
       for (auto target = first; target <= last; ++target) {
         row.targets.push_back({static_cast<std::int32_t>(target - 1 - window_start), full[target], static_cast<std::int32_t>(i)});
       }
@@ -470,11 +464,7 @@ std::vector<std::vector<PositionLogprobs>> Runtime::score_positions(const std::v
                   ExitCode::eval_failed);
     }
     if (predicted == 0) continue;
-    Row row;
-    row.tokens.assign(ids.begin(), ids.end() - 1);
-    row.positions.resize(row.tokens.size());
-    std::iota(row.positions.begin(), row.positions.end(), 0);
-    row.branch.assign(row.tokens.size(), 0);
+    Row row(Tokens(ids.begin(), ids.end() - 1), 0);
     for (std::size_t t = 0; t < predicted; ++t) {
       row.targets.push_back({static_cast<std::int32_t>(t), ids[t + 1], static_cast<std::int32_t>(first_slot[i] + t)});
     }

@@ -78,7 +78,6 @@ class Runtime {
   const RuntimeSettings& settings() const { return settings_; }
   // Bytes a forward of `batch` rows × `length` new tokens over `keys` keys needs, roughly (for batch_size=auto).
   std::int64_t estimate_bytes(std::int64_t batch, std::int64_t length, std::int64_t keys) const;
-  std::int64_t memory_budget() const { return memory_budget_; }
 
  private:
   // One sequence of a scoring batch. Tokens of branch 0 (the trunk) see the prefix and earlier trunk tokens;
@@ -90,6 +89,8 @@ class Runtime {
     std::int32_t slot;
   };
   struct Row {
+    // `trunk` (branch 0) at consecutive positions from `first_position`.
+    Row(Tokens trunk, std::int64_t first_position);
     Tokens tokens, positions;
     std::vector<std::int32_t> branch;
     std::vector<Target> targets;
@@ -114,8 +115,5 @@ class Runtime {
   std::unique_ptr<Prefix> last_prefix_;  // the most recent shared prefix, kept across calls
   int top_ = 0;  // run_batch also records this many most likely tokens per scored position (score_positions)
 };
-
-// The memory a batch may use: free GPU memory on CUDA, MemAvailable on the CPU (a fraction of either).
-std::int64_t available_memory(const at::Device& device);
 
 }  // namespace mill::runtime

@@ -45,6 +45,10 @@ void KVCache::select_rows(const at::Tensor& rows) {
   if (positions.defined()) positions = positions.index_select(0, rows);
 }
 
+namespace {
+
+// The rotary inverse frequencies (float32, [rotary_dim / 2]) for a forward whose largest position is
+// `length` - 1; only `dynamic` and `longrope` depend on that length.
 at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotary_dim, std::int64_t length) {
   const auto float_options = at::TensorOptions().dtype(at::kFloat);
   const auto rotary = static_cast<float>(rotary_dim);
@@ -100,8 +104,6 @@ at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotar
   }
   return inv_freq;
 }
-
-namespace {
 
 bool depends_on_length(const RopeSettings& rope) { return rope.type == "dynamic" || rope.type == "longrope"; }
 
@@ -439,12 +441,11 @@ at::Tensor Transformer::forward(const at::Tensor& tokens, const at::Tensor& posi
     const auto& layer_rotary = layer.local ? local : global;
     // What a matrix product takes: the normed stream (or the stream itself) in the compute dtype.
     auto pre = [&](const at::Tensor& weight, const at::Tensor& bias) { return weight.defined() ? norm(x, weight, bias, compute) : x.to(compute); };
+    auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
     if (config_.parallel_residual) {
-      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
       auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
       x.add_(attended).add_(transformed);
     } else {
-      auto attended = attention(layer, pre(layer.norm1_weight, layer.norm1_bias), layer_rotary, layer_blocked, cache, i);
       x.add_(layer.post1_weight.defined() ? norm(attended, layer.post1_weight, {}, at::kFloat) : attended);
       auto transformed = mlp(layer, pre(layer.norm2_weight, layer.norm2_bias));
       x.add_(layer.post2_weight.defined() ? norm(transformed, layer.post2_weight, {}, at::kFloat) : transformed);

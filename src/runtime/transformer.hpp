@@ -25,10 +25,6 @@ struct KVCache {
   void select_rows(const at::Tensor& rows);
 };
 
-// The rotary inverse frequencies (float32, [rotary_dim / 2]) for a forward whose largest position is
-// `length` - 1; only `dynamic` and `longrope` depend on that length.
-at::Tensor rope_inverse_frequencies(const RopeSettings& rope, std::int64_t rotary_dim, std::int64_t length);
-
 class Transformer {
  public:
   Transformer(const TransformerConfig& config, const WeightStore& weights, const at::TensorOptions& options);

@@ -14,8 +14,6 @@ struct ProcessRecord {
 };
 
 ProcessRecord this_process();
-// The start time of `pid` in clock ticks after boot, -1 when there is no such process (or it is a zombie).
-long long process_start_ticks(long long pid);
 
 // {"pid", "host", "process_start"} into `record`; the reverse ignores absent or mistyped fields.
 void add_process_fields(nlohmann::json& record, const ProcessRecord& process);

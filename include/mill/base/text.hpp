@@ -32,6 +32,9 @@ std::string quote_value(std::string_view value);
 std::vector<std::string> closest_names(std::string_view name, const std::vector<std::string>& candidates,
                                        std::size_t limit = 3);
 
+// Where the first occurrence of any (non-empty) stop sequence starts in `text`; npos when there is none.
+std::size_t find_first_stop(std::string_view text, const std::vector<std::string>& stop);
+
 // Shell glob (`*`, `?`, `[...]`) match of a whole string, as fnmatch(3).
 bool glob_match(const std::string& pattern, const std::string& text);
 

@@ -69,7 +69,6 @@ class ApiBackend final : public ModelBackend {
 
   const HttpStats& http_stats() const { return client_.stats(); }
   std::size_t journal_hits() const { return journal_hits_; }
-  const ApiBackendConfig& config() const { return config_; }
 
  private:
   struct ServerInfo {

@@ -47,7 +47,6 @@ class HttpClient {
   std::pair<long, std::string> get_once(const std::string& url, double timeout_s) const;
 
   const HttpStats& stats() const { return stats_; }
-  const RetryPolicy& policy() const { return policy_; }
 
  private:
   RetryPolicy policy_;
@@ -58,7 +57,5 @@ class HttpClient {
 
 // The delay before retry number `attempt` (1-based) given a server's Retry-After in seconds (if any).
 double retry_delay_s(const RetryPolicy& policy, int attempt, std::optional<double> retry_after_s);
-// Parses a Retry-After header value: delta-seconds or an HTTP date.
-std::optional<double> parse_retry_after(const std::string& value);
 
 }  // namespace mill

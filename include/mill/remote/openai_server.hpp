@@ -61,7 +61,6 @@ class OpenAiService {
   Reply health() const;
 
   const std::string& model_name() const { return model_name_; }
-  std::size_t backend_calls() const { return backend_calls_.load(); }
 
   // Backend calls, batched across concurrent HTTP requests (one backend call at a time).
   std::vector<LoglikelihoodResult> loglikelihood(std::vector<LoglikelihoodRequest> requests);
@@ -92,7 +91,6 @@ class OpenAiService {
   ModelBackend& backend_;
   std::string model_name_;
   int max_batch_;
-  std::atomic<std::size_t> backend_calls_{0};
   std::atomic<long long> next_id_{0};
   std::mutex mutex_;
   std::condition_variable wake_;

@@ -30,7 +30,6 @@ class RequestJournal {
   void record(const std::string& key, const nlohmann::json& answer);
 
   std::size_t size() const { return answers_.size(); }
-  bool enabled() const { return !directory_.empty(); }
   // The file this process appends to (empty until the first record).
   const std::filesystem::path& file() const { return file_path_; }
 

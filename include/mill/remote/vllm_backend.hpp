@@ -34,7 +34,6 @@ class ServerProcess {
   // "exited with code N" / "was killed by signal N" once it has exited.
   std::string exit_description() const;
   pid_t pid() const { return pid_; }
-  const std::filesystem::path& log_file() const { return log_file_; }
   // The last non-empty line of the log, for messages.
   std::string last_log_line() const;
 
@@ -49,9 +48,6 @@ class ServerProcess {
 // A port that was free on `host` a moment ago (the kernel's choice for port 0).
 int find_free_port(const std::string& host = "127.0.0.1");
 
-// Sends SIGKILL to every server process group still running (async-signal-safe; also registered with atexit).
-void kill_launched_servers();
-
 struct VllmLaunchOptions {
   std::string executable = "vllm";
   double startup_timeout_s = 1200;  // spec arg startup_timeout
@@ -60,9 +56,6 @@ struct VllmLaunchOptions {
   const std::atomic<bool>* stop = nullptr;  // the worker's stop flag
   std::filesystem::path log_dir;            // default remote_state_dir()/servers
 };
-
-// The `vllm serve ...` command line a spec asks for (without the executable resolution).
-std::vector<std::string> vllm_command(const ModelSpec& spec, const std::string& executable, int port);
 
 class VllmBackend final : public ModelBackend {
  public:
@@ -82,8 +75,6 @@ class VllmBackend final : public ModelBackend {
   }
 
   int port() const { return port_; }
-  pid_t server_pid() const { return server_ ? server_->pid() : -1; }
-  ApiBackend& client() { return *api_; }
 
  private:
   VllmLaunchOptions options_;
