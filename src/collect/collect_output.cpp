@@ -46,7 +46,7 @@ const char* mark_description(CollectFileKind kind) {
 // first bytes (enough for its mark) when its size is not `whole_if_size`: then it cannot equal what replaces it,
 // and a 45 MB aggregate.csv need not be read.
 std::optional<std::string> read_existing(const std::filesystem::path& path, std::string& problem,
-                                         std::optional<std::size_t> whole_if_size = std::nullopt) {
+                                         std::optional<std::size_t> whole_if_size) {
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0) {
     if (errno == ENOENT) return std::nullopt;
@@ -120,12 +120,6 @@ std::string problem_with(const std::filesystem::path& path, CollectFileKind kind
 }
 
 }  // namespace
-
-std::string foreign_output_problem(const std::filesystem::path& path, CollectFileKind kind) {
-  std::string problem;
-  const auto content = read_existing(path, problem);
-  return problem_with(path, kind, content, std::move(problem));
-}
 
 std::vector<std::filesystem::path> write_collect_outputs(const std::vector<CollectOutput>& outputs) {
   std::vector<std::optional<std::string>> existing(outputs.size());

@@ -21,12 +21,6 @@ std::size_t MigrationReport::files_moved() const {
   return total;
 }
 
-std::size_t MigrationReport::files_kept() const {
-  std::size_t total = 0;
-  for (const auto& directory : directories) total += directory.kept.size();
-  return total;
-}
-
 std::vector<std::pair<std::string, std::string>> result_directories_to_migrate(const std::filesystem::path& output_dir) {
   std::vector<std::pair<std::string, std::string>> out;
   std::error_code ec;

@@ -34,10 +34,6 @@ struct CollectOutput {
   std::string remedy;
 };
 
-// Why `path` may not be written: empty when it does not exist or collect wrote it; else one sentence naming the
-// file and what is wrong (another program's file, a link, a directory, unreadable).
-std::string foreign_output_problem(const std::filesystem::path& path, CollectFileKind kind);
-
 // Checks every destination first and throws mill::Error (usage) naming the first one collect did not write and
 // its remedy; then writes each file atomically unless it already holds the same content. Returns the paths
 // written.
