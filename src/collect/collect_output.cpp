@@ -85,8 +85,7 @@ std::optional<std::string> read_existing(const std::filesystem::path& path, std:
   return content;
 }
 
-}  // namespace
-
+// Whether `content` is a file of this kind that mill collect wrote (this version or an earlier one).
 bool written_by_collect(std::string_view content, CollectFileKind kind) {
   switch (kind) {
     case CollectFileKind::aggregate_csv: {
@@ -110,15 +109,6 @@ bool written_by_collect(std::string_view content, CollectFileKind kind) {
   return false;
 }
 
-namespace {
-
-// The problem with replacing the file at `path`, given what read_existing found.
-std::string problem_with(const std::filesystem::path& path, CollectFileKind kind, const std::optional<std::string>& content,
-                         std::string problem) {
-  if (!problem.empty() || !content || written_by_collect(*content, kind)) return problem;
-  return fmt::format("{} was not written by mill collect ({})", path.string(), mark_description(kind));
-}
-
 }  // namespace
 
 std::vector<std::filesystem::path> write_collect_outputs(const std::vector<CollectOutput>& outputs) {
@@ -129,7 +119,10 @@ std::vector<std::filesystem::path> write_collect_outputs(const std::vector<Colle
     // Exports are JSON (their mark is a field, so read whole); the others' mark is their first line.
     const bool whole = output.kind == CollectFileKind::lm_eval_json;
     existing[i] = read_existing(output.path, problem, whole ? std::nullopt : std::optional(output.content.size()));
-    problem = problem_with(output.path, output.kind, existing[i], std::move(problem));
+    if (problem.empty() && existing[i] && !written_by_collect(*existing[i], output.kind)) {
+      problem = fmt::format("{} was not written by mill collect ({})", output.path.string(),
+                            mark_description(output.kind));
+    }
     if (!problem.empty()) {
       throw Error(output.remedy.empty() ? problem + "; not overwriting it"
                                         : fmt::format("{}; not overwriting it: {}", problem, output.remedy));

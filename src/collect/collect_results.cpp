@@ -74,8 +74,7 @@ bool read_whole_file(const std::filesystem::path& path, std::string& out, std::s
   return true;
 }
 
-}  // namespace
-
+// One result file's bytes; nullopt with `problem` set when they are not a valid final result.
 std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
                                                       const TaskRegistry& registry, std::string& problem) {
   auto file = parse_result(content, problem);
@@ -108,6 +107,8 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
   result.metrics = std::move(file->metrics);
   return result;
 }
+
+}  // namespace
 
 ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegistry& registry, unsigned threads) {
   ResultScan scan;

@@ -50,10 +50,6 @@ struct ResultScan {
   std::size_t bytes = 0;                 // bytes read
 };
 
-// Parses one result file's bytes. Returns nullopt and sets `problem` when it is not a valid final result.
-std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
-                                                      const TaskRegistry& registry, std::string& problem);
-
 // Reads every <output_dir>/results/<model>/<task>/*.json (journals and temporary files are not results) on
 // `threads` threads (0: one per core, at most 8). Never throws for a bad file: it lands in `skipped`.
 ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegistry& registry, unsigned threads = 0);

@@ -20,9 +20,6 @@ inline constexpr const char* kHeatmapMark = "<!-- written by mill collect; rerun
 // The `exported_by` field of an lm-eval export starts with this.
 inline constexpr const char* kExportedByPrefix = "mill ";
 
-// Whether `content` is a file of this kind that mill collect wrote (this version or an earlier one).
-bool written_by_collect(std::string_view content, CollectFileKind kind);
-
 struct CollectOutput {
   std::filesystem::path path;
   std::string content;
