@@ -78,15 +78,8 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
       continue;
     }
     const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, identity);
-    const auto match = match_job_key(key, result.key, result.key_inputs);
-    if (match.same) continue;
-    if (const auto newer = newer_scoring_version(result.key_inputs, key.inputs)) {
-      stale[result.path.string()] = fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left "
-                                                "as it is",
-                                                *newer, key.inputs["scoring_version"].get<int>());
-      continue;
-    }
-    stale[result.path.string()] = stale_reason(match.differing);
+    const auto check = compare_result_key(key, result.key, result.key_inputs);
+    if (check.state == ResultState::stale) stale[result.path.string()] = check.reason;
   }
   return stale;
 }
