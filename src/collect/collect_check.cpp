@@ -2,20 +2,9 @@
 // on disk: missing, stale, corrupt, unreadable or in flight, and the schedule commands that finish them.
 #include "mill/collect/collect.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <fmt/format.h>
 #include <map>
-#include <spdlog/spdlog.h>
-#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -31,7 +20,6 @@
 #include "mill/eval/job.hpp"
 
 namespace mill {
-
 
 namespace {
 

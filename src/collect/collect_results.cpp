@@ -7,16 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
-#include <map>
-#include <spdlog/spdlog.h>
 #include <thread>
-#include <tuple>
-#include <unordered_map>
 
 #include "mill/base/error.hpp"
 #include "mill/base/text.hpp"
@@ -34,10 +28,6 @@ std::string model_identity_of(const std::string& spec) {
 }
 
 namespace {
-
-bool ends_with(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
 
 // Reads a whole file with plain syscalls: collect reads 100k small files, where stream set-up would dominate.
 bool read_whole_file(const std::filesystem::path& path, std::string& out, std::string& problem) {
@@ -133,7 +123,7 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
       if (!task_dir.is_directory(ec)) continue;
       for (const auto& file : list(task_dir.path())) {
         const auto name = file.path().filename().native();
-        if (!ends_with(name, ".json") || name.front() == '.') continue;
+        if (!name.ends_with(".json") || name.front() == '.') continue;
         files.push_back(file.path());
       }
     }

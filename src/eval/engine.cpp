@@ -1,13 +1,11 @@
 #include "mill/eval/engine.hpp"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <fmt/format.h>
 
 #include "mill/eval/dataset.hpp"
