@@ -18,10 +18,6 @@ namespace mill {
 
 namespace {
 
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && text.substr(0, prefix.size()) == prefix;
-}
-
 std::string_view first_line(std::string_view text) {
   const auto end = text.find('\n');
   return end == std::string_view::npos ? text : text.substr(0, end);
@@ -94,16 +90,16 @@ bool written_by_collect(std::string_view content, CollectFileKind kind) {
     }
     case CollectFileKind::report_md:
       // Reports of earlier versions had no mark but always began with this title and line.
-      return first_line(content) == kReportMark || starts_with(content, "# mill results\n\nCollected by mill ");
+      return first_line(content) == kReportMark || content.starts_with("# mill results\n\nCollected by mill ");
     case CollectFileKind::heatmap_svg:
       return first_line(content) == kHeatmapMark ||
-             (starts_with(content, "<svg ") &&
+             (content.starts_with("<svg ") &&
               content.substr(0, 2048).find(">mill results: primary metric per task") != std::string_view::npos);
     case CollectFileKind::lm_eval_json: {
       const auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
       if (!document.is_object()) return false;
       const auto it = document.find("exported_by");
-      return it != document.end() && it->is_string() && starts_with(it->get<std::string>(), kExportedByPrefix);
+      return it != document.end() && it->is_string() && it->get<std::string>().starts_with(kExportedByPrefix);
     }
   }
   return false;

@@ -390,19 +390,15 @@ std::string render_report_markdown(const ReportInput& input) {
       md += "```\n\n";
     }
   }
-  if (input.scan && !input.scan->unreadable.empty()) {
-    md += "## Unreadable directories and files\n\n";
-    for (const auto& entry : input.scan->unreadable) {
-      md += fmt::format("- `{}`: {}\n", md_cell(entry.path.string()), md_cell(entry.reason));
-    }
+  const auto file_list = [&](const char* title, const std::vector<SkippedFile>& files) {
+    if (files.empty()) return;
+    md += fmt::format("## {}\n\n", title);
+    for (const auto& file : files) md += fmt::format("- `{}`: {}\n", md_cell(file.path.string()), md_cell(file.reason));
     md += "\n";
-  }
-  if (input.scan && !input.scan->skipped.empty()) {
-    md += "## Skipped files\n\n";
-    for (const auto& skipped : input.scan->skipped) {
-      md += fmt::format("- `{}`: {}\n", md_cell(skipped.path.string()), md_cell(skipped.reason));
-    }
-    md += "\n";
+  };
+  if (input.scan) {
+    file_list("Unreadable directories and files", input.scan->unreadable);
+    file_list("Skipped files", input.scan->skipped);
   }
   return md;
 }
