@@ -73,28 +73,18 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
     problem = "no metric has a numeric value";
     return std::nullopt;
   }
-  CollectedResult result;
-  result.path = path;
-  result.task = std::move(file->task);
-  result.n_shot = file->n_shot;
-  result.limit = file->limit;
-  result.n_samples = file->n_samples;
-  result.key = std::move(file->key);
-  result.key_inputs = std::move(file->key_inputs);
+  CollectedResult result{std::move(*file), path};
+  result.data = result.provenance = nullptr;  // collect holds every result of a tree in memory
   // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
   // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
   const auto model_directory = path.parent_path().parent_path().filename().string();
   auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
-  if (identity.empty()) identity = file->model_identity;
+  if (identity.empty()) identity = result.model_identity;
   if (identity.empty()) identity = string_field(result.key_inputs, "model");
-  result.model = identity.empty() ? model_identity_of(file->model) : identity;
+  result.model = identity.empty() ? model_identity_of(result.model) : identity;
   const auto* task = registry.find(result.task);
-  result.benchmark = std::move(file->benchmark);
   if (result.benchmark.empty() && task) result.benchmark = task->benchmark;
-  result.output_type = std::move(file->output_type);
   if (result.output_type.empty() && task) result.output_type = to_string(task->output_type);
-  result.primary_metric = std::move(file->primary_metric);
-  result.metrics = std::move(file->metrics);
   return result;
 }
 

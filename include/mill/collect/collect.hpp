@@ -20,20 +20,11 @@
 
 namespace mill {
 
-// The parts of one valid result file that collect uses.
-struct CollectedResult {
+// One valid result file as collect reads it. `model` is the model identity its results directory stands for (what
+// determines the numbers, e.g. "org/name[dtype=float16]"), not the spec as written; `benchmark` and `output_type`
+// fall back to the task registry's; `data` and `provenance` are not kept (the lm-eval export reads them again).
+struct CollectedResult : ResultFile {
   std::filesystem::path path;
-  std::string model;           // the model identity (what determines the numbers), e.g. "org/name[dtype=float16]"
-  std::string task;
-  std::string benchmark;       // from the result, else the task registry; empty for a stand-alone task
-  std::string output_type;     // "logprobs", "generative", "perplexity" or empty when unknown
-  std::string primary_metric;  // from the result when it names one
-  int n_shot = 0;
-  std::optional<int> limit;
-  long long n_samples = 0;
-  std::string key;
-  nlohmann::json key_inputs;
-  std::vector<ResultMetric> metrics;
 };
 
 struct SkippedFile {
