@@ -268,13 +268,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
         state = ResultState::corrupt;
         reason = bad->second->reason;
       }
-      if (state != ResultState::done) {
-        auto entry = entry_for(job, state, reason, path);
-        entry.from_newer_scorer = newer;
-        file_entry(report, std::move(entry));
-      } else {
-        ++report.done;
-      }
+      auto entry = entry_for(job, state, reason, path);
+      entry.from_newer_scorer = newer;
+      file_entry(report, std::move(entry));
     }
     const auto by_job = [](const CheckEntry& a, const CheckEntry& b) {
       return std::make_tuple(std::cref(a.model), std::cref(a.task), a.n_shot, a.limit.value_or(-1)) <

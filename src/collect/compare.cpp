@@ -108,6 +108,8 @@ std::vector<double> differences(const PairedScores& task) {
   return d;
 }
 
+using TaskSlot = std::tuple<std::string, int, int>;  // task, n_shot, limit (-1: none)
+
 }  // namespace
 
 PairedDifference compare_paired(const PairedScores& task, int replicates, std::uint64_t seed) {
@@ -170,14 +172,6 @@ std::vector<PairedDifference> compare_benchmark(const std::vector<PairedScores>&
   decide(macro);
   return {micro, macro};
 }
-
-}  // namespace mill
-
-namespace mill {
-
-namespace {
-using TaskSlot = std::tuple<std::string, int, int>;  // task, n_shot, limit (-1: none)
-}  // namespace
 
 Comparison compare_models(const ResultScan& scan, const std::string& model_a, const std::string& model_b,
                           const CollectFilter& filter, int replicates) {

@@ -37,11 +37,8 @@ std::string shots_label(int n_shot, const std::optional<int>& limit) {
 std::string md_cell(std::string_view text) {
   std::string out;
   for (char c : one_line(text)) {
-    if (c == '|') {
-      out += "\\|";
-    } else {
-      out += c;
-    }
+    if (c == '|') out += '\\';
+    out += c;
   }
   return out;
 }

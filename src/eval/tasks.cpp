@@ -332,15 +332,12 @@ bool TaskInfo::in_group(const std::string& name) const {
 
 std::vector<std::string> TaskRegistry::benchmarks() const {
   std::vector<std::string> names;
+  const auto add = [&](const std::string& name) {
+    if (!name.empty() && std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  };
+  for (const auto& task : tasks_) add(task.benchmark);
   for (const auto& task : tasks_) {
-    if (!task.benchmark.empty() && std::find(names.begin(), names.end(), task.benchmark) == names.end()) {
-      names.push_back(task.benchmark);
-    }
-  }
-  for (const auto& task : tasks_) {
-    for (const auto& group : task.groups) {
-      if (std::find(names.begin(), names.end(), group) == names.end()) names.push_back(group);
-    }
+    for (const auto& group : task.groups) add(group);
   }
   return names;
 }
