@@ -2,22 +2,12 @@
 // found, and the aggregate table as CSV.
 #include "mill/collect/collect.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cctype>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <fmt/format.h>
+#include <iterator>
 #include <map>
-#include <spdlog/spdlog.h>
-#include <thread>
 #include <tuple>
-#include <unordered_map>
 
 #include "mill/base/error.hpp"
 #include "mill/collect/rollup.hpp"
@@ -78,15 +68,8 @@ StaleResults find_stale_results(const ResultScan& scan, const TaskRegistry& regi
       continue;
     }
     const auto key = make_job_key(Job{it->second->first, task, result.n_shot, result.limit}, identity);
-    const auto match = match_job_key(key, result.key, result.key_inputs);
-    if (match.same) continue;
-    if (const auto newer = newer_scoring_version(result.key_inputs, key.inputs)) {
-      stale[result.path.string()] = fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left "
-                                                "as it is",
-                                                *newer, key.inputs["scoring_version"].get<int>());
-      continue;
-    }
-    stale[result.path.string()] = stale_reason(match.differing);
+    const auto check = compare_result_key(key, result.key, result.key_inputs);
+    if (check.state == ResultState::stale) stale[result.path.string()] = check.reason;
   }
   return stale;
 }
@@ -205,28 +188,12 @@ std::string aggregate_csv(const std::vector<AggregateRow>& rows) {
   std::string out = std::string(kAggregateCsvHeader) + "\n";
   out.reserve(out.size() + rows.size() * 160);
   for (const auto& row : rows) {
-    out += csv_field(row.model);
-    out += ',';
-    out += csv_field(row.task);
-    out += ',';
-    out += csv_field(row.benchmark);
-    out += fmt::format(",{},{},", row.n_shot, row.limit ? std::to_string(*row.limit) : std::string());
-    out += csv_field(row.metric);
-    out += ',';
-    out += row.aggregation;
-    out += ',';
-    out += csv_number(row.value);
-    out += ',';
-    out += row.standard_error ? csv_number(*row.standard_error) : std::string();
-    out += ',';
-    out += csv_field(row.stderr_method);
-    out += fmt::format(",{},{},{},", row.n_samples, row.n_tasks, row.n_tasks_expected);
-    out += csv_field(row.output_type);
-    out += row.primary ? ",1," : ",0,";
-    out += std::to_string(row.stale);
-    out += ',';
-    out += row.key;
-    out += '\n';
+    fmt::format_to(std::back_inserter(out), "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                   csv_field(row.model), csv_field(row.task), csv_field(row.benchmark), row.n_shot,
+                   row.limit ? std::to_string(*row.limit) : std::string(), csv_field(row.metric), row.aggregation,
+                   csv_number(row.value), row.standard_error ? csv_number(*row.standard_error) : std::string(),
+                   csv_field(row.stderr_method), row.n_samples, row.n_tasks, row.n_tasks_expected,
+                   csv_field(row.output_type), row.primary ? 1 : 0, row.stale, row.key);
   }
   return out;
 }

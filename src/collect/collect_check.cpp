@@ -2,20 +2,9 @@
 // on disk: missing, stale, corrupt, unreadable or in flight, and the schedule commands that finish them.
 #include "mill/collect/collect.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <fmt/format.h>
 #include <map>
-#include <spdlog/spdlog.h>
-#include <thread>
 #include <tuple>
 #include <unordered_map>
 
@@ -31,7 +20,6 @@
 #include "mill/eval/job.hpp"
 
 namespace mill {
-
 
 namespace {
 
@@ -280,13 +268,9 @@ CheckReport check_results(const CheckRequest& request, const ResultScan& scan, c
         state = ResultState::corrupt;
         reason = bad->second->reason;
       }
-      if (state != ResultState::done) {
-        auto entry = entry_for(job, state, reason, path);
-        entry.from_newer_scorer = newer;
-        file_entry(report, std::move(entry));
-      } else {
-        ++report.done;
-      }
+      auto entry = entry_for(job, state, reason, path);
+      entry.from_newer_scorer = newer;
+      file_entry(report, std::move(entry));
     }
     const auto by_job = [](const CheckEntry& a, const CheckEntry& b) {
       return std::make_tuple(std::cref(a.model), std::cref(a.task), a.n_shot, a.limit.value_or(-1)) <

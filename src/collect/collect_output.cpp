@@ -18,10 +18,6 @@ namespace mill {
 
 namespace {
 
-bool starts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && text.substr(0, prefix.size()) == prefix;
-}
-
 std::string_view first_line(std::string_view text) {
   const auto end = text.find('\n');
   return end == std::string_view::npos ? text : text.substr(0, end);
@@ -46,7 +42,7 @@ const char* mark_description(CollectFileKind kind) {
 // first bytes (enough for its mark) when its size is not `whole_if_size`: then it cannot equal what replaces it,
 // and a 45 MB aggregate.csv need not be read.
 std::optional<std::string> read_existing(const std::filesystem::path& path, std::string& problem,
-                                         std::optional<std::size_t> whole_if_size = std::nullopt) {
+                                         std::optional<std::size_t> whole_if_size) {
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0) {
     if (errno == ENOENT) return std::nullopt;
@@ -85,8 +81,7 @@ std::optional<std::string> read_existing(const std::filesystem::path& path, std:
   return content;
 }
 
-}  // namespace
-
+// Whether `content` is a file of this kind that mill collect wrote (this version or an earlier one).
 bool written_by_collect(std::string_view content, CollectFileKind kind) {
   switch (kind) {
     case CollectFileKind::aggregate_csv: {
@@ -95,37 +90,22 @@ bool written_by_collect(std::string_view content, CollectFileKind kind) {
     }
     case CollectFileKind::report_md:
       // Reports of earlier versions had no mark but always began with this title and line.
-      return first_line(content) == kReportMark || starts_with(content, "# mill results\n\nCollected by mill ");
+      return first_line(content) == kReportMark || content.starts_with("# mill results\n\nCollected by mill ");
     case CollectFileKind::heatmap_svg:
       return first_line(content) == kHeatmapMark ||
-             (starts_with(content, "<svg ") &&
+             (content.starts_with("<svg ") &&
               content.substr(0, 2048).find(">mill results: primary metric per task") != std::string_view::npos);
     case CollectFileKind::lm_eval_json: {
       const auto document = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
       if (!document.is_object()) return false;
       const auto it = document.find("exported_by");
-      return it != document.end() && it->is_string() && starts_with(it->get<std::string>(), kExportedByPrefix);
+      return it != document.end() && it->is_string() && it->get<std::string>().starts_with(kExportedByPrefix);
     }
   }
   return false;
 }
 
-namespace {
-
-// The problem with replacing the file at `path`, given what read_existing found.
-std::string problem_with(const std::filesystem::path& path, CollectFileKind kind, const std::optional<std::string>& content,
-                         std::string problem) {
-  if (!problem.empty() || !content || written_by_collect(*content, kind)) return problem;
-  return fmt::format("{} was not written by mill collect ({})", path.string(), mark_description(kind));
-}
-
 }  // namespace
-
-std::string foreign_output_problem(const std::filesystem::path& path, CollectFileKind kind) {
-  std::string problem;
-  const auto content = read_existing(path, problem);
-  return problem_with(path, kind, content, std::move(problem));
-}
 
 std::vector<std::filesystem::path> write_collect_outputs(const std::vector<CollectOutput>& outputs) {
   std::vector<std::optional<std::string>> existing(outputs.size());
@@ -135,7 +115,10 @@ std::vector<std::filesystem::path> write_collect_outputs(const std::vector<Colle
     // Exports are JSON (their mark is a field, so read whole); the others' mark is their first line.
     const bool whole = output.kind == CollectFileKind::lm_eval_json;
     existing[i] = read_existing(output.path, problem, whole ? std::nullopt : std::optional(output.content.size()));
-    problem = problem_with(output.path, output.kind, existing[i], std::move(problem));
+    if (problem.empty() && existing[i] && !written_by_collect(*existing[i], output.kind)) {
+      problem = fmt::format("{} was not written by mill collect ({})", output.path.string(),
+                            mark_description(output.kind));
+    }
     if (!problem.empty()) {
       throw Error(output.remedy.empty() ? problem + "; not overwriting it"
                                         : fmt::format("{}; not overwriting it: {}", problem, output.remedy));

@@ -7,16 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cmath>
-#include <cstdio>
+#include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
-#include <map>
-#include <spdlog/spdlog.h>
 #include <thread>
-#include <tuple>
-#include <unordered_map>
 
 #include "mill/base/error.hpp"
 #include "mill/base/text.hpp"
@@ -34,10 +28,6 @@ std::string model_identity_of(const std::string& spec) {
 }
 
 namespace {
-
-bool ends_with(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
 
 // Reads a whole file with plain syscalls: collect reads 100k small files, where stream set-up would dominate.
 bool read_whole_file(const std::filesystem::path& path, std::string& out, std::string& problem) {
@@ -74,8 +64,7 @@ bool read_whole_file(const std::filesystem::path& path, std::string& out, std::s
   return true;
 }
 
-}  // namespace
-
+// One result file's bytes; nullopt with `problem` set when they are not a valid final result.
 std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
                                                       const TaskRegistry& registry, std::string& problem) {
   auto file = parse_result(content, problem);
@@ -84,30 +73,22 @@ std::optional<CollectedResult> parse_collected_result(const std::filesystem::pat
     problem = "no metric has a numeric value";
     return std::nullopt;
   }
-  CollectedResult result;
-  result.path = path;
-  result.task = std::move(file->task);
-  result.n_shot = file->n_shot;
-  result.limit = file->limit;
-  result.n_samples = file->n_samples;
-  result.key = std::move(file->key);
-  result.key_inputs = std::move(file->key_inputs);
+  CollectedResult result{std::move(*file), path};
+  result.data = result.provenance = nullptr;  // collect holds every result of a tree in memory
   // The model is the one its results directory stands for (results/<model>/<task>/<file>): results moved there by
   // `mill migrate` and those of a moved checkpoint (found by content) share their directory's row.
   const auto model_directory = path.parent_path().parent_path().filename().string();
   auto identity = model_directory.empty() ? std::string() : name_from_path_component(model_directory);
-  if (identity.empty()) identity = file->model_identity;
+  if (identity.empty()) identity = result.model_identity;
   if (identity.empty()) identity = string_field(result.key_inputs, "model");
-  result.model = identity.empty() ? model_identity_of(file->model) : identity;
+  result.model = identity.empty() ? model_identity_of(result.model) : identity;
   const auto* task = registry.find(result.task);
-  result.benchmark = std::move(file->benchmark);
   if (result.benchmark.empty() && task) result.benchmark = task->benchmark;
-  result.output_type = std::move(file->output_type);
   if (result.output_type.empty() && task) result.output_type = to_string(task->output_type);
-  result.primary_metric = std::move(file->primary_metric);
-  result.metrics = std::move(file->metrics);
   return result;
 }
+
+}  // namespace
 
 ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegistry& registry, unsigned threads) {
   ResultScan scan;
@@ -132,7 +113,7 @@ ResultScan scan_results(const std::filesystem::path& output_dir, const TaskRegis
       if (!task_dir.is_directory(ec)) continue;
       for (const auto& file : list(task_dir.path())) {
         const auto name = file.path().filename().native();
-        if (!ends_with(name, ".json") || name.front() == '.') continue;
+        if (!name.ends_with(".json") || name.front() == '.') continue;
         files.push_back(file.path());
       }
     }

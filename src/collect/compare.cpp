@@ -11,6 +11,7 @@
 #include "mill/base/text.hpp"
 #include "mill/eval/job.hpp"
 #include "mill/eval/journal.hpp"
+#include "mill/eval/metrics.hpp"
 
 namespace mill {
 
@@ -66,13 +67,6 @@ bool all_binary(const std::vector<double>& values) {
   return std::all_of(values.begin(), values.end(), [](double v) { return v == 0.0 || v == 1.0; });
 }
 
-double mean_of(const std::vector<double>& values) {
-  if (values.empty()) return std::nan("");
-  double sum = 0;
-  for (double v : values) sum += v;
-  return sum / static_cast<double>(values.size());
-}
-
 // Fills interval and bootstrap p-value from the replicates of an estimate.
 void summarise_replicates(std::vector<double> replicates, PairedDifference& out) {
   if (replicates.empty()) return;
@@ -114,6 +108,8 @@ std::vector<double> differences(const PairedScores& task) {
   return d;
 }
 
+using TaskSlot = std::tuple<std::string, int, int>;  // task, n_shot, limit (-1: none)
+
 }  // namespace
 
 PairedDifference compare_paired(const PairedScores& task, int replicates, std::uint64_t seed) {
@@ -122,8 +118,8 @@ PairedDifference compare_paired(const PairedScores& task, int replicates, std::u
   out.n_tasks = 1;
   out.n_pairs = static_cast<long long>(task.a.size());
   if (task.a.empty()) return out;
-  out.mean_a = mean_of(task.a);
-  out.mean_b = mean_of(task.b);
+  out.mean_a = mean(task.a);
+  out.mean_b = mean(task.b);
   out.difference = out.mean_a - out.mean_b;
   // Resampling the per-document differences is the paired bootstrap: both models see the same resampled documents.
   auto boot = stratified_bootstrap({differences(task)}, replicates, seed);
@@ -152,8 +148,8 @@ std::vector<PairedDifference> compare_benchmark(const std::vector<PairedScores>&
   for (const auto* task : used) {
     for (double v : task->a) sum_a += v;
     for (double v : task->b) sum_b += v;
-    macro_a += mean_of(task->a);
-    macro_b += mean_of(task->b);
+    macro_a += mean(task->a);
+    macro_b += mean(task->b);
     pairs += static_cast<long long>(task->a.size());
   }
   const double k = static_cast<double>(used.size());
@@ -176,14 +172,6 @@ std::vector<PairedDifference> compare_benchmark(const std::vector<PairedScores>&
   decide(macro);
   return {micro, macro};
 }
-
-}  // namespace mill
-
-namespace mill {
-
-namespace {
-using TaskSlot = std::tuple<std::string, int, int>;  // task, n_shot, limit (-1: none)
-}  // namespace
 
 Comparison compare_models(const ResultScan& scan, const std::string& model_a, const std::string& model_b,
                           const CollectFilter& filter, int replicates) {

@@ -2,8 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <ctime>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <map>
 #include <optional>
@@ -16,7 +15,6 @@
 #include "mill/base/host.hpp"
 #include "mill/base/json_fields.hpp"
 #include "mill/model/model_spec.hpp"
-#include "mill/collect/report.hpp"
 #include "mill/base/text.hpp"
 #include "mill/base/version.hpp"
 #include "mill/eval/job.hpp"
@@ -26,10 +24,6 @@
 namespace mill {
 
 namespace {
-
-bool ends_with(std::string_view text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
-}
 
 // lm-eval's output_type for mill's.
 std::string lm_eval_output_type(const std::string& output_type) {
@@ -127,7 +121,7 @@ std::pair<std::string, std::string> lm_eval_metric_and_filter(const std::string&
       const auto& name = member(filter, "name");
       if (!name.is_string()) continue;
       const auto suffix = "_" + name.get<std::string>();
-      if (metric.size() > suffix.size() && ends_with(metric, suffix)) {
+      if (metric.size() > suffix.size() && metric.ends_with(suffix)) {
         return {metric.substr(0, metric.size() - suffix.size()), name.get<std::string>()};
       }
     }

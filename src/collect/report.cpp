@@ -37,11 +37,8 @@ std::string shots_label(int n_shot, const std::optional<int>& limit) {
 std::string md_cell(std::string_view text) {
   std::string out;
   for (char c : one_line(text)) {
-    if (c == '|') {
-      out += "\\|";
-    } else {
-      out += c;
-    }
+    if (c == '|') out += '\\';
+    out += c;
   }
   return out;
 }
@@ -390,19 +387,15 @@ std::string render_report_markdown(const ReportInput& input) {
       md += "```\n\n";
     }
   }
-  if (input.scan && !input.scan->unreadable.empty()) {
-    md += "## Unreadable directories and files\n\n";
-    for (const auto& entry : input.scan->unreadable) {
-      md += fmt::format("- `{}`: {}\n", md_cell(entry.path.string()), md_cell(entry.reason));
-    }
+  const auto file_list = [&](const char* title, const std::vector<SkippedFile>& files) {
+    if (files.empty()) return;
+    md += fmt::format("## {}\n\n", title);
+    for (const auto& file : files) md += fmt::format("- `{}`: {}\n", md_cell(file.path.string()), md_cell(file.reason));
     md += "\n";
-  }
-  if (input.scan && !input.scan->skipped.empty()) {
-    md += "## Skipped files\n\n";
-    for (const auto& skipped : input.scan->skipped) {
-      md += fmt::format("- `{}`: {}\n", md_cell(skipped.path.string()), md_cell(skipped.reason));
-    }
-    md += "\n";
+  };
+  if (input.scan) {
+    file_list("Unreadable directories and files", input.scan->unreadable);
+    file_list("Skipped files", input.scan->skipped);
   }
   return md;
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -107,6 +108,17 @@ std::vector<nlohmann::json> parse_mmlu_csv(std::string_view text, const std::str
 
 namespace {
 
+// The lines of `text`, split at '\n' (a last line without one included).
+std::vector<std::string_view> lines_of(std::string_view text) {
+  std::vector<std::string_view> lines;
+  for (std::size_t start = 0; start < text.size();) {
+    const auto end = std::min(text.find('\n', start), text.size());
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
 // Records from rows whose first is the header; `fields` names the kind of field in the error ("tab-separated ").
 std::vector<nlohmann::json> documents_from_rows(const std::vector<std::vector<std::string>>& rows,
                                                 const std::string& source, const char* fields) {
@@ -133,12 +145,7 @@ std::vector<nlohmann::json> parse_generic_csv(std::string_view text, const std::
 std::vector<nlohmann::json> parse_tsv(std::string_view text, const std::string& source) {
   if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
   std::vector<std::vector<std::string>> rows;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    auto line = text.substr(start, end - start);
-    start = end + 1;
+  for (auto line : lines_of(text)) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;
     std::vector<std::string> row;
@@ -183,18 +190,13 @@ std::vector<nlohmann::json> parse_json_documents(const std::string& text, const 
 
 std::vector<nlohmann::json> parse_jsonl_documents(const std::string& text, const std::string& source) {
   std::vector<nlohmann::json> documents;
-  std::size_t start = 0;
-  std::size_t line = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    ++line;
-    const auto content = trim(std::string_view(text).substr(start, end - start));
-    start = end + 1;
+  const auto lines = lines_of(text);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto content = trim(lines[i]);
     if (content.empty()) continue;
     auto parsed = nlohmann::json::parse(content, nullptr, false);
     if (parsed.is_discarded() || !parsed.is_object()) {
-      throw Error(fmt::format("{}: line {} is not a JSON object", source, line));
+      throw Error(fmt::format("{}: line {} is not a JSON object", source, i + 1));
     }
     documents.push_back(std::move(parsed));
   }
@@ -226,13 +228,9 @@ std::vector<nlohmann::json> parse_documents(const TaskInfo& task, std::string_vi
     if (format == "json") {
       for (auto& item : nlohmann::ordered_json::parse(text)) in_order.push_back(std::move(item));
     } else {
-      std::size_t start = 0;
-      while (start < text.size()) {
-        auto end = text.find('\n', start);
-        if (end == std::string::npos) end = text.size();
-        const auto line = trim(text.substr(start, end - start));
-        start = end + 1;
-        if (!line.empty()) in_order.push_back(nlohmann::ordered_json::parse(line));
+      for (const auto line : lines_of(text)) {
+        const auto content = trim(line);
+        if (!content.empty()) in_order.push_back(nlohmann::ordered_json::parse(content));
       }
     }
     for (std::size_t i = 0; i < documents.size() && i < in_order.size(); ++i) {
@@ -274,13 +272,7 @@ void attach_labels(const TaskInfo& task, const std::string& text, const std::str
                    std::vector<nlohmann::json>& documents) {
   const auto field = dataset_of(task).value("labels_field", std::string("label"));
   std::vector<std::string> lines;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    lines.push_back(trim(std::string_view(text).substr(start, end - start)));
-    start = end + 1;
-  }
+  for (const auto line : lines_of(text)) lines.push_back(trim(line));
   while (!lines.empty() && lines.back().empty()) lines.pop_back();
   if (lines.size() != documents.size()) {
     throw Error(fmt::format("{}: {} has {} labels for {} documents (one label per line, in document order)",

@@ -1,13 +1,11 @@
 #include "mill/eval/engine.hpp"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <fmt/format.h>
 
 #include "mill/eval/dataset.hpp"
@@ -36,8 +34,7 @@ nlohmann::json env_or_null(const char* name) {
 double perplexity_of(double mean_nll) { return std::exp(mean_nll); }
 double bits_of(double nats_per_byte) { return nats_per_byte / std::log(2.0); }
 
-}  // namespace
-
+// The request kind a task needs, in words.
 std::string request_kind(OutputType type) {
   switch (type) {
     case OutputType::logprobs: return "log-likelihood";
@@ -46,6 +43,8 @@ std::string request_kind(OutputType type) {
   }
   return "?";
 }
+
+}  // namespace
 
 void require_capability(const BackendCapabilities& capabilities, const TaskInfo& task, const std::string& model) {
   const bool ok = (task.output_type == OutputType::logprobs && capabilities.loglikelihood) ||
@@ -207,7 +206,6 @@ std::string data_fingerprint(const nlohmann::json& data) {
   }
   return content_hash(parts);
 }
-}  // namespace
 
 std::unique_ptr<BatchScorer> make_batch_scorer(const TaskInfo& task) {
   switch (task.output_type) {
@@ -217,6 +215,7 @@ std::unique_ptr<BatchScorer> make_batch_scorer(const TaskInfo& task) {
   }
   throw Error(fmt::format("{}: unknown output type", task_where(task)), ExitCode::internal);
 }
+}  // namespace
 
 void require_answers(std::size_t got, std::size_t sent, const char* what) {
   if (got != sent) throw Error(fmt::format("backend returned {} {} for {} requests", got, what, sent), ExitCode::eval_failed);

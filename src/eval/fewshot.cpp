@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "mill/base/error.hpp"
-#include "mill/base/text.hpp"
 
 namespace mill {
 

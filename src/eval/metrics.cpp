@@ -1,12 +1,7 @@
 #include "mill/eval/metrics.hpp"
 
-
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
-
-#include "mill/base/error.hpp"
-#include "mill/base/text.hpp"
 
 namespace mill {
 
@@ -56,8 +51,6 @@ ChoiceScore score_choices(const std::vector<double>& logprobs, const std::vector
 AnswerExtractor::AnswerExtractor(const std::vector<std::string>& patterns) {
   for (const auto& pattern : patterns) patterns_.emplace_back(pattern, "answer extraction pattern");
 }
-
-std::size_t AnswerExtractor::size() const { return patterns_.size(); }
 
 std::optional<AnswerExtractor::Match> AnswerExtractor::extract(const std::string& text) const {
   for (std::size_t p = 0; p < patterns_.size(); ++p) {

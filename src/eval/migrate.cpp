@@ -9,21 +9,9 @@
 
 namespace mill {
 
-namespace {
-bool ends_with(const std::string& text, std::string_view suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-}  // namespace
-
 std::size_t MigrationReport::files_moved() const {
   std::size_t total = 0;
   for (const auto& directory : directories) total += directory.files_moved;
-  return total;
-}
-
-std::size_t MigrationReport::files_kept() const {
-  std::size_t total = 0;
-  for (const auto& directory : directories) total += directory.kept.size();
   return total;
 }
 
@@ -68,7 +56,7 @@ MigrationReport migrate_result_directories(const std::filesystem::path& output_d
         if (std::filesystem::exists(target, ec)) {
           // The canonical directory's own file wins; a result or journal stays for the user to judge (a lock file
           // is no result: the canonical one serves).
-          if (!ends_with(file.filename().string(), ".lock")) moved.kept.push_back(file);
+          if (!file.filename().string().ends_with(".lock")) moved.kept.push_back(file);
           continue;
         }
         ++moved.files_moved;

@@ -112,6 +112,19 @@ std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const
   return found->get<int>();
 }
 
+ResultCheck compare_result_key(const JobKey& expected, const std::string& found_digest,
+                               const nlohmann::json& found_inputs) {
+  const auto match = match_job_key(expected, found_digest, found_inputs);
+  if (match.same) return {ResultState::done, {}};
+  if (const auto newer = newer_scoring_version(found_inputs, expected.inputs)) {
+    return {ResultState::stale,
+            fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
+                        expected.inputs["scoring_version"].get<int>()),
+            *newer};
+  }
+  return {ResultState::stale, stale_reason(match.differing)};
+}
+
 ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected) {
   std::optional<std::string> content;
   try {
@@ -124,18 +137,7 @@ ResultCheck check_result(const std::filesystem::path& path, const JobKey& expect
   std::string problem;
   const auto document = valid_document(*content, problem);
   if (document.is_null()) return {ResultState::corrupt, problem};
-  const auto& key_inputs = document["key_inputs"];
-  const auto match = match_job_key(expected, document["key"].get<std::string>(), key_inputs);
-  if (!match.same) {
-    if (const auto newer = newer_scoring_version(key_inputs, expected.inputs)) {
-      return {ResultState::stale,
-              fmt::format("computed by a newer mill (scoring_version {}; this mill's is {}): left as it is", *newer,
-                          expected.inputs["scoring_version"].get<int>()),
-              *newer};
-    }
-    return {ResultState::stale, stale_reason(match.differing)};
-  }
-  return {ResultState::done, {}};
+  return compare_result_key(expected, document["key"].get<std::string>(), document["key_inputs"]);
 }
 
 void refuse_to_overwrite_newer_result(const std::filesystem::path& path, const JobKey& expected) {

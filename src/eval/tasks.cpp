@@ -227,20 +227,7 @@ TaskInfo make_task(nlohmann::json definition, const std::string& source) {
   return task;
 }
 
-}  // namespace
-
-void TaskRegistry::add_file(std::string_view text, const std::string& source, const std::filesystem::path& base_dir) {
-  // Values of an unexpected type (a list where a name belongs...) surface as JSON type errors: name the file.
-  try {
-    add_file_unchecked(text, source, base_dir);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: a field has the wrong type ({})", source, e.what()));
-  } catch (const YAML::Exception& e) {
-    throw Error(fmt::format("{}: {}", source, e.what()));
-  }
-}
-
-void TaskRegistry::add_file_unchecked(std::string_view text, const std::string& source, const std::filesystem::path&) {
+void add_tasks_of_file(std::string_view text, const std::string& source, std::vector<TaskInfo>& tasks) {
   auto document = resolve_includes(parse_yaml(std::string(text), source), source);
   if (document.contains("group")) {
     if (!document["group"].is_string() || !valid_task_name(document["group"].get<std::string>())) {
@@ -256,19 +243,32 @@ void TaskRegistry::add_file_unchecked(std::string_view text, const std::string& 
       auto definition = defaults;
       merge_into(definition, resolve_includes(entry, source));
       definition["benchmark"] = group;
-      tasks_.push_back(make_task(std::move(definition), source));
+      tasks.push_back(make_task(std::move(definition), source));
     }
   } else if (document.contains("task")) {
-    tasks_.push_back(make_task(std::move(document), source));
+    tasks.push_back(make_task(std::move(document), source));
   }
   // A file with neither `task` nor `group` is a template for `include` only.
+}
+
+}  // namespace
+
+void TaskRegistry::add_file(std::string_view text, const std::string& source) {
+  // Values of an unexpected type (a list where a name belongs...) surface as JSON type errors: name the file.
+  try {
+    add_tasks_of_file(text, source, tasks_);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: a field has the wrong type ({})", source, e.what()));
+  } catch (const YAML::Exception& e) {
+    throw Error(fmt::format("{}: {}", source, e.what()));
+  }
 }
 
 TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_paths) {
   TaskRegistry registry;
   for (const auto& file : embedded::all_files()) {
     if (file.path.rfind("tasks/", 0) != 0) continue;
-    registry.add_file(file.content, std::string(kBuiltinPrefix) + std::string(file.path), {});
+    registry.add_file(file.content, std::string(kBuiltinPrefix) + std::string(file.path));
   }
   const auto builtin_benchmarks = registry.benchmarks();
   const auto builtin_count = registry.tasks_.size();
@@ -286,7 +286,7 @@ TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_
     } else {
       throw Error(fmt::format("--extra_task_paths: {} is neither a directory nor a YAML file", quote_value(extra.string())));
     }
-    for (const auto& path : files) registry.add_file(read_file(path, "task file"), path.string(), path.parent_path());
+    for (const auto& path : files) registry.add_file(read_file(path, "task file"), path.string());
   }
   // A user group named like a built-in benchmark would silently join it (`mmlu` would run 58 subjects).
   for (std::size_t i = builtin_count; i < registry.tasks_.size(); ++i) {
@@ -315,7 +315,7 @@ TaskRegistry TaskRegistry::load(const std::vector<std::filesystem::path>& extra_
 
 TaskRegistry TaskRegistry::from_text(std::string_view yaml, const std::string& source) {
   TaskRegistry registry;
-  registry.add_file(yaml, source, {});
+  registry.add_file(yaml, source);
   return registry;
 }
 
@@ -332,15 +332,12 @@ bool TaskInfo::in_group(const std::string& name) const {
 
 std::vector<std::string> TaskRegistry::benchmarks() const {
   std::vector<std::string> names;
+  const auto add = [&](const std::string& name) {
+    if (!name.empty() && std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  };
+  for (const auto& task : tasks_) add(task.benchmark);
   for (const auto& task : tasks_) {
-    if (!task.benchmark.empty() && std::find(names.begin(), names.end(), task.benchmark) == names.end()) {
-      names.push_back(task.benchmark);
-    }
-  }
-  for (const auto& task : tasks_) {
-    for (const auto& group : task.groups) {
-      if (std::find(names.begin(), names.end(), group) == names.end()) names.push_back(group);
-    }
+    for (const auto& group : task.groups) add(group);
   }
   return names;
 }

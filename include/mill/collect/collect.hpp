@@ -20,20 +20,11 @@
 
 namespace mill {
 
-// The parts of one valid result file that collect uses.
-struct CollectedResult {
+// One valid result file as collect reads it. `model` is the model identity its results directory stands for (what
+// determines the numbers, e.g. "org/name[dtype=float16]"), not the spec as written; `benchmark` and `output_type`
+// fall back to the task registry's; `data` and `provenance` are not kept (the lm-eval export reads them again).
+struct CollectedResult : ResultFile {
   std::filesystem::path path;
-  std::string model;           // the model identity (what determines the numbers), e.g. "org/name[dtype=float16]"
-  std::string task;
-  std::string benchmark;       // from the result, else the task registry; empty for a stand-alone task
-  std::string output_type;     // "logprobs", "generative", "perplexity" or empty when unknown
-  std::string primary_metric;  // from the result when it names one
-  int n_shot = 0;
-  std::optional<int> limit;
-  long long n_samples = 0;
-  std::string key;
-  nlohmann::json key_inputs;
-  std::vector<ResultMetric> metrics;
 };
 
 struct SkippedFile {
@@ -49,10 +40,6 @@ struct ResultScan {
   std::vector<SkippedFile> unreadable;
   std::size_t bytes = 0;                 // bytes read
 };
-
-// Parses one result file's bytes. Returns nullopt and sets `problem` when it is not a valid final result.
-std::optional<CollectedResult> parse_collected_result(const std::filesystem::path& path, std::string_view content,
-                                                      const TaskRegistry& registry, std::string& problem);
 
 // Reads every <output_dir>/results/<model>/<task>/*.json (journals and temporary files are not results) on
 // `threads` threads (0: one per core, at most 8). Never throws for a bad file: it lands in `skipped`.

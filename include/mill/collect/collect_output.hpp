@@ -20,9 +20,6 @@ inline constexpr const char* kHeatmapMark = "<!-- written by mill collect; rerun
 // The `exported_by` field of an lm-eval export starts with this.
 inline constexpr const char* kExportedByPrefix = "mill ";
 
-// Whether `content` is a file of this kind that mill collect wrote (this version or an earlier one).
-bool written_by_collect(std::string_view content, CollectFileKind kind);
-
 struct CollectOutput {
   std::filesystem::path path;
   std::string content;
@@ -33,10 +30,6 @@ struct CollectOutput {
   // What to do when the destination is another program's file ("write elsewhere with --out DIR").
   std::string remedy;
 };
-
-// Why `path` may not be written: empty when it does not exist or collect wrote it; else one sentence naming the
-// file and what is wrong (another program's file, a link, a directory, unreadable).
-std::string foreign_output_problem(const std::filesystem::path& path, CollectFileKind kind);
 
 // Checks every destination first and throws mill::Error (usage) naming the first one collect did not write and
 // its remedy; then writes each file atomically unless it already holds the same content. Returns the paths

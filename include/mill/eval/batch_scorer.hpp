@@ -28,9 +28,6 @@ std::unique_ptr<BatchScorer> make_generation_scorer(const TaskInfo& task);
 // Rolling log-likelihood of whole texts (perplexity tasks).
 std::unique_ptr<BatchScorer> make_perplexity_scorer(const TaskInfo& task);
 
-// The scorer for the task's output type.
-std::unique_ptr<BatchScorer> make_batch_scorer(const TaskInfo& task);
-
 // Fails with ExitCode::eval_failed when a backend returned `got` answers for `sent` requests.
 void require_answers(std::size_t got, std::size_t sent, const char* what);
 

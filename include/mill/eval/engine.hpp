@@ -42,8 +42,6 @@ PreparedTask prepare_task(const TaskInfo& task, int n_shot, std::optional<int> l
 // The task's inline few-shot pool (`fewshot_documents`, used as written); the task must have one.
 std::vector<nlohmann::json> fewshot_documents(const TaskInfo& task);
 
-// The request kind a task needs, in words ("log-likelihood", "generation", "rolling log-likelihood").
-std::string request_kind(OutputType type);
 // Throws mill::Error (usage) when the backend cannot serve the task's request kind.
 void require_capability(const BackendCapabilities& capabilities, const TaskInfo& task, const std::string& model);
 

@@ -39,7 +39,6 @@ class AnswerExtractor {
     std::size_t pattern = 0;  // which pattern matched
   };
   std::optional<Match> extract(const std::string& text) const;
-  std::size_t size() const;
 
  private:
   std::vector<Regex> patterns_;

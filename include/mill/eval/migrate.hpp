@@ -19,7 +19,6 @@ struct MovedResultDirectory {
 struct MigrationReport {
   std::vector<MovedResultDirectory> directories;
   std::size_t files_moved() const;
-  std::size_t files_kept() const;
 };
 
 // The model directories under <output_dir>/results whose name is not the canonical spelling of the model it

@@ -66,6 +66,10 @@ struct ResultCheck {
 // mill, which this one must not overwrite), else nothing.
 std::optional<int> newer_scoring_version(const nlohmann::json& key_inputs, const nlohmann::json& expected_inputs);
 
+// Compares the key a result recorded with the key the job expects now: done, else stale with the reason.
+ResultCheck compare_result_key(const JobKey& expected, const std::string& found_digest,
+                               const nlohmann::json& found_inputs);
+
 // Reads the result file at `path` and compares it with the key the job expects now.
 ResultCheck check_result(const std::filesystem::path& path, const JobKey& expected);
 

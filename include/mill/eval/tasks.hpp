@@ -43,8 +43,7 @@ class TaskRegistry {
   std::vector<const TaskInfo*> expand(const std::vector<std::string>& names) const;
 
  private:
-  void add_file(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
-  void add_file_unchecked(std::string_view text, const std::string& source, const std::filesystem::path& base_dir);
+  void add_file(std::string_view text, const std::string& source);
   std::vector<TaskInfo> tasks_;
 };
 
